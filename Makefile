@@ -144,18 +144,32 @@ $(B)/tests/helpers/%: $(B)/tests/helpers/%.o $(LIBCANOPY)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRCS))
 
+# A component's fragment may add its own archive as a prerequisite of its
+# tests (e.g. `$(B)/tests/unit/test_ds_lock: $(DS_LIB)`); archives are linked
+# before libcanopy, which every component archive may use.
+unit_objs = $(filter %.o,$(1)) $(filter-out $(LIBCANOPY),$(filter %.a,$(1))) $(LIBCANOPY)
 $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBCANOPY)
-	$(call link,$@,$^,$(LIBS_CMOCKA) $(LIBS_PROTO))
+	$(call link,$@,$(call unit_objs,$^),$(LIBS_CMOCKA) $(LIBS_PROTO))
+
+# --- components ----------------------------------------------------------------
+# Each component folder describes its own targets in a module.mk fragment that
+# this Makefile includes (still one make, one dependency graph). A fragment
+# appends its programs to BINS (installed in $(B)/bin/), other outputs to
+# EXTRA_TARGETS, its unit-test binaries to UNIT_BINS and their extra objects
+# through per-target prerequisites; it may use $(B), $(LIBCANOPY), $(call
+# link,...), $(call msg,...) and $(Q).
+BINS :=
+EXTRA_TARGETS :=
+include $(sort $(wildcard */module.mk */*/module.mk))
 
 # --- top-level targets -------------------------------------------------------
 # Keep generated sources and objects that pattern chains would delete.
 .SECONDARY:
 
-BINS :=
 .DEFAULT_GOAL := all
 .PHONY: all unit integration check format format-check clean lab
 
-all: $(LIBCANOPY) $(BINS) $(HELPER_BINS) $(UNIT_BINS) $(PROTO_PY)
+all: $(LIBCANOPY) $(BINS) $(EXTRA_TARGETS) $(HELPER_BINS) $(UNIT_BINS) $(PROTO_PY)
 
 unit: $(UNIT_BINS)
 	$(Q)tests/unit/run.sh $(UNIT_BINS)

@@ -27,9 +27,9 @@
 #define FRAME_ABS_MAX (256u << 20)
 
 struct frame_reader {
-	struct buf in;  /* bytes read but not yet returned */
-	uint32_t max;   /* largest acceptable body */
-	size_t done;    /* bytes of the last returned frame still at the front */
+	struct buf in; /* bytes read but not yet returned */
+	uint32_t max; /* largest acceptable body */
+	size_t done; /* bytes of the last returned frame still at the front */
 };
 
 struct frame_writer {
@@ -43,7 +43,7 @@ void frame_reader_free(struct frame_reader *r);
 CN_MUST_CHECK int frame_reader_feed(struct frame_reader *r, const void *p,
 				    size_t n);
 /* Take the next whole frame out of what was fed or read. Returns 1 and sets
- * *body/*len (valid until the next call on r), 0 when more input is needed,
+ * *body and *len (valid until the next call on r), 0 when more input is needed,
  * -EMSGSIZE when the announced length exceeds max (the stream is then
  * unusable: close it). */
 CN_MUST_CHECK int frame_next(struct frame_reader *r, const uint8_t **body,
