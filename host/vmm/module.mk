@@ -1,0 +1,18 @@
+# canopy-vmm (host/vmm/): one process per VM on /dev/kvm.
+VMM_SRCS := $(wildcard host/vmm/*.c)
+VMM_OBJS := $(patsubst %.c,$(B)/%.o,$(VMM_SRCS))
+# Everything but main.o, for unit tests of the device models.
+VMM_LIB := $(B)/host/vmm/libvmm.a
+
+$(VMM_LIB): $(filter-out $(B)/host/vmm/main.o,$(VMM_OBJS))
+	$(call msg,AR,$@)
+	$(Q)rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(B)/bin/canopy-vmm: $(B)/host/vmm/main.o $(VMM_LIB) $(LIBCANOPY)
+	$(call link,$@,$^,$(LIBS_PROTO))
+
+BINS += $(B)/bin/canopy-vmm
+
+# Unit tests of the VMM's pure parts link its archive.
+$(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test_vmm_*.c)): $(VMM_LIB)

@@ -1,0 +1,7 @@
+/* Loads an empty IDT and raises an exception: a triple fault. */
+#include "pvh_note.h"
+_start:
+	lidt idt0
+	int3
+idt0:	.word 0
+	.long 0
