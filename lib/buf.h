@@ -16,11 +16,11 @@
 #define BUF_DEFAULT_MAX (64u << 20)
 
 struct buf {
-	char *data;   /* storage, NULL until the first append */
-	size_t off;   /* start of unconsumed data */
-	size_t len;   /* bytes of data from off */
-	size_t cap;   /* allocated bytes */
-	size_t max;   /* growth limit for len and cap (0 = BUF_DEFAULT_MAX) */
+	char *data; /* storage, NULL until the first append */
+	size_t off; /* start of unconsumed data */
+	size_t len; /* bytes of data from off */
+	size_t cap; /* allocated bytes */
+	size_t max; /* growth limit for len and cap (0 = BUF_DEFAULT_MAX) */
 };
 
 /* An empty buffer with growth limit max (0 for the default). */

@@ -27,8 +27,8 @@ struct config;
 /* Load path. On error returns -errno (-EINVAL for syntax) and writes a
  * one-line message naming file and line into err (size errlen). *out is the
  * caller's to config_free(). */
-CN_MUST_CHECK int config_load(const char *path, struct config **out,
-			      char *err, size_t errlen);
+CN_MUST_CHECK int config_load(const char *path, struct config **out, char *err,
+			      size_t errlen);
 /* Parse text already in memory; `name` is used in messages. */
 CN_MUST_CHECK int config_parse(const char *name, const char *text, size_t len,
 			       struct config **out, char *err, size_t errlen);

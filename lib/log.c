@@ -25,9 +25,9 @@ static const char *const level_names[] = { "debug", "info", "warn", "error",
 
 /* Field keys whose values are never written (case-insensitive substrings). */
 static const char *const secret_words[] = {
-	"password", "passwd",	  "secret",	   "token",
-	"credential", "privkey", "private_key", "api_key",
-	"apikey",   "authorization", "cookie",
+	"password",   "passwd",	       "secret",      "token",
+	"credential", "privkey",       "private_key", "api_key",
+	"apikey",     "authorization", "cookie",
 };
 
 void log_set_level(enum log_level level)
@@ -203,8 +203,7 @@ static void put_time(struct out *o)
 }
 
 int log_format(char *outbuf, int n, int with_time, enum log_level level,
-	       const char *comp, const char *msg, const char *kvfmt,
-	       va_list ap)
+	       const char *comp, const char *msg, const char *kvfmt, va_list ap)
 {
 	struct out o = { .p = outbuf, .n = n };
 	char kv[LOG_LINE_MAX];

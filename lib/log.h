@@ -55,8 +55,8 @@ void log_vwrite(enum log_level level, const char *comp, const char *msg,
  * log_write would write, minus the timestamp when with_time is 0. Returns the
  * length written. Exposed for tests and for sinks of our own. */
 int log_format(char *out, int n, int with_time, enum log_level level,
-	       const char *comp, const char *msg, const char *kvfmt,
-	       va_list ap) CN_PRINTF(7, 0);
+	       const char *comp, const char *msg, const char *kvfmt, va_list ap)
+	CN_PRINTF(7, 0);
 
 /* The field format must be a string literal (or absent): that keeps guest-
  * or peer-controlled text out of format strings. Examples:

@@ -481,7 +481,8 @@ int sys_wait_fd(int fd, short events, int timeout_ms)
 		if (timeout_ms >= 0) {
 			uint64_t now = sys_mono_ms();
 
-			timeout_ms = now >= deadline ? 0 : (int)(deadline - now);
+			timeout_ms = now >= deadline ? 0 :
+						       (int)(deadline - now);
 		}
 	}
 	if (n == 0)

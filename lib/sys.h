@@ -56,8 +56,7 @@ CN_MUST_CHECK int sys_unix_listen(const char *path, int backlog);
 CN_MUST_CHECK int sys_unix_connect(const char *path);
 /* TCP: listen on host:port (port 0 picks a free one; see sys_sock_port),
  * connect with a timeout in ms (0 = blocking). Numeric addresses or names. */
-CN_MUST_CHECK int sys_tcp_listen(const char *host, uint16_t port,
-				 int backlog);
+CN_MUST_CHECK int sys_tcp_listen(const char *host, uint16_t port, int backlog);
 CN_MUST_CHECK int sys_tcp_connect(const char *host, uint16_t port,
 				  int timeout_ms);
 /* The local port a bound socket has, or -errno. */

@@ -1,5 +1,5 @@
 /* Loads an empty IDT and raises an exception: a triple fault. */
-#include "pvh_note.h"
+#include "pvh_note.inc"
 _start:
 	lidt idt0
 	int3

@@ -1,5 +1,5 @@
 /* Prints a line on COM1 and powers off through ACPI S5. */
-#include "pvh_note.h"
+#include "pvh_note.inc"
 _start:
 	mov $msg, %esi
 1:	lodsb

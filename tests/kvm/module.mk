@@ -2,7 +2,7 @@
 # behaviour; the pytest suite boots them with canopy-vmm.
 KVM_GUESTS := $(patsubst tests/kvm/%.S,$(B)/tests/kvm/%.elf,$(wildcard tests/kvm/*.S))
 
-$(B)/tests/kvm/%.elf: tests/kvm/%.S tests/kvm/pvh_note.h tests/kvm/pvh.ld | $(DEPS_STAMP)
+$(B)/tests/kvm/%.elf: tests/kvm/%.S tests/kvm/pvh_note.inc tests/kvm/pvh.ld | $(DEPS_STAMP)
 	$(call msg,GUEST,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) -m32 -c -o $(@:.elf=.o) $<

@@ -1,6 +1,6 @@
 /* Prints "B" and the byte at 3 MiB (0 on fresh RAM), sets it, then asks
  * the i8042 for a reset: every boot must print "B0". */
-#include "pvh_note.h"
+#include "pvh_note.inc"
 _start:
 	mov $'B', %al
 	mov $0x3f8, %dx

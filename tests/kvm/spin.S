@@ -1,6 +1,6 @@
 /* Runs forever: counts in EBX, stores the count at 2 MiB and prints a dot
  * every 64Ki iterations. For pause, snapshot and dirty-log tests. */
-#include "pvh_note.h"
+#include "pvh_note.inc"
 _start:
 	xor %ebx, %ebx
 1:	inc %ebx

@@ -17,12 +17,10 @@ static void test_errno_mapping(void **state)
 	assert_int_equal(cn_code_from_errno(-EEXIST), CN_ALREADY_EXISTS);
 	assert_int_equal(cn_code_from_errno(-EINVAL), CN_INVALID_ARGUMENT);
 	assert_int_equal(cn_code_from_errno(-EBUSY), CN_FAILED_PRECONDITION);
-	assert_int_equal(cn_code_from_errno(-ETIMEDOUT),
-			 CN_DEADLINE_EXCEEDED);
+	assert_int_equal(cn_code_from_errno(-ETIMEDOUT), CN_DEADLINE_EXCEEDED);
 	assert_int_equal(cn_code_from_errno(-ECONNREFUSED), CN_UNAVAILABLE);
 	assert_int_equal(cn_code_from_errno(-EACCES), CN_PERMISSION_DENIED);
-	assert_int_equal(cn_code_from_errno(-EMSGSIZE),
-			 CN_RESOURCE_EXHAUSTED);
+	assert_int_equal(cn_code_from_errno(-EMSGSIZE), CN_RESOURCE_EXHAUSTED);
 	assert_int_equal(cn_code_from_errno(-EBADMSG), CN_DATA_LOSS);
 	/* Something without a specific meaning is INTERNAL, not OK. */
 	assert_int_equal(cn_code_from_errno(-EXDEV), CN_INTERNAL);
@@ -51,7 +49,7 @@ static void test_names_and_parse(void **state)
 		assert_true(strlen(cn_code_desc(i)) > 3);
 	}
 	assert_string_equal(cn_code_name(CN_NOT_FOUND), "NOT_FOUND");
-	assert_string_equal(cn_code_name((enum cn_code)-3), "UNKNOWN");
+	assert_string_equal(cn_code_name((enum cn_code) - 3), "UNKNOWN");
 	assert_int_equal(cn_code_parse("NOPE", &c), -EINVAL);
 	assert_int_equal(cn_code_parse("not_found", &c), -EINVAL);
 }
