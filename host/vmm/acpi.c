@@ -14,8 +14,10 @@
 #define ACPI_FADT_LEN 244
 /* FADT flags: WBINVD, PROC_C1, SLP_BUTTON (none), RESET_REG_SUP. */
 #define FADT_FLAGS ((1u << 0) | (1u << 2) | (1u << 5) | (1u << 10))
-/* IA-PC boot architecture: legacy devices, 8042. */
-#define FADT_IAPC_BOOT_ARCH 0x3
+/* IA-PC boot architecture: legacy devices, but no 8042 (we emulate only
+ * its reset line; a guest probing for a keyboard controller would wait
+ * for answers that never come). */
+#define FADT_IAPC_BOOT_ARCH 0x1
 /* The i8042 reset: write 0xFE to port 0x64. */
 #define ACPI_RESET_PORT 0x64
 #define ACPI_RESET_VALUE 0xfe

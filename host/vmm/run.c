@@ -98,6 +98,23 @@ void vmm_teardown(struct vm *vm)
 	vm->loop = NULL;
 }
 
+static void log_exit_counts(struct vm *vm)
+{
+	uint64_t n[VMM_EXIT_KINDS];
+
+	vm_exit_counts(vm, n);
+	log_info("vmm", "exits",
+		 "io=%llu mmio=%llu hlt=%llu intr=%llu shutdown=%llu "
+		 "system_event=%llu other=%llu",
+		 (unsigned long long)n[VMM_EXIT_IO],
+		 (unsigned long long)n[VMM_EXIT_MMIO],
+		 (unsigned long long)n[VMM_EXIT_HLT],
+		 (unsigned long long)n[VMM_EXIT_INTR],
+		 (unsigned long long)n[VMM_EXIT_SHUTDOWN],
+		 (unsigned long long)n[VMM_EXIT_SYSTEM_EVENT],
+		 (unsigned long long)n[VMM_EXIT_OTHER]);
+}
+
 void vmm_finish(struct vm *vm, int status, const char *reason)
 {
 	if (vm->state == VM_STOPPED)
@@ -110,6 +127,7 @@ void vmm_finish(struct vm *vm, int status, const char *reason)
 	pthread_mutex_unlock(&vm->lock);
 	vm->exit_status = status;
 	serial_flush(vm);
+	log_exit_counts(vm);
 	if (status == VMM_EXIT_OK)
 		log_info("vmm", "vm stopped", "vm=%s reason=\"%s\"",
 			 vm->cfg.name, vm->reason);

@@ -1,0 +1,91 @@
+"""QEMU nodes: a Debian kernel and a busybox initramfs booted under TCG with
+nested SVM, so that KVM works inside (`modprobe kvm_amd npt=0`). The same
+pieces build the small Linux guests that canopy-vmm boots inside a node.
+
+Scripts live in deploy/node/; this module drives them for tests, benchmarks
+and (later) the multi-node lab.
+"""
+import os
+import subprocess
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__)))))
+NODE_DIR = os.path.join(REPO, "deploy", "node")
+
+
+def fetch_kernel(build_dir):
+    """Debian's kernel and the KVM modules, cached under BUILD/node/kernel."""
+    out = os.path.join(str(build_dir), "node", "kernel")
+    subprocess.run([os.path.join(NODE_DIR, "fetch-kernel.sh"), out],
+                   check=True, capture_output=True, text=True, timeout=600)
+    return out
+
+
+def mkinitramfs(out, init, files=(), bins=()):
+    """files and bins: (host path, image path) pairs; bins bring their
+    shared libraries along."""
+    args = [os.path.join(NODE_DIR, "mkinitramfs.sh"), str(out), str(init)]
+    args += ["%s=%s" % (s, d) for s, d in files]
+    for s, d in bins:
+        args += ["--bin", "%s=%s" % (s, d)]
+    subprocess.run(args, check=True, capture_output=True, text=True,
+                   timeout=300)
+    return str(out)
+
+
+def guest_initramfs(build_dir, out):
+    """The small Linux guest: prints a marker from userspace, powers off."""
+    return mkinitramfs(out, os.path.join(NODE_DIR, "guest-init.sh"))
+
+
+class Node:
+    """One QEMU TCG node running NODE_DIR/node-init.sh as /init and then
+    the script given as `run` (copied to /node/run)."""
+
+    def __init__(self, build_dir, workdir, run_script, files=(), bins=(),
+                 memory_mib=1536, cpus=1, name="node"):
+        self.workdir = str(workdir)
+        kernel = fetch_kernel(build_dir)
+        run = os.path.join(self.workdir, name + ".run")
+        with open(run, "w") as f:
+            f.write(run_script)
+        os.chmod(run, 0o755)
+        self.initrd = mkinitramfs(
+            os.path.join(self.workdir, name + ".initrd.gz"),
+            os.path.join(NODE_DIR, "node-init.sh"),
+            [(os.path.join(kernel, "modules"), "/node/modules"),
+             (run, "/node/run")] + list(files), bins)
+        self.console = os.path.join(self.workdir, name + ".console")
+        self.cmd = ["qemu-system-x86_64", "-accel", "tcg",
+                    "-cpu", "qemu64,+svm", "-m", str(memory_mib),
+                    "-smp", str(cpus), "-nographic", "-no-reboot",
+                    "-nodefaults", "-serial", "file:" + self.console,
+                    "-kernel", os.path.join(kernel, "vmlinuz"),
+                    "-initrd", self.initrd,
+                    "-append", "console=ttyS0 panic=-1 quiet"]
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+
+    def text(self):
+        try:
+            with open(self.console, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_exit(self, timeout):
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("node still running after %ds; console:\n%s"
+                                 % (timeout, self.text()[-4000:]))
+        self.elapsed = time.monotonic() - self.t0
+        return self.text()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
