@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from canopy_testlib import etcd as etcdlib
 from canopy_testlib import protos, skips
 
 
@@ -30,3 +31,23 @@ def build_dir():
     if not os.path.isdir(os.path.join(d, "bin")):
         pytest.skip("build dir %s missing or not built: run make" % d)
     return d
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    """A single-member etcd on free loopback ports."""
+    c = etcdlib.EtcdCluster(tmp_path, 1)
+    try:
+        yield c.start()
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def etcd3(tmp_path):
+    """A three-member etcd cluster; kill(i), stop(i), restart(i)."""
+    c = etcdlib.EtcdCluster(tmp_path, 3)
+    try:
+        yield c.start()
+    finally:
+        c.close()
