@@ -278,9 +278,11 @@ int main(int argc, char **argv)
 	if (rc < 0) {
 		fprintf(stderr, "canopy-vmm: %s\n", err);
 		vmm_teardown(vm);
-		return vm->kvm_unusable ? VMM_EXIT_NO_KVM : VMM_EXIT_USAGE;
+		rc = vm->kvm_unusable ? VMM_EXIT_NO_KVM : VMM_EXIT_USAGE;
+	} else {
+		rc = vmm_run(vm);
 	}
-	rc = vmm_run(vm);
+	free(vm);
 	config_free(keep);
 	return rc;
 }
