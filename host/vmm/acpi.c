@@ -1,4 +1,5 @@
-/* ACPI tables (RSDP, XSDT, FADT, DSDT, MADT) so guests find CPUs and power. */
+/* Firmware tables: ACPI (RSDP, XSDT, FADT, DSDT, MADT) and an Intel MP table
+ * (spec 1.4), so guests find CPUs, the IOAPIC and power control. */
 #include <errno.h>
 #include <string.h>
 
@@ -152,13 +153,116 @@ static uint32_t build_madt(struct vm *vm, uint8_t *t)
 	return len;
 }
 
+/* MP table entry sizes and types (Intel MP spec 1.4, chapter 4). */
+#define MP_FPS_LEN 16
+#define MP_HDR_LEN 44
+#define MP_CPU_LEN 20
+#define MP_ENTRY_LEN 8
+#define MP_CPU 0
+#define MP_BUS 1
+#define MP_IOAPIC 2
+#define MP_IOINT 3
+#define MP_LINT 4
+#define MP_INT 0 /* vectored interrupt */
+#define MP_NMI 1
+#define MP_EXTINT 3
+#define MP_ISA_IRQS 16
+/* Polarity active high (01), trigger level (11): the SCI, as in the MADT. */
+#define MP_LEVEL_HIGH 0x0d
+
+static uint8_t *mp_entry(uint8_t *e, uint8_t type, uint8_t a, uint16_t b,
+			 uint8_t c, uint8_t d, uint8_t f)
+{
+	e[0] = type;
+	e[1] = a;
+	put16(e + 2, b);
+	e[4] = c;
+	e[5] = d;
+	e[6] = f;
+	e[7] = 0;
+	return e + MP_ENTRY_LEN;
+}
+
+/* The MP floating pointer and configuration table at VMM_MPTABLE_BASE, for
+ * guests that do not read ACPI (Linux with acpi=off, older systems). */
+static int mptable_build(struct vm *vm)
+{
+	uint8_t *fps = gpa_to_hva(vm, VMM_MPTABLE_BASE, VMM_MPTABLE_SIZE);
+	uint8_t *t, *e;
+	uint8_t ioapic = (uint8_t)vm->cfg.cpus;
+	uint16_t count = 0;
+	uint32_t len;
+
+	if (!fps)
+		return -EINVAL;
+	memset(fps, 0, VMM_MPTABLE_SIZE);
+	t = fps + MP_FPS_LEN;
+	memcpy(t, "PCMP", 4);
+	t[6] = 4; /* spec 1.4 */
+	memcpy(t + 8, "CANOPY  ", 8);
+	memcpy(t + 16, "CANOPY-VMM  ", 12);
+	put32(t + 36, (uint32_t)VMM_LAPIC_BASE);
+	e = t + MP_HDR_LEN;
+	for (unsigned i = 0; i < vm->cfg.cpus; i++, count++) {
+		e[0] = MP_CPU;
+		e[1] = (uint8_t)i; /* local APIC id */
+		e[2] = 0x14; /* local APIC version (integrated) */
+		e[3] = (uint8_t)(1 | (i == 0 ? 2 : 0)); /* enabled, BSP */
+		put32(e + 4, 0x600); /* family 6 */
+		put32(e + 8, (1u << 0) | (1u << 9)); /* FPU, APIC */
+		e += MP_CPU_LEN;
+	}
+	e[0] = MP_BUS;
+	e[1] = 0;
+	memcpy(e + 2, "ISA   ", 6);
+	e += MP_ENTRY_LEN;
+	count++;
+	e[0] = MP_IOAPIC;
+	e[1] = ioapic;
+	e[2] = 0x11; /* IOAPIC version */
+	e[3] = 1; /* enabled */
+	put32(e + 4, (uint32_t)VMM_IOAPIC_BASE);
+	e += MP_ENTRY_LEN;
+	count++;
+	/* The 8259 behind pin 0, then ISA IRQs as the MADT has them: IRQ 0 on
+	 * pin 2, the others identity-mapped, the SCI level-triggered. */
+	e = mp_entry(e, MP_IOINT, MP_EXTINT, 0, 0, 0, ioapic);
+	e[-1] = 0;
+	count++;
+	for (uint8_t irq = 0; irq < MP_ISA_IRQS; irq++) {
+		if (irq == 2)
+			continue;
+		e = mp_entry(e, MP_IOINT, MP_INT,
+			     irq == VMM_IRQ_SCI ? MP_LEVEL_HIGH : 0, 0, irq,
+			     ioapic);
+		e[-1] = irq == 0 ? 2 : irq;
+		count++;
+	}
+	e = mp_entry(e, MP_LINT, MP_EXTINT, 0, 0, 0, 0xff);
+	count++;
+	e = mp_entry(e, MP_LINT, MP_NMI, 0, 0, 0, 0xff);
+	e[-1] = 1;
+	count++;
+	len = (uint32_t)(e - t);
+	put16(t + 4, (uint16_t)len);
+	put16(t + 34, count);
+	t[7] = checksum(t, len);
+
+	memcpy(fps, "_MP_", 4);
+	put32(fps + 4, (uint32_t)(VMM_MPTABLE_BASE + MP_FPS_LEN));
+	fps[8] = 1; /* length in 16-byte units */
+	fps[9] = 4; /* spec 1.4 */
+	fps[10] = checksum(fps, MP_FPS_LEN);
+	return 0;
+}
+
 int64_t acpi_build(struct vm *vm)
 {
 	uint8_t *a = gpa_to_hva(vm, VMM_ACPI_BASE, VMM_ACPI_SIZE);
 	uint8_t *rsdp, *xsdt, *dsdt;
 	uint32_t dsdt_len = ACPI_HDR_LEN + sizeof(dsdt_aml);
 
-	if (!a || vm->cfg.cpus > 250)
+	if (!a || vm->cfg.cpus > 250 || mptable_build(vm) < 0)
 		return -EINVAL;
 	memset(a, 0, VMM_ACPI_SIZE);
 	dsdt = a + ACPI_OFF_DSDT;

@@ -39,6 +39,8 @@
 #define VMM_BOOT_CMDLINE_MAX 4096u
 #define VMM_ACPI_BASE 0xE0000ull /* ACPI tables, BIOS area */
 #define VMM_ACPI_SIZE 0x10000ull
+#define VMM_MPTABLE_BASE 0xF0000ull /* MP floating pointer and table */
+#define VMM_MPTABLE_SIZE 0x1000ull
 /* I/O ports of our platform devices. */
 #define VMM_PORT_COM1 0x3f8
 #define VMM_PORT_PM1A_EVT 0x600 /* PM1a status/enable, 4 bytes */
@@ -325,8 +327,8 @@ CN_MUST_CHECK int boot_put_initrd(struct vm *vm, uint64_t max_addr,
  * returns the count. */
 unsigned boot_e820(struct vm *vm, struct boot_e820 *out, unsigned max);
 
-/* acpi.c: RSDP at VMM_ACPI_BASE, XSDT, FADT, DSDT, MADT. Returns the RSDP's
- * GPA or -errno. */
+/* acpi.c: RSDP at VMM_ACPI_BASE, XSDT, FADT, DSDT, MADT, and the MP table
+ * at VMM_MPTABLE_BASE. Returns the RSDP's GPA or -errno. */
 CN_MUST_CHECK int64_t acpi_build(struct vm *vm);
 
 /* dev_serial.c: COM1 with output to the configured sink. */

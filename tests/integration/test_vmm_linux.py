@@ -17,20 +17,56 @@ echo "canopy-node: vmm exit $?"
 """
 
 
-def test_debian_kernel_boots_to_userspace(build_dir, tmp_path):
+# Without ACPI Linux finds the CPUs and the IOAPIC in the MP table, and it
+# has no way to power off: the node stops the VMM once the guest is up.
+RUN_NO_ACPI = """#!/bin/sh
+canopy-vmm --name linux --kernel /node/guest/vmlinuz \\
+    --initrd /node/guest/initrd.gz --memory 256 --cpus 2 \\
+    --serial file:/tmp/guest.log --cmdline "console=ttyS0 panic=-1 acpi=off" &
+vmm=$!
+i=0
+while ! grep -q "userspace up" /tmp/guest.log 2>/dev/null && [ $i -lt 600 ]
+do
+    sleep 0.2; i=$((i+1))
+done
+kill -TERM $vmm
+wait $vmm
+echo "canopy-node: vmm exit $?"
+cat /tmp/guest.log
+"""
+
+
+def boot_in_node(build_dir, tmp_path, run):
     kernel = node.fetch_kernel(build_dir)
     guest = node.guest_initramfs(build_dir, tmp_path / "guest.gz")
-    n = node.Node(build_dir, tmp_path, RUN,
+    n = node.Node(build_dir, tmp_path, run,
                   files=[(os.path.join(kernel, "vmlinuz"),
                           "/node/guest/vmlinuz"),
                          (guest, "/node/guest/initrd.gz")],
                   bins=[(os.path.join(build_dir, "bin", "canopy-vmm"),
                          "/usr/bin/canopy-vmm")])
-    text = n.wait_exit(timeout=600)
+    return n.wait_exit(timeout=600)
+
+
+def test_debian_kernel_boots_to_userspace(build_dir, tmp_path):
+    text = boot_in_node(build_dir, tmp_path, RUN)
     assert "canopy-node: kvm ready" in text, text[-3000:]
     m = re.search(r"canopy-guest: userspace up after ([0-9.]+)s, (\d+) cpus",
                   text)
     assert m, "the guest never reached userspace:\n" + text[-3000:]
     assert m.group(2) == "2", "the guest sees %s CPUs, not 2" % m.group(2)
     assert 'reason="guest powered off (ACPI S5)"' in text, text[-3000:]
+    assert "canopy-node: vmm exit 0" in text
+
+
+def test_debian_kernel_finds_cpus_in_the_mp_table(build_dir, tmp_path):
+    text = boot_in_node(build_dir, tmp_path, RUN_NO_ACPI)
+    assert "canopy-node: kvm ready" in text, text[-3000:]
+    assert "ACPI: Interpreter disabled" in text, text[-3000:]
+    assert "Intel MultiProcessor Specification v1.4" in text, text[-3000:]
+    m = re.search(r"canopy-guest: userspace up after ([0-9.]+)s, (\d+) cpus",
+                  text)
+    assert m, "the guest never reached userspace:\n" + text[-3000:]
+    assert m.group(2) == "2", "the guest sees %s CPUs, not 2" % m.group(2)
+    assert 'reason="stopped by signal SIGTERM"' in text, text[-3000:]
     assert "canopy-node: vmm exit 0" in text

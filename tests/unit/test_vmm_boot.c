@@ -218,6 +218,66 @@ static void test_acpi_tables(void **state)
 	assert_int_equal(cpus, vm->cfg.cpus);
 }
 
+/* As Linux does (mpparse.c): scan the BIOS area for "_MP_", check both
+ * checksums, count the enabled processors and find the IOAPIC. */
+static void test_mp_table(void **state)
+{
+	struct vm *vm = *state;
+	const uint8_t *area, *fps = NULL, *t;
+	uint32_t cfg, lapic, ioapic_addr = 0;
+	uint16_t len, count;
+	unsigned cpus = 0, bsp = 0, ioints = 0;
+
+	assert_true(acpi_build(vm) > 0);
+	area = gpa_to_hva(vm, 0xF0000, 0x10000);
+	for (uint32_t o = 0; o < 0x10000; o += 16)
+		if (memcmp(area + o, "_MP_", 4) == 0) {
+			fps = area + o;
+			break;
+		}
+	assert_non_null(fps);
+	assert_int_equal(fps[8], 1);
+	assert_int_equal(sum(fps, 16), 0);
+	memcpy(&cfg, fps + 4, 4);
+	t = gpa_to_hva(vm, cfg, 44);
+	assert_memory_equal(t, "PCMP", 4);
+	memcpy(&len, t + 4, 2);
+	memcpy(&count, t + 34, 2);
+	memcpy(&lapic, t + 36, 4);
+	assert_int_equal(lapic, VMM_LAPIC_BASE);
+	assert_int_equal(sum(t, len), 0);
+	for (const uint8_t *e = t + 44; e < t + len; count--) {
+		assert_true(count > 0);
+		switch (e[0]) {
+		case 0:
+			cpus += e[3] & 1;
+			bsp += (e[3] & 2) != 0;
+			e += 20;
+			break;
+		case 2:
+			memcpy(&ioapic_addr, e + 4, 4);
+			assert_int_equal(e[1], vm->cfg.cpus);
+			e += 8;
+			break;
+		case 3:
+			ioints++;
+			/* IRQ 0 goes to pin 2, as in the MADT. */
+			if (e[1] == 0 && e[5] == 0)
+				assert_int_equal(e[7], 2);
+			e += 8;
+			break;
+		default:
+			assert_in_range(e[0], 1, 4);
+			e += 8;
+		}
+	}
+	assert_int_equal(count, 0);
+	assert_int_equal(cpus, vm->cfg.cpus);
+	assert_int_equal(bsp, 1);
+	assert_int_equal(ioapic_addr, VMM_IOAPIC_BASE);
+	assert_int_equal(ioints, 16); /* ExtINT on pin 0 and 15 ISA IRQs */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -231,6 +291,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_acpi_tables, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_mp_table, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
