@@ -64,7 +64,8 @@ static int poke(const char *file, unsigned char *m, size_t size, uint64_t page)
 		for (uint64_t i = 0; i < page; i++)
 			nth += get64(body + 8 + (i / 64) * 8) >> (i % 64) & 1;
 		if (8 + words * 8 + (nth + 1) * PAGE > len)
-			return fail(file, "memory section shorter than its bitmap");
+			return fail(file,
+				    "memory section shorter than its bitmap");
 		body[8 + words * 8 + nth * PAGE + PAGE / 2] ^= 0x5a;
 		crc = crc32c(0, body, len);
 		memcpy(sec + SEC_NAME + 8, &crc, sizeof(crc));
