@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Memory overhead: resident memory of the VMM process minus the guest
 memory the guest touched, for canopy-vmm and QEMU (microvm, KVM) running the
-same idle-spinning PVH guest with the same RAM. Usage: bench/memory.py [RUNS]
+same test guest (workload `count`) with the same RAM. Usage: bench/memory.py [RUNS]
 """
 import os
 import subprocess
@@ -10,7 +10,9 @@ import time
 
 from benchlib import BUILD, compare, machine
 
-GUEST = os.path.join(BUILD, "tests", "kvm", "spin.elf")
+GUEST = os.path.join(BUILD, "guest", "canopy-testguest.elf")
+# tsc_khz is only for QEMU (no TSC leaf; the count period does not matter).
+CMDLINE = "count=50 tsc_khz=1000000"
 MEM_MIB = 256
 
 
@@ -34,7 +36,8 @@ def smaps(pid):
 def measure(cmd):
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
-        p.stdout.read(3)  # the guest is running: it printed its dots
+        while not p.stdout.readline().startswith(b"count 2"):
+            pass  # the guest is running: it is counting
         time.sleep(0.5)
         total, guest = smaps(p.pid)
     finally:
@@ -46,11 +49,11 @@ def measure(cmd):
 def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     canopy = [os.path.join(BUILD, "bin", "canopy-vmm"), "--kernel", GUEST,
-              "--memory", str(MEM_MIB), "--serial", "stdio"]
-    qemu = ["qemu-system-x86_64", "-M", "microvm,acpi=off", "-accel", "kvm",
+              "--memory", str(MEM_MIB), "--cmdline", CMDLINE, "--serial", "stdio"]
+    qemu = ["qemu-system-x86_64", "-M", "microvm", "-accel", "kvm",
             "-cpu", "host,-arch-capabilities", "-m", str(MEM_MIB),
             "-nodefaults", "-no-user-config", "-nographic", "-serial",
-            "stdio", "-kernel", GUEST]
+            "stdio", "-kernel", GUEST, "-append", CMDLINE]
     print("memory overhead, %d runs each, %d MiB guest; %s"
           % (runs, MEM_MIB, machine()))
     c, q = [], []
