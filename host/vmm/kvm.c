@@ -125,11 +125,45 @@ static int mem_create(struct vm *vm, char *err, size_t errlen)
 		return rc;
 	}
 	madvise(vm->ram, vm->ram_size, MADV_MERGEABLE);
-	rc = vm_mem_set_logging(vm, 0);
-	if (rc < 0)
+	return 0;
+}
+
+/* The first KVM_SET_USER_MEMORY_REGION of a VM waits several ms for an
+ * SRCU grace period (5-7 ms measured on this machine, whatever the size),
+ * idle time that vCPU creation and kernel loading can overlap: the slots
+ * are registered by a helper thread, joined before the first vCPU runs. */
+static void *mem_register(void *arg)
+{
+	struct vm *vm = arg;
+
+	vm->mem_register_rc = vm_mem_set_logging(vm, 0);
+	return NULL;
+}
+
+int vm_mem_wait(struct vm *vm, char *err, size_t errlen)
+{
+	if (vm->mem_registering) {
+		pthread_join(vm->mem_register_thread, NULL);
+		vm->mem_registering = 0;
+	}
+	if (vm->mem_register_rc < 0)
 		snprintf(err, errlen, "KVM_SET_USER_MEMORY_REGION: %s",
-			 strerror(-rc));
-	return rc;
+			 strerror(-vm->mem_register_rc));
+	return vm->mem_register_rc;
+}
+
+static int mem_register_start(struct vm *vm, char *err, size_t errlen)
+{
+	int rc = pthread_create(&vm->mem_register_thread, NULL, mem_register,
+				vm);
+
+	if (rc == 0) {
+		vm->mem_registering = 1;
+		return 0;
+	}
+	/* No thread: do it here. */
+	vm->mem_register_rc = vm_mem_set_logging(vm, 0);
+	return vm_mem_wait(vm, err, errlen);
 }
 
 static int irqchip_create(struct vm *vm, char *err, size_t errlen)
@@ -168,9 +202,11 @@ int vm_create(struct vm *vm, char *err, size_t errlen)
 		return rc;
 	}
 	rc = irqchip_create(vm, err, errlen);
-	if (rc < 0)
-		return rc;
-	return mem_create(vm, err, errlen);
+	if (rc == 0)
+		rc = mem_create(vm, err, errlen);
+	if (rc == 0)
+		rc = mem_register_start(vm, err, errlen);
+	return rc;
 }
 
 int vm_recreate(struct vm *vm, char *err, size_t errlen)
@@ -210,6 +246,10 @@ int vm_recreate(struct vm *vm, char *err, size_t errlen)
 
 void vm_destroy(struct vm *vm)
 {
+	if (vm->mem_registering) {
+		pthread_join(vm->mem_register_thread, NULL);
+		vm->mem_registering = 0;
+	}
 	if (vm->ram)
 		munmap(vm->ram, vm->ram_size);
 	vm->ram = NULL;

@@ -69,9 +69,14 @@ int vmm_setup(struct vm *vm, char *err, size_t errlen)
 	rc = vcpu_create_all(vm, err, errlen);
 	if (rc < 0)
 		return rc;
+	/* Restored MSRs (kvmclock, async PF) name guest pages: KVM needs the
+	 * memory slots before they are set. */
 	if (vm->cfg.restore)
-		return snapshot_restore(vm, vm->cfg.restore, err, errlen);
-	return boot_load(vm, err, errlen);
+		return vm_mem_wait(vm, err, errlen) ?:
+			       snapshot_restore(vm, vm->cfg.restore, err,
+						errlen);
+	rc = boot_load(vm, err, errlen);
+	return rc ?: vm_mem_wait(vm, err, errlen);
 }
 
 const char *vm_state_name(enum vm_state s)

@@ -155,6 +155,9 @@ struct vm {
 	/* Guest RAM: one memfd of ram_size bytes mapped at ram; the first
 	 * low_size bytes at GPA 0, the rest at VMM_HIGH_START. */
 	int mem_fd;
+	pthread_t mem_register_thread; /* registers the memory slots (kvm.c) */
+	int mem_registering; /* that thread is yet to be joined */
+	int mem_register_rc;
 	uint8_t *ram;
 	uint64_t ram_size, low_size;
 	/* Boot: where the kernel entered (for reset). */
@@ -252,6 +255,9 @@ void control_stop(struct vm *vm);
  * -errno with a one-line message in err. */
 CN_MUST_CHECK int vm_create(struct vm *vm, char *err, size_t errlen);
 void vm_destroy(struct vm *vm);
+/* Join the thread vm_create started to register the memory slots; its
+ * result (0 or -errno, with err set). Before any vCPU runs. */
+CN_MUST_CHECK int vm_mem_wait(struct vm *vm, char *err, size_t errlen);
 /* For a guest reboot: a new KVM VM (irqchip, PIT) over the same, zeroed
  * RAM; vCPUs must be stopped and are gone afterwards. */
 CN_MUST_CHECK int vm_recreate(struct vm *vm, char *err, size_t errlen);
