@@ -138,7 +138,7 @@ HELPER_SRCS := $(wildcard tests/helpers/*.c)
 HELPER_BINS := $(patsubst tests/helpers/%.c,$(B)/tests/helpers/%,$(HELPER_SRCS))
 
 $(B)/tests/helpers/%: $(B)/tests/helpers/%.o $(LIBCANOPY)
-	$(call link,$@,$^,$(LIBS_PROTO))
+	$(call link,$@,$(call unit_objs,$^),$(LIBS_PROTO))
 
 # --- unit tests (tests/unit/, cmocka) ---------------------------------------
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)

@@ -1,0 +1,180 @@
+/* The clustered datastore (docs/datastore-format.md): one shared file or
+ * block device that every host opens with O_DIRECT and reads and writes only
+ * in aligned sectors. No flock, no shared memory, no compare-and-swap: the
+ * only shared thing is the medium, as with a raw disk shared by QEMU VMs.
+ *
+ * This header covers the volume (format, open, geometry), host heartbeats
+ * and the Disk Paxos leases that lock files. */
+#ifndef CANOPY_DATASTORE_DS_H
+#define CANOPY_DATASTORE_DS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/compiler.h"
+
+#define DS_MAGIC "CNPYDS\r\n" /* 8 bytes; \r\n catches text-mode mangling */
+#define DS_VERSION 1
+#define DS_MAX_HOSTS 64 /* host ids 1..64; see docs on growing */
+#define DS_NAME_MAX 63
+#define DS_DEFAULT_LOCKS 1024
+#define DS_DEFAULT_SECTOR 512
+
+/* Default heartbeat timing (ms); both are per-volume settings. */
+#define DS_DEFAULT_HB_INTERVAL_MS 1000
+#define DS_DEFAULT_HB_TIMEOUT_MS 10000
+
+/* Geometry and identity, as read from the superblock. Offsets in bytes. */
+struct ds_geom {
+	uint32_t version;
+	uint32_t sector; /* I/O unit and alignment */
+	uint8_t uuid[16];
+	char name[DS_NAME_MAX + 1];
+	uint32_t max_hosts;
+	uint32_t max_locks;
+	uint32_t hb_interval_ms;
+	uint32_t hb_timeout_ms;
+	uint64_t size; /* of the volume as formatted */
+	uint64_t created_ms; /* wall clock, informational */
+	uint64_t hb_off; /* max_hosts sectors */
+	uint64_t lock_off; /* max_locks * (1 + max_hosts) sectors */
+	uint64_t end_off; /* first byte after the regions above */
+};
+
+/* An open volume. */
+struct ds {
+	int fd;
+	int direct; /* opened with O_DIRECT */
+	char path[256];
+	struct ds_geom g;
+};
+
+struct ds_format_opts {
+	const char *name;
+	uint64_t size; /* 0: the file's current size (a device's size) */
+	uint32_t sector; /* 0: DS_DEFAULT_SECTOR */
+	uint32_t max_locks; /* 0: DS_DEFAULT_LOCKS */
+	uint32_t hb_interval_ms, hb_timeout_ms; /* 0: defaults */
+};
+
+/* Write a new, empty datastore on path (created if it is a missing file).
+ * Refuses to overwrite something that already is a datastore unless force.
+ * err gets a one-line reason. */
+CN_MUST_CHECK int ds_format(const char *path, const struct ds_format_opts *o,
+			    int force, char *err, size_t errlen);
+
+/* Open and validate. -ENOTRECOVERABLE-style reasons are spelt out in err:
+ * not a datastore, newer format version, corrupt superblock, truncated. */
+#define DS_RDONLY 0x1 /* inspection only: never written */
+CN_MUST_CHECK int ds_open(struct ds *ds, const char *path, int flags,
+			  char *err, size_t errlen);
+void ds_close(struct ds *ds);
+
+/* Aligned sector I/O on the volume. buf must come from ds_alloc. */
+void *ds_alloc(const struct ds *ds, size_t len);
+void ds_free(void *p);
+CN_MUST_CHECK int ds_read(const struct ds *ds, uint64_t off, void *buf,
+			  size_t len);
+CN_MUST_CHECK int ds_write(const struct ds *ds, uint64_t off, const void *buf,
+			   size_t len);
+
+/* --- heartbeats (ds_hb.c) ------------------------------------------------ */
+
+/* One host's slot as stored. */
+struct ds_hb_slot {
+	uint32_t host_id; /* 0: never used */
+	uint32_t flags; /* DS_HB_* */
+	uint64_t generation; /* bumped at every join */
+	uint64_t counter; /* bumped at every renewal */
+	uint64_t wall_ms; /* writer's wall clock, informational */
+	uint32_t interval_ms;
+	char host_name[DS_NAME_MAX + 1];
+};
+#define DS_HB_LIVE 0x1 /* joined and renewing */
+#define DS_HB_LEFT 0x2 /* left cleanly: holds no locks */
+
+/* The local host's membership. */
+struct ds_host {
+	struct ds *ds;
+	uint32_t id;
+	uint64_t generation;
+	uint64_t counter;
+	char name[DS_NAME_MAX + 1];
+	/* Monotonic time (ns) at which the last successful renewal was
+	 * issued; fencing is measured from it. */
+	uint64_t last_ok_issue_ns;
+};
+
+CN_MUST_CHECK int ds_hb_read(const struct ds *ds, uint32_t host_id,
+			     struct ds_hb_slot *out);
+/* Join as host_id (1..max_hosts). Watches the slot for the heartbeat
+ * timeout first unless it says the previous holder left cleanly: a slot
+ * that keeps advancing means another live process uses this id (-EBUSY). */
+CN_MUST_CHECK int ds_hb_join(struct ds_host *h, struct ds *ds, uint32_t host_id,
+			     const char *name, char *err, size_t errlen);
+/* Renew now; 0 or -errno. Call every hb_interval_ms. */
+CN_MUST_CHECK int ds_hb_renew(struct ds_host *h);
+/* Mark the slot as cleanly left (the caller has released its locks). */
+CN_MUST_CHECK int ds_hb_leave(struct ds_host *h);
+/* The self-fence rule: 1 when the last successful renewal was issued
+ * (hb_timeout - fence margin) ago or more; the host must stop all I/O to
+ * files it has locked. */
+int ds_hb_must_fence(const struct ds_host *h, uint64_t now_ns);
+/* The fence margin: a quarter of the timeout, at least two intervals. */
+uint64_t ds_hb_margin_ms(const struct ds_geom *g);
+
+/* What an observer knows of other hosts, on its own monotonic clock. */
+struct ds_hb_watch {
+	struct {
+		uint64_t generation, counter;
+		uint64_t changed_ns; /* when this observer saw it change */
+		uint32_t flags;
+		int seen;
+	} h[DS_MAX_HOSTS + 1];
+};
+enum ds_liveness {
+	DS_HOST_UNKNOWN, /* not observed yet: poll first */
+	DS_HOST_UNUSED, /* slot never written */
+	DS_HOST_LEFT, /* left cleanly */
+	DS_HOST_ALIVE, /* advanced within the timeout */
+	DS_HOST_SUSPECT, /* not advanced for the timeout: presumed dead */
+	DS_HOST_DEAD, /* not advanced for timeout + margin: locks breakable */
+};
+void ds_hb_watch_init(struct ds_hb_watch *w);
+/* Read every slot and update w; now_ns is the observer's monotonic time. */
+CN_MUST_CHECK int ds_hb_watch_poll(const struct ds *ds, struct ds_hb_watch *w,
+				   uint64_t now_ns);
+enum ds_liveness ds_hb_liveness(const struct ds *ds,
+				const struct ds_hb_watch *w, uint32_t host_id,
+				uint64_t now_ns);
+const char *ds_liveness_name(enum ds_liveness l);
+/* How long ago this observer saw the host's heartbeat change (0 if never
+ * observed). */
+uint64_t ds_hb_age_ms(const struct ds_hb_watch *w, uint32_t host_id,
+		      uint64_t now_ns);
+
+/* --- leases (ds_lock.c) ------------------------------------------------- */
+
+/* The lease record of a lock, as stored in its leader sector. */
+struct ds_lease {
+	uint32_t lock; /* index */
+	uint32_t owner; /* host id, 0 when free */
+	uint64_t owner_generation; /* the owner's heartbeat generation */
+	uint64_t lver; /* Paxos instance that granted the current owner */
+	uint64_t wall_ms; /* informational */
+};
+
+CN_MUST_CHECK int ds_lease_read(const struct ds *ds, uint32_t lock,
+				struct ds_lease *out);
+/* Acquire lock for h. 0 when held; -EBUSY when another live host holds it
+ * or won the race (err says who and its heartbeat age); -EAGAIN when the
+ * holder is presumed dead but the break wait (timeout + margin since its
+ * heartbeat stopped, on w's clock) has not passed yet. w must be polled
+ * recently by the caller. A lease held by h's own id from an older
+ * generation (h crashed and came back) is taken over at once. */
+CN_MUST_CHECK int ds_lock_acquire(struct ds_host *h, struct ds_hb_watch *w,
+				  uint32_t lock, char *err, size_t errlen);
+/* Release a lock h holds; -EPERM if the lease says someone else has it. */
+CN_MUST_CHECK int ds_lock_release(struct ds_host *h, uint32_t lock);
+
+#endif

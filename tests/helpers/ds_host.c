@@ -1,0 +1,227 @@
+/* Test helper: one process acting as one host of a datastore.
+ *
+ *   ds_host DEV ID contend LOCKS ITERS GUARD LOG [HOLD_US]
+ *       acquire random locks ITERS times; while holding one, claim it in
+ *       the GUARD file (8 bytes per lock, plain pwrite) and check nobody
+ *       else claimed it; append "lock host start_ns end_ns" to LOG.
+ *       Prints "done acquired=A busy=B" and exits 0; exits 5 with
+ *       "VIOLATION ..." if the guard caught two holders.
+ *   ds_host DEV ID hold LOCK
+ *       acquire LOCK (waiting as long as it takes), print "holding LOCK",
+ *       then keep the heartbeat going until killed.
+ *   ds_host DEV ID take LOCK WAIT_MS
+ *       acquire LOCK within WAIT_MS; print "acquired LOCK after T ms" and
+ *       release it (exit 0), or the last error (exit 1).
+ *
+ * A heartbeat thread renews every interval; if it cannot renew in time it
+ * prints "fenced" and exits 3 at once (it stops all I/O). Exit 2: usage or
+ * set-up failure.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "datastore/ds.h"
+#include "lib/sys.h"
+
+static struct ds ds;
+static struct ds_host host;
+static pthread_mutex_t io_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void sleep_us(uint64_t us)
+{
+	struct timespec ts = { (time_t)(us / 1000000),
+			       (long)(us % 1000000) * 1000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void *heartbeat(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int rc;
+
+		sleep_us((uint64_t)ds.g.hb_interval_ms * 1000);
+		/* Judged before renewing: a renewal that succeeds now does not
+		 * undo the time we went without one (we may have been stopped
+		 * long enough for our locks to be broken). */
+		if (ds_hb_must_fence(&host, sys_mono_ns())) {
+			printf("fenced\n");
+			fflush(stdout);
+			_exit(3);
+		}
+		pthread_mutex_lock(&io_lock);
+		rc = ds_hb_renew(&host);
+		pthread_mutex_unlock(&io_lock);
+		if (rc < 0)
+			fprintf(stderr, "ds_host %u: renew: %s\n", host.id,
+				strerror(-rc));
+	}
+	return NULL;
+}
+
+/* Poll the heartbeats, then try once. */
+static int try_acquire(struct ds_hb_watch *w, uint32_t lock, char *err,
+		       size_t errlen)
+{
+	int rc;
+
+	pthread_mutex_lock(&io_lock);
+	rc = ds_hb_watch_poll(&ds, w, sys_mono_ns());
+	if (rc == 0)
+		rc = ds_lock_acquire(&host, w, lock, err, errlen);
+	else
+		snprintf(err, errlen, "heartbeats: %s", strerror(-rc));
+	pthread_mutex_unlock(&io_lock);
+	return rc;
+}
+
+static int release(uint32_t lock)
+{
+	int rc;
+
+	pthread_mutex_lock(&io_lock);
+	rc = ds_lock_release(&host, lock);
+	pthread_mutex_unlock(&io_lock);
+	return rc;
+}
+
+static int contend(uint32_t locks, unsigned iters, const char *guard_path,
+		   const char *log_path, unsigned hold_us)
+{
+	struct ds_hb_watch w;
+	unsigned acquired = 0, busy = 0;
+	int gfd = open(guard_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	FILE *log = fopen(log_path, "a");
+	char err[256];
+
+	if (gfd < 0 || !log) {
+		fprintf(stderr, "ds_host: %s/%s: %s\n", guard_path, log_path,
+			strerror(errno));
+		return 2;
+	}
+	setvbuf(log, NULL, _IOLBF, 0);
+	ds_hb_watch_init(&w);
+	srand((unsigned)(sys_mono_ns() ^ host.id));
+	for (unsigned i = 0; i < iters; i++) {
+		uint32_t k = (uint32_t)rand() % locks;
+		uint64_t me = host.id, seen = 0, t0, t1;
+		int rc = try_acquire(&w, k, err, sizeof(err));
+
+		if (rc == -EBUSY || rc == -EAGAIN) {
+			busy++;
+			continue;
+		}
+		if (rc < 0) {
+			fprintf(stderr, "ds_host %u: %s\n", host.id, err);
+			return 1;
+		}
+		t0 = sys_mono_ns();
+		if (sys_pwrite_full(gfd, &me, 8, (off_t)k * 8) < 0)
+			return 2;
+		sleep_us(hold_us);
+		if (sys_pread_full(gfd, &seen, 8, (off_t)k * 8) != 8)
+			return 2;
+		t1 = sys_mono_ns();
+		if (seen != me) {
+			printf("VIOLATION lock %u: host %u holds it, guard "
+			       "says host %llu\n",
+			       k, host.id, (unsigned long long)seen);
+			fflush(stdout);
+			return 5;
+		}
+		fprintf(log, "%u %u %llu %llu\n", k, host.id,
+			(unsigned long long)t0, (unsigned long long)t1);
+		acquired++;
+		rc = release(k);
+		if (rc < 0) {
+			fprintf(stderr, "ds_host %u: release %u: %s\n", host.id,
+				k, strerror(-rc));
+			return 1;
+		}
+	}
+	fclose(log);
+	close(gfd);
+	pthread_mutex_lock(&io_lock);
+	if (ds_hb_leave(&host) < 0)
+		fprintf(stderr, "ds_host %u: leave failed\n", host.id);
+	pthread_mutex_unlock(&io_lock);
+	printf("done acquired=%u busy=%u\n", acquired, busy);
+	return 0;
+}
+
+static int take(uint32_t lock, uint64_t wait_ms, int keep)
+{
+	struct ds_hb_watch w;
+	uint64_t t0 = sys_mono_ns();
+	char err[256] = "";
+	int rc;
+
+	ds_hb_watch_init(&w);
+	for (;;) {
+		rc = try_acquire(&w, lock, err, sizeof(err));
+		if (rc == 0)
+			break;
+		if ((rc != -EBUSY && rc != -EAGAIN) ||
+		    (wait_ms && sys_mono_ns() - t0 >= wait_ms * 1000000ull)) {
+			printf("error: %s\n", err);
+			return 1;
+		}
+		sleep_us(50000);
+	}
+	if (keep) {
+		printf("holding %u\n", lock);
+		fflush(stdout);
+		for (;;)
+			pause();
+	}
+	printf("acquired %u after %llu ms\n", lock,
+	       (unsigned long long)((sys_mono_ns() - t0) / 1000000));
+	rc = release(lock);
+	pthread_mutex_lock(&io_lock);
+	if (rc == 0)
+		rc = ds_hb_leave(&host);
+	pthread_mutex_unlock(&io_lock);
+	return rc < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	pthread_t hb;
+	char err[256], name[32];
+	uint32_t id;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc < 4)
+		return fprintf(stderr, "ds_host: see the source for usage\n"),
+		       2;
+	id = (uint32_t)strtoul(argv[2], NULL, 10);
+	snprintf(name, sizeof(name), "test-host-%u", id);
+	if (ds_open(&ds, argv[1], 0, err, sizeof(err)) < 0 ||
+	    ds_hb_join(&host, &ds, id, name, err, sizeof(err)) < 0) {
+		printf("error: %s\n", err);
+		return 2;
+	}
+	printf("joined %u generation %llu\n", id,
+	       (unsigned long long)host.generation);
+	if (pthread_create(&hb, NULL, heartbeat, NULL) != 0)
+		return 2;
+	if (strcmp(argv[3], "contend") == 0 && argc >= 8)
+		return contend((uint32_t)atoi(argv[4]), (unsigned)atoi(argv[5]),
+			       argv[6], argv[7],
+			       argc > 8 ? (unsigned)atoi(argv[8]) : 200);
+	if (strcmp(argv[3], "hold") == 0 && argc >= 5)
+		return take((uint32_t)atoi(argv[4]), 0, 1);
+	if (strcmp(argv[3], "take") == 0 && argc >= 6)
+		return take((uint32_t)atoi(argv[4]),
+			    strtoull(argv[5], NULL, 10), 0);
+	fprintf(stderr, "ds_host: bad arguments\n");
+	return 2;
+}
