@@ -66,8 +66,8 @@ CN_MUST_CHECK int ds_format(const char *path, const struct ds_format_opts *o,
 /* Open and validate. -ENOTRECOVERABLE-style reasons are spelt out in err:
  * not a datastore, newer format version, corrupt superblock, truncated. */
 #define DS_RDONLY 0x1 /* inspection only: never written */
-CN_MUST_CHECK int ds_open(struct ds *ds, const char *path, int flags,
-			  char *err, size_t errlen);
+CN_MUST_CHECK int ds_open(struct ds *ds, const char *path, int flags, char *err,
+			  size_t errlen);
 void ds_close(struct ds *ds);
 
 /* Aligned sector I/O on the volume. buf must come from ds_alloc. */
