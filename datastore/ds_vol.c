@@ -162,8 +162,10 @@ int ds_sb_decode(const uint8_t *b, struct ds_geom *g, char *err, size_t errlen)
 	g->lock_off = get64(b + SB_LOCK_OFF);
 	g->end_off = get64(b + SB_END_OFF);
 	want = *g;
-	if (g->sector >= DS_MIN_SECTOR && g->sector <= DS_MAX_SECTOR &&
-	    !(g->sector & (g->sector - 1)))
+	if (g->sector < DS_MIN_SECTOR || g->sector > DS_MAX_SECTOR ||
+	    (g->sector & (g->sector - 1)))
+		want.hb_off = ~g->hb_off; /* no layout: fails below */
+	else
 		layout(&want);
 	if (want.hb_off != g->hb_off || want.lock_off != g->lock_off ||
 	    want.end_off != g->end_off || g->max_hosts == 0 ||

@@ -172,6 +172,10 @@ static int take(uint32_t lock, uint64_t wait_ms, int keep)
 		if ((rc != -EBUSY && rc != -EAGAIN) ||
 		    (wait_ms && sys_mono_ns() - t0 >= wait_ms * 1000000ull)) {
 			printf("error: %s\n", err);
+			pthread_mutex_lock(&io_lock);
+			if (ds_hb_leave(&host) < 0)
+				fprintf(stderr, "ds_host: leave failed\n");
+			pthread_mutex_unlock(&io_lock);
 			return 1;
 		}
 		sleep_us(50000);

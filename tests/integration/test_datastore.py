@@ -1,0 +1,285 @@
+"""The clustered datastore, black-box: canopy-ds, and processes acting as
+hosts (tests/helpers/ds_host) on one image file: lock contention with an
+independent checker, dead-host takeover timing, self-fencing, restarts and
+every bad-input path of format and open."""
+import json
+import os
+import signal
+import struct
+import subprocess
+import time
+
+import pytest
+
+# Short timings so takeovers happen in about a second.
+INTERVAL_MS = 100
+TIMEOUT_MS = 1000
+MARGIN_MS = TIMEOUT_MS // 4
+
+
+def tool(build_dir, *args, check=None):
+    r = subprocess.run([os.path.join(str(build_dir), "bin", "canopy-ds")] +
+                       [str(a) for a in args], capture_output=True,
+                       text=True, timeout=60)
+    if check is not None:
+        assert r.returncode == check, r.stdout + r.stderr
+    return r
+
+
+def host_bin(build_dir):
+    return os.path.join(str(build_dir), "tests", "helpers", "ds_host")
+
+
+@pytest.fixture
+def image(build_dir, tmp_path):
+    path = tmp_path / "ds.img"
+    tool(build_dir, "format", path, "--name", "lab", "--size", "48M",
+         "--locks", "16", "--hb-interval", INTERVAL_MS, "--hb-timeout",
+         TIMEOUT_MS, check=0)
+    return path
+
+
+@pytest.fixture
+def hosts(build_dir):
+    procs = []
+
+    def start(image, hid, *args):
+        p = subprocess.Popen([host_bin(build_dir), str(image), str(hid)] +
+                             [str(a) for a in args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def expect_line(p, prefix, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            break
+        if line.startswith(prefix):
+            return line.strip()
+    raise AssertionError("no '%s' line; stderr: %s" % (prefix,
+                                                        p.stderr.read()))
+
+
+# --- CRC-32C, to forge headers that pass the checksum -----------------------
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+_T = _crc32c_table()
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c = _T[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def reseal(rec):
+    rec = bytearray(rec)
+    rec[508:512] = struct.pack("<I", crc32c(bytes(rec[:508])))
+    return bytes(rec)
+
+
+# --- format and open --------------------------------------------------------
+def test_format_and_info(build_dir, image):
+    info = json.loads(tool(build_dir, "info", image, "-o", "json",
+                           check=0).stdout)
+    assert info["name"] == "lab" and info["version"] == 1
+    assert info["size"] == 48 << 20 and info["sector"] == 512
+    assert info["max_hosts"] == 64 and info["max_locks"] == 16
+    assert info["hb_interval_ms"] == INTERVAL_MS
+    assert info["hb_timeout_ms"] == TIMEOUT_MS
+    assert info["fence_margin_ms"] == MARGIN_MS
+    assert info["direct_io"] is True
+    assert len(info["uuid"]) == 36
+    text = tool(build_dir, "info", image, check=0).stdout
+    assert "O_DIRECT" in text and "lab" in text
+
+
+def test_format_refusals(build_dir, tmp_path, image):
+    r = tool(build_dir, "format", image, "--name", "again", check=1)
+    assert "already holds a datastore; use --force" in r.stderr
+    tool(build_dir, "format", image, "--name", "again", "--force",
+         "--locks", "4", check=0)
+    assert json.loads(tool(build_dir, "info", image, "-o", "json",
+                           check=0).stdout)["name"] == "again"
+    small = tmp_path / "small.img"
+    r = tool(build_dir, "format", small, "--name", "x", "--size", "1M",
+             check=1)
+    assert "need a multiple of 512 of at least" in r.stderr
+    assert not small.exists(), "a failed format left a new file behind"
+    for args, words in [
+        (["--sector", "1000"], "sector size 1000"),
+        (["--name", "n" * 64], "datastore name"),
+        (["--hb-interval", "500", "--hb-timeout", "600"],
+         "at least twice the interval"),
+        (["--size", "12Q"], "bad value '12Q'"),
+    ]:
+        r = tool(build_dir, "format", tmp_path / "x.img", "--name", "x",
+                 *args)
+        assert r.returncode in (1, 2) and words in r.stderr, r.stderr
+    r = tool(build_dir, "format", tmp_path / "y.img")
+    assert r.returncode == 2 and "needs --name" in r.stderr
+
+
+def test_open_refusals(build_dir, tmp_path, image):
+    data = image.read_bytes()
+
+    def bad(name, content, words):
+        p = tmp_path / name
+        p.write_bytes(content)
+        r = tool(build_dir, "info", p)
+        assert r.returncode == 1 and words in r.stderr, r.stderr
+
+    bad("zero.img", bytes(1 << 20), "not a canopy datastore")
+    bad("text.img", b"hello\n", "not a canopy datastore")
+    flipped = bytearray(data)
+    flipped[40] ^= 1  # in the name
+    bad("flip.img", bytes(flipped), "corrupt superblock (checksum mismatch)")
+    newer = bytearray(data)
+    newer[8:12] = struct.pack("<I", 2)
+    newer[:512] = reseal(newer[:512])
+    bad("newer.img", bytes(newer), "format version 2; this build reads "
+        "version 1")
+    geom = bytearray(data)
+    geom[136:144] = struct.pack("<Q", 12345)  # lock region offset
+    geom[:512] = reseal(geom[:512])
+    bad("geom.img", bytes(geom), "corrupt superblock (inconsistent")
+    zero_sector = bytearray(data)
+    zero_sector[12:16] = struct.pack("<I", 0)
+    zero_sector[:512] = reseal(zero_sector[:512])
+    bad("sector0.img", bytes(zero_sector), "corrupt superblock (inconsistent")
+    bad("short.img", data[:len(data) // 2], "truncated: ")
+    r = tool(build_dir, "info", tmp_path / "missing.img")
+    assert r.returncode == 1 and "No such file" in r.stderr
+    # Inspection never writes: the image is unchanged by all of the above.
+    assert image.read_bytes() == data
+
+
+# --- heartbeats and locks ---------------------------------------------------
+def test_contended_locks_are_mutually_exclusive(build_dir, image, hosts,
+                                                tmp_path):
+    """Six hosts make 4800 attempts on two locks; the guard file and the
+    hold intervals (CLOCK_MONOTONIC, one machine) prove one holder at a
+    time."""
+    guard, log = tmp_path / "guard", tmp_path / "log"
+    procs = [hosts(image, h, "contend", 2, 800, guard, log, 100)
+             for h in (1, 2, 3, 4, 5, 6)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, out + err
+        assert "VIOLATION" not in out
+    acquired = [int(out.split("acquired=")[1].split()[0])
+                for out, _ in outs]
+    assert all(a > 0 for a in acquired), acquired
+    by_lock = {}
+    for line in log.read_text().split("\n"):
+        if line:
+            k, h, t0, t1 = map(int, line.split())
+            by_lock.setdefault(k, []).append((t0, t1, h))
+    assert sum(len(v) for v in by_lock.values()) == sum(acquired)
+    assert sum(acquired) > 1000, acquired
+    for k, iv in by_lock.items():
+        iv.sort()
+        for (a0, a1, ha), (b0, b1, hb) in zip(iv, iv[1:]):
+            assert a1 <= b0, "lock %d held by %d and %d at once" % (k, ha,
+                                                                    hb)
+    # Everyone left cleanly: no lock is held.
+    assert tool(build_dir, "locks", image, "-o", "json",
+                check=0).stdout.strip() == "[]"
+
+
+def test_live_holder_keeps_its_lock(build_dir, image, hosts):
+    holder = hosts(image, 1, "hold", 3)
+    expect_line(holder, "holding 3")
+    other = hosts(image, 2, "take", 3, TIMEOUT_MS * 2)
+    out, _ = other.communicate(timeout=30)
+    assert other.returncode == 1
+    assert "lock 3: locked by host 1" in out
+    locks = json.loads(tool(build_dir, "locks", image, "-o", "json",
+                            check=0).stdout)
+    assert [(l["lock"], l["owner"]) for l in locks] == [(3, 1)]
+    hb = json.loads(tool(build_dir, "heartbeats", image, "-o", "json",
+                         "--watch", 3 * INTERVAL_MS, check=0).stdout)
+    live = {h["host"]: h["liveness"] for h in hb}
+    assert live[1] == "alive" and live[2] == "left"
+
+
+def test_dead_holder_is_broken_after_timeout_and_margin(build_dir, image,
+                                                        hosts):
+    holder = hosts(image, 1, "hold", 0)
+    expect_line(holder, "holding 0")
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    t0 = time.monotonic()
+    taker = hosts(image, 2, "take", 0, 10000)
+    out, err = taker.communicate(timeout=30)
+    elapsed = (time.monotonic() - t0) * 1000
+    assert taker.returncode == 0, out + err
+    ms = int(out.split("after ")[1].split()[0])
+    # Not before the observer saw the heartbeat stand still for the
+    # timeout plus the margin; and soon after it.
+    assert ms >= TIMEOUT_MS + MARGIN_MS, out
+    assert ms < TIMEOUT_MS + MARGIN_MS + 1000, out
+    assert elapsed < 10000
+
+
+def test_restarted_host_takes_its_lock_back(build_dir, image, hosts):
+    holder = hosts(image, 1, "hold", 5)
+    expect_line(holder, "holding 5")
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    t0 = time.monotonic()
+    again = hosts(image, 1, "take", 5, 1000)
+    out, err = again.communicate(timeout=30)
+    assert again.returncode == 0, out + err
+    # Joining waited out the old incarnation's heartbeat...
+    assert (time.monotonic() - t0) * 1000 >= TIMEOUT_MS + MARGIN_MS
+    assert "joined 1 generation 2" in out
+    # ...after which the lease of generation 1 is ours at once.
+    assert int(out.split("after ")[1].split()[0]) < 500, out
+
+
+def test_host_id_in_use_is_refused(build_dir, image, hosts):
+    first = hosts(image, 7, "hold", 1)
+    expect_line(first, "holding 1")
+    second = hosts(image, 7, "take", 1, 1000)
+    out, _ = second.communicate(timeout=30)
+    assert second.returncode == 2
+    assert "host id 7 is in use: its heartbeat advances" in out
+    assert first.poll() is None
+
+
+def test_stalled_host_fences_itself(build_dir, image, hosts):
+    """A host that could not renew for (timeout - margin) stops all I/O
+    before anyone may break its lock (timeout + margin)."""
+    holder = hosts(image, 1, "hold", 2)
+    expect_line(holder, "holding 2")
+    holder.send_signal(signal.SIGSTOP)
+    time.sleep((TIMEOUT_MS - MARGIN_MS) / 1000 + 0.2)
+    holder.send_signal(signal.SIGCONT)
+    assert expect_line(holder, "fenced") == "fenced"
+    assert holder.wait(timeout=10) == 3
+
+
+def test_bad_host_ids(build_dir, image, hosts):
+    for hid in (0, 65):
+        p = hosts(image, hid, "take", 0, 100)
+        out, _ = p.communicate(timeout=30)
+        assert p.returncode == 2 and "must be 1..64" in out
