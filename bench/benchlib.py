@@ -20,15 +20,18 @@ def fmt(s, unit):
         s["median"], unit, s["min"], s["max"], s["n"])
 
 
-def compare(title, ours, base, unit, base_name, lower_is_better=True):
+def compare(title, ours, base, unit, base_name, lower_is_better=True,
+            ours_name="canopy-vmm"):
     """Print one row pair: ours, the baseline and the ratio of medians."""
     a, b = summary(ours), summary(base)
     ratio = b["median"] / a["median"] if lower_is_better else \
         a["median"] / b["median"]
     print("%s" % title)
-    print("  canopy-vmm  %s" % fmt(a, unit))
-    print("  %-10s  %s" % (base_name, fmt(b, unit)))
-    print("  ratio       %.2fx %s" % (ratio, "(>1: canopy better)"))
+    width = max(10, len(ours_name), len(base_name))
+    print("  %-*s  %s" % (width, ours_name, fmt(a, unit)))
+    print("  %-*s  %s" % (width, base_name, fmt(b, unit)))
+    print("  %-*s  %.2fx %s" % (width, "ratio", ratio,
+                                "(>1: canopy better)"))
     sys.stdout.flush()
     return a, b, ratio
 

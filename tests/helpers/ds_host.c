@@ -12,6 +12,16 @@
  *   ds_host DEV ID take LOCK WAIT_MS
  *       acquire LOCK within WAIT_MS; print "acquired LOCK after T ms" and
  *       release it (exit 0), or the last error (exit 1).
+ *   ds_host DEV ID bench LOCK N
+ *       poll the heartbeats once, then N times acquire and release LOCK
+ *       uncontended, printing "lat_us ACQ REL" (microseconds of each call,
+ *       under the I/O mutex, so a renewal in progress is not counted); then
+ *       leave cleanly and exit 0, or print "error: ..." and exit 1.
+ *   ds_host DEV ID flockbench FILE N
+ *       the baseline for bench: N times flock(LOCK_EX) and flock(LOCK_UN)
+ *       on FILE (created if missing), printing "lat_us ACQ REL" the same
+ *       way. A local kernel lock: the cost floor, but it does not work
+ *       across hosts. Leaves cleanly and exits 0, or exits 1.
  *
  * A heartbeat thread renews every interval; if it cannot renew in time it
  * prints "fenced" and exits 3 at once (it stops all I/O). Exit 2: usage or
@@ -23,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -196,6 +207,104 @@ static int take(uint32_t lock, uint64_t wait_ms, int keep)
 	return rc < 0 ? 1 : 0;
 }
 
+static int leave(void)
+{
+	int rc;
+
+	pthread_mutex_lock(&io_lock);
+	rc = ds_hb_leave(&host);
+	pthread_mutex_unlock(&io_lock);
+	if (rc < 0)
+		fprintf(stderr, "ds_host %u: leave: %s\n", host.id,
+			strerror(-rc));
+	return rc;
+}
+
+static double us_between(uint64_t t0_ns, uint64_t t1_ns)
+{
+	return (double)(t1_ns - t0_ns) / 1000.0;
+}
+
+/* Uncontended acquire + release of one lock, timed call by call. */
+static int bench(uint32_t lock, unsigned n)
+{
+	struct ds_hb_watch w;
+	char err[256] = "";
+	int rc;
+
+	ds_hb_watch_init(&w);
+	pthread_mutex_lock(&io_lock);
+	rc = ds_hb_watch_poll(&ds, &w, sys_mono_ns());
+	pthread_mutex_unlock(&io_lock);
+	if (rc < 0) {
+		printf("error: heartbeats: %s\n", strerror(-rc));
+		leave();
+		return 1;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t t0, t1, t2, t3;
+
+		pthread_mutex_lock(&io_lock);
+		t0 = sys_mono_ns();
+		rc = ds_lock_acquire(&host, &w, lock, err, sizeof(err));
+		t1 = sys_mono_ns();
+		pthread_mutex_unlock(&io_lock);
+		if (rc < 0) {
+			printf("error: %s\n", err);
+			leave();
+			return 1;
+		}
+		pthread_mutex_lock(&io_lock);
+		t2 = sys_mono_ns();
+		rc = ds_lock_release(&host, lock);
+		t3 = sys_mono_ns();
+		pthread_mutex_unlock(&io_lock);
+		if (rc < 0) {
+			printf("error: release %u: %s\n", lock, strerror(-rc));
+			leave();
+			return 1;
+		}
+		printf("lat_us %.3f %.3f\n", us_between(t0, t1),
+		       us_between(t2, t3));
+	}
+	return leave() < 0 ? 1 : 0;
+}
+
+/* The baseline: a local kernel lock on a file, same loop and output. */
+static int flockbench(const char *path, unsigned n)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int rc = 0;
+
+	if (fd < 0) {
+		printf("error: %s: %s\n", path, strerror(errno));
+		leave();
+		return 1;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t t0, t1, t2, t3;
+
+		t0 = sys_mono_ns();
+		rc = flock(fd, LOCK_EX);
+		t1 = sys_mono_ns();
+		if (rc < 0)
+			break;
+		t2 = sys_mono_ns();
+		rc = flock(fd, LOCK_UN);
+		t3 = sys_mono_ns();
+		if (rc < 0)
+			break;
+		printf("lat_us %.3f %.3f\n", us_between(t0, t1),
+		       us_between(t2, t3));
+	}
+	if (rc < 0)
+		printf("error: flock %s: %s\n", path, strerror(errno));
+	close(fd);
+	if (leave() < 0)
+		rc = -1;
+	return rc < 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	pthread_t hb;
@@ -226,6 +335,10 @@ int main(int argc, char **argv)
 	if (strcmp(argv[3], "take") == 0 && argc >= 6)
 		return take((uint32_t)atoi(argv[4]),
 			    strtoull(argv[5], NULL, 10), 0);
+	if (strcmp(argv[3], "bench") == 0 && argc >= 6)
+		return bench((uint32_t)atoi(argv[4]), (unsigned)atoi(argv[5]));
+	if (strcmp(argv[3], "flockbench") == 0 && argc >= 6)
+		return flockbench(argv[4], (unsigned)atoi(argv[5]));
 	fprintf(stderr, "ds_host: bad arguments\n");
 	return 2;
 }
