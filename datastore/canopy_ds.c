@@ -5,16 +5,30 @@
  *   canopy-ds info DEV          [-o json]
  *   canopy-ds heartbeats DEV    [-o json] [--watch MS]
  *   canopy-ds locks DEV         [-o json]
+ *   canopy-ds ls DEV            [-o json]
+ *   canopy-ds create DEV FILE --size S [--thick] --host-id N
+ *   canopy-ds import DEV LOCAL FILE --host-id N
+ *   canopy-ds export DEV FILE LOCAL --host-id N
+ *   canopy-ds rm DEV FILE --host-id N
+ *
+ * Commands that change the datastore act as host N for their duration: they
+ * join (N must not be in use by a live host), keep its heartbeat, take the
+ * locks they need and leave cleanly.
  *
  * Exit status: 0 ok, 1 the operation failed, 2 usage.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "datastore/ds.h"
 #include "lib/sys.h"
@@ -27,7 +41,8 @@ struct opts {
 	uint64_t size;
 	uint32_t sector, locks, hb_interval, hb_timeout;
 	uint64_t watch_ms;
-	int force, json;
+	uint32_t host_id;
+	int force, json, thick;
 };
 
 static int usage(void)
@@ -39,7 +54,13 @@ static int usage(void)
 		"[--hb-timeout MS] [--force]\n"
 		"       canopy-ds info DEV [-o json]\n"
 		"       canopy-ds heartbeats DEV [-o json] [--watch MS]\n"
-		"       canopy-ds locks DEV [-o json]\n");
+		"       canopy-ds locks DEV [-o json]\n"
+		"       canopy-ds ls DEV [-o json]\n"
+		"       canopy-ds create DEV FILE --size S [--thick] "
+		"--host-id N\n"
+		"       canopy-ds import DEV LOCAL FILE --host-id N\n"
+		"       canopy-ds export DEV FILE LOCAL --host-id N\n"
+		"       canopy-ds rm DEV FILE --host-id N\n");
 	return EXIT_USAGE;
 }
 
@@ -152,9 +173,15 @@ static int cmd_format(const char *dev, const struct opts *o)
 static int cmd_info(const struct ds *ds, const struct opts *o)
 {
 	const struct ds_geom *g = &ds->g;
+	uint64_t nfree;
 	char u[40];
 
 	uuid_str(g->uuid, u);
+	if (ds_free_blocks(ds, &nfree) < 0) {
+		fprintf(stderr, "canopy-ds: %s: allocation bitmap is corrupt\n",
+			ds->path);
+		return EXIT_FAIL;
+	}
 	if (o->json) {
 		printf("{\"name\":");
 		json_str(g->name);
@@ -162,11 +189,12 @@ static int cmd_info(const struct ds *ds, const struct opts *o)
 		       ",\"sector\":%u,\"max_hosts\":%u,\"max_locks\":%u,"
 		       "\"hb_interval_ms\":%u,\"hb_timeout_ms\":%u,"
 		       "\"fence_margin_ms\":%" PRIu64 ",\"created_ms\":%" PRIu64
-		       ",\"direct_io\":%s}\n",
+		       ",\"block_size\":%u,\"blocks\":%" PRIu64
+		       ",\"free_blocks\":%" PRIu64 ",\"direct_io\":%s}\n",
 		       u, g->version, g->size, g->sector, g->max_hosts,
 		       g->max_locks, g->hb_interval_ms, g->hb_timeout_ms,
-		       ds_hb_margin_ms(g), g->created_ms,
-		       ds->direct ? "true" : "false");
+		       ds_hb_margin_ms(g), g->created_ms, g->block_size,
+		       g->nblocks, nfree, ds->direct ? "true" : "false");
 		return 0;
 	}
 	printf("name:          %s\nuuid:          %s\nformat:        "
@@ -174,10 +202,12 @@ static int cmd_info(const struct ds *ds, const struct opts *o)
 	       "%u bytes\nhosts:         up to %u\nlocks:         %u\n"
 	       "heartbeat:     every %u ms, dead after %u ms (+%" PRIu64
 	       " ms margin before a lock break)\n"
+	       "space:         %" PRIu64 " of %" PRIu64 " blocks of %u "
+	       "bytes free\n"
 	       "I/O:           %s\n",
 	       g->name, u, g->version, g->size, g->sector, g->max_hosts,
 	       g->max_locks, g->hb_interval_ms, g->hb_timeout_ms,
-	       ds_hb_margin_ms(g),
+	       ds_hb_margin_ms(g), nfree, g->nblocks, g->block_size,
 	       ds->direct ? "O_DIRECT" :
 			    "buffered (the filesystem refuses O_DIRECT; "
 			    "only safe for hosts on this machine)");
@@ -295,6 +325,279 @@ static int cmd_locks(const struct ds *ds, const struct opts *o)
 	return bad ? EXIT_FAIL : 0;
 }
 
+static int cmd_ls(const struct ds *ds, const struct opts *o)
+{
+	int first = 1, rc = 0;
+
+	if (o->json)
+		printf("[");
+	else
+		printf("%-32s %14s %14s %-6s\n", "NAME", "SIZE", "ALLOCATED",
+		       "LOCKED");
+	for (uint32_t i = 1; i < ds->g.max_locks; i++) {
+		struct ds_inode ino;
+		struct ds_lease l;
+		uint64_t blocks = 0;
+		int c = ds_inode_read(ds, i, &ino);
+
+		if (c == 1)
+			continue;
+		if (c == 0)
+			c = ds_file_blocks(ds, &ino, &blocks);
+		if (c == 0)
+			c = ds_lease_read(ds, i, &l);
+		if (c < 0) {
+			fprintf(stderr, "canopy-ds: inode %u: %s\n", i,
+				c == -EBADMSG ? "corrupt" : strerror(-c));
+			rc = EXIT_FAIL;
+			continue;
+		}
+		if (o->json) {
+			printf("%s{\"name\":", first ? "" : ",");
+			json_str(ino.name);
+			printf(",\"size\":%" PRIu64 ",\"allocated\":%" PRIu64
+			       ",\"locked_by\":%u,\"mtime_ms\":%" PRIu64 "}",
+			       ino.size, blocks * ds->g.block_size, l.owner,
+			       ino.mtime_ms);
+		} else if (l.owner) {
+			printf("%-32s %14" PRIu64 " %14" PRIu64 " host %u\n",
+			       ino.name, ino.size, blocks * ds->g.block_size,
+			       l.owner);
+		} else {
+			printf("%-32s %14" PRIu64 " %14" PRIu64 " -\n",
+			       ino.name, ino.size, blocks * ds->g.block_size);
+		}
+		first = 0;
+	}
+	if (o->json)
+		printf("]\n");
+	return rc;
+}
+
+/* The tool as a host: joined, heartbeat renewed by a thread, which also
+ * applies the self-fence rule: past it, the work stops. */
+struct session {
+	struct ds ds;
+	struct ds_host h;
+	struct ds_hb_watch w;
+	pthread_t hb;
+	atomic_int fenced, stop;
+};
+
+static void *session_hb(void *arg)
+{
+	struct session *s = arg;
+
+	while (!atomic_load(&s->stop)) {
+		sleep_ms(s->ds.g.hb_interval_ms);
+		if (ds_hb_must_fence(&s->h, sys_mono_ns())) {
+			atomic_store(&s->fenced, 1);
+			return NULL;
+		}
+		if (ds_hb_renew(&s->h) < 0)
+			fprintf(stderr,
+				"canopy-ds: heartbeat renewal failed\n");
+	}
+	return NULL;
+}
+
+static int session_start(struct session *s, const char *dev,
+			 const struct opts *o)
+{
+	char err[512];
+
+	memset(s, 0, sizeof(*s));
+	if (!o->host_id) {
+		fprintf(stderr,
+			"canopy-ds: this command changes the datastore: "
+			"give --host-id N (an id no live host uses)\n");
+		return EXIT_USAGE;
+	}
+	if (ds_open(&s->ds, dev, 0, err, sizeof(err)) < 0 ||
+	    ds_hb_join(&s->h, &s->ds, o->host_id, "canopy-ds", err,
+		       sizeof(err)) < 0) {
+		fprintf(stderr, "canopy-ds: %s\n", err);
+		ds_close(&s->ds);
+		return EXIT_FAIL;
+	}
+	ds_hb_watch_init(&s->w);
+	if (pthread_create(&s->hb, NULL, session_hb, s) != 0) {
+		fprintf(stderr, "canopy-ds: cannot start the heartbeat\n");
+		ds_close(&s->ds);
+		return EXIT_FAIL;
+	}
+	return 0;
+}
+
+static void session_end(struct session *s)
+{
+	atomic_store(&s->stop, 1);
+	pthread_join(s->hb, NULL);
+	if (!atomic_load(&s->fenced) && ds_hb_leave(&s->h) < 0)
+		fprintf(stderr, "canopy-ds: could not mark host %u as left\n",
+			s->h.id);
+	ds_close(&s->ds);
+}
+
+#define COPY_CHUNK (1u << 20)
+
+static int is_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+static int do_import(struct session *s, const char *local, const char *name)
+{
+	uint32_t sec = s->ds.g.sector;
+	struct ds_file f;
+	struct stat st;
+	uint64_t size, off = 0;
+	uint8_t *buf = NULL;
+	char err[512] = "";
+	int fd = open(local, O_RDONLY | O_CLOEXEC), rc;
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fprintf(stderr, "canopy-ds: %s: %s\n", local, strerror(errno));
+		return EXIT_FAIL;
+	}
+	size = ((uint64_t)st.st_size + sec - 1) / sec * sec;
+	rc = ds_file_create(&s->h, &s->w, name, size, 0, err, sizeof(err));
+	if (rc == 0)
+		rc = ds_file_open(&f, &s->h, &s->w, name, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "canopy-ds: %s\n", err);
+		close(fd);
+		return EXIT_FAIL;
+	}
+	buf = ds_alloc(&s->ds, COPY_CHUNK);
+	while (buf && rc == 0 && off < size) {
+		size_t want = size - off < COPY_CHUNK ? (size_t)(size - off) :
+							COPY_CHUNK;
+		ssize_t got = sys_pread_full(fd, buf, want, (off_t)off);
+
+		if (got < 0) {
+			snprintf(err, sizeof(err), "%s: %s", local,
+				 strerror((int)-got));
+			rc = (int)got;
+			break;
+		}
+		memset(buf + got, 0, want - (size_t)got); /* pad the tail */
+		if (atomic_load(&s->fenced)) {
+			snprintf(err, sizeof(err),
+				 "heartbeat lost: stopped "
+				 "(self-fence)");
+			rc = -ETIMEDOUT;
+		} else if (!is_zero(buf, want)) { /* zeros stay thin */
+			rc = ds_file_pwrite(&f, buf, want, off, err,
+					    sizeof(err));
+		}
+		off += want;
+	}
+	ds_file_close(&f);
+	ds_free(buf);
+	close(fd);
+	if (rc < 0 || !buf) {
+		fprintf(stderr, "canopy-ds: import %s: %s\n", name,
+			buf ? err : "out of memory");
+		return EXIT_FAIL;
+	}
+	printf("imported %s to %s (%" PRIu64 " bytes)\n", local, name, size);
+	return 0;
+}
+
+static int do_export(struct session *s, const char *name, const char *local)
+{
+	char err[512] = "", tmp[4096];
+	struct ds_file f;
+	uint64_t off = 0;
+	uint8_t *buf;
+	int fd, rc;
+
+	rc = ds_file_open(&f, &s->h, &s->w, name, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "canopy-ds: %s\n", err);
+		return EXIT_FAIL;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.partial", local);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	buf = ds_alloc(&s->ds, COPY_CHUNK);
+	rc = fd < 0 ? -errno : buf ? 0 : -ENOMEM;
+	while (rc == 0 && off < f.ino.size) {
+		size_t want = f.ino.size - off < COPY_CHUNK ?
+				      (size_t)(f.ino.size - off) :
+				      COPY_CHUNK;
+
+		if (atomic_load(&s->fenced))
+			rc = -ETIMEDOUT;
+		if (rc == 0)
+			rc = ds_file_pread(&f, buf, want, off);
+		if (rc == 0)
+			rc = sys_pwrite_full(fd, buf, want, (off_t)off);
+		off += want;
+	}
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (rc == 0 && rename(tmp, local) < 0)
+		rc = -errno;
+	ds_file_close(&f);
+	ds_free(buf);
+	if (rc < 0) {
+		unlink(tmp);
+		fprintf(stderr, "canopy-ds: export %s to %s: %s\n", name, local,
+			rc == -ETIMEDOUT ? "heartbeat lost (self-fence)" :
+					   strerror(-rc));
+		return EXIT_FAIL;
+	}
+	printf("exported %s to %s (%" PRIu64 " bytes)\n", name, local,
+	       f.ino.size);
+	return 0;
+}
+
+static int cmd_change(const char *cmd, char **args, int nargs,
+		      const struct opts *o)
+{
+	struct session s;
+	char err[512] = "";
+	int rc;
+
+	if (nargs !=
+	    (strcmp(cmd, "import") == 0 || strcmp(cmd, "export") == 0 ? 3 : 2))
+		return usage();
+	if (strcmp(cmd, "create") == 0 && !o->size) {
+		fprintf(stderr, "canopy-ds: create needs --size\n");
+		return EXIT_USAGE;
+	}
+	rc = session_start(&s, args[0], o);
+	if (rc)
+		return rc;
+	if (strcmp(cmd, "create") == 0) {
+		rc = ds_file_create(&s.h, &s.w, args[1], o->size, o->thick, err,
+				    sizeof(err));
+		if (rc == 0)
+			printf("created %s (%" PRIu64 " bytes, %s)\n", args[1],
+			       o->size, o->thick ? "thick" : "thin");
+	} else if (strcmp(cmd, "rm") == 0) {
+		rc = ds_file_remove(&s.h, &s.w, args[1], err, sizeof(err));
+		if (rc == 0)
+			printf("removed %s\n", args[1]);
+	} else if (strcmp(cmd, "import") == 0) {
+		rc = do_import(&s, args[1], args[2]) ? -EIO : 0;
+		err[0] = 0;
+	} else {
+		rc = do_export(&s, args[1], args[2]) ? -EIO : 0;
+		err[0] = 0;
+	}
+	if (rc < 0 && err[0])
+		fprintf(stderr, "canopy-ds: %s\n", err);
+	session_end(&s);
+	return rc < 0 ? EXIT_FAIL : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -306,6 +609,8 @@ int main(int argc, char **argv)
 		{ "hb-timeout", required_argument, NULL, 't' },
 		{ "watch", required_argument, NULL, 'w' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "thick", no_argument, NULL, 'T' },
+		{ "host-id", required_argument, NULL, 'H' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -344,6 +649,12 @@ int main(int argc, char **argv)
 		case 'f':
 			o.force = 1;
 			break;
+		case 'T':
+			o.thick = 1;
+			break;
+		case 'H':
+			bad = parse_u32(optarg, &o.host_id);
+			break;
 		case 'o':
 			if (strcmp(optarg, "json") == 0)
 				o.json = 1;
@@ -358,14 +669,20 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (argc - optind != 2)
+	if (argc - optind < 2)
 		return usage();
 	cmd = argv[optind];
 	dev = argv[optind + 1];
+	if (strcmp(cmd, "create") == 0 || strcmp(cmd, "rm") == 0 ||
+	    strcmp(cmd, "import") == 0 || strcmp(cmd, "export") == 0)
+		return cmd_change(cmd, argv + optind + 1, argc - optind - 1,
+				  &o);
+	if (argc - optind != 2)
+		return usage();
 	if (strcmp(cmd, "format") == 0)
 		return cmd_format(dev, &o);
 	if (strcmp(cmd, "info") != 0 && strcmp(cmd, "heartbeats") != 0 &&
-	    strcmp(cmd, "locks") != 0) {
+	    strcmp(cmd, "locks") != 0 && strcmp(cmd, "ls") != 0) {
 		fprintf(stderr, "canopy-ds: unknown command '%s'\n", cmd);
 		return usage();
 	}
@@ -377,6 +694,8 @@ int main(int argc, char **argv)
 		rc = cmd_info(&ds, &o);
 	else if (strcmp(cmd, "heartbeats") == 0)
 		rc = cmd_heartbeats(&ds, &o);
+	else if (strcmp(cmd, "ls") == 0)
+		rc = cmd_ls(&ds, &o);
 	else
 		rc = cmd_locks(&ds, &o);
 	ds_close(&ds);

@@ -19,6 +19,10 @@
 #define DS_NAME_MAX 63
 #define DS_DEFAULT_LOCKS 1024
 #define DS_DEFAULT_SECTOR 512
+#define DS_DEFAULT_BLOCK (1u << 20) /* file data allocation unit */
+#define DS_DEFAULT_JOURNAL 128 /* sectors of journal per host */
+#define DS_NAMESPACE_LOCK 0 /* lock 0 serialises metadata changes */
+#define DS_FILE_NAME_MAX 127
 
 /* Default heartbeat timing (ms); both are per-volume settings. */
 #define DS_DEFAULT_HB_INTERVAL_MS 1000
@@ -36,9 +40,16 @@ struct ds_geom {
 	uint32_t hb_timeout_ms;
 	uint64_t size; /* of the volume as formatted */
 	uint64_t created_ms; /* wall clock, informational */
+	uint32_t block_size; /* data block, a multiple of the sector */
+	uint32_t journal_sectors; /* per host */
 	uint64_t hb_off; /* max_hosts sectors */
 	uint64_t lock_off; /* max_locks * (1 + max_hosts) sectors */
-	uint64_t end_off; /* first byte after the regions above */
+	uint64_t journal_off; /* max_hosts * journal_sectors sectors */
+	uint64_t inode_off; /* max_locks sectors: inode i is locked by lock i */
+	uint64_t bitmap_off; /* one bit per data block, in records */
+	uint64_t data_off; /* block aligned; nblocks blocks follow */
+	uint64_t nblocks;
+	uint64_t end_off; /* == data_off: the end of the metadata */
 };
 
 /* An open volume. */
@@ -53,7 +64,8 @@ struct ds_format_opts {
 	const char *name;
 	uint64_t size; /* 0: the file's current size (a device's size) */
 	uint32_t sector; /* 0: DS_DEFAULT_SECTOR */
-	uint32_t max_locks; /* 0: DS_DEFAULT_LOCKS */
+	uint32_t max_locks; /* 0: DS_DEFAULT_LOCKS; also the most files */
+	uint32_t block_size; /* 0: DS_DEFAULT_BLOCK */
 	uint32_t hb_interval_ms, hb_timeout_ms; /* 0: defaults */
 };
 
@@ -120,7 +132,7 @@ CN_MUST_CHECK int ds_hb_leave(struct ds_host *h);
  * (hb_timeout - fence margin) ago or more; the host must stop all I/O to
  * files it has locked. */
 int ds_hb_must_fence(const struct ds_host *h, uint64_t now_ns);
-/* The fence margin: a quarter of the timeout, at least two intervals. */
+/* The fence margin: a quarter of the timeout. */
 uint64_t ds_hb_margin_ms(const struct ds_geom *g);
 
 /* What an observer knows of other hosts, on its own monotonic clock. */
@@ -176,5 +188,63 @@ CN_MUST_CHECK int ds_lock_acquire(struct ds_host *h, struct ds_hb_watch *w,
 				  uint32_t lock, char *err, size_t errlen);
 /* Release a lock h holds; -EPERM if the lease says someone else has it. */
 CN_MUST_CHECK int ds_lock_release(struct ds_host *h, uint32_t lock);
+
+/* --- files (ds_file.c) --------------------------------------------------- */
+
+/* Names: 1..DS_FILE_NAME_MAX bytes of [A-Za-z0-9._-] in '/'-separated parts
+ * (flat per-VM directories: "web1/disk0"), no empty, "." or ".." part. */
+struct ds_inode {
+	uint32_t index; /* 1..max_locks-1; lock `index` guards the file */
+	uint32_t flags; /* DS_INODE_* */
+	uint64_t generation; /* bumped when the slot is reused */
+	uint64_t size; /* bytes, fixed at creation */
+	uint64_t map_block; /* data block + 1 holding the block map; 0 none */
+	uint64_t ctime_ms, mtime_ms;
+	char name[DS_FILE_NAME_MAX + 1];
+};
+#define DS_INODE_USED 0x1
+
+/* An open file: its lock is held exclusively until ds_file_close. */
+struct ds_file {
+	struct ds_host *h;
+	struct ds_hb_watch *w;
+	struct ds_inode ino;
+};
+
+CN_MUST_CHECK int ds_name_check(const char *name, char *err, size_t errlen);
+/* 0 and *out when `index` is a file, 1 when free, -errno. */
+CN_MUST_CHECK int ds_inode_read(const struct ds *ds, uint32_t index,
+				struct ds_inode *out);
+/* Find a file by name: 0, or -ENOENT. */
+CN_MUST_CHECK int ds_lookup(const struct ds *ds, const char *name,
+			    struct ds_inode *out);
+/* Blocks allocated to a file (thin files have fewer than size needs). */
+CN_MUST_CHECK int ds_file_blocks(const struct ds *ds,
+				 const struct ds_inode *ino, uint64_t *out);
+/* Free data blocks according to the bitmap. */
+CN_MUST_CHECK int ds_free_blocks(const struct ds *ds, uint64_t *out);
+
+/* Metadata changes take the namespace lock, replay any journal a dead
+ * host left unfinished, and commit through this host's journal. */
+CN_MUST_CHECK int ds_file_create(struct ds_host *h, struct ds_hb_watch *w,
+				 const char *name, uint64_t size, int thick,
+				 char *err, size_t errlen);
+/* Refused while another host has the file open (locked). */
+CN_MUST_CHECK int ds_file_remove(struct ds_host *h, struct ds_hb_watch *w,
+				 const char *name, char *err, size_t errlen);
+CN_MUST_CHECK int ds_file_open(struct ds_file *f, struct ds_host *h,
+			       struct ds_hb_watch *w, const char *name,
+			       char *err, size_t errlen);
+/* Sector-aligned offset and length, buffer from ds_alloc. Reading a hole
+ * gives zeros; writing one allocates (zeroed) blocks first. */
+CN_MUST_CHECK int ds_file_pread(struct ds_file *f, void *buf, size_t len,
+				uint64_t off);
+CN_MUST_CHECK int ds_file_pwrite(struct ds_file *f, const void *buf, size_t len,
+				 uint64_t off, char *err, size_t errlen);
+void ds_file_close(struct ds_file *f);
+/* Take the namespace lock and replay unfinished journals (mount-time
+ * recovery); also done by every metadata change. */
+CN_MUST_CHECK int ds_recover(struct ds_host *h, struct ds_hb_watch *w,
+			     char *err, size_t errlen);
 
 #endif

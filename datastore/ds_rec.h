@@ -14,6 +14,12 @@
 #define DS_REC_SIZE 512
 #define DS_REC_CRC (DS_REC_SIZE - 4) /* CRC-32C of the bytes before it */
 
+/* Bitmap record: u32 magic, u32 index of the record, then bits. */
+#define DS_BITMAP_MAGIC 0x50414d42u /* "BMAP" */
+#define DS_BITMAP_HDR 8
+#define DS_BITMAP_BYTES 480
+#define DS_BITMAP_BITS (DS_BITMAP_BYTES * 8)
+
 static inline void put32(uint8_t *p, uint32_t v)
 {
 	memcpy(p, &v, 4);

@@ -28,11 +28,21 @@
 #define SB_HB_OFF 128
 #define SB_LOCK_OFF 136
 #define SB_END_OFF 144
+#define SB_BLOCK 152
+#define SB_JOURNAL_SECTORS 156
+#define SB_JOURNAL_OFF 160
+#define SB_INODE_OFF 168
+#define SB_BITMAP_OFF 176
+#define SB_DATA_OFF 184
+#define SB_NBLOCKS 192
 /* The first read covers any sector size we accept. */
 #define SB_PROBE 4096
 #define DS_MIN_SECTOR 512
 #define DS_MAX_SECTOR 4096
 #define ZERO_CHUNK (1u << 20)
+#define DS_MIN_BLOCK (64u << 10)
+#define DS_MAX_BLOCK (64u << 20)
+#define DS_MAX_JOURNAL 4096
 
 void *ds_alloc(const struct ds *ds, size_t len)
 {
@@ -97,15 +107,38 @@ static uint64_t round_up(uint64_t v, uint64_t a)
 	return (v + a - 1) / a * a;
 }
 
-/* Region offsets for a geometry whose sector and counts are set. */
+/* Region offsets for a geometry whose size, sector, block size and counts
+ * are set. nblocks is 0 when the size leaves no room for data. */
 static void layout(struct ds_geom *g)
 {
-	uint64_t s = g->sector;
+	uint64_t s = g->sector, bits, bm_bytes, est;
 
 	g->hb_off = round_up(SB_PROBE, s);
 	g->lock_off = g->hb_off + (uint64_t)g->max_hosts * s;
-	g->end_off = g->lock_off +
-		     (uint64_t)g->max_locks * (1 + (uint64_t)g->max_hosts) * s;
+	g->journal_off = g->lock_off + (uint64_t)g->max_locks *
+					       (1 + (uint64_t)g->max_hosts) * s;
+	g->inode_off = g->journal_off +
+		       (uint64_t)g->max_hosts * g->journal_sectors * s;
+	g->bitmap_off = g->inode_off + (uint64_t)g->max_locks * s;
+	/* The bitmap's size depends on the block count and the other way
+	 * round: size it for every block after it, then count what fits. */
+	est = g->size > g->bitmap_off ?
+		      (g->size - g->bitmap_off) / g->block_size :
+		      0;
+	bits = (uint64_t)DS_BITMAP_BITS;
+	bm_bytes = (est + bits - 1) / bits * s;
+	g->data_off = round_up(g->bitmap_off + bm_bytes, g->block_size);
+	g->nblocks = g->size > g->data_off ?
+			     (g->size - g->data_off) / g->block_size :
+			     0;
+	g->end_off = g->data_off;
+}
+
+static int valid_block(const struct ds_geom *g)
+{
+	return g->block_size >= DS_MIN_BLOCK && g->block_size <= DS_MAX_BLOCK &&
+	       !(g->block_size & (g->block_size - 1)) &&
+	       g->block_size >= g->sector;
 }
 
 static void sb_encode(uint8_t *b, const struct ds_geom *g)
@@ -125,6 +158,13 @@ static void sb_encode(uint8_t *b, const struct ds_geom *g)
 	put64(b + SB_HB_OFF, g->hb_off);
 	put64(b + SB_LOCK_OFF, g->lock_off);
 	put64(b + SB_END_OFF, g->end_off);
+	put32(b + SB_BLOCK, g->block_size);
+	put32(b + SB_JOURNAL_SECTORS, g->journal_sectors);
+	put64(b + SB_JOURNAL_OFF, g->journal_off);
+	put64(b + SB_INODE_OFF, g->inode_off);
+	put64(b + SB_BITMAP_OFF, g->bitmap_off);
+	put64(b + SB_DATA_OFF, g->data_off);
+	put64(b + SB_NBLOCKS, g->nblocks);
 	ds_rec_seal(b);
 }
 
@@ -161,13 +201,25 @@ int ds_sb_decode(const uint8_t *b, struct ds_geom *g, char *err, size_t errlen)
 	g->hb_off = get64(b + SB_HB_OFF);
 	g->lock_off = get64(b + SB_LOCK_OFF);
 	g->end_off = get64(b + SB_END_OFF);
+	g->block_size = get32(b + SB_BLOCK);
+	g->journal_sectors = get32(b + SB_JOURNAL_SECTORS);
+	g->journal_off = get64(b + SB_JOURNAL_OFF);
+	g->inode_off = get64(b + SB_INODE_OFF);
+	g->bitmap_off = get64(b + SB_BITMAP_OFF);
+	g->data_off = get64(b + SB_DATA_OFF);
+	g->nblocks = get64(b + SB_NBLOCKS);
 	want = *g;
 	if (g->sector < DS_MIN_SECTOR || g->sector > DS_MAX_SECTOR ||
-	    (g->sector & (g->sector - 1)))
+	    (g->sector & (g->sector - 1)) || !valid_block(g) ||
+	    g->journal_sectors < 2 || g->journal_sectors > DS_MAX_JOURNAL)
 		want.hb_off = ~g->hb_off; /* no layout: fails below */
 	else
 		layout(&want);
 	if (want.hb_off != g->hb_off || want.lock_off != g->lock_off ||
+	    want.journal_off != g->journal_off ||
+	    want.inode_off != g->inode_off ||
+	    want.bitmap_off != g->bitmap_off || want.data_off != g->data_off ||
+	    want.nblocks != g->nblocks || g->nblocks == 0 ||
 	    want.end_off != g->end_off || g->max_hosts == 0 ||
 	    g->max_hosts > DS_MAX_HOSTS || g->max_locks == 0 ||
 	    g->end_off > g->size || g->hb_interval_ms == 0 ||
@@ -256,7 +308,15 @@ int ds_format(const char *path, const struct ds_format_opts *o, int force,
 			 1u << 20);
 		return -EINVAL;
 	}
-	layout(&g);
+	g.block_size = o->block_size ? o->block_size : DS_DEFAULT_BLOCK;
+	g.journal_sectors = DS_DEFAULT_JOURNAL;
+	if (!valid_block(&g)) {
+		snprintf(err, errlen,
+			 "block size %u: must be a power of two from 64K to "
+			 "64M, and at least the sector",
+			 g.block_size);
+		return -EINVAL;
+	}
 	fd = open_volume(path, O_RDWR | O_CREAT, &direct);
 	if (fd < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(-fd));
@@ -270,14 +330,16 @@ int ds_format(const char *path, const struct ds_format_opts *o, int force,
 		goto out;
 	}
 	g.size = o->size ? o->size : have;
-	if (g.size < g.end_off || g.size % g.sector) {
+	layout(&g);
+	if (g.nblocks == 0 || g.size % g.sector) {
 		rc = -ENOSPC;
 		snprintf(err, errlen,
 			 "%s: size %llu bytes; need a multiple of %u of at "
-			 "least %llu for %u hosts and %u locks",
+			 "least %llu for %u hosts, %u locks and one %u-byte "
+			 "data block",
 			 path, (unsigned long long)g.size, g.sector,
-			 (unsigned long long)g.end_off, g.max_hosts,
-			 g.max_locks);
+			 (unsigned long long)(g.data_off + g.block_size),
+			 g.max_hosts, g.max_locks, g.block_size);
 		goto out;
 	}
 	sb = ds_alloc(NULL, SB_PROBE);

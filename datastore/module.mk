@@ -12,6 +12,7 @@ $(DS_LIB): $(DS_OBJS)
 $(B)/bin/canopy-ds: $(B)/datastore/canopy_ds.o $(DS_LIB) $(LIBCANOPY)
 	$(call link,$@,$^,)
 
+
 BINS += $(B)/bin/canopy-ds
 
 # Unit tests of the datastore and the helpers that act as hosts link it.
