@@ -10,6 +10,7 @@
  *   canopy-ds import DEV LOCAL FILE --host-id N
  *   canopy-ds export DEV FILE LOCAL --host-id N
  *   canopy-ds rm DEV FILE --host-id N
+ *   canopy-ds fsck DEV [--repair --host-id N] [-o json]
  *
  * Commands that change the datastore act as host N for their duration: they
  * join (N must not be in use by a live host), keep its heartbeat, take the
@@ -42,7 +43,7 @@ struct opts {
 	uint32_t sector, locks, hb_interval, hb_timeout;
 	uint64_t watch_ms;
 	uint32_t host_id;
-	int force, json, thick;
+	int force, json, thick, repair;
 };
 
 static int usage(void)
@@ -60,7 +61,8 @@ static int usage(void)
 		"--host-id N\n"
 		"       canopy-ds import DEV LOCAL FILE --host-id N\n"
 		"       canopy-ds export DEV FILE LOCAL --host-id N\n"
-		"       canopy-ds rm DEV FILE --host-id N\n");
+		"       canopy-ds rm DEV FILE --host-id N\n"
+		"       canopy-ds fsck DEV [--repair --host-id N] [-o json]\n");
 	return EXIT_USAGE;
 }
 
@@ -355,9 +357,10 @@ static int cmd_ls(const struct ds *ds, const struct opts *o)
 		if (o->json) {
 			printf("%s{\"name\":", first ? "" : ",");
 			json_str(ino.name);
-			printf(",\"size\":%" PRIu64 ",\"allocated\":%" PRIu64
+			printf(",\"inode\":%u,\"size\":%" PRIu64
+			       ",\"allocated\":%" PRIu64
 			       ",\"locked_by\":%u,\"mtime_ms\":%" PRIu64 "}",
-			       ino.size, blocks * ds->g.block_size, l.owner,
+			       i, ino.size, blocks * ds->g.block_size, l.owner,
 			       ino.mtime_ms);
 		} else if (l.owner) {
 			printf("%-32s %14" PRIu64 " %14" PRIu64 " host %u\n",
@@ -558,6 +561,69 @@ static int do_export(struct session *s, const char *name, const char *local)
 	return 0;
 }
 
+static void fsck_summary(const struct ds_fsck *r, int json, const char *what)
+{
+	if (json) {
+		printf("{\"phase\":\"%s\",\"files\":%" PRIu64
+		       ",\"problems\":%" PRIu64 ",\"orphans\":%" PRIu64
+		       ",\"unmarked\":%" PRIu64 ",\"shared\":%" PRIu64
+		       ",\"pending\":%" PRIu64 ",\"stale_locks\":%" PRIu64
+		       "}\n",
+		       what, r->files, r->problems, r->orphans, r->unmarked,
+		       r->shared, r->pending, r->stale_locks);
+		return;
+	}
+	printf("fsck (%s): %" PRIu64 " files, %s", what, r->files,
+	       r->problems ? "" : "clean\n");
+	if (r->problems)
+		printf("%" PRIu64 " problems (orphan blocks %" PRIu64
+		       ", unmarked %" PRIu64 ", shared %" PRIu64
+		       ", unfinished journals %" PRIu64 ", stale locks %" PRIu64
+		       ")\n",
+		       r->problems, r->orphans, r->unmarked, r->shared,
+		       r->pending, r->stale_locks);
+}
+
+static int cmd_fsck(const char *dev, const struct opts *o)
+{
+	struct ds_fsck r = { .report = o->json ? NULL : stdout };
+	char err[512] = "";
+	struct session s;
+	struct ds ds;
+	int rc;
+
+	if (!o->repair) {
+		if (ds_open(&ds, dev, DS_RDONLY, err, sizeof(err)) < 0) {
+			fprintf(stderr, "canopy-ds: %s\n", err);
+			return EXIT_FAIL;
+		}
+		rc = ds_fsck(&ds, &r, NULL, NULL);
+		ds_close(&ds);
+		if (rc < 0) {
+			fprintf(stderr, "canopy-ds: fsck: %s\n", strerror(-rc));
+			return EXIT_FAIL;
+		}
+		fsck_summary(&r, o->json, "check");
+		return r.problems ? EXIT_FAIL : 0;
+	}
+	rc = session_start(&s, dev, o);
+	if (rc)
+		return rc;
+	rc = ds_fsck_repair(&s.h, &s.w, &r, err, sizeof(err));
+	if (rc == 0) {
+		fsck_summary(&r, o->json, "before repair");
+		memset(&r, 0, sizeof(r));
+		r.report = o->json ? NULL : stdout;
+		rc = ds_fsck(&s.ds, &r, NULL, NULL);
+		if (rc == 0)
+			fsck_summary(&r, o->json, "after repair");
+	} else {
+		fprintf(stderr, "canopy-ds: %s\n", err);
+	}
+	session_end(&s);
+	return rc < 0 || r.problems ? EXIT_FAIL : 0;
+}
+
 static int cmd_change(const char *cmd, char **args, int nargs,
 		      const struct opts *o)
 {
@@ -610,6 +676,7 @@ int main(int argc, char **argv)
 		{ "watch", required_argument, NULL, 'w' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "thick", no_argument, NULL, 'T' },
+		{ "repair", no_argument, NULL, 'R' },
 		{ "host-id", required_argument, NULL, 'H' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
@@ -652,6 +719,9 @@ int main(int argc, char **argv)
 		case 'T':
 			o.thick = 1;
 			break;
+		case 'R':
+			o.repair = 1;
+			break;
 		case 'H':
 			bad = parse_u32(optarg, &o.host_id);
 			break;
@@ -679,6 +749,8 @@ int main(int argc, char **argv)
 				  &o);
 	if (argc - optind != 2)
 		return usage();
+	if (strcmp(cmd, "fsck") == 0)
+		return cmd_fsck(dev, &o);
 	if (strcmp(cmd, "format") == 0)
 		return cmd_format(dev, &o);
 	if (strcmp(cmd, "info") != 0 && strcmp(cmd, "heartbeats") != 0 &&

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "lib/compiler.h"
 
@@ -246,5 +247,27 @@ void ds_file_close(struct ds_file *f);
  * recovery); also done by every metadata change. */
 CN_MUST_CHECK int ds_recover(struct ds_host *h, struct ds_hb_watch *w,
 			     char *err, size_t errlen);
+
+/* --- fsck (ds_fsck.c, repair in ds_file.c) ------------------------------ */
+
+struct ds_fsck {
+	FILE *report; /* one line per problem; NULL for none */
+	uint64_t problems, files;
+	uint64_t orphans; /* allocated, used by no file */
+	uint64_t unmarked; /* used by a file, free in the bitmap */
+	uint64_t shared; /* used by two files */
+	uint64_t pending; /* unfinished journal transactions */
+	uint64_t stale_locks; /* held by a host incarnation that is gone */
+};
+
+/* Read-only check. With refs_out and bitmap_out, hands back the block
+ * reference counts (calloc) and the bitmap records (ds_alloc). */
+CN_MUST_CHECK int ds_fsck(const struct ds *ds, struct ds_fsck *r,
+			  uint8_t **refs_out, uint8_t **bitmap_out);
+/* Under the namespace lock: replay journals, free orphan blocks, mark used
+ * blocks as used. Shared blocks and corrupt records are left for a human;
+ * the check after a repair says what remains. */
+CN_MUST_CHECK int ds_fsck_repair(struct ds_host *h, struct ds_hb_watch *w,
+				 struct ds_fsck *r, char *err, size_t errlen);
 
 #endif

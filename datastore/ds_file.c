@@ -927,3 +927,44 @@ int ds_file_pwrite(struct ds_file *f, const void *buf, size_t len, uint64_t off,
 		snprintf(err, errlen, "write: %s", strerror(-rc));
 	return rc;
 }
+
+int ds_fsck_repair(struct ds_host *h, struct ds_hb_watch *w, struct ds_fsck *r,
+		   char *err, size_t errlen)
+{
+	const struct ds *ds = h->ds;
+	uint8_t *refs = NULL, *bm = NULL;
+	struct txn t;
+	int rc = ns_begin(h, w, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	rc = ds_fsck(ds, r, &refs, &bm);
+	if (rc == 0)
+		rc = txn_init(&t, h);
+	for (uint64_t b = 0; rc == 0 && b < ds->g.nblocks; b++) {
+		const uint8_t *rec = bm + b / DS_BITMAP_BITS * ds->g.sector;
+		uint64_t bit = b % DS_BITMAP_BITS;
+		int used = rec[DS_BITMAP_HDR + bit / 8] >> (bit % 8) & 1;
+		uint8_t *img;
+
+		if (used == (refs[b] != 0) ||
+		    !bitmap_valid(rec, b / DS_BITMAP_BITS))
+			continue;
+		if (!txn_room(&t, 1))
+			rc = txn_commit(&t);
+		img = rc == 0 ? txn_sector(&t, bitmap_rec_off(ds, b), &rc) :
+				NULL;
+		if (img)
+			bit_set(img, ds, b, refs[b] != 0);
+	}
+	if (rc == 0)
+		rc = txn_commit(&t);
+	if (bm)
+		txn_free(&t);
+	if (rc < 0)
+		snprintf(err, errlen, "repair: %s", strerror(-rc));
+	free(refs);
+	ds_free(bm);
+	ns_end(h);
+	return rc;
+}

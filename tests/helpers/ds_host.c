@@ -23,6 +23,12 @@
  *       way. A local kernel lock: the cost floor, but it does not work
  *       across hosts. Leaves cleanly and exits 0, or exits 1.
  *
+ *   ds_host DEV ID churn PREFIX N
+ *       N times: create the thin file PREFIX/hID-i (2 MiB), write its
+ *       first block, print "created NAME"; remove every other file after
+ *       creating the next, printing "removed NAME". For crash tests: kill
+ *       it anywhere, then check nothing acknowledged was lost.
+ *
  * A heartbeat thread renews every interval; if it cannot renew in time it
  * prints "fenced" and exits 3 at once (it stops all I/O). Exit 2: usage or
  * set-up failure.
@@ -168,6 +174,67 @@ static int contend(uint32_t locks, unsigned iters, const char *guard_path,
 	return 0;
 }
 
+static int leave(void)
+{
+	int rc;
+
+	pthread_mutex_lock(&io_lock);
+	rc = ds_hb_leave(&host);
+	pthread_mutex_unlock(&io_lock);
+	if (rc < 0)
+		fprintf(stderr, "ds_host %u: leave: %s\n", host.id,
+			strerror(-rc));
+	return rc;
+}
+
+static int churn(const char *prefix, unsigned n)
+{
+	struct ds_hb_watch w;
+	char err[256], name[DS_FILE_NAME_MAX + 1], prev[DS_FILE_NAME_MAX + 1];
+	uint8_t *buf = ds_alloc(&ds, ds.g.block_size);
+	int rc = buf ? 0 : -ENOMEM;
+
+	ds_hb_watch_init(&w);
+	if (buf)
+		memset(buf, 0xa5, ds.g.block_size);
+	for (unsigned i = 0; rc == 0 && i < n; i++) {
+		struct ds_file f;
+
+		snprintf(name, sizeof(name), "%s/h%u-%u", prefix, host.id, i);
+		pthread_mutex_lock(&io_lock);
+		rc = ds_file_create(&host, &w, name, 2u << 20, 0, err,
+				    sizeof(err));
+		if (rc == 0)
+			rc = ds_file_open(&f, &host, &w, name, err,
+					  sizeof(err));
+		if (rc == 0) {
+			rc = ds_file_pwrite(&f, buf, ds.g.block_size, 0, err,
+					    sizeof(err));
+			ds_file_close(&f);
+		}
+		pthread_mutex_unlock(&io_lock);
+		if (rc == 0)
+			printf("created %s\n", name);
+		if (rc == 0 && i % 2 == 1) {
+			pthread_mutex_lock(&io_lock);
+			rc = ds_file_remove(&host, &w, prev, err, sizeof(err));
+			pthread_mutex_unlock(&io_lock);
+			if (rc == 0)
+				printf("removed %s\n", prev);
+		}
+		snprintf(prev, sizeof(prev), "%s", name);
+	}
+	ds_free(buf);
+	if (rc < 0) {
+		printf("error: %s\n", err);
+		return 1;
+	}
+	if (leave() < 0)
+		return 1;
+	printf("done\n");
+	return 0;
+}
+
 static int take(uint32_t lock, uint64_t wait_ms, int keep)
 {
 	struct ds_hb_watch w;
@@ -205,19 +272,6 @@ static int take(uint32_t lock, uint64_t wait_ms, int keep)
 		rc = ds_hb_leave(&host);
 	pthread_mutex_unlock(&io_lock);
 	return rc < 0 ? 1 : 0;
-}
-
-static int leave(void)
-{
-	int rc;
-
-	pthread_mutex_lock(&io_lock);
-	rc = ds_hb_leave(&host);
-	pthread_mutex_unlock(&io_lock);
-	if (rc < 0)
-		fprintf(stderr, "ds_host %u: leave: %s\n", host.id,
-			strerror(-rc));
-	return rc;
 }
 
 static double us_between(uint64_t t0_ns, uint64_t t1_ns)
@@ -332,6 +386,8 @@ int main(int argc, char **argv)
 			       argc > 8 ? (unsigned)atoi(argv[8]) : 200);
 	if (strcmp(argv[3], "hold") == 0 && argc >= 5)
 		return take((uint32_t)atoi(argv[4]), 0, 1);
+	if (strcmp(argv[3], "churn") == 0 && argc >= 6)
+		return churn(argv[4], (unsigned)atoi(argv[5]));
 	if (strcmp(argv[3], "take") == 0 && argc >= 6)
 		return take((uint32_t)atoi(argv[4]),
 			    strtoull(argv[5], NULL, 10), 0);

@@ -283,3 +283,159 @@ def test_bad_host_ids(build_dir, image, hosts):
         p = hosts(image, hid, "take", 0, 100)
         out, _ = p.communicate(timeout=30)
         assert p.returncode == 2 and "must be 1..64" in out
+
+
+# --- files --------------------------------------------------------------------
+HOST = ["--host-id", 60]  # the tool's host id in these tests
+
+
+@pytest.fixture
+def fimage(build_dir, tmp_path):
+    path = tmp_path / "files.img"
+    tool(build_dir, "format", path, "--name", "files", "--size", "160M",
+         "--locks", "64", "--hb-interval", INTERVAL_MS, "--hb-timeout",
+         TIMEOUT_MS, check=0)
+    return path
+
+
+def ls(build_dir, image):
+    return {f["name"]: f for f in json.loads(
+        tool(build_dir, "ls", image, "-o", "json", check=0).stdout)}
+
+
+def free_blocks(build_dir, image):
+    return json.loads(tool(build_dir, "info", image, "-o", "json",
+                           check=0).stdout)["free_blocks"]
+
+
+def test_files_create_import_export_remove(build_dir, fimage, tmp_path):
+    total = free_blocks(build_dir, fimage)
+    tool(build_dir, "create", fimage, "vm1/disk0", "--size", "64M", *HOST,
+         check=0)
+    tool(build_dir, "create", fimage, "vm1/thick", "--size", "8M",
+         "--thick", *HOST, check=0)
+    # A sparse local file stays thin: only its data blocks are allocated.
+    local = tmp_path / "local.img"
+    with open(local, "wb") as f:
+        f.write(os.urandom(3 << 20))
+        f.seek(20 << 20)
+        f.write(b"end-of-disk" * 100)
+    tool(build_dir, "import", fimage, local, "vm2/disk0", *HOST, check=0)
+    files = ls(build_dir, fimage)
+    assert files["vm1/disk0"]["size"] == 64 << 20
+    assert files["vm1/disk0"]["allocated"] == 0
+    assert files["vm1/thick"]["allocated"] == 8 << 20
+    assert files["vm2/disk0"]["allocated"] == 4 << 20
+    out = tmp_path / "out.img"
+    tool(build_dir, "export", fimage, "vm2/disk0", out, *HOST, check=0)
+    size = os.path.getsize(local)
+    assert out.read_bytes()[:size] == local.read_bytes()
+    assert not os.path.exists(str(out) + ".partial")
+    # vm2/disk0 (4 data blocks + map), vm1/thick (8 + map) are in use.
+    assert free_blocks(build_dir, fimage) == total - 5 - 9
+    for name in ("vm1/disk0", "vm1/thick", "vm2/disk0"):
+        tool(build_dir, "rm", fimage, name, *HOST, check=0)
+    assert ls(build_dir, fimage) == {}
+    assert free_blocks(build_dir, fimage) == total
+    assert tool(build_dir, "fsck", fimage, check=0).stdout.endswith(
+        "clean\n")
+
+
+def test_file_errors(build_dir, fimage, hosts, tmp_path):
+    tool(build_dir, "create", fimage, "a/b", "--size", "1M", *HOST, check=0)
+    for args, words in [
+        (["create", fimage, "a/b", "--size", "1M"], "a/b: name exists"),
+        (["create", fimage, "../x", "--size", "1M"], "'.' or '..'"),
+        (["create", fimage, "a//b", "--size", "1M"], "empty"),
+        (["create", fimage, "a b", "--size", "1M"], "character 0x20"),
+        (["create", fimage, "x", "--size", "1000"], "must be a multiple"),
+        (["create", fimage, "big", "--size", "1G", "--thick"],
+         "no space: 1025 blocks needed"),
+        (["rm", fimage, "nope"], "nope: no such file"),
+        (["export", fimage, "nope", tmp_path / "o"], "nope: no such file"),
+        (["import", fimage, tmp_path / "missing", "x"], "No such file"),
+    ]:
+        r = tool(build_dir, *args, *HOST)
+        assert r.returncode == 1 and words in r.stderr, (args, r.stderr)
+    r = tool(build_dir, "create", fimage, "y", "--size", "1M")
+    assert r.returncode == 2 and "--host-id" in r.stderr
+    assert set(ls(build_dir, fimage)) == {"a/b"}
+
+
+def test_file_in_use_cannot_be_removed(build_dir, fimage, hosts):
+    tool(build_dir, "create", fimage, "vm/disk", "--size", "1M", *HOST,
+         check=0)
+    # A file's lock is the lock with its inode's index.
+    holder = hosts(fimage, 3, "hold", ls(build_dir, fimage)["vm/disk"][
+        "inode"])
+    expect_line(holder, "holding")
+    assert ls(build_dir, fimage)["vm/disk"]["locked_by"] == 3
+    r = tool(build_dir, "rm", fimage, "vm/disk", *HOST)
+    assert r.returncode == 1 and "locked by host 3" in r.stderr
+    assert "vm/disk" in ls(build_dir, fimage)
+
+
+def test_killed_host_loses_nothing_committed(build_dir, fimage, hosts):
+    """A host churning files is SIGKILLed at random points; recovery by
+    another host (fsck --repair) replays its journal and reclaims orphans;
+    every file whose creation it acknowledged and did not remove is
+    there, and fsck is clean."""
+    import random
+    rnd = random.Random(7)
+    for rounds in range(5):
+        p = hosts(fimage, 1 + rounds, "churn", "r%d" % rounds, 400)
+        expect_line(p, "created")
+        time.sleep(rnd.uniform(0.05, 0.5))
+        p.send_signal(signal.SIGKILL)
+        out, _ = p.communicate(timeout=30)
+        created = {l.split()[1] for l in out.split("\n")
+                   if l.startswith("created ")}
+        removed = {l.split()[1] for l in out.split("\n")
+                   if l.startswith("removed ")}
+        assert "done" not in out, "killed too late to test anything"
+        r = tool(build_dir, "fsck", fimage, "--repair", *HOST)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "fsck (after repair): " in r.stdout and \
+            r.stdout.endswith("clean\n"), r.stdout
+        have = set(ls(build_dir, fimage))
+        missing = (created | {"r%d/h%d-1" % (rounds, 1 + rounds)}) \
+            - removed - have
+        # At most the file a remove was working on may be gone.
+        assert len(missing) <= 1, missing
+    assert tool(build_dir, "fsck", fimage, check=0).returncode == 0
+
+
+def test_fsck_finds_and_repairs(build_dir, fimage, tmp_path):
+    tool(build_dir, "create", fimage, "a", "--size", "4M", "--thick", *HOST,
+         check=0)
+    tool(build_dir, "create", fimage, "b", "--size", "4M", "--thick", *HOST,
+         check=0)
+    info = json.loads(tool(build_dir, "info", fimage, "-o", "json",
+                           check=0).stdout)
+    sector = info["sector"]
+    data = bytearray(fimage.read_bytes())
+    # Where the inode table starts: read it from the superblock.
+    inode_off = struct.unpack_from("<Q", data, 168)[0]
+    # Wipe inode 1 (file "a"): its 5 blocks become orphans.
+    data[inode_off + sector:inode_off + 2 * sector] = bytes(sector)
+    orphaned = tmp_path / "orphans.img"
+    orphaned.write_bytes(bytes(data))
+    r = tool(build_dir, "fsck", orphaned)
+    assert r.returncode == 1 and "5 blocks allocated but used by no file" \
+        in r.stdout
+    r = tool(build_dir, "fsck", orphaned, "--repair", *HOST)
+    assert r.returncode == 0 and r.stdout.endswith("clean\n"), r.stdout
+    assert set(ls(build_dir, orphaned)) == {"b"}
+    # Flipped bits in each region are reported, never a crash.
+    for what, off in [("inode", inode_off + 2 * sector + 40),
+                      ("bitmap", struct.unpack_from("<Q", data, 176)[0] + 9),
+                      ("lease", struct.unpack_from("<Q", data, 136)[0] + 5),
+                      ("journal", struct.unpack_from("<Q", data, 160)[0] +
+                       59 * 128 * sector + 10)]:
+        bad = bytearray(fimage.read_bytes())
+        bad[off] ^= 0x10
+        p = tmp_path / ("bad-%s.img" % what)
+        p.write_bytes(bytes(bad))
+        r = tool(build_dir, "fsck", p)
+        assert r.returncode == 1, (what, r.stdout, r.stderr)
+        assert "corrupt" in r.stdout, (what, r.stdout)
