@@ -519,7 +519,7 @@ static int do_export(struct session *s, const char *name, const char *local)
 	uint8_t *buf;
 	int fd, rc;
 
-	rc = ds_file_open(&f, &s->h, &s->w, name, err, sizeof(err));
+	rc = ds_file_open_mode(&f, &s->h, &s->w, name, 1, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "canopy-ds: %s\n", err);
 		return EXIT_FAIL;

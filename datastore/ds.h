@@ -189,6 +189,14 @@ CN_MUST_CHECK int ds_lock_acquire(struct ds_host *h, struct ds_hb_watch *w,
 				  uint32_t lock, char *err, size_t errlen);
 /* Release a lock h holds; -EPERM if the lease says someone else has it. */
 CN_MUST_CHECK int ds_lock_release(struct ds_host *h, uint32_t lock);
+/* With the shared (read-only) mode: exclusive acquisition also fails
+ * (-EBUSY) while another live host holds the lock shared; shared
+ * acquisition takes the lease briefly, marks this host's Paxos block as a
+ * shared holder and lets the lease go, so any number of hosts can share. */
+CN_MUST_CHECK int ds_lock_acquire_mode(struct ds_host *h, struct ds_hb_watch *w,
+				       uint32_t lock, int shared, char *err,
+				       size_t errlen);
+CN_MUST_CHECK int ds_lock_release_shared(struct ds_host *h, uint32_t lock);
 
 /* --- files (ds_file.c) --------------------------------------------------- */
 
@@ -210,6 +218,7 @@ struct ds_file {
 	struct ds_host *h;
 	struct ds_hb_watch *w;
 	struct ds_inode ino;
+	int shared; /* opened read-only, lock held shared */
 };
 
 CN_MUST_CHECK int ds_name_check(const char *name, char *err, size_t errlen);
@@ -236,6 +245,11 @@ CN_MUST_CHECK int ds_file_remove(struct ds_host *h, struct ds_hb_watch *w,
 CN_MUST_CHECK int ds_file_open(struct ds_file *f, struct ds_host *h,
 			       struct ds_hb_watch *w, const char *name,
 			       char *err, size_t errlen);
+/* shared: read-only, the lock held shared (many hosts may read at once,
+ * nobody may open it exclusively meanwhile). */
+CN_MUST_CHECK int ds_file_open_mode(struct ds_file *f, struct ds_host *h,
+				    struct ds_hb_watch *w, const char *name,
+				    int shared, char *err, size_t errlen);
 /* Sector-aligned offset and length, buffer from ds_alloc. Reading a hole
  * gives zeros; writing one allocates (zeroed) blocks first. */
 CN_MUST_CHECK int ds_file_pread(struct ds_file *f, void *buf, size_t len,

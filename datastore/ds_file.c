@@ -784,7 +784,7 @@ int ds_file_remove(struct ds_host *h, struct ds_hb_watch *w, const char *name,
 		goto out;
 	}
 	/* In use by a VM (or anyone): its lock says so. */
-	rc = ds_lock_acquire(h, w, ino.index, err, errlen);
+	rc = ds_lock_acquire_mode(h, w, ino.index, 0, err, errlen);
 	if (rc < 0)
 		goto out;
 	/* The name goes first; the blocks after it are orphans until freed,
@@ -814,6 +814,13 @@ out:
 int ds_file_open(struct ds_file *f, struct ds_host *h, struct ds_hb_watch *w,
 		 const char *name, char *err, size_t errlen)
 {
+	return ds_file_open_mode(f, h, w, name, 0, err, errlen);
+}
+
+int ds_file_open_mode(struct ds_file *f, struct ds_host *h,
+		      struct ds_hb_watch *w, const char *name, int shared,
+		      char *err, size_t errlen)
+{
 	int rc;
 
 	memset(f, 0, sizeof(*f));
@@ -825,13 +832,16 @@ int ds_file_open(struct ds_file *f, struct ds_host *h, struct ds_hb_watch *w,
 	}
 	rc = ds_hb_watch_poll(h->ds, w, sys_mono_ns());
 	if (rc == 0)
-		rc = ds_lock_acquire(h, w, f->ino.index, err, errlen);
+		rc = ds_lock_acquire_mode(h, w, f->ino.index, shared, err,
+					  errlen);
 	if (rc < 0)
 		return rc;
+	f->shared = shared;
 	/* Re-read under the lock: it may have been removed and reused. */
 	rc = ds_inode_read(h->ds, f->ino.index, &f->ino);
 	if (rc != 0 || strcmp(f->ino.name, name) != 0) {
-		unlock(h, f->ino.index);
+		f->h = h;
+		ds_file_close(f);
 		snprintf(err, errlen, "%s: removed while opening", name);
 		return -ENOENT;
 	}
@@ -842,7 +852,11 @@ int ds_file_open(struct ds_file *f, struct ds_host *h, struct ds_hb_watch *w,
 
 void ds_file_close(struct ds_file *f)
 {
-	if (f->h)
+	/* A failed release leaves a mark or lease that goes stale when we
+	 * leave or die; others then ignore or break it. */
+	if (f->h && f->shared)
+		(void)!ds_lock_release_shared(f->h, f->ino.index);
+	else if (f->h)
 		unlock(f->h, f->ino.index);
 	f->h = NULL;
 }
@@ -885,11 +899,12 @@ int ds_file_pwrite(struct ds_file *f, const void *buf, size_t len, uint64_t off,
 {
 	const struct ds *ds = f->h->ds;
 	uint64_t bs = ds->g.block_size;
-	int rc = check_range(f, len, off);
+	int rc = f->shared ? -EBADF : check_range(f, len, off);
 
 	if (rc < 0) {
 		snprintf(err, errlen, "write of %zu at %llu: %s", len,
 			 (unsigned long long)off,
+			 rc == -EBADF  ? "opened shared (read-only)" :
 			 rc == -EINVAL ? "not sector aligned" :
 					 "beyond the end of the file");
 		return rc;

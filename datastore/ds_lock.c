@@ -32,6 +32,7 @@
 #define D_BAL 32
 #define D_INP_HOST 40
 #define D_INP_GEN 48
+#define D_SHARED 56 /* generation holding the lock shared, 0 if not */
 /* Ballot = round << 8 | host id: unique per host, ordered by round. */
 #define BALLOT_HOST_BITS 8
 #define READ_TRIES 5
@@ -41,6 +42,7 @@ struct dblock {
 	uint64_t lver, mbal, bal;
 	uint32_t inp_host;
 	uint64_t inp_gen;
+	uint64_t shared_gen;
 	int valid;
 };
 
@@ -123,6 +125,7 @@ static int dblock_write(const struct ds_host *h, uint32_t lock,
 	put64(r + D_BAL, d->bal);
 	put32(r + D_INP_HOST, d->inp_host);
 	put64(r + D_INP_GEN, d->inp_gen);
+	put64(r + D_SHARED, d->shared_gen);
 	ds_rec_seal(r);
 	rc = ds_write(ds, dblock_off(ds, lock, h->id), r, ds->g.sector);
 	ds_free(r);
@@ -164,6 +167,7 @@ static int dblocks_read(const struct ds *ds, uint32_t lock, struct dblock *d)
 				.bal = get64(r + D_BAL),
 				.inp_host = get32(r + D_INP_HOST),
 				.inp_gen = get64(r + D_INP_GEN),
+				.shared_gen = get64(r + D_SHARED),
 				.valid = 1,
 			};
 		}
@@ -228,6 +232,7 @@ static int paxos(struct ds_host *h, uint32_t lock, uint64_t lver,
 	 * before a crash: it must be kept. */
 	if (d[h->id].valid && d[h->id].lver == lver)
 		mine = d[h->id];
+	mine.shared_gen = d[h->id].shared_gen; /* not ours to change here */
 	for (uint32_t i = 1; i <= ds->g.max_hosts; i++)
 		if (d[i].valid && d[i].lver == lver &&
 		    d[i].mbal >> BALLOT_HOST_BITS >= *round)
@@ -405,6 +410,73 @@ int ds_lock_acquire(struct ds_host *h, struct ds_hb_watch *w, uint32_t lock,
 		 "contention",
 		 lock, ACQUIRE_TRIES);
 	return -EAGAIN;
+}
+
+/* Is another live host holding lock shared? -EBUSY (err set) if so. */
+static int shared_holders(struct ds_host *h, struct ds_hb_watch *w,
+			  uint32_t lock, char *err, size_t errlen)
+{
+	struct dblock d[DS_MAX_HOSTS + 1];
+	uint64_t now = sys_mono_ns();
+	int rc = dblocks_read(h->ds, lock, d);
+
+	for (uint32_t i = 1; rc == 0 && i <= h->ds->g.max_hosts; i++) {
+		enum ds_liveness lv;
+
+		if (i == h->id || !d[i].valid || !d[i].shared_gen)
+			continue;
+		lv = ds_hb_liveness(h->ds, w, i, now);
+		/* Stale: that incarnation is gone (the same rules as for
+		 * breaking an exclusive lease). */
+		if (lv == DS_HOST_DEAD || lv == DS_HOST_LEFT ||
+		    (lv != DS_HOST_UNKNOWN &&
+		     w->h[i].generation != d[i].shared_gen))
+			continue;
+		snprintf(err, errlen, "lock %u: shared by host %u", lock, i);
+		rc = -EBUSY;
+	}
+	return rc;
+}
+
+int ds_lock_acquire_mode(struct ds_host *h, struct ds_hb_watch *w,
+			 uint32_t lock, int shared, char *err, size_t errlen)
+{
+	struct dblock d[DS_MAX_HOSTS + 1];
+	int rc = ds_lock_acquire(h, w, lock, err, errlen), rel;
+
+	if (rc < 0)
+		return rc;
+	if (!shared) {
+		rc = shared_holders(h, w, lock, err, errlen);
+		if (rc < 0 && ds_lock_release(h, lock) < 0)
+			return rc; /* the lease stays ours until we leave */
+		return rc;
+	}
+	/* Shared: while holding the lease, mark our block; then let go of
+	 * the lease. An exclusive acquirer checks the marks after winning. */
+	rc = dblocks_read(h->ds, lock, d);
+	if (rc == 0) {
+		d[h->id].shared_gen = h->generation;
+		rc = dblock_write(h, lock, &d[h->id]);
+	}
+	rel = ds_lock_release(h, lock);
+	if (rc < 0)
+		snprintf(err, errlen, "lock %u: shared mark: %s", lock,
+			 strerror(-rc));
+	return rc < 0 ? rc : rel;
+}
+
+int ds_lock_release_shared(struct ds_host *h, uint32_t lock)
+{
+	struct dblock d[DS_MAX_HOSTS + 1];
+	int rc = dblocks_read(h->ds, lock, d);
+
+	if (rc < 0)
+		return rc;
+	if (d[h->id].shared_gen != h->generation)
+		return -EPERM;
+	d[h->id].shared_gen = 0;
+	return dblock_write(h, lock, &d[h->id]);
 }
 
 int ds_lock_release(struct ds_host *h, uint32_t lock)

@@ -239,6 +239,48 @@ static void test_owner_rejoined_and_left(void **state)
 	assert_int_equal(ds_lock_acquire(&b, &wb, 0, err, sizeof(err)), -EBUSY);
 }
 
+static void test_shared_locks(void **state)
+{
+	struct fixture *f = *state;
+	struct ds_host a, b, c;
+	struct ds_hb_watch wa, wb, wc;
+	char err[256];
+
+	assert_int_equal(ds_hb_join(&a, &f->a, 1, "a", err, sizeof(err)), 0);
+	assert_int_equal(ds_hb_join(&b, &f->b, 2, "b", err, sizeof(err)), 0);
+	assert_int_equal(ds_hb_join(&c, &f->a, 3, "c", err, sizeof(err)), 0);
+	ds_hb_watch_init(&wa);
+	ds_hb_watch_init(&wb);
+	ds_hb_watch_init(&wc);
+	assert_int_equal(ds_hb_watch_poll(&f->a, &wa, sys_mono_ns()), 0);
+	assert_int_equal(ds_hb_watch_poll(&f->b, &wb, sys_mono_ns()), 0);
+	assert_int_equal(ds_hb_watch_poll(&f->a, &wc, sys_mono_ns()), 0);
+
+	/* Two readers share; a writer is refused while they hold it. */
+	assert_int_equal(ds_lock_acquire_mode(&a, &wa, 2, 1, err, sizeof(err)),
+			 0);
+	assert_int_equal(ds_lock_acquire_mode(&b, &wb, 2, 1, err, sizeof(err)),
+			 0);
+	assert_int_equal(ds_lock_acquire_mode(&c, &wc, 2, 0, err, sizeof(err)),
+			 -EBUSY);
+	assert_non_null(strstr(err, "shared by host"));
+	assert_int_equal(ds_lock_release_shared(&a, 2), 0);
+	assert_int_equal(ds_lock_release_shared(&a, 2), -EPERM);
+	assert_int_equal(ds_lock_acquire_mode(&c, &wc, 2, 0, err, sizeof(err)),
+			 -EBUSY);
+	/* b dies holding it shared: its mark is stale once b is dead. */
+	age(&wc, 2, TIMEOUT + MARGIN);
+	assert_int_equal(ds_lock_acquire_mode(&c, &wc, 2, 0, err, sizeof(err)),
+			 0);
+	/* Held exclusively: nobody may share it. */
+	assert_int_equal(ds_lock_acquire_mode(&a, &wa, 2, 1, err, sizeof(err)),
+			 -EBUSY);
+	assert_non_null(strstr(err, "locked by host 3"));
+	assert_int_equal(ds_lock_release(&c, 2), 0);
+	assert_int_equal(ds_lock_acquire_mode(&a, &wa, 2, 1, err, sizeof(err)),
+			 0);
+}
+
 static void test_corrupt_lease_is_an_error(void **state)
 {
 	struct fixture *f = *state;
@@ -273,6 +315,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_lease_is_an_error,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shared_locks, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
