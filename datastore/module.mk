@@ -18,3 +18,4 @@ BINS += $(B)/bin/canopy-ds
 # Unit tests of the datastore and the helpers that act as hosts link it.
 $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test_ds_*.c)): $(DS_LIB)
 $(B)/tests/helpers/ds_host: $(DS_LIB)
+$(B)/tests/helpers/ds_io: $(DS_LIB)
