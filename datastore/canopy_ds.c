@@ -329,6 +329,7 @@ static int cmd_locks(const struct ds *ds, const struct opts *o)
 
 static int cmd_ls(const struct ds *ds, const struct opts *o)
 {
+	char why[160];
 	int first = 1, rc = 0;
 
 	if (o->json)
@@ -354,6 +355,10 @@ static int cmd_ls(const struct ds *ds, const struct opts *o)
 			rc = EXIT_FAIL;
 			continue;
 		}
+		/* The disk is not trusted: never print a name we would not
+		 * have accepted (terminal escapes and the like). */
+		if (ds_name_check(ino.name, why, sizeof(why)) < 0)
+			snprintf(ino.name, sizeof(ino.name), "<invalid name>");
 		if (o->json) {
 			printf("%s{\"name\":", first ? "" : ",");
 			json_str(ino.name);
