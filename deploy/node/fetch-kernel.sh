@@ -3,9 +3,13 @@
 # archive, or $CANOPY_KERNEL_VERSION) and extract what Canopy's QEMU nodes
 # and guests need into OUTDIR:
 #   OUTDIR/vmlinuz            the bzImage
-#   OUTDIR/modules/*.ko       kvm, kvm-amd and their dependencies
-#   OUTDIR/version            the kernel release string
-# Idempotent: does nothing when OUTDIR/version matches.
+#   OUTDIR/modules/*.ko       kvm, kvm-amd, virtio_pci and virtio_blk (none
+#                             is built into Debian's kernel) and their
+#                             dependencies
+#   OUTDIR/modules/order      the order node-init.sh loads them in
+#   OUTDIR/version            the kernel release string and the module set
+# Idempotent: does nothing when OUTDIR/version matches. Bump $format when the
+# module set changes, so that existing caches are refreshed.
 set -eu
 
 out=${1:?usage: fetch-kernel.sh OUTDIR}
@@ -20,7 +24,9 @@ if [ -z "$ver" ]; then
 		"run apt-get update" >&2
 	exit 1
 fi
-if [ -f "$out/version" ] && [ "$(cat "$out/version")" = "$ver" ]; then
+format=modules-v2
+if [ -f "$out/version" ] &&
+	[ "$(cat "$out/version")" = "$ver $format" ]; then
 	exit 0
 fi
 
@@ -32,13 +38,24 @@ trap 'rm -rf "$tmp"' EXIT
 }
 dpkg-deb -x "$tmp"/linux-image-*.deb "$tmp/x"
 mods="$tmp/x/lib/modules/$ver/kernel"
-mkdir -p "$out/modules"
+mkdir -p "$out"
+rm -rf "$out/version" "$out/modules.new"
+mkdir "$out/modules.new"
 cp "$tmp/x/boot/vmlinuz-$ver" "$out/vmlinuz"
-# Load order matters: irqbypass and ccp before kvm, kvm before kvm-amd.
+# Load order matters (no depmod here): irqbypass and ccp before kvm, kvm
+# before kvm-amd; virtio_ring before virtio, both before virtio_pci (which
+# also needs the modern and legacy device libraries) and virtio_blk. The
+# disks attached with `-device virtio-blk-pci` then show up as /dev/vda...
 for m in virt/lib/irqbypass.ko drivers/crypto/ccp/ccp.ko \
-	arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko; do
-	cp "$mods/$m" "$out/modules/"
+	arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko \
+	drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko \
+	drivers/virtio/virtio_pci_modern_dev.ko \
+	drivers/virtio/virtio_pci_legacy_dev.ko \
+	drivers/virtio/virtio_pci.ko drivers/block/virtio_blk.ko; do
+	cp "$mods/$m" "$out/modules.new/"
+	basename "$m" >>"$out/modules.new/order"
 done
-printf 'irqbypass.ko\nccp.ko\nkvm.ko\nkvm-amd.ko\n' >"$out/modules/order"
-echo "$ver" >"$out/version"
+rm -rf "$out/modules"
+mv "$out/modules.new" "$out/modules"
+echo "$ver $format" >"$out/version"
 echo "fetch-kernel: $ver in $out"

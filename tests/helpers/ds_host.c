@@ -2,10 +2,18 @@
  *
  *   ds_host DEV ID contend LOCKS ITERS GUARD LOG [HOLD_US]
  *       acquire random locks ITERS times; while holding one, claim it in
- *       the GUARD file (8 bytes per lock, plain pwrite) and check nobody
- *       else claimed it; append "lock host start_ns end_ns" to LOG.
- *       Prints "done acquired=A busy=B" and exits 0; exits 5 with
+ *       the GUARD (write this host's id), wait HOLD_US (default 200) and
+ *       check nobody else claimed it; append "lock host start_ns end_ns"
+ *       to LOG. Prints "done acquired=A busy=B" and exits 0; exits 5 with
  *       "VIOLATION ..." if the guard caught two holders.
+ *       GUARD is either a plain file (created if missing; 8 bytes per
+ *       lock at lock*8, buffered pread/pwrite: one machine only), or
+ *       dev:PATH:OFFSET, for hosts on different machines (QEMU VMs sharing
+ *       a disk): PATH is opened O_RDWR|O_DIRECT|O_DSYNC and lock k's guard
+ *       is the 4096-byte block at OFFSET + k*4096, whose first 8 bytes
+ *       hold the host id; every claim and check reads (and a claim
+ *       rewrites) the whole block, past every page cache. Keep the blocks
+ *       outside the datastore: e.g. a disk larger than the volume.
  *   ds_host DEV ID hold LOCK
  *       acquire LOCK (waiting as long as it takes), print "holding LOCK",
  *       then keep the heartbeat going until killed.
@@ -110,18 +118,137 @@ static int release(uint32_t lock)
 	return rc;
 }
 
-static int contend(uint32_t locks, unsigned iters, const char *guard_path,
+/* The contend guard: a plain file (8 bytes per lock) or, with
+ * "dev:PATH:OFFSET", one 4096-byte block per lock on a shared device, read
+ * and written with O_DIRECT so that another machine's writes are seen. */
+#define GUARD_BLOCK 4096
+struct guard {
+	int fd;
+	int dev; /* dev:PATH:OFFSET form */
+	uint64_t off; /* of lock 0's block */
+	uint8_t *buf; /* GUARD_BLOCK bytes, aligned, dev form only */
+};
+
+static int guard_open(struct guard *g, const char *spec)
+{
+	memset(g, 0, sizeof(*g));
+	g->fd = -1;
+	if (strncmp(spec, "dev:", 4) == 0) {
+		const char *colon = strrchr(spec + 4, ':');
+		char path[256], *end;
+		size_t n;
+
+		if (!colon || colon == spec + 4 ||
+		    (n = (size_t)(colon - (spec + 4))) >= sizeof(path)) {
+			fprintf(stderr, "ds_host: bad guard %s\n", spec);
+			return -EINVAL;
+		}
+		memcpy(path, spec + 4, n);
+		path[n] = 0;
+		errno = 0;
+		g->off = strtoull(colon + 1, &end, 0);
+		if (errno || end == colon + 1 || *end || g->off % GUARD_BLOCK) {
+			fprintf(stderr,
+				"ds_host: guard offset %s: not a multiple "
+				"of %d\n",
+				colon + 1, GUARD_BLOCK);
+			return -EINVAL;
+		}
+		g->dev = 1;
+		if (posix_memalign((void **)&g->buf, GUARD_BLOCK,
+				   GUARD_BLOCK) != 0)
+			return -ENOMEM;
+		g->fd = open(path, O_RDWR | O_DIRECT | O_DSYNC | O_CLOEXEC);
+		if (g->fd < 0)
+			fprintf(stderr, "ds_host: guard %s: %s\n", path,
+				strerror(errno));
+	} else {
+		g->fd = open(spec, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (g->fd < 0)
+			fprintf(stderr, "ds_host: guard %s: %s\n", spec,
+				strerror(errno));
+	}
+	return g->fd < 0 ? -EIO : 0;
+}
+
+static void guard_close(struct guard *g)
+{
+	if (g->fd >= 0)
+		close(g->fd);
+	free(g->buf);
+	g->fd = -1;
+	g->buf = NULL;
+}
+
+static int guard_read_block(struct guard *g, uint32_t lock)
+{
+	ssize_t n =
+		sys_pread_full(g->fd, g->buf, GUARD_BLOCK,
+			       (off_t)(g->off + (uint64_t)lock * GUARD_BLOCK));
+
+	if (n == GUARD_BLOCK)
+		return 0;
+	fprintf(stderr, "ds_host: guard read lock %u: %s\n", lock,
+		n < 0 ? strerror((int)-n) : "short read");
+	return -EIO;
+}
+
+/* Write this host's id into lock's guard. */
+static int guard_claim(struct guard *g, uint32_t lock, uint64_t me)
+{
+	int rc;
+
+	if (!g->dev)
+		rc = sys_pwrite_full(g->fd, &me, 8, (off_t)lock * 8);
+	else {
+		rc = guard_read_block(g, lock);
+		if (rc < 0)
+			return rc;
+		memcpy(g->buf, &me, 8);
+		rc = sys_pwrite_full(
+			g->fd, g->buf, GUARD_BLOCK,
+			(off_t)(g->off + (uint64_t)lock * GUARD_BLOCK));
+	}
+	if (rc < 0)
+		fprintf(stderr, "ds_host: guard write lock %u: %s\n", lock,
+			strerror(-rc));
+	return rc;
+}
+
+/* The host id in lock's guard. */
+static int guard_get(struct guard *g, uint32_t lock, uint64_t *seen)
+{
+	int rc;
+
+	if (!g->dev) {
+		ssize_t n = sys_pread_full(g->fd, seen, 8, (off_t)lock * 8);
+
+		if (n == 8)
+			return 0;
+		fprintf(stderr, "ds_host: guard read lock %u: %s\n", lock,
+			n < 0 ? strerror((int)-n) : "short read");
+		return -EIO;
+	}
+	rc = guard_read_block(g, lock);
+	if (rc == 0)
+		memcpy(seen, g->buf, 8);
+	return rc;
+}
+
+static int contend(uint32_t locks, unsigned iters, const char *guard_spec,
 		   const char *log_path, unsigned hold_us)
 {
 	struct ds_hb_watch w;
+	struct guard g;
 	unsigned acquired = 0, busy = 0;
-	int gfd = open(guard_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	FILE *log = fopen(log_path, "a");
+	FILE *log;
 	char err[256];
 
-	if (gfd < 0 || !log) {
-		fprintf(stderr, "ds_host: %s/%s: %s\n", guard_path, log_path,
-			strerror(errno));
+	if (guard_open(&g, guard_spec) < 0)
+		return 2;
+	log = fopen(log_path, "a");
+	if (!log) {
+		fprintf(stderr, "ds_host: %s: %s\n", log_path, strerror(errno));
 		return 2;
 	}
 	setvbuf(log, NULL, _IOLBF, 0);
@@ -141,10 +268,10 @@ static int contend(uint32_t locks, unsigned iters, const char *guard_path,
 			return 1;
 		}
 		t0 = sys_mono_ns();
-		if (sys_pwrite_full(gfd, &me, 8, (off_t)k * 8) < 0)
+		if (guard_claim(&g, k, me) < 0)
 			return 2;
 		sleep_us(hold_us);
-		if (sys_pread_full(gfd, &seen, 8, (off_t)k * 8) != 8)
+		if (guard_get(&g, k, &seen) < 0)
 			return 2;
 		t1 = sys_mono_ns();
 		if (seen != me) {
@@ -165,7 +292,7 @@ static int contend(uint32_t locks, unsigned iters, const char *guard_path,
 		}
 	}
 	fclose(log);
-	close(gfd);
+	guard_close(&g);
 	pthread_mutex_lock(&io_lock);
 	if (ds_hb_leave(&host) < 0)
 		fprintf(stderr, "ds_host %u: leave failed\n", host.id);
