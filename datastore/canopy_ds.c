@@ -216,14 +216,6 @@ static int cmd_info(const struct ds *ds, const struct opts *o)
 	return 0;
 }
 
-static void sleep_ms(uint64_t ms)
-{
-	struct timespec ts = { (time_t)(ms / 1000),
-			       (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
 static int cmd_heartbeats(const struct ds *ds, const struct opts *o)
 {
 	struct ds_hb_watch w;
@@ -233,7 +225,7 @@ static int cmd_heartbeats(const struct ds *ds, const struct opts *o)
 	ds_hb_watch_init(&w);
 	rc = ds_hb_watch_poll(ds, &w, sys_mono_ns());
 	if (rc == 0 && o->watch_ms) {
-		sleep_ms(o->watch_ms);
+		sys_sleep_us((uint64_t)(o->watch_ms) * 1000);
 		rc = ds_hb_watch_poll(ds, &w, sys_mono_ns());
 	}
 	if (rc < 0) {
@@ -397,7 +389,7 @@ static void *session_hb(void *arg)
 	struct session *s = arg;
 
 	while (!atomic_load(&s->stop)) {
-		sleep_ms(s->ds.g.hb_interval_ms);
+		sys_sleep_us((uint64_t)(s->ds.g.hb_interval_ms) * 1000);
 		if (ds_hb_must_fence(&s->h, sys_mono_ns())) {
 			atomic_store(&s->fenced, 1);
 			return NULL;

@@ -199,14 +199,6 @@ static void unlock(struct ds_host *h, uint32_t lock)
 		return;
 }
 
-static void sleep_us(uint64_t us)
-{
-	struct timespec ts = { (time_t)(us / 1000000),
-			       (long)(us % 1000000) * 1000L };
-
-	nanosleep(&ts, NULL);
-}
-
 /* Take the namespace lock, waiting out other hosts' short holds (and a dead
  * holder's break wait), then replay every unfinished journal. */
 static int ns_begin(struct ds_host *h, struct ds_hb_watch *w, char *err,
@@ -229,7 +221,7 @@ static int ns_begin(struct ds_host *h, struct ds_hb_watch *w, char *err,
 		if ((rc != -EBUSY && rc != -EAGAIN) ||
 		    sys_mono_ns() - t0 > limit)
 			return rc;
-		sleep_us(NS_WAIT_SLICE_US);
+		sys_sleep_us(NS_WAIT_SLICE_US);
 	}
 	for (uint32_t i = 1; i <= g->max_hosts && rc == 0; i++)
 		rc = replay(h, i, &replayed);

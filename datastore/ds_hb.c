@@ -122,15 +122,6 @@ uint64_t ds_hb_margin_ms(const struct ds_geom *g)
 	return g->hb_timeout_ms / 4;
 }
 
-static void sleep_ms(uint64_t ms)
-{
-	struct timespec ts = { (time_t)(ms / 1000),
-			       (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 int ds_hb_join(struct ds_host *h, struct ds *ds, uint32_t host_id,
 	       const char *name, char *err, size_t errlen)
 {
@@ -159,7 +150,10 @@ int ds_hb_join(struct ds_host *h, struct ds *ds, uint32_t host_id,
 	t0 = sys_mono_ns();
 	while (rc != 1 && !(rc == 0 && (s.flags & DS_HB_LEFT)) &&
 	       sys_mono_ns() - t0 < wait_ns) {
-		sleep_ms(g->hb_interval_ms / 2 ? g->hb_interval_ms / 2 : 1);
+		sys_sleep_us((uint64_t)(g->hb_interval_ms / 2 ?
+						g->hb_interval_ms / 2 :
+						1) *
+			     1000);
 		if (ds_hb_read(ds, host_id, &now) == 0 &&
 		    (now.generation != s.generation ||
 		     now.counter != s.counter)) {

@@ -210,6 +210,25 @@ static enum round_result check(const struct ds *ds, const struct dblock *d,
 	return res;
 }
 
+/* Write our block, read everyone's, and see whether the ballot in `mine`
+ * still stands: ROUND_OK, ROUND_CONFLICT (*round raised above the highest
+ * ballot seen), ROUND_NEWER, or -errno. d gets every block. */
+static int phase(struct ds_host *h, uint32_t lock, const struct dblock *mine,
+		 struct dblock *d, uint64_t *round, uint64_t *newer)
+{
+	uint64_t max_mbal = 0;
+	int rc = dblock_write(h, lock, mine);
+
+	if (rc == 0)
+		rc = dblocks_read(h->ds, lock, d);
+	if (rc < 0)
+		return rc;
+	rc = check(h->ds, d, mine->lver, mine->mbal, &max_mbal, newer);
+	if (rc != ROUND_OK)
+		*round = (max_mbal >> BALLOT_HOST_BITS) + 1;
+	return rc;
+}
+
 /*
  * One Disk Paxos instance `lver` proposing (h, its generation). Returns
  * ROUND_OK with the decided value in *host / *gen, ROUND_CONFLICT (a higher
@@ -222,7 +241,7 @@ static int paxos(struct ds_host *h, uint32_t lock, uint64_t lver,
 {
 	const struct ds *ds = h->ds;
 	struct dblock d[DS_MAX_HOSTS + 1], mine = { 0 };
-	uint64_t b, max_mbal = 0, best = 0;
+	uint64_t b, best = 0;
 	int rc;
 
 	rc = dblocks_read(ds, lock, d);
@@ -242,16 +261,9 @@ static int paxos(struct ds_host *h, uint32_t lock, uint64_t lver,
 	/* Phase 1: claim ballot b, learn what may have been chosen. */
 	mine.lver = lver;
 	mine.mbal = b;
-	rc = dblock_write(h, lock, &mine);
-	if (rc == 0)
-		rc = dblocks_read(ds, lock, d);
-	if (rc < 0)
+	rc = phase(h, lock, &mine, d, round, newer);
+	if (rc != ROUND_OK)
 		return rc;
-	rc = check(ds, d, lver, b, &max_mbal, newer);
-	if (rc != ROUND_OK) {
-		*round = (max_mbal >> BALLOT_HOST_BITS) + 1;
-		return rc;
-	}
 	*host = h->id;
 	*gen = h->generation;
 	for (uint32_t i = 1; i <= ds->g.max_hosts; i++)
@@ -266,27 +278,16 @@ static int paxos(struct ds_host *h, uint32_t lock, uint64_t lver,
 	mine.bal = b;
 	mine.inp_host = *host;
 	mine.inp_gen = *gen;
-	rc = dblock_write(h, lock, &mine);
-	if (rc == 0)
-		rc = dblocks_read(ds, lock, d);
-	if (rc < 0)
-		return rc;
-	rc = check(ds, d, lver, b, &max_mbal, newer);
-	if (rc != ROUND_OK)
-		*round = (max_mbal >> BALLOT_HOST_BITS) + 1;
-	return rc;
+	return phase(h, lock, &mine, d, round, newer);
 }
 
 static void backoff(const struct ds_host *h, int attempt)
 {
 	/* Random, growing: hosts that collided rarely collide again. */
 	unsigned us = 100u << (attempt < 6 ? attempt : 6);
-	struct timespec ts;
 
 	us += (unsigned)(sys_mono_ns() ^ (h->id * 2654435761u)) % us;
-	ts.tv_sec = 0;
-	ts.tv_nsec = (long)us * 1000L;
-	nanosleep(&ts, NULL);
+	sys_sleep_us(us);
 }
 
 /* May l, owned by someone else, be taken? 0 yes, else -EBUSY/-EAGAIN with

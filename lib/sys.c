@@ -263,6 +263,15 @@ uint64_t sys_mono_ns(void)
 	return clock_ns(CLOCK_MONOTONIC);
 }
 
+void sys_sleep_us(uint64_t us)
+{
+	struct timespec ts = { (time_t)(us / 1000000),
+			       (long)(us % 1000000) * 1000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
 uint64_t sys_mono_ms(void)
 {
 	return clock_ns(CLOCK_MONOTONIC) / 1000000ull;

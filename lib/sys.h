@@ -49,6 +49,8 @@ CN_MUST_CHECK int sys_write_file_atomic(const char *path, const void *data,
 uint64_t sys_mono_ms(void);
 uint64_t sys_mono_ns(void);
 uint64_t sys_real_ms(void);
+/* Sleep at least us microseconds, resuming after signals. */
+void sys_sleep_us(uint64_t us);
 
 /* Unix stream sockets. Listen unlinks a stale socket file first; both return
  * a CLOEXEC fd or -errno (-ENAMETOOLONG for paths that do not fit). */

@@ -58,22 +58,13 @@ static struct ds ds;
 static struct ds_host host;
 static pthread_mutex_t io_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void sleep_us(uint64_t us)
-{
-	struct timespec ts = { (time_t)(us / 1000000),
-			       (long)(us % 1000000) * 1000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 static void *heartbeat(void *arg)
 {
 	(void)arg;
 	for (;;) {
 		int rc;
 
-		sleep_us((uint64_t)ds.g.hb_interval_ms * 1000);
+		sys_sleep_us((uint64_t)ds.g.hb_interval_ms * 1000);
 		/* Judged before renewing: a renewal that succeeds now does not
 		 * undo the time we went without one (we may have been stopped
 		 * long enough for our locks to be broken). */
@@ -149,7 +140,7 @@ static int guard_open(struct guard *g, const char *spec)
 		g->off = strtoull(colon + 1, &end, 0);
 		if (errno || end == colon + 1 || *end || g->off % GUARD_BLOCK) {
 			fprintf(stderr,
-				"ds_host: guard offset %s: not a multiple "
+				"ds_host: guard offset %s: want a multiple "
 				"of %d\n",
 				colon + 1, GUARD_BLOCK);
 			return -EINVAL;
@@ -270,7 +261,7 @@ static int contend(uint32_t locks, unsigned iters, const char *guard_spec,
 		t0 = sys_mono_ns();
 		if (guard_claim(&g, k, me) < 0)
 			return 2;
-		sleep_us(hold_us);
+		sys_sleep_us(hold_us);
 		if (guard_get(&g, k, &seen) < 0)
 			return 2;
 		t1 = sys_mono_ns();
@@ -383,7 +374,7 @@ static int take(uint32_t lock, uint64_t wait_ms, int keep)
 			pthread_mutex_unlock(&io_lock);
 			return 1;
 		}
-		sleep_us(50000);
+		sys_sleep_us(50000);
 	}
 	if (keep) {
 		printf("holding %u\n", lock);

@@ -208,6 +208,9 @@ static void test_wait_and_clocks(void **state)
 	t1 = sys_mono_ms();
 	assert_true(t1 - t0 >= 49 && t1 - t0 < 1000);
 	assert_true(sys_mono_ns() / 1000000 >= t1);
+	t0 = sys_mono_ns();
+	sys_sleep_us(20000);
+	assert_true(sys_mono_ns() - t0 >= 20000000ull);
 	r0 = sys_real_ms();
 	assert_true(r0 > 1700000000000ull); /* after 2023 */
 	close(p[1]);
