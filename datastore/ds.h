@@ -219,6 +219,10 @@ struct ds_file {
 	struct ds_hb_watch *w;
 	struct ds_inode ino;
 	int shared; /* opened read-only, lock held shared */
+	/* The block map (data block + 1 per file block, 0 = hole), read at
+	 * open: only the lock holder changes it, so it stays true. */
+	uint32_t *map;
+	uint64_t nmap;
 };
 
 CN_MUST_CHECK int ds_name_check(const char *name, char *err, size_t errlen);

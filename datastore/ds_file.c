@@ -96,10 +96,18 @@ static uint8_t *txn_sector(struct txn *t, uint64_t off, int *rc)
 	return t->img + t->n++ * s;
 }
 
+/* The journal region: every host's header sector first (one read sees
+ * them all), then each host's payload area of journal_sectors - 1. */
 static uint64_t journal_off(const struct ds *ds, uint32_t host)
 {
-	return ds->g.journal_off +
-	       (uint64_t)(host - 1) * ds->g.journal_sectors * ds->g.sector;
+	return ds->g.journal_off + (uint64_t)(host - 1) * ds->g.sector;
+}
+
+static uint64_t payload_off(const struct ds *ds, uint32_t host)
+{
+	return ds->g.journal_off + (uint64_t)ds->g.max_hosts * ds->g.sector +
+	       (uint64_t)(host - 1) * (ds->g.journal_sectors - 1) *
+		       ds->g.sector;
 }
 
 static int write_header(const struct ds *ds, uint32_t host, uint8_t *hdr,
@@ -125,7 +133,6 @@ static int txn_commit(struct txn *t)
 {
 	const struct ds *ds = t->h->ds;
 	size_t s = ds->g.sector;
-	uint64_t jo = journal_off(ds, t->h->id);
 	uint8_t *hdr;
 	int rc;
 
@@ -142,7 +149,7 @@ static int txn_commit(struct txn *t)
 	put32(hdr + J_PAYLOAD_CRC, crc32c(0, t->img, t->n * s));
 	for (unsigned i = 0; i < t->n; i++)
 		put64(hdr + J_TARGETS + 8 * i, t->off[i]);
-	rc = ds_write(ds, jo + s, t->img, t->n * s);
+	rc = ds_write(ds, payload_off(ds, t->h->id), t->img, t->n * s);
 	if (rc == 0)
 		rc = write_header(ds, t->h->id, hdr, J_PENDING);
 	if (rc == 0)
@@ -156,38 +163,44 @@ static int txn_commit(struct txn *t)
 
 /* Finish host's last transaction if it was committed but not marked done.
  * One whose payload does not match was never committed: nothing of it was
- * applied, and it is dropped. */
-static int replay(struct ds_host *h, uint32_t host, int *replayed)
+ * applied, and it is dropped. hdr is the host's header as just read. */
+static int replay(struct ds_host *h, uint32_t host, uint8_t *hdr)
 {
 	const struct ds *ds = h->ds;
 	size_t s = ds->g.sector;
-	uint8_t *hdr = ds_alloc(ds, s), *img = NULL;
+	uint8_t *img = NULL;
 	uint32_t n;
-	int rc;
+	int rc = 0;
 
-	if (!hdr)
-		return -ENOMEM;
-	rc = ds_read(ds, journal_off(ds, host), hdr, s);
-	if (rc < 0 || ds_rec_check(hdr) != 0 ||
-	    get32(hdr + J_MAGIC) != JRNL_MAGIC ||
+	if (ds_rec_check(hdr) != 0 || get32(hdr + J_MAGIC) != JRNL_MAGIC ||
 	    get32(hdr + J_STATE) != J_PENDING)
-		goto out;
+		return 0;
 	n = get32(hdr + J_COUNT);
 	if (n == 0 || n > TXN_MAX || n + 1 > ds->g.journal_sectors)
-		goto out;
+		return 0;
 	img = ds_alloc(ds, n * s);
-	rc = img ? ds_read(ds, journal_off(ds, host) + s, img, n * s) : -ENOMEM;
-	if (rc < 0)
-		goto out;
-	if (crc32c(0, img, n * s) == get32(hdr + J_PAYLOAD_CRC)) {
+	rc = img ? ds_read(ds, payload_off(ds, host), img, n * s) : -ENOMEM;
+	if (rc == 0 && crc32c(0, img, n * s) == get32(hdr + J_PAYLOAD_CRC))
 		rc = apply(ds, hdr, img);
-		*replayed += 1;
-	}
 	if (rc == 0)
 		rc = write_header(ds, host, hdr, J_DONE);
-out:
 	ds_free(img);
-	ds_free(hdr);
+	return rc;
+}
+
+/* Every host's journal header in one read; replay the unfinished ones. */
+static int replay_all(struct ds_host *h)
+{
+	const struct ds *ds = h->ds;
+	size_t s = ds->g.sector;
+	uint8_t *hdrs = ds_alloc(ds, (size_t)ds->g.max_hosts * s);
+	int rc = hdrs ? ds_read(ds, journal_off(ds, 1), hdrs,
+				(size_t)ds->g.max_hosts * s) :
+			-ENOMEM;
+
+	for (uint32_t i = 1; rc == 0 && i <= ds->g.max_hosts; i++)
+		rc = replay(h, i, hdrs + (size_t)(i - 1) * s);
+	ds_free(hdrs);
 	return rc;
 }
 
@@ -209,7 +222,7 @@ static int ns_begin(struct ds_host *h, struct ds_hb_watch *w, char *err,
 			  2 * g->hb_interval_ms + 1000) *
 			 1000000ull;
 	uint64_t t0 = sys_mono_ns();
-	int rc, replayed = 0;
+	int rc;
 
 	for (;;) {
 		rc = ds_hb_watch_poll(h->ds, w, sys_mono_ns());
@@ -223,8 +236,7 @@ static int ns_begin(struct ds_host *h, struct ds_hb_watch *w, char *err,
 			return rc;
 		sys_sleep_us(NS_WAIT_SLICE_US);
 	}
-	for (uint32_t i = 1; i <= g->max_hosts && rc == 0; i++)
-		rc = replay(h, i, &replayed);
+	rc = replay_all(h);
 	if (rc < 0) {
 		snprintf(err, errlen, "journal replay: %s", strerror(-rc));
 		unlock(h, DS_NAMESPACE_LOCK);
@@ -803,6 +815,33 @@ out:
 	return rc;
 }
 
+/* Fill f->map[first..last] from the file's block map on disk. */
+static int map_load(struct ds_file *f, uint64_t first, uint64_t last)
+{
+	const struct ds *ds = f->h->ds;
+	uint64_t r0 = first / MAP_ENTRIES, r1 = last / MAP_ENTRIES;
+	size_t s = ds->g.sector;
+	uint8_t *m;
+	int rc;
+
+	if (!f->ino.map_block) {
+		memset(f->map + first, 0, (last - first + 1) * 4);
+		return 0;
+	}
+	m = ds_alloc(ds, (r1 - r0 + 1) * s);
+	if (!m)
+		return -ENOMEM;
+	rc = ds_read(ds, map_rec_off(ds, &f->ino, first), m, (r1 - r0 + 1) * s);
+	for (uint64_t r = r0; rc == 0 && r <= r1; r++)
+		if (ds_rec_check(m + (r - r0) * s) < 0)
+			rc = -EBADMSG;
+	for (uint64_t fb = first; rc == 0 && fb <= last; fb++)
+		f->map[fb] = get32(m + (fb / MAP_ENTRIES - r0) * s +
+				   4 * (fb % MAP_ENTRIES));
+	ds_free(m);
+	return rc;
+}
+
 int ds_file_open(struct ds_file *f, struct ds_host *h, struct ds_hb_watch *w,
 		 const char *name, char *err, size_t errlen)
 {
@@ -839,7 +878,17 @@ int ds_file_open_mode(struct ds_file *f, struct ds_host *h,
 	}
 	f->h = h;
 	f->w = w;
-	return 0;
+	f->nmap = (f->ino.size + h->ds->g.block_size - 1) / h->ds->g.block_size;
+	f->map = calloc(f->nmap ? f->nmap : 1, sizeof(*f->map));
+	rc = f->map ? 0 : -ENOMEM;
+	if (rc == 0 && f->nmap)
+		rc = map_load(f, 0, f->nmap - 1);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: block map: %s", name,
+			 rc == -EBADMSG ? "corrupt" : strerror(-rc));
+		ds_file_close(f);
+	}
+	return rc;
 }
 
 void ds_file_close(struct ds_file *f)
@@ -851,6 +900,8 @@ void ds_file_close(struct ds_file *f)
 	else if (f->h)
 		unlock(f->h, f->ino.index);
 	f->h = NULL;
+	free(f->map);
+	f->map = NULL;
 }
 
 static int check_range(const struct ds_file *f, size_t len, uint64_t off)
@@ -874,10 +925,10 @@ int ds_file_pread(struct ds_file *f, void *buf, size_t len, uint64_t off)
 		uint64_t fb = off / bs, in = off % bs, b;
 		size_t n = len < bs - in ? len : (size_t)(bs - in);
 
-		rc = map_get(ds, &f->ino, fb, &b);
-		if (rc == 0 && b)
+		b = f->map[fb];
+		if (b)
 			rc = ds_read(ds, block_off(ds, b - 1) + in, buf, n);
-		else if (rc == 0)
+		else
 			memset(buf, 0, n);
 		buf = (uint8_t *)buf + n;
 		off += n;
@@ -905,8 +956,8 @@ int ds_file_pwrite(struct ds_file *f, const void *buf, size_t len, uint64_t off,
 		uint64_t fb = off / bs, in = off % bs, b;
 		size_t n = len < bs - in ? len : (size_t)(bs - in);
 
-		rc = map_get(ds, &f->ino, fb, &b);
-		if (rc == 0 && !b) {
+		b = f->map[fb];
+		if (!b) {
 			/* A hole: allocate it and the rest of this write's
 			 * holes at once, under the namespace lock. */
 			uint64_t last = (off + len - 1) / bs;
@@ -920,9 +971,10 @@ int ds_file_pwrite(struct ds_file *f, const void *buf, size_t len, uint64_t off,
 						 errlen);
 			ns_end(f->h);
 			if (rc == 0)
-				rc = map_get(ds, &f->ino, fb, &b);
+				rc = map_load(f, fb, last);
 			if (rc < 0)
 				return rc;
+			b = f->map[fb];
 		}
 		if (rc == 0)
 			rc = ds_write(ds, block_off(ds, b - 1) + in, buf, n);

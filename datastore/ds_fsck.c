@@ -151,8 +151,7 @@ int ds_fsck(const struct ds *ds, struct ds_fsck *r, uint8_t **refs_out,
 			(unsigned long long)r->orphans);
 	for (uint32_t h = 1; rc == 0 && h <= ds->g.max_hosts; h++) {
 		uint8_t *hdr = ds_alloc(ds, s);
-		uint64_t jo = ds->g.journal_off +
-			      (uint64_t)(h - 1) * ds->g.journal_sectors * s;
+		uint64_t jo = ds->g.journal_off + (uint64_t)(h - 1) * s;
 
 		rc = hdr ? ds_read(ds, jo, hdr, s) : -ENOMEM;
 		if (rc == 0 && ds_rec_check(hdr) < 0)

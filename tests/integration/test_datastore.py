@@ -431,7 +431,7 @@ def test_fsck_finds_and_repairs(build_dir, fimage, tmp_path):
                       ("bitmap", struct.unpack_from("<Q", data, 176)[0] + 9),
                       ("lease", struct.unpack_from("<Q", data, 136)[0] + 5),
                       ("journal", struct.unpack_from("<Q", data, 160)[0] +
-                       59 * 128 * sector + 10)]:
+                       59 * sector + 10)]:
         bad = bytearray(fimage.read_bytes())
         bad[off] ^= 0x10
         p = tmp_path / ("bad-%s.img" % what)
