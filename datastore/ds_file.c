@@ -365,7 +365,7 @@ int ds_inode_read(const struct ds *ds, uint32_t index, struct ds_inode *out)
 static int scan(const struct ds *ds, const char *name, struct ds_inode *out,
 		uint32_t *free_index)
 {
-	uint32_t n = ds->g.max_locks;
+	uint32_t n = ds->g.max_locks, fallback = 0;
 	size_t s = ds->g.sector;
 	uint8_t *tab = ds_alloc(ds, (size_t)n * s);
 	int rc;
@@ -384,9 +384,21 @@ static int scan(const struct ds *ds, const char *name, struct ds_inode *out,
 			ds_free(tab);
 			return 0;
 		}
-		if (c == 1 && free_index && !*free_index)
-			*free_index = i;
+		/* A free inode whose lock someone still holds (a remove
+		 * that died before letting go) is passed over while others
+		 * are available: opening it would wait for the break. */
+		if (c == 1 && free_index) {
+			struct ds_lease l;
+
+			if (!fallback)
+				fallback = i;
+			if (!*free_index && ds_lease_read(ds, i, &l) == 0 &&
+			    l.owner == 0)
+				*free_index = i;
+		}
 	}
+	if (free_index && !*free_index)
+		*free_index = fallback;
 	ds_free(tab);
 	return rc < 0 ? rc : -ENOENT;
 }
@@ -594,8 +606,29 @@ int ds_file_blocks(const struct ds *ds, const struct ds_inode *ino,
  * a new block never shows another file's old data. ino is updated (map
  * block, mtime) and written in each transaction.
  */
+/* What a newly allocated block starts as: the part of the caller's write
+ * that covers it whole (written before the map points at it), or zeros. */
+struct fill {
+	const uint8_t *buf; /* NULL: zeros */
+	uint64_t off;
+	size_t len;
+};
+
+static int fill_block(const struct ds *ds, const struct fill *fl, uint64_t fb,
+		      uint64_t b)
+{
+	uint64_t bs = ds->g.block_size, start = fb * bs;
+
+	if (fl && fl->buf && start >= fl->off &&
+	    start + bs <= fl->off + fl->len)
+		return ds_write(ds, block_off(ds, b),
+				fl->buf + (start - fl->off), bs);
+	return zero_block(ds, b);
+}
+
 static int alloc_range(struct ds_host *h, struct ds_inode *ino, uint64_t first,
-		       uint64_t last, char *err, size_t errlen)
+		       uint64_t last, const struct fill *fl, char *err,
+		       size_t errlen)
 {
 	const struct ds *ds = h->ds;
 	struct txn t;
@@ -630,7 +663,7 @@ static int alloc_range(struct ds_host *h, struct ds_inode *ino, uint64_t first,
 				fb++; /* staged in this transaction */
 			else if (rc == 0 && mr &&
 				 (rc = alloc_block(&t, &b)) == 0 &&
-				 (rc = zero_block(ds, b)) == 0) {
+				 (rc = fill_block(ds, fl, fb, b)) == 0) {
 				put32(mr + 4 * (fb % MAP_ENTRIES),
 				      (uint32_t)(b + 1));
 				put32(mr + MAP_INDEX,
@@ -730,7 +763,7 @@ int ds_file_create(struct ds_host *h, struct ds_hb_watch *w, const char *name,
 		goto out;
 	}
 	if (thick && fbs)
-		rc = alloc_range(h, &ino, 0, fbs - 1, err, errlen);
+		rc = alloc_range(h, &ino, 0, fbs - 1, NULL, err, errlen);
 out:
 	ns_end(h);
 	return rc;
@@ -941,7 +974,8 @@ int ds_file_pwrite(struct ds_file *f, const void *buf, size_t len, uint64_t off,
 		   char *err, size_t errlen)
 {
 	const struct ds *ds = f->h->ds;
-	uint64_t bs = ds->g.block_size;
+	uint64_t bs = ds->g.block_size, filled_from = 1, filled_to = 0;
+	uint8_t *hole = NULL;
 	int rc = f->shared ? -EBADF : check_range(f, len, off);
 
 	if (rc < 0) {
@@ -952,6 +986,10 @@ int ds_file_pwrite(struct ds_file *f, const void *buf, size_t len, uint64_t off,
 					 "beyond the end of the file");
 		return rc;
 	}
+	if (len)
+		hole = calloc((off + len - 1) / bs - off / bs + 1, 1);
+	if (!hole)
+		rc = len ? -ENOMEM : 0;
 	while (rc == 0 && len) {
 		uint64_t fb = off / bs, in = off % bs, b;
 		size_t n = len < bs - in ? len : (size_t)(bs - in);
@@ -959,29 +997,40 @@ int ds_file_pwrite(struct ds_file *f, const void *buf, size_t len, uint64_t off,
 		b = f->map[fb];
 		if (!b) {
 			/* A hole: allocate it and the rest of this write's
-			 * holes at once, under the namespace lock. */
+			 * holes at once, under the namespace lock. Blocks the
+			 * write covers whole get their data at allocation;
+			 * the others are zeroed, then written below. */
 			uint64_t last = (off + len - 1) / bs;
+			struct fill fl = { buf, off, len };
 
 			rc = ns_begin(f->h, f->w, err, errlen);
 			if (rc < 0)
-				return rc;
+				break;
 			rc = ds_inode_read(ds, f->ino.index, &f->ino);
 			if (rc == 0)
-				rc = alloc_range(f->h, &f->ino, fb, last, err,
-						 errlen);
+				rc = alloc_range(f->h, &f->ino, fb, last, &fl,
+						 err, errlen);
 			ns_end(f->h);
-			if (rc == 0)
-				rc = map_load(f, fb, last);
 			if (rc < 0)
-				return rc;
+				break;
+			/* Holes before this call, now filled: skip them. */
+			filled_from = fb;
+			filled_to = last;
+			for (uint64_t k = fb; k <= last; k++)
+				hole[k - fb] = f->map[k] == 0;
+			rc = map_load(f, fb, last);
+			if (rc < 0)
+				break;
 			b = f->map[fb];
 		}
-		if (rc == 0)
+		if (rc == 0 && !(fb >= filled_from && fb <= filled_to &&
+				 hole[fb - filled_from] && in == 0 && n == bs))
 			rc = ds_write(ds, block_off(ds, b - 1) + in, buf, n);
 		buf = (const uint8_t *)buf + n;
 		off += n;
 		len -= n;
 	}
+	free(hole);
 	if (rc < 0 && !*err)
 		snprintf(err, errlen, "write: %s", strerror(-rc));
 	return rc;

@@ -59,14 +59,16 @@ def hosts(build_dir):
 
 def expect_line(p, prefix, timeout=30):
     deadline = time.monotonic() + timeout
+    seen = []
     while time.monotonic() < deadline:
         line = p.stdout.readline()
         if not line:
             break
         if line.startswith(prefix):
             return line.strip()
-    raise AssertionError("no '%s' line; stderr: %s" % (prefix,
-                                                        p.stderr.read()))
+        seen.append(line)
+    raise AssertionError("no '%s' line; stdout: %s; stderr: %s"
+                         % (prefix, "".join(seen[-10:]), p.stderr.read()))
 
 
 # --- CRC-32C, to forge headers that pass the checksum -----------------------

@@ -39,12 +39,27 @@ def guest_initramfs(build_dir, out):
     return mkinitramfs(out, os.path.join(NODE_DIR, "guest-init.sh"))
 
 
+def disk_args(disks):
+    """QEMU arguments attaching raw images as virtio-blk disks (/dev/vda,
+    /dev/vdb, ... in the node) that several nodes may use at once: no image
+    locking, share-rw, and cache=none (O_DIRECT on the host, so every write
+    a node completes is in the image file, past the host's page cache)."""
+    args = []
+    for i, path in enumerate(disks):
+        args += ["-drive", "file=%s,format=raw,if=none,id=d%d,cache=none,"
+                 "file.locking=off" % (str(path).replace(",", ",,"), i),
+                 "-device", "virtio-blk-pci,drive=d%d,share-rw=on" % i]
+    return args
+
+
 class Node:
     """One QEMU TCG node running NODE_DIR/node-init.sh as /init and then
-    the script given as `run` (copied to /node/run)."""
+    the script given as `run` (copied to /node/run). disks: raw images
+    attached as shared virtio-blk disks (see disk_args); the image file must
+    be on a filesystem with O_DIRECT (not tmpfs)."""
 
     def __init__(self, build_dir, workdir, run_script, files=(), bins=(),
-                 memory_mib=1536, cpus=1, name="node"):
+                 memory_mib=1536, cpus=1, name="node", disks=()):
         self.workdir = str(workdir)
         kernel = fetch_kernel(build_dir)
         run = os.path.join(self.workdir, name + ".run")
@@ -64,6 +79,7 @@ class Node:
                     "-kernel", os.path.join(kernel, "vmlinuz"),
                     "-initrd", self.initrd,
                     "-append", "console=ttyS0 panic=-1 quiet"]
+        self.cmd += disk_args(disks)
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
