@@ -223,7 +223,7 @@ int ds_sb_decode(const uint8_t *b, struct ds_geom *g, char *err, size_t errlen)
 	    want.end_off != g->end_off || g->max_hosts == 0 ||
 	    g->max_hosts > DS_MAX_HOSTS || g->max_locks == 0 ||
 	    g->end_off > g->size || g->hb_interval_ms == 0 ||
-	    g->hb_timeout_ms < 2 * g->hb_interval_ms) {
+	    g->hb_timeout_ms < 4 * g->hb_interval_ms) {
 		snprintf(err, errlen,
 			 "corrupt superblock (inconsistent "
 			 "geometry)");
@@ -296,10 +296,10 @@ int ds_format(const char *path, const struct ds_format_opts *o, int force,
 					       DS_DEFAULT_HB_INTERVAL_MS;
 	g.hb_timeout_ms = o->hb_timeout_ms ? o->hb_timeout_ms :
 					     DS_DEFAULT_HB_TIMEOUT_MS;
-	if (g.hb_timeout_ms < 2 * g.hb_interval_ms) {
+	if (g.hb_timeout_ms < 4 * g.hb_interval_ms) {
 		snprintf(err, errlen,
 			 "heartbeat timeout %u ms must be at least "
-			 "twice the interval (%u ms)",
+			 "four times the interval (%u ms)",
 			 g.hb_timeout_ms, g.hb_interval_ms);
 		return -EINVAL;
 	}

@@ -130,7 +130,7 @@ def test_format_refusals(build_dir, tmp_path, image):
         (["--sector", "1000"], "sector size 1000"),
         (["--name", "n" * 64], "datastore name"),
         (["--hb-interval", "500", "--hb-timeout", "600"],
-         "at least twice the interval"),
+         "at least four times the interval"),
         (["--size", "12Q"], "bad value '12Q'"),
     ]:
         r = tool(build_dir, "format", tmp_path / "x.img", "--name", "x",
