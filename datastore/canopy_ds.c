@@ -10,6 +10,8 @@
  *   canopy-ds import DEV LOCAL FILE --host-id N
  *   canopy-ds export DEV FILE LOCAL --host-id N
  *   canopy-ds rm DEV FILE --host-id N
+ *   canopy-ds rename DEV FILE NEWNAME --host-id N
+ *   canopy-ds extend DEV FILE --size S --host-id N
  *   canopy-ds fsck DEV [--repair --host-id N] [-o json]
  *
  * Commands that change the datastore act as host N for their duration: they
@@ -62,6 +64,8 @@ static int usage(void)
 		"       canopy-ds import DEV LOCAL FILE --host-id N\n"
 		"       canopy-ds export DEV FILE LOCAL --host-id N\n"
 		"       canopy-ds rm DEV FILE --host-id N\n"
+		"       canopy-ds rename DEV FILE NEWNAME --host-id N\n"
+		"       canopy-ds extend DEV FILE --size S --host-id N\n"
 		"       canopy-ds fsck DEV [--repair --host-id N] [-o json]\n");
 	return EXIT_USAGE;
 }
@@ -624,15 +628,17 @@ static int cmd_fsck(const char *dev, const struct opts *o)
 static int cmd_change(const char *cmd, char **args, int nargs,
 		      const struct opts *o)
 {
+	int three = strcmp(cmd, "import") == 0 || strcmp(cmd, "export") == 0 ||
+		    strcmp(cmd, "rename") == 0;
 	struct session s;
 	char err[512] = "";
 	int rc;
 
-	if (nargs !=
-	    (strcmp(cmd, "import") == 0 || strcmp(cmd, "export") == 0 ? 3 : 2))
+	if (nargs != (three ? 3 : 2))
 		return usage();
-	if (strcmp(cmd, "create") == 0 && !o->size) {
-		fprintf(stderr, "canopy-ds: create needs --size\n");
+	if ((strcmp(cmd, "create") == 0 || strcmp(cmd, "extend") == 0) &&
+	    !o->size) {
+		fprintf(stderr, "canopy-ds: %s needs --size\n", cmd);
 		return EXIT_USAGE;
 	}
 	rc = session_start(&s, args[0], o);
@@ -648,6 +654,17 @@ static int cmd_change(const char *cmd, char **args, int nargs,
 		rc = ds_file_remove(&s.h, &s.w, args[1], err, sizeof(err));
 		if (rc == 0)
 			printf("removed %s\n", args[1]);
+	} else if (strcmp(cmd, "rename") == 0) {
+		rc = ds_file_rename(&s.h, &s.w, args[1], args[2], err,
+				    sizeof(err));
+		if (rc == 0)
+			printf("renamed %s to %s\n", args[1], args[2]);
+	} else if (strcmp(cmd, "extend") == 0) {
+		rc = ds_file_extend(&s.h, &s.w, args[1], o->size, err,
+				    sizeof(err));
+		if (rc == 0)
+			printf("extended %s to %" PRIu64 " bytes\n", args[1],
+			       o->size);
 	} else if (strcmp(cmd, "import") == 0) {
 		rc = do_import(&s, args[1], args[2]) ? -EIO : 0;
 		err[0] = 0;
@@ -741,7 +758,8 @@ int main(int argc, char **argv)
 	cmd = argv[optind];
 	dev = argv[optind + 1];
 	if (strcmp(cmd, "create") == 0 || strcmp(cmd, "rm") == 0 ||
-	    strcmp(cmd, "import") == 0 || strcmp(cmd, "export") == 0)
+	    strcmp(cmd, "import") == 0 || strcmp(cmd, "export") == 0 ||
+	    strcmp(cmd, "rename") == 0 || strcmp(cmd, "extend") == 0)
 		return cmd_change(cmd, argv + optind + 1, argc - optind - 1,
 				  &o);
 	if (argc - optind != 2)

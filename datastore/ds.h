@@ -246,6 +246,13 @@ CN_MUST_CHECK int ds_file_create(struct ds_host *h, struct ds_hb_watch *w,
 /* Refused while another host has the file open (locked). */
 CN_MUST_CHECK int ds_file_remove(struct ds_host *h, struct ds_hb_watch *w,
 				 const char *name, char *err, size_t errlen);
+/* Rename, or grow (thin: the new part is a hole), a file nobody has open. */
+CN_MUST_CHECK int ds_file_rename(struct ds_host *h, struct ds_hb_watch *w,
+				 const char *name, const char *new_name,
+				 char *err, size_t errlen);
+CN_MUST_CHECK int ds_file_extend(struct ds_host *h, struct ds_hb_watch *w,
+				 const char *name, uint64_t size, char *err,
+				 size_t errlen);
 CN_MUST_CHECK int ds_file_open(struct ds_file *f, struct ds_host *h,
 			       struct ds_hb_watch *w, const char *name,
 			       char *err, size_t errlen);

@@ -1076,3 +1076,92 @@ int ds_fsck_repair(struct ds_host *h, struct ds_hb_watch *w, struct ds_fsck *r,
 	ns_end(h);
 	return rc;
 }
+
+/* Rename or resize (grow only) a file that nobody has open: one inode
+ * transaction under the namespace lock, with the file's lock held. */
+static int change_inode(struct ds_host *h, struct ds_hb_watch *w,
+			const char *name, const char *new_name,
+			uint64_t new_size, char *err, size_t errlen)
+{
+	const struct ds *ds = h->ds;
+	struct ds_inode ino, other;
+	struct txn t;
+	uint8_t *r;
+	int rc = ds_name_check(name, err, errlen);
+
+	if (rc == 0 && new_name)
+		rc = ds_name_check(new_name, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (new_size && (new_size % ds->g.sector ||
+			 (new_size + ds->g.block_size - 1) / ds->g.block_size >
+				 max_file_blocks(ds))) {
+		snprintf(err, errlen,
+			 "size %llu: must be a multiple of %u up to %llu "
+			 "bytes",
+			 (unsigned long long)new_size, ds->g.sector,
+			 (unsigned long long)(max_file_blocks(ds) *
+					      ds->g.block_size));
+		return -EFBIG;
+	}
+	rc = ns_begin(h, w, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = ds_lookup(ds, name, &ino);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: %s", name,
+			 rc == -ENOENT ? "no such file" : strerror(-rc));
+		goto out;
+	}
+	if (new_name && ds_lookup(ds, new_name, &other) == 0) {
+		snprintf(err, errlen, "%s: name exists", new_name);
+		rc = -EEXIST;
+		goto out;
+	}
+	if (new_size && new_size < ino.size) {
+		snprintf(err, errlen,
+			 "%s: %llu bytes; shrinking (to %llu) is not "
+			 "supported",
+			 name, (unsigned long long)ino.size,
+			 (unsigned long long)new_size);
+		rc = -EINVAL;
+		goto out;
+	}
+	rc = ds_lock_acquire_mode(h, w, ino.index, 0, err, errlen);
+	if (rc < 0)
+		goto out;
+	if (new_name)
+		snprintf(ino.name, sizeof(ino.name), "%s", new_name);
+	if (new_size)
+		ino.size = new_size;
+	ino.mtime_ms = sys_real_ms();
+	rc = txn_init(&t, h);
+	r = rc == 0 ? txn_sector(&t, inode_off(ds, ino.index), &rc) : NULL;
+	if (r) {
+		inode_encode(r, &ino);
+		rc = txn_commit(&t);
+	}
+	txn_free(&t);
+	if (rc < 0)
+		snprintf(err, errlen, "%s: %s", name, strerror(-rc));
+	unlock(h, ino.index);
+out:
+	ns_end(h);
+	return rc;
+}
+
+int ds_file_rename(struct ds_host *h, struct ds_hb_watch *w, const char *name,
+		   const char *new_name, char *err, size_t errlen)
+{
+	return change_inode(h, w, name, new_name, 0, err, errlen);
+}
+
+int ds_file_extend(struct ds_host *h, struct ds_hb_watch *w, const char *name,
+		   uint64_t size, char *err, size_t errlen)
+{
+	if (!size) {
+		snprintf(err, errlen, "size 0: nothing to extend to");
+		return -EINVAL;
+	}
+	return change_inode(h, w, name, NULL, size, err, errlen);
+}

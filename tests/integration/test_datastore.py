@@ -441,3 +441,52 @@ def test_fsck_finds_and_repairs(build_dir, fimage, tmp_path):
         r = tool(build_dir, "fsck", p)
         assert r.returncode == 1, (what, r.stdout, r.stderr)
         assert "corrupt" in r.stdout, (what, r.stdout)
+
+
+def test_rename_and_extend(build_dir, fimage, hosts, tmp_path):
+    tool(build_dir, "create", fimage, "vm/old", "--size", "2M", *HOST,
+         check=0)
+    tool(build_dir, "create", fimage, "vm/other", "--size", "1M", *HOST,
+         check=0)
+    tool(build_dir, "rename", fimage, "vm/old", "vm/new", *HOST, check=0)
+    assert set(ls(build_dir, fimage)) == {"vm/new", "vm/other"}
+    r = tool(build_dir, "rename", fimage, "vm/new", "vm/other", *HOST)
+    assert r.returncode == 1 and "vm/other: name exists" in r.stderr
+    r = tool(build_dir, "rename", fimage, "vm/new", "bad name", *HOST)
+    assert r.returncode == 1 and "character 0x20" in r.stderr
+    tool(build_dir, "extend", fimage, "vm/new", "--size", "8M", *HOST,
+         check=0)
+    f = ls(build_dir, fimage)["vm/new"]
+    assert f["size"] == 8 << 20 and f["allocated"] == 0
+    r = tool(build_dir, "extend", fimage, "vm/new", "--size", "1M", *HOST)
+    assert r.returncode == 1 and "shrinking" in r.stderr
+    # The grown part is usable: write past the old end and read it back.
+    local = tmp_path / "grown.img"
+    local.write_bytes(os.urandom(6 << 20))
+    tool(build_dir, "rm", fimage, "vm/new", *HOST, check=0)
+    tool(build_dir, "import", fimage, local, "vm/new", *HOST, check=0)
+    tool(build_dir, "extend", fimage, "vm/new", "--size", "12M", *HOST,
+         check=0)
+    out = tmp_path / "out.img"
+    tool(build_dir, "export", fimage, "vm/new", out, *HOST, check=0)
+    data = out.read_bytes()
+    assert data[:6 << 20] == local.read_bytes()
+    assert data[6 << 20:] == bytes(6 << 20)
+    # A file in use may not be renamed.
+    holder = hosts(fimage, 3, "hold", ls(build_dir, fimage)["vm/other"][
+        "inode"])
+    expect_line(holder, "holding")
+    r = tool(build_dir, "rename", fimage, "vm/other", "vm/x", *HOST)
+    assert r.returncode == 1 and "locked by host 3" in r.stderr
+    # A lock held by a live host is not stale: fsck stays clean.
+    assert tool(build_dir, "fsck", fimage).returncode == 0
+
+
+def test_corrupt_heartbeat_slot_is_reported(build_dir, image, hosts):
+    p = hosts(image, 5, "take", 1, 1000)
+    assert p.wait(timeout=30) == 0
+    data = bytearray(image.read_bytes())
+    data[4096 + 4 * 512 + 20] ^= 0x01  # host 5's slot
+    image.write_bytes(bytes(data))
+    hb = tool(build_dir, "heartbeats", image, check=0).stdout
+    assert "corrupt" in hb
