@@ -147,6 +147,26 @@ static void json_str(const char *s)
 	putchar('"');
 }
 
+/* -o json for the commands that change something: one object on stdout
+ * saying what was done (errors stay one line on stderr). */
+static int json_out;
+
+static void done(const char *op, const char *file, const char *to,
+		 uint64_t bytes, const char *text)
+{
+	if (!json_out) {
+		fputs(text, stdout);
+		return;
+	}
+	printf("{\"ok\":true,\"op\":\"%s\",\"file\":", op);
+	json_str(file);
+	if (to) {
+		printf(",\"to\":");
+		json_str(to);
+	}
+	printf(",\"bytes\":%" PRIu64 "}\n", bytes);
+}
+
 static int cmd_format(const char *dev, const struct opts *o)
 {
 	struct ds_format_opts f = {
@@ -169,9 +189,11 @@ static int cmd_format(const char *dev, const struct opts *o)
 		fprintf(stderr, "canopy-ds: %s\n", err);
 		return EXIT_FAIL;
 	}
-	printf("formatted %s as datastore '%s' (%" PRIu64 " bytes, %u hosts, "
-	       "%u locks)\n",
-	       dev, ds.g.name, ds.g.size, ds.g.max_hosts, ds.g.max_locks);
+	snprintf(err, sizeof(err),
+		 "formatted %s as datastore '%s' (%" PRIu64 " bytes, %u hosts, "
+		 "%u locks)\n",
+		 dev, ds.g.name, ds.g.size, ds.g.max_hosts, ds.g.max_locks);
+	done("format", dev, NULL, ds.g.size, err);
 	ds_close(&ds);
 	return 0;
 }
@@ -508,7 +530,9 @@ static int do_import(struct session *s, const char *local, const char *name)
 			buf ? err : "out of memory");
 		return EXIT_FAIL;
 	}
-	printf("imported %s to %s (%" PRIu64 " bytes)\n", local, name, size);
+	snprintf(err, sizeof(err), "imported %s to %s (%" PRIu64 " bytes)\n",
+		 local, name, size);
+	done("import", name, NULL, size, err);
 	return 0;
 }
 
@@ -557,8 +581,9 @@ static int do_export(struct session *s, const char *name, const char *local)
 					   strerror(-rc));
 		return EXIT_FAIL;
 	}
-	printf("exported %s to %s (%" PRIu64 " bytes)\n", name, local,
-	       f.ino.size);
+	snprintf(err, sizeof(err), "exported %s to %s (%" PRIu64 " bytes)\n",
+		 name, local, f.ino.size);
+	done("export", name, local, f.ino.size, err);
 	return 0;
 }
 
@@ -648,23 +673,30 @@ static int cmd_change(const char *cmd, char **args, int nargs,
 		rc = ds_file_create(&s.h, &s.w, args[1], o->size, o->thick, err,
 				    sizeof(err));
 		if (rc == 0)
-			printf("created %s (%" PRIu64 " bytes, %s)\n", args[1],
-			       o->size, o->thick ? "thick" : "thin");
+			snprintf(err, sizeof(err),
+				 "created %s (%" PRIu64 " bytes, %s)\n",
+				 args[1], o->size, o->thick ? "thick" : "thin");
+		done("create", args[1], NULL, o->size, err);
 	} else if (strcmp(cmd, "rm") == 0) {
 		rc = ds_file_remove(&s.h, &s.w, args[1], err, sizeof(err));
 		if (rc == 0)
-			printf("removed %s\n", args[1]);
+			snprintf(err, sizeof(err), "removed %s\n", args[1]);
+		done("rm", args[1], NULL, 0, err);
 	} else if (strcmp(cmd, "rename") == 0) {
 		rc = ds_file_rename(&s.h, &s.w, args[1], args[2], err,
 				    sizeof(err));
 		if (rc == 0)
-			printf("renamed %s to %s\n", args[1], args[2]);
+			snprintf(err, sizeof(err), "renamed %s to %s\n",
+				 args[1], args[2]);
+		done("rename", args[1], args[2], 0, err);
 	} else if (strcmp(cmd, "extend") == 0) {
 		rc = ds_file_extend(&s.h, &s.w, args[1], o->size, err,
 				    sizeof(err));
 		if (rc == 0)
-			printf("extended %s to %" PRIu64 " bytes\n", args[1],
-			       o->size);
+			snprintf(err, sizeof(err),
+				 "extended %s to %" PRIu64 " bytes\n", args[1],
+				 o->size);
+		done("extend", args[1], NULL, o->size, err);
 	} else if (strcmp(cmd, "import") == 0) {
 		rc = do_import(&s, args[1], args[2]) ? -EIO : 0;
 		err[0] = 0;
@@ -753,6 +785,7 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	json_out = o.json;
 	if (argc - optind < 2)
 		return usage();
 	cmd = argv[optind];
