@@ -295,7 +295,7 @@ HOST = ["--host-id", 60]  # the tool's host id in these tests
 def fimage(build_dir, tmp_path):
     path = tmp_path / "files.img"
     tool(build_dir, "format", path, "--name", "files", "--size", "160M",
-         "--locks", "64", "--hb-interval", INTERVAL_MS, "--hb-timeout",
+         "--locks", "256", "--hb-interval", INTERVAL_MS, "--hb-timeout",
          TIMEOUT_MS, check=0)
     return path
 
