@@ -689,6 +689,22 @@ static int alloc_range(struct ds_host *h, struct ds_inode *ino, uint64_t first,
 
 /* --- operations --------------------------------------------------------- */
 
+/* A file size the format can hold: whole sectors, within one block map. */
+static int size_check(const struct ds *ds, uint64_t size, char *err,
+		      size_t errlen)
+{
+	uint64_t fbs = (size + ds->g.block_size - 1) / ds->g.block_size;
+
+	if (fbs <= max_file_blocks(ds) && size % ds->g.sector == 0)
+		return 0;
+	snprintf(err, errlen,
+		 "size %llu: must be a multiple of %u up to %llu "
+		 "bytes",
+		 (unsigned long long)size, ds->g.sector,
+		 (unsigned long long)(max_file_blocks(ds) * ds->g.block_size));
+	return -EFBIG;
+}
+
 int ds_file_create(struct ds_host *h, struct ds_hb_watch *w, const char *name,
 		   uint64_t size, int thick, char *err, size_t errlen)
 {
@@ -702,15 +718,9 @@ int ds_file_create(struct ds_host *h, struct ds_hb_watch *w, const char *name,
 
 	if (rc < 0)
 		return rc;
-	if (fbs > max_file_blocks(ds) || size % ds->g.sector) {
-		snprintf(err, errlen,
-			 "size %llu: must be a multiple of %u up to %llu "
-			 "bytes",
-			 (unsigned long long)size, ds->g.sector,
-			 (unsigned long long)(max_file_blocks(ds) *
-					      ds->g.block_size));
-		return -EFBIG;
-	}
+	rc = size_check(ds, size, err, errlen);
+	if (rc < 0)
+		return rc;
 	rc = ns_begin(h, w, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -1093,16 +1103,10 @@ static int change_inode(struct ds_host *h, struct ds_hb_watch *w,
 		rc = ds_name_check(new_name, err, errlen);
 	if (rc < 0)
 		return rc;
-	if (new_size && (new_size % ds->g.sector ||
-			 (new_size + ds->g.block_size - 1) / ds->g.block_size >
-				 max_file_blocks(ds))) {
-		snprintf(err, errlen,
-			 "size %llu: must be a multiple of %u up to %llu "
-			 "bytes",
-			 (unsigned long long)new_size, ds->g.sector,
-			 (unsigned long long)(max_file_blocks(ds) *
-					      ds->g.block_size));
-		return -EFBIG;
+	if (new_size) {
+		rc = size_check(ds, new_size, err, errlen);
+		if (rc < 0)
+			return rc;
 	}
 	rc = ns_begin(h, w, err, errlen);
 	if (rc < 0)
