@@ -116,6 +116,7 @@ struct ds_host {
 	/* Monotonic time (ns) at which the last successful renewal was
 	 * issued; fencing is measured from it. */
 	uint64_t last_ok_issue_ns;
+	int left; /* ds_hb_leave was called: renewals are refused */
 };
 
 CN_MUST_CHECK int ds_hb_read(const struct ds *ds, uint32_t host_id,
@@ -125,7 +126,8 @@ CN_MUST_CHECK int ds_hb_read(const struct ds *ds, uint32_t host_id,
  * that keeps advancing means another live process uses this id (-EBUSY). */
 CN_MUST_CHECK int ds_hb_join(struct ds_host *h, struct ds *ds, uint32_t host_id,
 			     const char *name, char *err, size_t errlen);
-/* Renew now; 0 or -errno. Call every hb_interval_ms. */
+/* Renew now; 0 or -errno (-ESHUTDOWN after ds_hb_leave, so a late renewal
+ * cannot undo the leave). Call every hb_interval_ms. */
 CN_MUST_CHECK int ds_hb_renew(struct ds_host *h);
 /* Mark the slot as cleanly left (the caller has released its locks). */
 CN_MUST_CHECK int ds_hb_leave(struct ds_host *h);

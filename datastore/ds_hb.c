@@ -185,6 +185,8 @@ int ds_hb_renew(struct ds_host *h)
 	uint64_t t0 = sys_mono_ns();
 	int rc;
 
+	if (h->left)
+		return -ESHUTDOWN;
 	h->counter++;
 	rc = write_slot(h, DS_HB_LIVE);
 	if (rc == 0)
@@ -194,6 +196,7 @@ int ds_hb_renew(struct ds_host *h)
 
 int ds_hb_leave(struct ds_host *h)
 {
+	h->left = 1;
 	h->counter++;
 	return write_slot(h, DS_HB_LEFT);
 }

@@ -76,6 +76,8 @@ static void *heartbeat(void *arg)
 		pthread_mutex_lock(&io_lock);
 		rc = ds_hb_renew(&host);
 		pthread_mutex_unlock(&io_lock);
+		if (rc == -ESHUTDOWN)
+			return NULL; /* the host left */
 		if (rc < 0)
 			fprintf(stderr, "ds_host %u: renew: %s\n", host.id,
 				strerror(-rc));

@@ -74,7 +74,7 @@ def test_locks_exclude_across_two_nodes_sharing_a_disk(build_dir, tmp_path):
             run = RUN.format(id=hid, locks=LOCKS, iters=ITERS,
                              guard=GUARD_OFF, hold=HOLD_US)
             nodes.append(node.Node(build_dir, tmp_path, run, bins=bins,
-                                   disks=[img], memory_mib=512,
+                                   disks=[img], memory_mib=1536,
                                    name="node-" + name))
         texts = [n.wait_exit(timeout=300) for n in nodes]
     finally:

@@ -149,6 +149,8 @@ static void test_heartbeat_liveness(void **state)
 	assert_true(ds_hb_must_fence(
 		&h, h.last_ok_issue_ns + (TIMEOUT - MARGIN) * NS_PER_MS));
 	assert_int_equal(ds_hb_leave(&h), 0);
+	/* A renewal racing the leave cannot bring the slot back to life. */
+	assert_int_equal(ds_hb_renew(&h), -ESHUTDOWN);
 	assert_int_equal(ds_hb_watch_poll(&f->b, &w, t), 0);
 	assert_int_equal(ds_hb_liveness(&f->b, &w, 3, t), DS_HOST_LEFT);
 	/* A cleanly left slot is joined again at once, next generation. */
