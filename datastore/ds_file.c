@@ -118,10 +118,29 @@ static int write_header(const struct ds *ds, uint32_t host, uint8_t *hdr,
 	return ds_write(ds, journal_off(ds, host), hdr, ds->g.sector);
 }
 
+/* Transactions only ever write inodes, bitmap records and block-map
+ * records (in the data area): a journal naming anything else — the
+ * superblock, heartbeats, leases, journals, or past the end — is corrupt
+ * or hostile, and nothing of it is applied. */
+static int targets_ok(const struct ds *ds, const uint8_t *hdr)
+{
+	uint32_t n = get32(hdr + J_COUNT);
+	uint64_t end = ds->g.data_off + ds->g.nblocks * ds->g.block_size;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t t = get64(hdr + J_TARGETS + 8 * i);
+
+		if (t % ds->g.sector || t < ds->g.inode_off ||
+		    t > end - ds->g.sector)
+			return 0;
+	}
+	return 1;
+}
+
 static int apply(const struct ds *ds, const uint8_t *hdr, const uint8_t *img)
 {
 	uint32_t n = get32(hdr + J_COUNT);
-	int rc = 0;
+	int rc = targets_ok(ds, hdr) ? 0 : -EBADMSG;
 
 	for (uint32_t i = 0; i < n && rc == 0; i++)
 		rc = ds_write(ds, get64(hdr + J_TARGETS + 8 * i),
@@ -180,7 +199,10 @@ static int replay(struct ds_host *h, uint32_t host, uint8_t *hdr)
 		return 0;
 	img = ds_alloc(ds, n * s);
 	rc = img ? ds_read(ds, payload_off(ds, host), img, n * s) : -ENOMEM;
-	if (rc == 0 && crc32c(0, img, n * s) == get32(hdr + J_PAYLOAD_CRC))
+	/* A payload that does not match was never committed; targets outside
+	 * the metadata were never written by us: both are dropped. */
+	if (rc == 0 && crc32c(0, img, n * s) == get32(hdr + J_PAYLOAD_CRC) &&
+	    targets_ok(ds, hdr))
 		rc = apply(ds, hdr, img);
 	if (rc == 0)
 		rc = write_header(ds, host, hdr, J_DONE);

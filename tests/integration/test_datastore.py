@@ -490,3 +490,29 @@ def test_corrupt_heartbeat_slot_is_reported(build_dir, image, hosts):
     image.write_bytes(bytes(data))
     hb = tool(build_dir, "heartbeats", image, check=0).stdout
     assert "corrupt" in hb
+
+
+def test_hostile_journal_is_not_replayed(build_dir, fimage):
+    """A checksum-valid journal that names the superblock as a target (a
+    corrupt or hostile disk) is dropped, not applied."""
+    data = bytearray(fimage.read_bytes())
+    sector = 512
+    jo = struct.unpack_from("<Q", data, 160)[0]
+    jsec = struct.unpack_from("<I", data, 156)[0]
+    payload = bytes([0x66]) * sector
+    hdr = bytearray(sector)
+    struct.pack_into("<IIQIIQ", hdr, 0, 0x4c4e524a, 1, 1, 1,
+                     crc32c(payload), 0)  # target: offset 0, the superblock
+    host = 7
+    data[jo + (host - 1) * sector:jo + host * sector] = reseal(hdr)
+    po = jo + 64 * sector + (host - 1) * (jsec - 1) * sector
+    data[po:po + sector] = payload
+    fimage.write_bytes(bytes(data))
+    r = tool(build_dir, "fsck", fimage)
+    assert r.returncode == 1 and "journal of host 7" in r.stdout
+    # The next metadata change replays journals: this one is dropped.
+    tool(build_dir, "create", fimage, "after", "--size", "1M", *HOST,
+         check=0)
+    assert json.loads(tool(build_dir, "info", fimage, "-o", "json",
+                           check=0).stdout)["name"] == "files"
+    assert tool(build_dir, "fsck", fimage).returncode == 0
