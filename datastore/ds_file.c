@@ -597,14 +597,16 @@ static int map_get(const struct ds *ds, const struct ds_inode *ino, uint64_t fb,
 int ds_file_blocks(const struct ds *ds, const struct ds_inode *ino,
 		   uint64_t *out)
 {
-	uint64_t nrec,
-		fbs = (ino->size + ds->g.block_size - 1) / ds->g.block_size;
+	uint64_t nrec, fbs = ino->size / ds->g.block_size +
+			     !!(ino->size % ds->g.block_size);
 	uint8_t *m;
 	int rc;
 
 	*out = 0;
 	if (!ino->map_block)
 		return 0;
+	if (ino->map_block > ds->g.nblocks || fbs > max_file_blocks(ds))
+		return -EBADMSG; /* a corrupt inode */
 	nrec = (fbs + MAP_ENTRIES - 1) / MAP_ENTRIES;
 	m = ds_alloc(ds, nrec * ds->g.sector);
 	if (!m)
@@ -715,7 +717,8 @@ static int alloc_range(struct ds_host *h, struct ds_inode *ino, uint64_t first,
 static int size_check(const struct ds *ds, uint64_t size, char *err,
 		      size_t errlen)
 {
-	uint64_t fbs = (size + ds->g.block_size - 1) / ds->g.block_size;
+	/* No (size + bs - 1): sizes come from disk too and may be huge. */
+	uint64_t fbs = size / ds->g.block_size + !!(size % ds->g.block_size);
 
 	if (fbs <= max_file_blocks(ds) && size % ds->g.sector == 0)
 		return 0;
@@ -805,7 +808,14 @@ out:
 static int free_blocks_of(struct ds_host *h, const struct ds_inode *ino)
 {
 	const struct ds *ds = h->ds;
-	uint64_t fbs = (ino->size + ds->g.block_size - 1) / ds->g.block_size;
+	char ignored[160];
+
+	/* A corrupt inode's blocks are left as orphans for fsck. */
+	if (ino->map_block > ds->g.nblocks ||
+	    size_check(ds, ino->size, ignored, sizeof(ignored)) < 0)
+		return 0;
+	uint64_t fbs =
+		ino->size / ds->g.block_size + !!(ino->size % ds->g.block_size);
 	struct txn t;
 	int rc = txn_init(&t, h);
 
@@ -900,9 +910,12 @@ static int map_load(struct ds_file *f, uint64_t first, uint64_t last)
 	for (uint64_t r = r0; rc == 0 && r <= r1; r++)
 		if (ds_rec_check(m + (r - r0) * s) < 0)
 			rc = -EBADMSG;
-	for (uint64_t fb = first; rc == 0 && fb <= last; fb++)
+	for (uint64_t fb = first; rc == 0 && fb <= last; fb++) {
 		f->map[fb] = get32(m + (fb / MAP_ENTRIES - r0) * s +
 				   4 * (fb % MAP_ENTRIES));
+		if (f->map[fb] > ds->g.nblocks)
+			rc = -EBADMSG; /* beyond the data area */
+	}
 	ds_free(m);
 	return rc;
 }
@@ -943,6 +956,16 @@ int ds_file_open_mode(struct ds_file *f, struct ds_host *h,
 	}
 	f->h = h;
 	f->w = w;
+	/* The inode comes from a shared disk: check it before using it. */
+	if (f->ino.map_block > h->ds->g.nblocks ||
+	    size_check(h->ds, f->ino.size, err, errlen) < 0) {
+		snprintf(err, errlen,
+			 "%s: corrupt inode (size or block map "
+			 "out of range)",
+			 name);
+		ds_file_close(f);
+		return -EBADMSG;
+	}
 	f->nmap = (f->ino.size + h->ds->g.block_size - 1) / h->ds->g.block_size;
 	f->map = calloc(f->nmap ? f->nmap : 1, sizeof(*f->map));
 	rc = f->map ? 0 : -ENOMEM;

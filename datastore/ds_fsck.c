@@ -62,7 +62,16 @@ static int count_refs(const struct ds *ds, struct ds_fsck *r, uint8_t *refs)
 		}
 		if (refs[mb] < 255)
 			refs[mb]++;
-		fbs = (ino.size + ds->g.block_size - 1) / ds->g.block_size;
+		fbs = ino.size / ds->g.block_size +
+		      !!(ino.size % ds->g.block_size);
+		if (fbs >
+		    (uint64_t)(ds->g.block_size / ds->g.sector) * MAP_ENTRIES) {
+			problem(r,
+				"inode %u (%s): size %llu beyond what a block "
+				"map holds",
+				i, ino.name, (unsigned long long)ino.size);
+			continue;
+		}
 		m = ds_alloc(ds, ds->g.block_size);
 		if (!m)
 			return -ENOMEM;

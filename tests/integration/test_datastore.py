@@ -516,3 +516,24 @@ def test_hostile_journal_is_not_replayed(build_dir, fimage):
     assert json.loads(tool(build_dir, "info", fimage, "-o", "json",
                            check=0).stdout)["name"] == "files"
     assert tool(build_dir, "fsck", fimage).returncode == 0
+
+
+def test_hostile_inode_sizes_are_refused(build_dir, fimage, tmp_path):
+    tool(build_dir, "create", fimage, "victim", "--size", "2M", "--thick",
+         *HOST, check=0)
+    ino = ls(build_dir, fimage)["victim"]["inode"]
+    data = bytearray(fimage.read_bytes())
+    off = struct.unpack_from("<Q", data, 168)[0] + ino * 512
+    rec = bytearray(data[off:off + 512])
+    struct.pack_into("<Q", rec, 24, (1 << 64) - 1)  # size
+    data[off:off + 512] = reseal(rec)
+    fimage.write_bytes(bytes(data))
+    r = tool(build_dir, "ls", fimage)
+    assert r.returncode == 1 and "corrupt" in r.stderr
+    r = tool(build_dir, "fsck", fimage)
+    assert r.returncode == 1 and "beyond what a block map holds" in r.stdout
+    r = tool(build_dir, "export", fimage, "victim", tmp_path / "v", *HOST)
+    assert r.returncode == 1 and "corrupt inode" in r.stderr
+    # Removing it frees the name; its blocks are orphans fsck reclaims.
+    tool(build_dir, "rm", fimage, "victim", *HOST, check=0)
+    tool(build_dir, "fsck", fimage, "--repair", *HOST, check=0)
