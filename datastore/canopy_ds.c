@@ -249,10 +249,10 @@ static int cmd_heartbeats(const struct ds *ds, const struct opts *o)
 	int first = 1, rc;
 
 	ds_hb_watch_init(&w);
-	rc = ds_hb_watch_poll(ds, &w, sys_mono_ns());
+	rc = ds_hb_watch_poll(ds, &w, 0);
 	if (rc == 0 && o->watch_ms) {
 		sys_sleep_us((uint64_t)(o->watch_ms) * 1000);
-		rc = ds_hb_watch_poll(ds, &w, sys_mono_ns());
+		rc = ds_hb_watch_poll(ds, &w, 0);
 	}
 	if (rc < 0) {
 		fprintf(stderr, "canopy-ds: %s: heartbeats: %s\n", ds->path,

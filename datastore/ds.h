@@ -102,6 +102,7 @@ struct ds_hb_slot {
 	uint64_t wall_ms; /* writer's wall clock, informational */
 	uint32_t interval_ms;
 	char host_name[DS_NAME_MAX + 1];
+	uint64_t nonce; /* random per incarnation: two joiners tell apart */
 };
 #define DS_HB_LIVE 0x1 /* joined and renewing */
 #define DS_HB_LEFT 0x2 /* left cleanly: holds no locks */
@@ -112,6 +113,7 @@ struct ds_host {
 	uint32_t id;
 	uint64_t generation;
 	uint64_t counter;
+	uint64_t nonce;
 	char name[DS_NAME_MAX + 1];
 	/* Monotonic time (ns) at which the last successful renewal was
 	 * issued; fencing is measured from it. */
@@ -127,7 +129,9 @@ CN_MUST_CHECK int ds_hb_read(const struct ds *ds, uint32_t host_id,
 CN_MUST_CHECK int ds_hb_join(struct ds_host *h, struct ds *ds, uint32_t host_id,
 			     const char *name, char *err, size_t errlen);
 /* Renew now; 0 or -errno (-ESHUTDOWN after ds_hb_leave, so a late renewal
- * cannot undo the leave). Call every hb_interval_ms. */
+ * cannot undo the leave; -EEXIST when another process has written our
+ * slot since: it uses our id, and we must fence). Call every
+ * hb_interval_ms. */
 CN_MUST_CHECK int ds_hb_renew(struct ds_host *h);
 /* Mark the slot as cleanly left (the caller has released its locks). */
 CN_MUST_CHECK int ds_hb_leave(struct ds_host *h);
@@ -137,6 +141,9 @@ CN_MUST_CHECK int ds_hb_leave(struct ds_host *h);
 int ds_hb_must_fence(const struct ds_host *h, uint64_t now_ns);
 /* The fence margin: a quarter of the timeout. */
 uint64_t ds_hb_margin_ms(const struct ds_geom *g);
+/* -ETIMEDOUT when h must fence now; the library calls it before every
+ * write it makes under a lease (the user's own writes should too). */
+CN_MUST_CHECK int ds_hb_check(const struct ds_host *h);
 
 /* What an observer knows of other hosts, on its own monotonic clock. */
 struct ds_hb_watch {
@@ -156,7 +163,8 @@ enum ds_liveness {
 	DS_HOST_DEAD, /* not advanced for timeout + margin: locks breakable */
 };
 void ds_hb_watch_init(struct ds_hb_watch *w);
-/* Read every slot and update w; now_ns is the observer's monotonic time. */
+/* Read every slot and update w; now_ns is the observer's monotonic time,
+ * 0 to take it after the read (what everything but tests should do). */
 CN_MUST_CHECK int ds_hb_watch_poll(const struct ds *ds, struct ds_hb_watch *w,
 				   uint64_t now_ns);
 enum ds_liveness ds_hb_liveness(const struct ds *ds,
@@ -285,6 +293,9 @@ struct ds_fsck {
 	uint64_t shared; /* used by two files */
 	uint64_t pending; /* unfinished journal transactions */
 	uint64_t stale_locks; /* held by a host incarnation that is gone */
+	uint64_t unreadable; /* inodes or block maps that could not be read:
+			      * their blocks are unknown, so repair frees
+			      * nothing */
 };
 
 /* Read-only check. With refs_out and bitmap_out, hands back the block

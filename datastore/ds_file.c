@@ -42,7 +42,7 @@
 #define J_COUNT 16
 #define J_PAYLOAD_CRC 20
 #define J_TARGETS 24
-#define TXN_MAX 60 /* (508 - 24) / 8 */
+#define TXN_MAX DS_TXN_MAX /* (508 - 24) / 8 */
 #define J_PENDING 1
 #define J_DONE 2
 
@@ -137,14 +137,20 @@ static int targets_ok(const struct ds *ds, const uint8_t *hdr)
 	return 1;
 }
 
-static int apply(const struct ds *ds, const uint8_t *hdr, const uint8_t *img)
+static int apply(const struct ds_host *h, const uint8_t *hdr,
+		 const uint8_t *img)
 {
+	const struct ds *ds = h->ds;
 	uint32_t n = get32(hdr + J_COUNT);
 	int rc = targets_ok(ds, hdr) ? 0 : -EBADMSG;
 
-	for (uint32_t i = 0; i < n && rc == 0; i++)
-		rc = ds_write(ds, get64(hdr + J_TARGETS + 8 * i),
-			      img + (size_t)i * ds->g.sector, ds->g.sector);
+	for (uint32_t i = 0; i < n && rc == 0; i++) {
+		rc = ds_hb_check(h); /* under the namespace lease */
+		if (rc == 0)
+			rc = ds_write(ds, get64(hdr + J_TARGETS + 8 * i),
+				      img + (size_t)i * ds->g.sector,
+				      ds->g.sector);
+	}
 	return rc;
 }
 
@@ -168,11 +174,15 @@ static int txn_commit(struct txn *t)
 	put32(hdr + J_PAYLOAD_CRC, crc32c(0, t->img, t->n * s));
 	for (unsigned i = 0; i < t->n; i++)
 		put64(hdr + J_TARGETS + 8 * i, t->off[i]);
-	rc = ds_write(ds, payload_off(ds, t->h->id), t->img, t->n * s);
+	rc = ds_hb_check(t->h);
+	if (rc == 0)
+		rc = ds_write(ds, payload_off(ds, t->h->id), t->img, t->n * s);
+	if (rc == 0)
+		rc = ds_hb_check(t->h);
 	if (rc == 0)
 		rc = write_header(ds, t->h->id, hdr, J_PENDING);
 	if (rc == 0)
-		rc = apply(ds, hdr, t->img);
+		rc = apply(t->h, hdr, t->img);
 	if (rc == 0)
 		rc = write_header(ds, t->h->id, hdr, J_DONE);
 	ds_free(hdr);
@@ -203,7 +213,7 @@ static int replay(struct ds_host *h, uint32_t host, uint8_t *hdr)
 	 * the metadata were never written by us: both are dropped. */
 	if (rc == 0 && crc32c(0, img, n * s) == get32(hdr + J_PAYLOAD_CRC) &&
 	    targets_ok(ds, hdr))
-		rc = apply(ds, hdr, img);
+		rc = apply(h, hdr, img);
 	if (rc == 0)
 		rc = write_header(ds, host, hdr, J_DONE);
 	ds_free(img);
@@ -247,7 +257,7 @@ static int ns_begin(struct ds_host *h, struct ds_hb_watch *w, char *err,
 	int rc;
 
 	for (;;) {
-		rc = ds_hb_watch_poll(h->ds, w, sys_mono_ns());
+		rc = ds_hb_watch_poll(h->ds, w, 0);
 		if (rc == 0)
 			rc = ds_lock_acquire(h, w, DS_NAMESPACE_LOCK, err,
 					     errlen);
@@ -827,8 +837,8 @@ static int free_blocks_of(struct ds_host *h, const struct ds_inode *ino)
 			rc = map_get(ds, ino, fb, &b);
 		else
 			b = ino->map_block; /* the map itself, last */
-		if (rc < 0 || !b)
-			continue;
+		if (rc < 0 || !b || b > ds->g.nblocks)
+			continue; /* out of range: left to fsck */
 		if (!txn_room(&t, 1))
 			rc = txn_commit(&t);
 		r = rc == 0 ? txn_sector(&t, bitmap_rec_off(ds, b - 1), &rc) :
@@ -939,7 +949,7 @@ int ds_file_open_mode(struct ds_file *f, struct ds_host *h,
 			 rc == -ENOENT ? "no such file" : strerror(-rc));
 		return rc;
 	}
-	rc = ds_hb_watch_poll(h->ds, w, sys_mono_ns());
+	rc = ds_hb_watch_poll(h->ds, w, 0);
 	if (rc == 0)
 		rc = ds_lock_acquire_mode(h, w, f->ino.index, shared, err,
 					  errlen);
@@ -1078,6 +1088,8 @@ int ds_file_pwrite(struct ds_file *f, const void *buf, size_t len, uint64_t off,
 				break;
 			b = f->map[fb];
 		}
+		if (rc == 0)
+			rc = ds_hb_check(f->h); /* fenced: no more writes */
 		if (rc == 0 && !(fb >= filled_from && fb <= filled_to &&
 				 hole[fb - filled_from] && in == 0 && n == bs))
 			rc = ds_write(ds, block_off(ds, b - 1) + in, buf, n);
@@ -1112,6 +1124,10 @@ int ds_fsck_repair(struct ds_host *h, struct ds_hb_watch *w, struct ds_fsck *r,
 
 		if (used == (refs[b] != 0) ||
 		    !bitmap_valid(rec, b / DS_BITMAP_BITS))
+			continue;
+		/* With records we could not read, an unreferenced block may
+		 * still be someone's: only ever mark, never free. */
+		if (used && r->unreadable)
 			continue;
 		if (!txn_room(&t, 1))
 			rc = txn_commit(&t);

@@ -41,6 +41,7 @@ static int count_refs(const struct ds *ds, struct ds_fsck *r, uint8_t *refs)
 			continue;
 		if (c < 0) {
 			problem(r, "inode %u: corrupt record", i);
+			r->unreadable++;
 			continue;
 		}
 		r->files++;
@@ -58,6 +59,7 @@ static int count_refs(const struct ds *ds, struct ds_fsck *r, uint8_t *refs)
 				"inode %u (%s): block map at block %llu, "
 				"beyond the datastore",
 				i, ino.name, (unsigned long long)mb);
+			r->unreadable++;
 			continue;
 		}
 		if (refs[mb] < 255)
@@ -70,6 +72,7 @@ static int count_refs(const struct ds *ds, struct ds_fsck *r, uint8_t *refs)
 				"inode %u (%s): size %llu beyond what a block "
 				"map holds",
 				i, ino.name, (unsigned long long)ino.size);
+			r->unreadable++;
 			continue;
 		}
 		m = ds_alloc(ds, ds->g.block_size);
@@ -88,6 +91,7 @@ static int count_refs(const struct ds *ds, struct ds_fsck *r, uint8_t *refs)
 					"record %llu",
 					i, ino.name,
 					(unsigned long long)(fb / MAP_ENTRIES));
+				r->unreadable++;
 				fb += MAP_ENTRIES - 1;
 				continue;
 			}

@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "datastore/ds.h"
 #include "datastore/ds_rec.h"
@@ -18,6 +20,7 @@
 #define HB_F_COUNTER 24
 #define HB_F_WALL 32
 #define HB_F_NAME 40
+#define HB_F_NONCE 104
 /* A torn read (a sector read while another host rewrites it) fails its
  * checksum; read again this many times before calling it corrupt. */
 #define HB_READ_TRIES 5
@@ -38,6 +41,7 @@ static void slot_encode(uint8_t *r, const struct ds_hb_slot *s)
 	put64(r + HB_F_COUNTER, s->counter);
 	put64(r + HB_F_WALL, s->wall_ms);
 	memcpy(r + HB_F_NAME, s->host_name, strnlen(s->host_name, DS_NAME_MAX));
+	put64(r + HB_F_NONCE, s->nonce);
 	ds_rec_seal(r);
 }
 
@@ -58,6 +62,7 @@ static int slot_decode(const uint8_t *r, uint32_t id, struct ds_hb_slot *s)
 	s->counter = get64(r + HB_F_COUNTER);
 	s->wall_ms = get64(r + HB_F_WALL);
 	memcpy(s->host_name, r + HB_F_NAME, DS_NAME_MAX);
+	s->nonce = get64(r + HB_F_NONCE);
 	return 0;
 }
 
@@ -104,6 +109,7 @@ static int write_slot(struct ds_host *h, uint32_t flags)
 		.counter = h->counter,
 		.wall_ms = sys_real_ms(),
 		.interval_ms = h->ds->g.hb_interval_ms,
+		.nonce = h->nonce,
 	};
 	uint8_t *r = ds_alloc(h->ds, h->ds->g.sector);
 	int rc;
@@ -166,8 +172,14 @@ int ds_hb_join(struct ds_host *h, struct ds *ds, uint32_t host_id,
 	}
 	h->ds = ds;
 	h->id = host_id;
-	h->generation = (rc == 0 ? s.generation : 0) + 1;
+	/* Generations never go back: after a corrupt slot, the wall clock
+	 * (ms) is above any generation counted up from 1. */
+	h->generation = rc == 0 ? s.generation + 1 :
+			rc == 1 ? 1 :
+				  sys_real_ms();
 	h->counter = 0;
+	if (getrandom(&h->nonce, sizeof(h->nonce), 0) != sizeof(h->nonce))
+		h->nonce = sys_mono_ns() ^ ((uint64_t)getpid() << 32);
 	snprintf(h->name, sizeof(h->name), "%s", name ? name : "");
 	t0 = sys_mono_ns();
 	rc = write_slot(h, DS_HB_LIVE);
@@ -177,7 +189,18 @@ int ds_hb_join(struct ds_host *h, struct ds *ds, uint32_t host_id,
 		return rc;
 	}
 	h->last_ok_issue_ns = t0;
-	return 0;
+	/* Two processes joining with one id at once both got here: after
+	 * two intervals only the last writer still finds its nonce. */
+	sys_sleep_us(2 * (uint64_t)g->hb_interval_ms * 1000);
+	rc = ds_hb_read(ds, host_id, &now);
+	if (rc != 0 || now.nonce != h->nonce) {
+		snprintf(err, errlen,
+			 "host id %u is in use: another process joined with "
+			 "it at the same time",
+			 host_id);
+		return -EBUSY;
+	}
+	return ds_hb_renew(h) < 0 ? -EIO : 0;
 }
 
 int ds_hb_renew(struct ds_host *h)
@@ -185,12 +208,17 @@ int ds_hb_renew(struct ds_host *h)
 	uint64_t t0 = sys_mono_ns();
 	int rc;
 
+	struct ds_hb_slot cur;
+
 	if (h->left)
 		return -ESHUTDOWN;
+	/* Someone else writing our slot uses our id: stop, never fight. */
+	if (ds_hb_read(h->ds, h->id, &cur) == 0 && cur.nonce != h->nonce)
+		return -EEXIST;
 	h->counter++;
 	rc = write_slot(h, DS_HB_LIVE);
 	if (rc == 0)
-		h->last_ok_issue_ns = t0;
+		__atomic_store_n(&h->last_ok_issue_ns, t0, __ATOMIC_RELEASE);
 	return rc;
 }
 
@@ -206,7 +234,14 @@ int ds_hb_must_fence(const struct ds_host *h, uint64_t now_ns)
 	const struct ds_geom *g = &h->ds->g;
 	uint64_t limit = (g->hb_timeout_ms - ds_hb_margin_ms(g)) * 1000000ull;
 
-	return now_ns - h->last_ok_issue_ns >= limit;
+	return now_ns - __atomic_load_n(&h->last_ok_issue_ns,
+					__ATOMIC_ACQUIRE) >=
+	       limit;
+}
+
+int ds_hb_check(const struct ds_host *h)
+{
+	return ds_hb_must_fence(h, sys_mono_ns()) ? -ETIMEDOUT : 0;
 }
 
 void ds_hb_watch_init(struct ds_hb_watch *w)
@@ -223,6 +258,10 @@ int ds_hb_watch_poll(const struct ds *ds, struct ds_hb_watch *w,
 
 	if (rc < 0)
 		return rc;
+	/* Changes are stamped after the read: never before the owner could
+	 * have issued the write we saw (the timing argument needs that). */
+	if (!now_ns)
+		now_ns = sys_mono_ns();
 	for (uint32_t i = 0; i < ds->g.max_hosts; i++) {
 		__typeof__(w->h[0]) *e = &w->h[i + 1];
 

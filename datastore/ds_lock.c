@@ -89,11 +89,15 @@ int ds_lease_read(const struct ds *ds, uint32_t lock, struct ds_lease *out)
 	return rc == 1 ? 0 : rc; /* never written: free, instance 0 */
 }
 
-static int lease_write(const struct ds *ds, const struct ds_lease *l)
+static int lease_write(const struct ds_host *h, const struct ds_lease *l)
 {
-	uint8_t *r = ds_alloc(ds, ds->g.sector);
-	int rc;
+	const struct ds *ds = h->ds;
+	uint8_t *r;
+	int rc = ds_hb_check(h);
 
+	if (rc < 0)
+		return rc; /* fenced: our lease may be broken already */
+	r = ds_alloc(ds, ds->g.sector);
 	if (!r)
 		return -ENOMEM;
 	put32(r + L_MAGIC, LEASE_MAGIC);
@@ -305,7 +309,7 @@ static int may_take(struct ds_host *h, struct ds_hb_watch *w,
 	/* The owner joined again since it took the lease: the incarnation
 	 * that held it was silent for the break wait before that. */
 	if (lv != DS_HOST_UNKNOWN &&
-	    w->h[l->owner].generation != l->owner_generation)
+	    w->h[l->owner].generation > l->owner_generation)
 		return 0;
 	switch (lv) {
 	case DS_HOST_DEAD:
@@ -345,6 +349,12 @@ int ds_lock_acquire(struct ds_host *h, struct ds_hb_watch *w, uint32_t lock,
 		snprintf(err, errlen, "lock %u: the datastore has %u locks",
 			 lock, h->ds->g.max_locks);
 		return -ERANGE;
+	}
+	/* Judge other hosts on a fresh reading, never a stale one. */
+	rc = ds_hb_watch_poll(h->ds, w, 0);
+	if (rc < 0) {
+		snprintf(err, errlen, "heartbeats: %s", strerror(-rc));
+		return rc;
 	}
 	for (int attempt = 0; attempt < ACQUIRE_TRIES; attempt++) {
 		uint32_t host;
@@ -395,7 +405,7 @@ int ds_lock_acquire(struct ds_host *h, struct ds_hb_watch *w, uint32_t lock,
 		l.owner = host;
 		l.owner_generation = gen;
 		if (host == h->id && gen == h->generation) {
-			rc = lease_write(h->ds, &l);
+			rc = lease_write(h, &l);
 			if (rc < 0)
 				snprintf(err, errlen, "lock %u: write: %s",
 					 lock, strerror(-rc));
@@ -431,7 +441,7 @@ static int shared_holders(struct ds_host *h, struct ds_hb_watch *w,
 		 * breaking an exclusive lease). */
 		if (lv == DS_HOST_DEAD || lv == DS_HOST_LEFT ||
 		    (lv != DS_HOST_UNKNOWN &&
-		     w->h[i].generation != d[i].shared_gen))
+		     w->h[i].generation > d[i].shared_gen))
 			continue;
 		snprintf(err, errlen, "lock %u: shared by host %u", lock, i);
 		rc = -EBUSY;
@@ -491,5 +501,5 @@ int ds_lock_release(struct ds_host *h, uint32_t lock)
 		return -EPERM;
 	l.owner = 0;
 	l.owner_generation = 0;
-	return lease_write(h->ds, &l);
+	return lease_write(h, &l);
 }

@@ -14,6 +14,11 @@
 #define DS_REC_SIZE 512
 #define DS_REC_CRC (DS_REC_SIZE - 4) /* CRC-32C of the bytes before it */
 
+/* Sectors one journal transaction may stage (its header holds the
+ * targets): a journal area must hold them plus the header. */
+#define DS_TXN_MAX 60
+#define DS_MAX_HB_INTERVAL_MS 60000u
+
 /* Bitmap record: u32 magic, u32 index of the record, then bits. */
 #define DS_BITMAP_MAGIC 0x50414d42u /* "BMAP" */
 #define DS_BITMAP_HDR 8

@@ -211,7 +211,8 @@ int ds_sb_decode(const uint8_t *b, struct ds_geom *g, char *err, size_t errlen)
 	want = *g;
 	if (g->sector < DS_MIN_SECTOR || g->sector > DS_MAX_SECTOR ||
 	    (g->sector & (g->sector - 1)) || !valid_block(g) ||
-	    g->journal_sectors < 2 || g->journal_sectors > DS_MAX_JOURNAL)
+	    g->journal_sectors < DS_TXN_MAX + 1 ||
+	    g->journal_sectors > DS_MAX_JOURNAL)
 		want.hb_off = ~g->hb_off; /* no layout: fails below */
 	else
 		layout(&want);
@@ -223,7 +224,8 @@ int ds_sb_decode(const uint8_t *b, struct ds_geom *g, char *err, size_t errlen)
 	    want.end_off != g->end_off || g->max_hosts == 0 ||
 	    g->max_hosts > DS_MAX_HOSTS || g->max_locks == 0 ||
 	    g->end_off > g->size || g->hb_interval_ms == 0 ||
-	    g->hb_timeout_ms < 4 * g->hb_interval_ms) {
+	    g->hb_interval_ms > DS_MAX_HB_INTERVAL_MS ||
+	    g->hb_timeout_ms < 4 * (uint64_t)g->hb_interval_ms) {
 		snprintf(err, errlen,
 			 "corrupt superblock (inconsistent "
 			 "geometry)");
@@ -296,7 +298,12 @@ int ds_format(const char *path, const struct ds_format_opts *o, int force,
 					       DS_DEFAULT_HB_INTERVAL_MS;
 	g.hb_timeout_ms = o->hb_timeout_ms ? o->hb_timeout_ms :
 					     DS_DEFAULT_HB_TIMEOUT_MS;
-	if (g.hb_timeout_ms < 4 * g.hb_interval_ms) {
+	if (g.hb_interval_ms > DS_MAX_HB_INTERVAL_MS) {
+		snprintf(err, errlen, "heartbeat interval %u ms: at most %u",
+			 g.hb_interval_ms, DS_MAX_HB_INTERVAL_MS);
+		return -EINVAL;
+	}
+	if (g.hb_timeout_ms < 4 * (uint64_t)g.hb_interval_ms) {
 		snprintf(err, errlen,
 			 "heartbeat timeout %u ms must be at least "
 			 "four times the interval (%u ms)",

@@ -92,7 +92,7 @@ static int try_acquire(struct ds_hb_watch *w, uint32_t lock, char *err,
 	int rc;
 
 	pthread_mutex_lock(&io_lock);
-	rc = ds_hb_watch_poll(&ds, w, sys_mono_ns());
+	rc = ds_hb_watch_poll(&ds, w, 0);
 	if (rc == 0)
 		rc = ds_lock_acquire(&host, w, lock, err, errlen);
 	else
@@ -408,7 +408,7 @@ static int bench(uint32_t lock, unsigned n)
 
 	ds_hb_watch_init(&w);
 	pthread_mutex_lock(&io_lock);
-	rc = ds_hb_watch_poll(&ds, &w, sys_mono_ns());
+	rc = ds_hb_watch_poll(&ds, &w, 0);
 	pthread_mutex_unlock(&io_lock);
 	if (rc < 0) {
 		printf("error: heartbeats: %s\n", strerror(-rc));

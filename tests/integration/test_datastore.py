@@ -132,6 +132,8 @@ def test_format_refusals(build_dir, tmp_path, image):
         (["--hb-interval", "500", "--hb-timeout", "600"],
          "at least four times the interval"),
         (["--size", "12Q"], "bad value '12Q'"),
+        (["--hb-interval", "1073741824", "--hb-timeout", "10000"],
+         "at most 60000"),
     ]:
         r = tool(build_dir, "format", tmp_path / "x.img", "--name", "x",
                  *args)
@@ -537,3 +539,21 @@ def test_hostile_inode_sizes_are_refused(build_dir, fimage, tmp_path):
     # Removing it frees the name; its blocks are orphans fsck reclaims.
     tool(build_dir, "rm", fimage, "victim", *HOST, check=0)
     tool(build_dir, "fsck", fimage, "--repair", *HOST, check=0)
+
+
+def test_two_processes_joining_with_one_id(build_dir, image, hosts):
+    """Both find the slot left cleanly and join at once: only one may
+    stay (the nonce check), or both would think they hold every lock."""
+    first = hosts(image, 9, "take", 1, 1000)
+    assert first.wait(timeout=30) == 0
+    a = hosts(image, 9, "hold", 3)
+    b = hosts(image, 9, "hold", 4)
+    outs = []
+    for p in (a, b):
+        try:
+            out, _ = p.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            out = "still running"
+        outs.append((p.poll(), out))
+    refused = [o for rc, o in outs if rc == 2 and "host id 9 is in use" in o]
+    assert len(refused) >= 1, outs
