@@ -43,6 +43,7 @@
 #define DS_MIN_BLOCK (64u << 10)
 #define DS_MAX_BLOCK (64u << 20)
 #define DS_MAX_JOURNAL 4096
+#define DS_MAX_LOCKS (1u << 20) /* also bounds the inode table read */
 
 void *ds_alloc(const struct ds *ds, size_t len)
 {
@@ -223,7 +224,8 @@ int ds_sb_decode(const uint8_t *b, struct ds_geom *g, char *err, size_t errlen)
 	    want.nblocks != g->nblocks || g->nblocks == 0 ||
 	    want.end_off != g->end_off || g->max_hosts == 0 ||
 	    g->max_hosts > DS_MAX_HOSTS || g->max_locks == 0 ||
-	    g->end_off > g->size || g->hb_interval_ms == 0 ||
+	    g->max_locks > DS_MAX_LOCKS || g->end_off > g->size ||
+	    g->hb_interval_ms == 0 ||
 	    g->hb_interval_ms > DS_MAX_HB_INTERVAL_MS ||
 	    g->hb_timeout_ms < 4 * (uint64_t)g->hb_interval_ms) {
 		snprintf(err, errlen,
@@ -310,9 +312,9 @@ int ds_format(const char *path, const struct ds_format_opts *o, int force,
 			 g.hb_timeout_ms, g.hb_interval_ms);
 		return -EINVAL;
 	}
-	if (g.max_locks > (1u << 20)) {
+	if (g.max_locks > DS_MAX_LOCKS) {
 		snprintf(err, errlen, "%u locks: at most %u", g.max_locks,
-			 1u << 20);
+			 DS_MAX_LOCKS);
 		return -EINVAL;
 	}
 	g.block_size = o->block_size ? o->block_size : DS_DEFAULT_BLOCK;
