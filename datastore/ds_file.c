@@ -257,10 +257,7 @@ static int ns_begin(struct ds_host *h, struct ds_hb_watch *w, char *err,
 	int rc;
 
 	for (;;) {
-		rc = ds_hb_watch_poll(h->ds, w, 0);
-		if (rc == 0)
-			rc = ds_lock_acquire(h, w, DS_NAMESPACE_LOCK, err,
-					     errlen);
+		rc = ds_lock_acquire(h, w, DS_NAMESPACE_LOCK, err, errlen);
 		if (rc == 0)
 			break;
 		if ((rc != -EBUSY && rc != -EAGAIN) ||
@@ -604,33 +601,75 @@ static int map_get(const struct ds *ds, const struct ds_inode *ino, uint64_t fb,
 	return rc;
 }
 
-int ds_file_blocks(const struct ds *ds, const struct ds_inode *ino,
-		   uint64_t *out)
+/* The block-map entries of file blocks [first, last] into out (one read;
+ * a corrupt map record is -EBADMSG). A file without a map is all holes. */
+static int map_read(const struct ds *ds, const struct ds_inode *ino,
+		    uint64_t first, uint64_t last, uint32_t *out)
 {
-	uint64_t nrec, fbs = ino->size / ds->g.block_size +
-			     !!(ino->size % ds->g.block_size);
+	uint64_t r0 = first / MAP_ENTRIES, r1 = last / MAP_ENTRIES;
+	size_t s = ds->g.sector;
 	uint8_t *m;
 	int rc;
 
-	*out = 0;
+	if (!ino->map_block) {
+		memset(out, 0, (last - first + 1) * sizeof(*out));
+		return 0;
+	}
+	m = ds_alloc(ds, (r1 - r0 + 1) * s);
+	if (!m)
+		return -ENOMEM;
+	rc = ds_read(ds, map_rec_off(ds, ino, first), m, (r1 - r0 + 1) * s);
+	for (uint64_t r = r0; rc == 0 && r <= r1; r++)
+		if (ds_rec_check(m + (r - r0) * s) < 0)
+			rc = -EBADMSG;
+	for (uint64_t fb = first; rc == 0 && fb <= last; fb++)
+		out[fb - first] = get32(m + (fb / MAP_ENTRIES - r0) * s +
+					4 * (fb % MAP_ENTRIES));
+	ds_free(m);
+	return rc;
+}
+
+/* All map entries of a file (calloc'd, *n of them), after checking the
+ * inode's map and size are in range: -EBADMSG for a corrupt inode. */
+static int map_read_all(const struct ds *ds, const struct ds_inode *ino,
+			uint32_t **out, uint64_t *n)
+{
+	uint64_t fbs =
+		ino->size / ds->g.block_size + !!(ino->size % ds->g.block_size);
+	int rc;
+
+	*out = NULL;
+	*n = 0;
 	if (!ino->map_block)
 		return 0;
 	if (ino->map_block > ds->g.nblocks || fbs > max_file_blocks(ds))
 		return -EBADMSG; /* a corrupt inode */
-	nrec = (fbs + MAP_ENTRIES - 1) / MAP_ENTRIES;
-	m = ds_alloc(ds, nrec * ds->g.sector);
-	if (!m)
+	if (!fbs)
+		return 0;
+	*out = calloc(fbs, sizeof(**out));
+	if (!*out)
 		return -ENOMEM;
-	rc = ds_read(ds, map_rec_off(ds, ino, 0), m, nrec * ds->g.sector);
-	for (uint64_t fb = 0; rc == 0 && fb < fbs; fb++) {
-		const uint8_t *r = m + fb / MAP_ENTRIES * ds->g.sector;
-
-		if (ds_rec_check(r) < 0)
-			rc = -EBADMSG;
-		else if (get32(r + 4 * (fb % MAP_ENTRIES)))
-			(*out)++;
+	rc = map_read(ds, ino, 0, fbs - 1, *out);
+	if (rc < 0) {
+		free(*out);
+		*out = NULL;
+		return rc;
 	}
-	ds_free(m);
+	*n = fbs;
+	return 0;
+}
+
+int ds_file_blocks(const struct ds *ds, const struct ds_inode *ino,
+		   uint64_t *out)
+{
+	uint32_t *map;
+	uint64_t n;
+	int rc = map_read_all(ds, ino, &map, &n);
+
+	*out = 0;
+	for (uint64_t fb = 0; rc == 0 && fb < n; fb++)
+		*out += map[fb] != 0;
+	free(map);
 	return rc;
 }
 
@@ -721,6 +760,34 @@ static int alloc_range(struct ds_host *h, struct ds_inode *ino, uint64_t first,
 	return rc;
 }
 
+/* One transaction that rewrites one inode. */
+static int inode_commit(struct ds_host *h, const struct ds_inode *ino)
+{
+	struct txn t;
+	uint8_t *r;
+	int rc = txn_init(&t, h);
+
+	r = rc == 0 ? txn_sector(&t, inode_off(h->ds, ino->index), &rc) : NULL;
+	if (r) {
+		inode_encode(r, ino);
+		rc = txn_commit(&t);
+	}
+	txn_free(&t);
+	return rc;
+}
+
+/* ds_lookup with the error spelt out in err. */
+static int lookup_named(const struct ds *ds, const char *name,
+			struct ds_inode *out, char *err, size_t errlen)
+{
+	int rc = ds_lookup(ds, name, out);
+
+	if (rc < 0)
+		snprintf(err, errlen, "%s: %s", name,
+			 rc == -ENOENT ? "no such file" : strerror(-rc));
+	return rc;
+}
+
 /* --- operations --------------------------------------------------------- */
 
 /* A file size the format can hold: whole sectors, within one block map. */
@@ -747,8 +814,6 @@ int ds_file_create(struct ds_host *h, struct ds_hb_watch *w, const char *name,
 	struct ds_inode ino, old;
 	uint64_t fbs = (size + ds->g.block_size - 1) / ds->g.block_size, nfree;
 	uint32_t idx;
-	struct txn t;
-	uint8_t *r;
 	int rc = ds_name_check(name, err, errlen);
 
 	if (rc < 0)
@@ -796,13 +861,7 @@ int ds_file_create(struct ds_host *h, struct ds_hb_watch *w, const char *name,
 	ino.size = size;
 	ino.ctime_ms = ino.mtime_ms = sys_real_ms();
 	snprintf(ino.name, sizeof(ino.name), "%s", name);
-	rc = txn_init(&t, h);
-	r = rc == 0 ? txn_sector(&t, inode_off(ds, idx), &rc) : NULL;
-	if (r) {
-		inode_encode(r, &ino);
-		rc = txn_commit(&t);
-	}
-	txn_free(&t);
+	rc = inode_commit(h, &ino);
 	if (rc < 0) {
 		snprintf(err, errlen, "create %s: %s", name, strerror(-rc));
 		goto out;
@@ -819,25 +878,25 @@ static int free_blocks_of(struct ds_host *h, const struct ds_inode *ino)
 {
 	const struct ds *ds = h->ds;
 	char ignored[160];
+	uint32_t *map;
+	uint64_t n;
+	struct txn t;
+	int rc;
 
 	/* A corrupt inode's blocks are left as orphans for fsck. */
 	if (ino->map_block > ds->g.nblocks ||
 	    size_check(ds, ino->size, ignored, sizeof(ignored)) < 0)
 		return 0;
-	uint64_t fbs =
-		ino->size / ds->g.block_size + !!(ino->size % ds->g.block_size);
-	struct txn t;
-	int rc = txn_init(&t, h);
-
-	for (uint64_t fb = 0; rc == 0 && ino->map_block && fb <= fbs; fb++) {
-		uint64_t b = 0;
+	rc = map_read_all(ds, ino, &map, &n);
+	if (rc < 0)
+		return rc;
+	rc = txn_init(&t, h);
+	for (uint64_t fb = 0; rc == 0 && ino->map_block && fb <= n; fb++) {
+		/* The data blocks, then the map itself, last. */
+		uint64_t b = fb < n ? map[fb] : ino->map_block;
 		uint8_t *r;
 
-		if (fb < fbs)
-			rc = map_get(ds, ino, fb, &b);
-		else
-			b = ino->map_block; /* the map itself, last */
-		if (rc < 0 || !b || b > ds->g.nblocks)
+		if (!b || b > ds->g.nblocks)
 			continue; /* out of range: left to fsck */
 		if (!txn_room(&t, 1))
 			rc = txn_commit(&t);
@@ -849,6 +908,7 @@ static int free_blocks_of(struct ds_host *h, const struct ds_inode *ino)
 	if (rc == 0)
 		rc = txn_commit(&t);
 	txn_free(&t);
+	free(map);
 	return rc;
 }
 
@@ -857,8 +917,6 @@ int ds_file_remove(struct ds_host *h, struct ds_hb_watch *w, const char *name,
 {
 	const struct ds *ds = h->ds;
 	struct ds_inode ino, gone;
-	struct txn t;
-	uint8_t *r;
 	int rc = ds_name_check(name, err, errlen);
 
 	if (rc < 0)
@@ -866,12 +924,9 @@ int ds_file_remove(struct ds_host *h, struct ds_hb_watch *w, const char *name,
 	rc = ns_begin(h, w, err, errlen);
 	if (rc < 0)
 		return rc;
-	rc = ds_lookup(ds, name, &ino);
-	if (rc < 0) {
-		snprintf(err, errlen, "%s: %s", name,
-			 rc == -ENOENT ? "no such file" : strerror(-rc));
+	rc = lookup_named(ds, name, &ino, err, errlen);
+	if (rc < 0)
 		goto out;
-	}
 	/* In use by a VM (or anyone): its lock says so. */
 	rc = ds_lock_acquire_mode(h, w, ino.index, 0, err, errlen);
 	if (rc < 0)
@@ -883,13 +938,7 @@ int ds_file_remove(struct ds_host *h, struct ds_hb_watch *w, const char *name,
 	gone.size = 0;
 	gone.map_block = 0;
 	memset(gone.name, 0, sizeof(gone.name));
-	rc = txn_init(&t, h);
-	r = rc == 0 ? txn_sector(&t, inode_off(ds, ino.index), &rc) : NULL;
-	if (r) {
-		inode_encode(r, &gone);
-		rc = txn_commit(&t);
-	}
-	txn_free(&t);
+	rc = inode_commit(h, &gone);
 	if (rc == 0)
 		rc = free_blocks_of(h, &ino);
 	if (rc < 0)
@@ -903,30 +952,11 @@ out:
 /* Fill f->map[first..last] from the file's block map on disk. */
 static int map_load(struct ds_file *f, uint64_t first, uint64_t last)
 {
-	const struct ds *ds = f->h->ds;
-	uint64_t r0 = first / MAP_ENTRIES, r1 = last / MAP_ENTRIES;
-	size_t s = ds->g.sector;
-	uint8_t *m;
-	int rc;
+	int rc = map_read(f->h->ds, &f->ino, first, last, f->map + first);
 
-	if (!f->ino.map_block) {
-		memset(f->map + first, 0, (last - first + 1) * 4);
-		return 0;
-	}
-	m = ds_alloc(ds, (r1 - r0 + 1) * s);
-	if (!m)
-		return -ENOMEM;
-	rc = ds_read(ds, map_rec_off(ds, &f->ino, first), m, (r1 - r0 + 1) * s);
-	for (uint64_t r = r0; rc == 0 && r <= r1; r++)
-		if (ds_rec_check(m + (r - r0) * s) < 0)
-			rc = -EBADMSG;
-	for (uint64_t fb = first; rc == 0 && fb <= last; fb++) {
-		f->map[fb] = get32(m + (fb / MAP_ENTRIES - r0) * s +
-				   4 * (fb % MAP_ENTRIES));
-		if (f->map[fb] > ds->g.nblocks)
+	for (uint64_t fb = first; rc == 0 && fb <= last; fb++)
+		if (f->map[fb] > f->h->ds->g.nblocks)
 			rc = -EBADMSG; /* beyond the data area */
-	}
-	ds_free(m);
 	return rc;
 }
 
@@ -943,16 +973,10 @@ int ds_file_open_mode(struct ds_file *f, struct ds_host *h,
 	int rc;
 
 	memset(f, 0, sizeof(*f));
-	rc = ds_lookup(h->ds, name, &f->ino);
-	if (rc < 0) {
-		snprintf(err, errlen, "%s: %s", name,
-			 rc == -ENOENT ? "no such file" : strerror(-rc));
+	rc = lookup_named(h->ds, name, &f->ino, err, errlen);
+	if (rc < 0)
 		return rc;
-	}
-	rc = ds_hb_watch_poll(h->ds, w, 0);
-	if (rc == 0)
-		rc = ds_lock_acquire_mode(h, w, f->ino.index, shared, err,
-					  errlen);
+	rc = ds_lock_acquire_mode(h, w, f->ino.index, shared, err, errlen);
 	if (rc < 0)
 		return rc;
 	f->shared = shared;
@@ -1156,8 +1180,6 @@ static int change_inode(struct ds_host *h, struct ds_hb_watch *w,
 {
 	const struct ds *ds = h->ds;
 	struct ds_inode ino, other;
-	struct txn t;
-	uint8_t *r;
 	int rc = ds_name_check(name, err, errlen);
 
 	if (rc == 0 && new_name)
@@ -1172,12 +1194,9 @@ static int change_inode(struct ds_host *h, struct ds_hb_watch *w,
 	rc = ns_begin(h, w, err, errlen);
 	if (rc < 0)
 		return rc;
-	rc = ds_lookup(ds, name, &ino);
-	if (rc < 0) {
-		snprintf(err, errlen, "%s: %s", name,
-			 rc == -ENOENT ? "no such file" : strerror(-rc));
+	rc = lookup_named(ds, name, &ino, err, errlen);
+	if (rc < 0)
 		goto out;
-	}
 	if (new_name && ds_lookup(ds, new_name, &other) == 0) {
 		snprintf(err, errlen, "%s: name exists", new_name);
 		rc = -EEXIST;
@@ -1200,13 +1219,7 @@ static int change_inode(struct ds_host *h, struct ds_hb_watch *w,
 	if (new_size)
 		ino.size = new_size;
 	ino.mtime_ms = sys_real_ms();
-	rc = txn_init(&t, h);
-	r = rc == 0 ? txn_sector(&t, inode_off(ds, ino.index), &rc) : NULL;
-	if (r) {
-		inode_encode(r, &ino);
-		rc = txn_commit(&t);
-	}
-	txn_free(&t);
+	rc = inode_commit(h, &ino);
 	if (rc < 0)
 		snprintf(err, errlen, "%s: %s", name, strerror(-rc));
 	unlock(h, ino.index);

@@ -200,7 +200,11 @@ int ds_hb_join(struct ds_host *h, struct ds *ds, uint32_t host_id,
 			 host_id);
 		return -EBUSY;
 	}
-	return ds_hb_renew(h) < 0 ? -EIO : 0;
+	rc = ds_hb_renew(h);
+	if (rc < 0)
+		snprintf(err, errlen, "heartbeat slot %u: renew: %s", host_id,
+			 strerror(-rc));
+	return rc;
 }
 
 int ds_hb_renew(struct ds_host *h)

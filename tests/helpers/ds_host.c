@@ -85,18 +85,14 @@ static void *heartbeat(void *arg)
 	return NULL;
 }
 
-/* Poll the heartbeats, then try once. */
+/* Try once (acquisition reads the heartbeats itself). */
 static int try_acquire(struct ds_hb_watch *w, uint32_t lock, char *err,
 		       size_t errlen)
 {
 	int rc;
 
 	pthread_mutex_lock(&io_lock);
-	rc = ds_hb_watch_poll(&ds, w, 0);
-	if (rc == 0)
-		rc = ds_lock_acquire(&host, w, lock, err, errlen);
-	else
-		snprintf(err, errlen, "heartbeats: %s", strerror(-rc));
+	rc = ds_lock_acquire(&host, w, lock, err, errlen);
 	pthread_mutex_unlock(&io_lock);
 	return rc;
 }
