@@ -30,13 +30,17 @@ def host_bin(build_dir):
     return os.path.join(str(build_dir), "tests", "helpers", "ds_host")
 
 
-@pytest.fixture
-def image(build_dir, tmp_path):
-    path = tmp_path / "ds.img"
-    tool(build_dir, "format", path, "--name", "lab", "--size", "48M",
-         "--locks", "16", "--hb-interval", INTERVAL_MS, "--hb-timeout",
+def format_image(build_dir, path, name, size, locks):
+    """A datastore with the tests' short heartbeat timings."""
+    tool(build_dir, "format", path, "--name", name, "--size", size,
+         "--locks", locks, "--hb-interval", INTERVAL_MS, "--hb-timeout",
          TIMEOUT_MS, check=0)
     return path
+
+
+@pytest.fixture
+def image(build_dir, tmp_path):
+    return format_image(build_dir, tmp_path / "ds.img", "lab", "48M", 16)
 
 
 @pytest.fixture
@@ -295,11 +299,8 @@ HOST = ["--host-id", 60]  # the tool's host id in these tests
 
 @pytest.fixture
 def fimage(build_dir, tmp_path):
-    path = tmp_path / "files.img"
-    tool(build_dir, "format", path, "--name", "files", "--size", "160M",
-         "--locks", "256", "--hb-interval", INTERVAL_MS, "--hb-timeout",
-         TIMEOUT_MS, check=0)
-    return path
+    return format_image(build_dir, tmp_path / "files.img", "files", "160M",
+                        256)
 
 
 def ls(build_dir, image):
