@@ -1,0 +1,11 @@
+# lib/: extra link flags for programs that use the etcd client
+# (lib/etcd*.c, on the gRPC C core). lib/*.c itself is built by the main
+# Makefile into libcanopy.a; a program that references etcd_* symbols must
+# add $(LIBS_GRPC) to its link line. Programs that do not use etcd keep
+# linking without gRPC (the static archive only pulls the objects used).
+LIBS_GRPC = $(call PC,grpc)
+
+# The etcd client test CLI (tests/helpers/etcd_tool.c): an explicit rule
+# so that its link line has gRPC.
+$(B)/tests/helpers/etcd_tool: $(B)/tests/helpers/etcd_tool.o $(LIBCANOPY)
+	$(call link,$@,$(call unit_objs,$^),$(LIBS_PROTO) $(LIBS_GRPC))
