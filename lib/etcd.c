@@ -207,6 +207,19 @@ struct attempt {
 	grpc_byte_buffer *resp;
 };
 
+/* The channel to endpoint ep, created on first use. */
+static grpc_channel *chan_get(struct etcd_client *c, size_t ep,
+			      struct attempt *a)
+{
+	if (!c->chans[ep])
+		c->chans[ep] = etcd_channel_create(c->eps.host_port[ep]);
+	if (!c->chans[ep]) {
+		a->status = GRPC_STATUS_UNAVAILABLE;
+		snprintf(a->detail, sizeof(a->detail), "cannot create channel");
+	}
+	return c->chans[ep];
+}
+
 /* One call on endpoint ep until deadline (monotonic ms). */
 static void attempt_run(struct etcd_client *c, size_t ep, const char *method,
 			grpc_byte_buffer *req, uint64_t deadline,
@@ -220,13 +233,8 @@ static void attempt_run(struct etcd_client *c, size_t ep, const char *method,
 
 	memset(a, 0, sizeof(*a));
 	memset(ops, 0, sizeof(ops));
-	if (!c->chans[ep])
-		c->chans[ep] = etcd_channel_create(c->eps.host_port[ep]);
-	if (!c->chans[ep]) {
-		a->status = GRPC_STATUS_UNAVAILABLE;
-		snprintf(a->detail, sizeof(a->detail), "cannot create channel");
+	if (!chan_get(c, ep, a))
 		return;
-	}
 	call = grpc_channel_create_call(c->chans[ep], NULL,
 					GRPC_PROPAGATE_DEFAULTS, c->cq,
 					grpc_slice_from_static_string(method),
