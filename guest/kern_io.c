@@ -17,6 +17,7 @@
 
 #define PM1A_CNT 0x604 /* ACPI PM1a control block */
 #define PM1_S5_SLP_EN 0x3400 /* SLP_TYP = 5, SLP_EN */
+#define PM1_QEMU_S5_SLP_EN 0x2000 /* SLP_TYP = 0, SLP_EN: QEMU's _S5 */
 
 #define PIT_CH2 0x42
 #define PIT_CMD 0x43
@@ -112,11 +113,16 @@ void kern_put_dec(uint64_t v)
 	kern_uart_write(b + i, sizeof(b) - (uint64_t)i);
 }
 
-/* ACPI S5 through PM1a control; a VMM without it leaves us halted. */
+/*
+ * ACPI S5 through PM1a control: canopy-vmm's SLP_TYP (5), then QEMU's (0;
+ * port 0x604 on q35), which canopy-vmm never sees as it stopped at the
+ * first. A VMM with neither leaves us halted.
+ */
 void kern_poweroff(unsigned code)
 {
 	(void)code;
 	outw(PM1A_CNT, PM1_S5_SLP_EN);
+	outw(PM1A_CNT, PM1_QEMU_S5_SLP_EN);
 	for (;;)
 		__asm__ volatile("cli; hlt");
 }

@@ -51,6 +51,12 @@ int user_streq(const char *s, size_t len, const char *lit);
 
 /* user_acpi.c: enabled processors in the MADT, 0 if there is no ACPI. */
 unsigned user_acpi_cpus(const struct guest_boot *b);
+/*
+ * The ACPI table whose 4-byte signature is sig, found through the RSDP and
+ * the XSDT (else the RSDT): whole, readable at CPL3 and with a good
+ * checksum (its length is the header's, at offset 4). NULL if none.
+ */
+const uint8_t *user_acpi_find(const struct guest_boot *b, const char *sig);
 
 /* user_main.c: workload parameters; each prints its error and fails -1. */
 int user_args_check(const struct user_ctx *u, const char *const *keys,
@@ -66,6 +72,8 @@ int work_hello(struct user_ctx *u);
 int work_count(struct user_ctx *u);
 int work_cpu(struct user_ctx *u);
 int work_dirty(struct user_ctx *u);
+int work_blk(struct user_ctx *u);
+int work_balloon(struct user_ctx *u);
 
 static inline void user_relax(void)
 {

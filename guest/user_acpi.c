@@ -1,4 +1,4 @@
-/* Test guest: CPU count at CPL3 from ACPI (RSDP, XSDT or RSDT, MADT). */
+/* Test guest: ACPI table lookup at CPL3 (RSDP, XSDT or RSDT) and CPU count. */
 #include "guest/user.h"
 
 #define RSDP_V1_LEN 20 /* bytes covered by the ACPI 1.0 checksum */
@@ -78,7 +78,7 @@ static const uint8_t *table(const struct guest_boot *b, uint64_t a)
 	return p;
 }
 
-static const uint8_t *find_madt(const struct guest_boot *b)
+const uint8_t *user_acpi_find(const struct guest_boot *b, const char *sig)
 {
 	const uint8_t *rsdp = find_rsdp(b), *sdt = NULL;
 	unsigned esz = 4;
@@ -100,7 +100,7 @@ static const uint8_t *find_madt(const struct guest_boot *b)
 		uint64_t a = esz == 8 ? rd64(sdt + at) : rd32(sdt + at);
 		const uint8_t *t = table(b, a);
 
-		if (t && memcmp(t, "APIC", 4) == 0)
+		if (t && memcmp(t, sig, 4) == 0)
 			return t;
 	}
 	return NULL;
@@ -108,7 +108,7 @@ static const uint8_t *find_madt(const struct guest_boot *b)
 
 unsigned user_acpi_cpus(const struct guest_boot *b)
 {
-	const uint8_t *madt = find_madt(b);
+	const uint8_t *madt = user_acpi_find(b, "APIC");
 	unsigned n = 0;
 	uint32_t len;
 

@@ -19,6 +19,8 @@ static const struct workload workloads[] = {
 	{ .name = "count", .run = work_count },
 	{ .name = "dirty", .run = work_dirty },
 	{ .name = "cpu", .run = work_cpu },
+	{ .name = "blk", .run = work_blk },
+	{ .name = "balloon", .run = work_balloon },
 };
 
 static int is_space(char c)
