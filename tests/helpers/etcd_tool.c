@@ -4,6 +4,9 @@
  *     get KEY | range PREFIX [--limit N] [--keys-only] [--rev R]
  *     put KEY VALUE [--lease ID] [--prev] | del KEY [--prefix]
  *     cas KEY OLD NEW | create KEY VALUE [--lease ID]
+ *     txn KEY:TARGET:OP:ARG... [-- THEN-OP... [-- ELSE-OP...]]
+ *         TARGET version|create|mod|value|lease, OP = > < !=;
+ *         ops put:KEY:VALUE del:KEY delp:PREFIX get:KEY range:PREFIX
  *     lease-grant TTL | lease-keepalive ID | lease-revoke ID | lease-ttl ID
  *     watch KEY [--prefix] [--from REV] [--count N] [--wait MS] [--prev]
  *     soak [--seconds S] [--prefix P]
@@ -212,6 +215,137 @@ static int cmd_lease(struct etcd_client *c, struct args *a, const char *cmd)
 	return rc ? fail(c, cmd, rc) : 0;
 }
 
+/* Split s at the first n - 1 colons into f[0..n-1]; the last keeps the
+ * rest. -EINVAL if there are fewer fields. */
+static int split(char *s, char **f, int n)
+{
+	int i;
+
+	for (i = 0; i < n - 1; i++) {
+		f[i] = s;
+		s = strchr(s, ':');
+		if (!s)
+			return -EINVAL;
+		*s++ = '\0';
+	}
+	f[n - 1] = s;
+	return 0;
+}
+
+/* "key:target:op:arg", target version|create|mod|value|lease, op = > < !=. */
+static int parse_cmp(char *s, struct etcd_cmp *c)
+{
+	static const char *const targets[] = { "version", "create", "mod",
+					       "value", "lease" };
+	static const char *const ops[] = { "=", ">", "<", "!=" };
+	unsigned t, o;
+	long long n = 0;
+	char *f[4];
+
+	if (split(s, f, 4))
+		return -EINVAL;
+	for (t = 0; t < 5 && strcmp(f[1], targets[t]); t++)
+		;
+	for (o = 0; o < 4 && strcmp(f[2], ops[o]); o++)
+		;
+	if (t == 5 || o == 4 || (t != ETCD_CMP_VALUE && parse_ll(f[3], &n)))
+		return -EINVAL;
+	*c = (struct etcd_cmp){ .key = f[0],
+				.target = (enum etcd_cmp_target)t,
+				.result = (enum etcd_cmp_result)o,
+				.number = n,
+				.value = f[3],
+				.value_len = strlen(f[3]) };
+	return 0;
+}
+
+/* "put:key:value", "del:key", "delp:prefix", "get:key", "range:prefix". */
+static int parse_op(char *s, struct etcd_op *o)
+{
+	char *f[3];
+
+	if (split(s, f, 2))
+		return -EINVAL;
+	*o = (struct etcd_op){ .key = f[1] };
+	if (strcmp(f[0], "put") == 0) {
+		if (split(f[1], f + 1, 2))
+			return -EINVAL;
+		*o = (struct etcd_op){ .type = ETCD_OP_PUT,
+				       .key = f[1],
+				       .value = f[2],
+				       .value_len = strlen(f[2]) };
+	} else if (strcmp(f[0], "del") == 0 || strcmp(f[0], "delp") == 0) {
+		o->type = ETCD_OP_DELETE;
+		o->prefix = f[0][3] == 'p';
+	} else if (strcmp(f[0], "get") == 0 || strcmp(f[0], "range") == 0) {
+		o->type = ETCD_OP_RANGE;
+		o->prefix = f[0][0] == 'r';
+	} else {
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void print_txn(const struct etcd_txn_result *r)
+{
+	size_t i, j;
+
+	printf("{\"revision\":%lld,\"succeeded\":%s,\"results\":[",
+	       (long long)r->revision, r->succeeded ? "true" : "false");
+	for (i = 0; i < r->n_results; i++) {
+		const struct etcd_op_result *o = &r->results[i];
+		static const char *const names[] = { "range", "put", "delete" };
+
+		printf("%s{\"type\":\"%s\",\"deleted\":%lld,\"kvs\":[",
+		       i ? "," : "", names[o->type], (long long)o->deleted);
+		for (j = 0; j < o->n_kvs; j++) {
+			if (j)
+				putchar(',');
+			json_kv(&o->kvs[j]);
+		}
+		printf("]}");
+	}
+	printf("]}\n");
+}
+
+/* txn CMP... [-- THEN-OP... [-- ELSE-OP...]] */
+static int cmd_txn(struct etcd_client *c, struct args *a)
+{
+	struct etcd_cmp cmps[70];
+	struct etcd_op ops[2][70];
+	size_t n[3] = { 0, 0, 0 };
+	struct etcd_txn t = { .cmps = cmps,
+			      .then_ops = ops[0],
+			      .else_ops = ops[1] };
+	struct etcd_txn_result *r;
+	int i, part = 0, rc = 0;
+
+	for (i = 0; i < a->argc && rc == 0; i++) {
+		if (strcmp(a->argv[i], "--") == 0 && part < 2)
+			part++;
+		else if (n[part] == 70)
+			rc = -E2BIG;
+		else if (part == 0)
+			rc = parse_cmp(a->argv[i], &cmps[n[0]++]);
+		else
+			rc = parse_op(a->argv[i], &ops[part - 1][n[part]++]);
+	}
+	if (rc) {
+		fprintf(stderr, "etcd_tool: txn: bad argument %s\n",
+			a->argv[i - 1]);
+		return -rc;
+	}
+	t.n_cmps = n[0];
+	t.n_then = n[1];
+	t.n_else = n[2];
+	rc = etcd_kv_txn(c, &t, &r);
+	if (rc)
+		return fail(c, "txn", rc);
+	print_txn(r);
+	etcd_txn_result_free(r);
+	return 0;
+}
+
 static void print_event(const struct etcd_event *ev)
 {
 	printf("{\"type\":\"%s\",\"revision\":%lld,\"key\":",
@@ -399,6 +533,8 @@ static int run(struct etcd_client *c, const char *cmd, struct args *a)
 		return cmd_del(c, a);
 	if (strcmp(cmd, "cas") == 0 || strcmp(cmd, "create") == 0)
 		return cmd_cas_create(c, a, strcmp(cmd, "cas") == 0);
+	if (strcmp(cmd, "txn") == 0)
+		return cmd_txn(c, a);
 	if (strncmp(cmd, "lease-", 6) == 0)
 		return cmd_lease(c, a, cmd);
 	if (strcmp(cmd, "watch") == 0)

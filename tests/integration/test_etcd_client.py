@@ -163,6 +163,65 @@ def test_txn_compare_and_swap(tool, etcd):
     assert etcd.etcdctl("get", "/nothing") == ""
 
 
+def test_txn_compares_and_branches(tool, etcd):
+    eps = etcd.endpoints
+    rev = ok(tool, eps, "put", "/tx/a", "1")["revision"]
+    ok(tool, eps, "put", "/tx/a", "2")
+    etcd.etcdctl("put", "/tx/p/x", "x")
+    etcd.etcdctl("put", "/tx/p/y", "y")
+
+    def txn(*args):
+        return ok(tool, eps, "txn", *args)
+
+    # Every target and result, each once true and once false.
+    true_cmps = ["/tx/a:version:=:2", "/tx/a:version:>:1",
+                 "/tx/a:create:=:%d" % rev, "/tx/a:mod:>:%d" % rev,
+                 "/tx/a:mod:<:%d" % (rev + 100), "/tx/a:value:=:2",
+                 "/tx/a:value:!=:1", "/tx/a:lease:=:0",
+                 "/tx/none:version:=:0"]
+    false_cmps = ["/tx/a:version:<:2", "/tx/a:create:!=:%d" % rev,
+                  "/tx/a:mod:=:%d" % rev, "/tx/a:value:>:3",
+                  "/tx/a:lease:>:0", "/tx/none:value:=:"]
+    for cmp in true_cmps:
+        assert txn(cmp)["succeeded"], cmp
+    for cmp in false_cmps:
+        assert not txn(cmp)["succeeded"], cmp
+    # All compares must hold; the else branch runs otherwise.
+    r = txn(*(true_cmps + [false_cmps[0]]), "--", "put:/tx/then:t", "--",
+            "get:/tx/a", "range:/tx/p/", "delp:/tx/p/", "put:/tx/else:e")
+    assert not r["succeeded"]
+    assert [x["type"] for x in r["results"]] == ["range", "range", "delete",
+                                                 "put"]
+    assert [k["value"] for k in r["results"][0]["kvs"]] == ["2"]
+    assert [k["key"] for k in r["results"][1]["kvs"]] == ["/tx/p/x",
+                                                          "/tx/p/y"]
+    assert r["results"][2]["deleted"] == 2
+    assert etcd.etcdctl("get", "/tx/then") == ""
+    assert ctl_get(etcd, "/tx/else") == "e"
+    assert etcd.etcdctl("get", "/tx/p/", "--prefix") == ""
+    r = txn(*true_cmps, "--", "put:/tx/then:t", "del:/tx/else", "--",
+            "put:/tx/never:n")
+    assert r["succeeded"] and r["results"][1]["deleted"] == 1
+    assert ctl_get(etcd, "/tx/then") == "t"
+    assert etcd.etcdctl("get", "/tx/never") == ""
+    assert etcd.etcdctl("get", "/tx/else") == ""
+    # No compare: the then branch always runs.
+    assert txn("--", "put:/tx/b:b")["succeeded"]
+
+
+def test_txn_bad_input(tool, etcd):
+    eps = etcd.endpoints
+    many = ["/k%d:version:=:0" % i for i in range(65)]
+    for args, words in [(many, "at most 64"),
+                        (["--", "put::v"], "empty key"),
+                        (["--", "get:"], "empty key"),
+                        ([":version:=:0"], "empty key")]:
+        r = run(tool, eps, "txn", *args)
+        assert r.rc == errno.EINVAL and words in r.err, (args, r.err)
+    r = run(tool, eps, "txn", "/k:bogus:=:0")
+    assert r.rc == errno.EINVAL and "bad argument" in r.err
+
+
 def test_create_if_absent_twice(tool, etcd):
     eps = etcd.endpoints
     ok(tool, eps, "create", "/leader", "m1")
