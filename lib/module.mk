@@ -9,3 +9,11 @@ LIBS_GRPC = $(call PC,grpc)
 # so that its link line has gRPC.
 $(B)/tests/helpers/etcd_tool: $(B)/tests/helpers/etcd_tool.o $(LIBCANOPY)
 	$(call link,$@,$(call unit_objs,$^),$(LIBS_PROTO) $(LIBS_GRPC))
+
+# The agent bus (lib/bus*.c, on ZeroMQ): a program that references bus_*
+# symbols adds $(LIBS_ZMQ) to its link line, as with gRPC above.
+LIBS_ZMQ = $(call PC,libzmq)
+
+# The bus unit test links ZeroMQ.
+$(B)/tests/unit/test_bus: $(B)/tests/unit/test_bus.o $(LIBCANOPY)
+	$(call link,$@,$(call unit_objs,$^),$(LIBS_CMOCKA) $(LIBS_PROTO) $(LIBS_ZMQ))
