@@ -117,6 +117,11 @@ static int tick_fn(struct loop *l, uint64_t tid, void *arg)
 	}
 	heartbeat_send(c);
 	bus_core_poke(&c->core);
+	/* Until the server answers, probe at the reconnect pace: a heartbeat
+	 * sent before the connection was up failed at once (ZMQ_IMMEDIATE). */
+	if (!c->connected)
+		return (int)CN_MIN(c->core.opts.heartbeat_ms,
+				   c->core.opts.reconnect_ms);
 	return (int)c->core.opts.heartbeat_ms;
 }
 

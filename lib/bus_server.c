@@ -64,7 +64,10 @@ static int peer_add(struct bus_server *s, const char *id)
 	return 0;
 }
 
-/* Mark host alive; on its first message call on_peer_up. 0 or -errno. */
+/* Mark host alive; on its first message heartbeat it and call on_peer_up.
+ * 0 or -errno. */
+static void heartbeat_send(struct bus_server *s, const char *host);
+
 static int peer_touch(struct bus_server *s, const char *host)
 {
 	struct bus_peer *p = peer_find(s, host);
@@ -78,6 +81,8 @@ static int peer_touch(struct bus_server *s, const char *host)
 	if (ret)
 		return ret;
 	log_info(BUS_COMP, "peer up", "host=%s", host);
+	/* Answer at once so that the agent knows it is connected. */
+	heartbeat_send(s, host);
 	if (s->ops->on_peer_up)
 		s->ops->on_peer_up(s->arg, host);
 	return 0;

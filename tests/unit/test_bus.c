@@ -51,6 +51,7 @@ struct fx {
 	int cli_msgs;
 	uint64_t cli_req_id;
 	bool cli_answer;
+	bool cli_then_srv_send; /* after answering, the server sends too */
 	/* reply callbacks */
 	int replies;
 	int reply_status;
@@ -160,6 +161,13 @@ static void cli_message(void *arg, const Canopy__V1__Envelope *env)
 	if (f->cli_answer && env->request_id) {
 		result_env(&r, &res, &st, CN_OK);
 		assert_int_equal(bus_client_reply(f->c1, env, &r), 0);
+	}
+	if (f->cli_then_srv_send) {
+		/* Let the reply reach the server's queue, then send from the
+		 * server outside its drain: that send eats the ZMQ_FD wake-up
+		 * of the reply. */
+		usleep(30000);
+		assert_int_equal(bus_server_send(f->srv, "h1", env), 0);
 	}
 }
 
@@ -355,6 +363,9 @@ static void test_burst_not_stuck(void **state)
 	Canopy__V1__VmStateReport vs = CANOPY__V1__VM_STATE_REPORT__INIT;
 	int i;
 
+	/* Ticks far away: only the drain itself may pick the rest up. */
+	f->opts.heartbeat_ms = 5000;
+	f->opts.peer_timeout_ms = 20000;
 	start_pair(f);
 	vs.vm_id = (char *)"vm-1";
 	e.body_case = CANOPY__V1__ENVELOPE__BODY_VM_STATE;
@@ -363,6 +374,29 @@ static void test_burst_not_stuck(void **state)
 		assert_int_equal(bus_client_send(f->c1, &e), 0);
 	assert_true(spin_until(f, &f->srv_msgs, 600));
 	assert_int_equal(f->srv_msgs, 600);
+}
+
+/* A message that arrives while we send must not wait for the next tick
+ * (ZMQ_FD is edge-triggered: the send consumed its wake-up). */
+static void test_reply_not_stuck_behind_send(void **state)
+{
+	struct fx *f = *state;
+	Canopy__V1__Envelope e = CANOPY__V1__ENVELOPE__INIT;
+	Canopy__V1__VmCommand cmd = CANOPY__V1__VM_COMMAND__INIT;
+
+	/* Ticks far away: only the bus's own check can find the reply. */
+	f->opts.heartbeat_ms = 5000;
+	f->opts.peer_timeout_ms = 20000;
+	start_server(f);
+	start_client(f, "h1");
+	assert_true(spin_until(f, &f->peer_up, 1));
+	f->cli_then_srv_send = true;
+	vm_cmd_env(&e, &cmd);
+	assert_int_equal(bus_server_request(f->srv, "h1", &e, 3000, on_reply, f,
+					    NULL),
+			 0);
+	assert_true(spin_until(f, &f->replies, 1));
+	assert_int_equal(f->reply_status, 0);
 }
 
 /* ---- timeouts, cancellation, liveness -------------------------------------- */
@@ -820,6 +854,27 @@ static void test_server_rejects_anonymous(void **state)
 	raw_close(&r);
 }
 
+/* Past max_peers a new host is refused (and told why); known ones go on. */
+static void test_server_peers_full(void **state)
+{
+	struct fx *f = *state;
+	Canopy__V1__Envelope e = CANOPY__V1__ENVELOPE__INIT;
+	Canopy__V1__AgentHeartbeat hb = CANOPY__V1__AGENT_HEARTBEAT__INIT;
+	struct raw r;
+
+	f->opts.max_peers = 1;
+	start_pair(f);
+	raw_open(&r, ZMQ_DEALER, "raw3", f->ep, NULL);
+	bad_env(&e, &hb, 1, "raw3", 6);
+	raw_send_env(&r, NULL, &e);
+	assert_int_equal(wait_rejected(f, BUS_REJECT_PEERS_FULL, 1, true), 1);
+	expect_error_reply(f, &r, 6);
+	assert_false(bus_server_peer_up(f->srv, "raw3"));
+	assert_int_equal(f->peer_up, 1);
+	assert_true(bus_server_peer_up(f->srv, "h1"));
+	raw_close(&r);
+}
+
 /* A flood of junk is counted in full but logged only BUS_LOG_BURST times. */
 static void test_reject_log_rate_limited(void **state)
 {
@@ -907,6 +962,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_burst_not_stuck, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(
+			test_reply_not_stuck_behind_send, setup, teardown),
+		cmocka_unit_test_setup_teardown(
 			test_request_timeout_then_late_reply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_destroy_cancels, setup,
 						teardown),
@@ -925,6 +982,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_server_rejects_anonymous,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_server_peers_full, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_reject_log_rate_limited,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_rejects_garbage,
