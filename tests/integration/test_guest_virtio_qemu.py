@@ -37,10 +37,11 @@ class Qemu:
     """qemu-system-x86_64 -M q35 booting the test guest as a PVH kernel,
     COM1 into a file, optionally a QMP socket."""
 
-    def __init__(self, tmp_path, elf_path, cmdline, *args, qmp=False):
+    def __init__(self, tmp_path, elf_path, cmdline, *args, qmp=False,
+                 machine="q35"):
         self.log = str(tmp_path / "console.log")
         self.sock = str(tmp_path / "qmp.sock")
-        self.argv = ["qemu-system-x86_64", "-M", "q35", "-accel", "kvm",
+        self.argv = ["qemu-system-x86_64", "-M", machine, "-accel", "kvm",
                      "-cpu", "host,-arch-capabilities", "-m", str(RAM_MIB),
                      "-display", "none", "-vga", "none", "-nic", "none",
                      "-no-reboot", "-serial", "file:" + self.log,
@@ -315,6 +316,27 @@ def test_blk_without_a_device_fails_cleanly(qemu):
     assert q.wait_exit() == 1, q.describe()
     assert "virtio: blk: no virtio device of type 2 (index 0) on PCI" \
         in q.text()
+
+
+def test_blk_without_ecam_fails_cleanly(qemu, tmp_path):
+    # i440fx has no MCFG (and its PM1a_CNT is not at 0x604: the guest
+    # cannot power off, so the test reads the exit line).
+    img = make_image(tmp_path, 1)
+    q = qemu("blk,mode=read", *disk(img), machine="pc")
+    q.wait_for(r"^canopy-testguest: exit 1$")
+    assert "blk: no PCI ECAM (ACPI MCFG) reachable" in q.text()
+
+
+@pytest.mark.slow
+def test_device_that_never_answers_times_out(qemu, tmp_path):
+    # Throttled to 64 bytes/s, a 4 KiB write takes a minute: the guest
+    # gives up after its 10 s timeout instead of hanging.
+    img = make_image(tmp_path, 8)
+    q = qemu("blk,mode=write,mib=1", *disk(
+        img, drive_opts=",throttling.bps-total=64"))
+    assert q.wait_exit(timeout=120) == 1, q.describe()
+    assert ("virtio: blk: queue 0: timeout after 10000 ms waiting for the "
+            "device" in q.text()), q.describe()
 
 
 BALLOON = r"^balloon: target (\d+) pages actual (\d+)$"
