@@ -14,6 +14,9 @@ $(B)/tests/helpers/etcd_tool: $(B)/tests/helpers/etcd_tool.o $(LIBCANOPY)
 # symbols adds $(LIBS_ZMQ) to its link line, as with gRPC above.
 LIBS_ZMQ = $(call PC,libzmq)
 
-# The bus unit test links ZeroMQ.
-$(B)/tests/unit/test_bus: $(B)/tests/unit/test_bus.o $(LIBCANOPY)
+# The bus unit tests share a fixture (tests/unit/bus_fixture.c) and link
+# ZeroMQ.
+BUS_TESTS := $(B)/tests/unit/test_bus $(B)/tests/unit/test_bus_input
+$(BUS_TESTS): $(B)/tests/unit/%: $(B)/tests/unit/%.o \
+		$(B)/tests/unit/bus_fixture.o $(LIBCANOPY)
 	$(call link,$@,$(call unit_objs,$^),$(LIBS_CMOCKA) $(LIBS_PROTO) $(LIBS_ZMQ))
