@@ -35,6 +35,7 @@
 
 #define VIRTIO_NO_VECTOR 0xffff
 #define VIRTIO_RESET_MS 1000
+#define VIRTIO_CFG_TRIES 1000 /* config reads while the generation moves */
 
 #define R8(v, o) (*(volatile uint8_t *)((v)->common + (o)))
 #define R16(v, o) (*(volatile uint16_t *)((v)->common + (o)))
@@ -122,9 +123,11 @@ static int cap_one(struct user_virtio *v, struct user_pci *p, unsigned cap)
 	r = cap_map(v, p, cap, dst, &len);
 	if (r)
 		return r;
-	if (type == VCAP_NOTIFY)
+	if (type == VCAP_NOTIFY) {
 		v->notify_mult =
 			user_pci_read32(&v->pci, cap + VCAP_NOTIFY_MULT);
+		v->notify_len = len;
+	}
 	if (type == VCAP_DEVICE)
 		v->devcfg_len = len;
 	if (type == VCAP_COMMON && len < CC_LEN)
@@ -149,7 +152,8 @@ static int caps_find(struct user_virtio *v, struct user_pci *p)
 			return r;
 		}
 		if (r) {
-			say(v, "a virtio capability points outside its BAR");
+			say(v, "a virtio capability names a bad BAR or lies "
+			       "outside it");
 			return -USER_ENODEV;
 		}
 	}
@@ -314,8 +318,8 @@ int user_virtio_queue(struct user_virtio *v, unsigned qi, uint16_t want)
 	R16(v, CC_QSIZE) = n;
 	R16(v, CC_QMSIX) = VIRTIO_NO_VECTOR;
 	noff = (uint64_t)R16(v, CC_QNOTIFYOFF) * v->notify_mult;
-	if (noff + 2 > 0x100000000ull) {
-		say(v, "queue notify offset out of range");
+	if (noff > v->notify_len || v->notify_len - noff < 2) {
+		say(v, "queue notify address outside the notify capability");
 		return -USER_EPROTO;
 	}
 	q->notify = (volatile uint16_t *)(v->notify_base + noff);
@@ -453,6 +457,7 @@ int user_virtio_get(struct user_virtio *v, unsigned qi, uint64_t timeout_ms,
 
 uint32_t user_virtio_cfg_read32(struct user_virtio *v, unsigned off)
 {
+	unsigned tries = VIRTIO_CFG_TRIES;
 	uint8_t gen;
 	uint32_t val;
 
@@ -461,12 +466,13 @@ uint32_t user_virtio_cfg_read32(struct user_virtio *v, unsigned off)
 	do {
 		gen = R8(v, CC_GENERATION);
 		val = *(volatile uint32_t *)(v->devcfg + off);
-	} while (R8(v, CC_GENERATION) != gen);
+	} while (R8(v, CC_GENERATION) != gen && --tries);
 	return val;
 }
 
 uint64_t user_virtio_cfg_read64(struct user_virtio *v, unsigned off)
 {
+	unsigned tries = VIRTIO_CFG_TRIES;
 	uint8_t gen;
 	uint64_t val;
 
@@ -477,7 +483,7 @@ uint64_t user_virtio_cfg_read64(struct user_virtio *v, unsigned off)
 		val = *(volatile uint32_t *)(v->devcfg + off);
 		val |= (uint64_t) * (volatile uint32_t *)(v->devcfg + off + 4)
 		       << 32;
-	} while (R8(v, CC_GENERATION) != gen);
+	} while (R8(v, CC_GENERATION) != gen && --tries);
 	return val;
 }
 

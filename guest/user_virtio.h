@@ -72,7 +72,7 @@ struct user_virtio {
 	struct user_mem *mem;
 	uint64_t tsc_khz;
 	volatile uint8_t *common, *isr, *devcfg, *notify_base;
-	uint32_t notify_mult, devcfg_len;
+	uint32_t notify_mult, notify_len, devcfg_len;
 	uint64_t dev_features, features; /* offered, negotiated */
 	struct user_virtq q[VIRTIO_MAX_QUEUES];
 };
@@ -149,7 +149,8 @@ CN_MUST_CHECK int user_virtio_get(struct user_virtio *v, unsigned qi,
 				  uint64_t timeout_ms, uint16_t *head,
 				  uint32_t *len);
 
-/* Device config space, read consistently (config_generation). */
+/* Device config space, read consistently (config_generation, at most
+ * 1000 tries); 0 outside the device config capability. */
 uint32_t user_virtio_cfg_read32(struct user_virtio *v, unsigned off);
 uint64_t user_virtio_cfg_read64(struct user_virtio *v, unsigned off);
 void user_virtio_cfg_write32(struct user_virtio *v, unsigned off, uint32_t val);
