@@ -12,7 +12,7 @@ libgrpc-dev libprotobuf-dev
 libzmq3-dev libssl-dev libcurl4-openssl-dev
 libcmocka-dev
 etcd-server etcd-client
-python3 python3-pytest python3-grpcio python3-protobuf
+python3 python3-pytest python3-grpcio python3-protobuf python3-zmq
 qemu-system-x86 busybox-static cpio
 iproute2 procps util-linux hyperfine
 "
