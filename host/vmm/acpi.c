@@ -3,14 +3,17 @@
 #include <errno.h>
 #include <string.h>
 
+#include "host/vmm/pci.h"
 #include "host/vmm/vmm.h"
 
 /* Offsets of the tables inside the ACPI area. */
 #define ACPI_OFF_RSDP 0x0
 #define ACPI_OFF_XSDT 0x40
 #define ACPI_OFF_FADT 0x100
-#define ACPI_OFF_DSDT 0x200
 #define ACPI_OFF_MADT 0x400
+#define ACPI_OFF_MCFG 0x1000
+#define ACPI_OFF_DSDT 0x2000
+#define ACPI_MCFG_LEN (ACPI_HDR_LEN + 8 + 16)
 #define ACPI_HDR_LEN 36
 #define ACPI_FADT_LEN 244
 /* FADT flags: WBINVD, PROC_C1, SLP_BUTTON (none), RESET_REG_SUP. */
@@ -23,12 +26,209 @@
 #define ACPI_RESET_PORT 0x64
 #define ACPI_RESET_VALUE 0xfe
 
-/* DSDT body: Name (_S5, Package () { 5, 5, 0, 0 }) — the SLP_TYP for
- * power-off that dev_platform.c recognises in PM1a_CNT. */
-static const uint8_t dsdt_aml[] = {
+/* Name (_S5, Package () { 5, 5, 0, 0 }) — the SLP_TYP for power-off that
+ * dev_platform.c recognises in PM1a_CNT. */
+static const uint8_t aml_s5[] = {
 	0x08, '_',  'S',  '5',	'_',  0x12, 0x08,
 	0x04, 0x0a, 0x05, 0x0a, 0x05, 0x00, 0x00,
 };
+
+/* PCI0's _CRS: bus 0, the config ports, I/O around them, the MMIO window. */
+static const uint8_t pci_crs[] = {
+	/* WordBusNumber: producer, min/max fixed, 0..0, length 1 */
+	0x88,
+	0x0d,
+	0x00,
+	0x02,
+	0x0c,
+	0x00,
+	0x00,
+	0x00,
+	0x00,
+	0x00,
+	0x00,
+	0x00,
+	0x00,
+	0x00,
+	0x01,
+	0x00,
+	/* IO (Decode16, 0xCF8, 0xCF8, 1, 8) */
+	0x47,
+	0x01,
+	0xf8,
+	0x0c,
+	0xf8,
+	0x0c,
+	0x01,
+	0x08,
+	/* WordIO 0x0000-0x0CF7 */
+	0x88,
+	0x0d,
+	0x00,
+	0x01,
+	0x0c,
+	0x03,
+	0x00,
+	0x00,
+	0x00,
+	0x00,
+	0xf7,
+	0x0c,
+	0x00,
+	0x00,
+	0xf8,
+	0x0c,
+	/* WordIO 0x0D00-0xFFFF */
+	0x88,
+	0x0d,
+	0x00,
+	0x01,
+	0x0c,
+	0x03,
+	0x00,
+	0x00,
+	0x00,
+	0x0d,
+	0xff,
+	0xff,
+	0x00,
+	0x00,
+	0x00,
+	0xf3,
+	/* DWordMemory, read-write, non-cacheable: PCI_MMIO_BASE, 512 MiB */
+	0x87,
+	0x17,
+	0x00,
+	0x00,
+	0x0c,
+	0x01,
+	0x00,
+	0x00,
+	0x00,
+	0x00,
+	0x00,
+	0x00,
+	0x00,
+	0xc0,
+	0xff,
+	0xff,
+	0xff,
+	0xdf,
+	0x00,
+	0x00,
+	0x00,
+	0x00,
+	0x00,
+	0x00,
+	0x00,
+	0x20,
+	/* End tag */
+	0x79,
+	0x00,
+};
+_Static_assert(PCI_MMIO_BASE == 0xC0000000ull && PCI_MMIO_SIZE == 0x20000000ull,
+	       "pci_crs describes the MMIO window");
+
+/* AML PkgLength of a body of n bytes (the encoding's own bytes
+ * included); writes it at p and returns its size (1 or 2). */
+static unsigned aml_pkglen(uint8_t *p, unsigned n)
+{
+	if (n + 1 < 64) {
+		p[0] = (uint8_t)(n + 1);
+		return 1;
+	}
+	n += 2;
+	p[0] = (uint8_t)(0x40 | (n & 0xf));
+	p[1] = (uint8_t)(n >> 4);
+	return 2;
+}
+
+/* Name (NAME, DWord) for an EISA id or a small integer. */
+static unsigned aml_name_dword(uint8_t *p, const char *name, uint32_t v)
+{
+	p[0] = 0x08;
+	memcpy(p + 1, name, 4);
+	p[5] = 0x0c;
+	memcpy(p + 6, &v, 4);
+	return 10;
+}
+
+/* Name (_PRT, Package () { Package () { 0xSSSSFFFF, 0, 0, GSI }, ... })
+ * for INTA of slots 1..31 (pci.c's routing). */
+static unsigned aml_prt(uint8_t *p)
+{
+	uint8_t body[PCI_SLOTS * 12 + 8];
+	unsigned n = 0, k = 0;
+
+	body[n++] = PCI_SLOTS - 1; /* NumElements */
+	for (unsigned s = 1; s < PCI_SLOTS; s++) {
+		uint32_t adr = (s << 16) | 0xffff;
+
+		body[n++] = 0x12; /* Package */
+		body[n++] = 11; /* PkgLength: 1 + 1 + 5 + 1 + 1 + 2 */
+		body[n++] = 4;
+		body[n++] = 0x0c;
+		memcpy(body + n, &adr, 4);
+		n += 4;
+		body[n++] = 0x00; /* pin INTA */
+		body[n++] = 0x00; /* source: global GSI */
+		body[n++] = 0x0a;
+		body[n++] = (uint8_t)(PCI_INTX_GSI_BASE + s % PCI_INTX_GSIS);
+	}
+	p[k++] = 0x08;
+	memcpy(p + k, "_PRT", 4);
+	k += 4;
+	p[k++] = 0x12;
+	k += aml_pkglen(p + k, n);
+	memcpy(p + k, body, n);
+	return k + n;
+}
+
+/* Device (PCI0): the host bridge, so that ACPI guests find bus 0. */
+static unsigned aml_pci0(uint8_t *p)
+{
+	uint8_t body[1024];
+	unsigned n = 0, k = 0;
+
+	memcpy(body, "PCI0", 4);
+	n = 4;
+	n += aml_name_dword(body + n, "_HID", 0x080ad041); /* PNP0A08 */
+	n += aml_name_dword(body + n, "_CID", 0x030ad041); /* PNP0A03 */
+	n += aml_name_dword(body + n, "_SEG", 0);
+	n += aml_name_dword(body + n, "_BBN", 0);
+	n += aml_name_dword(body + n, "_UID", 0);
+	body[n++] = 0x08;
+	memcpy(body + n, "_CRS", 4);
+	n += 4;
+	body[n++] = 0x11; /* Buffer */
+	n += aml_pkglen(body + n, 2 + sizeof(pci_crs));
+	body[n++] = 0x0a;
+	body[n++] = sizeof(pci_crs);
+	memcpy(body + n, pci_crs, sizeof(pci_crs));
+	n += sizeof(pci_crs);
+	n += aml_prt(body + n);
+	p[k++] = 0x5b; /* Device */
+	p[k++] = 0x82;
+	k += aml_pkglen(p + k, n);
+	memcpy(p + k, body, n);
+	return k + n;
+}
+
+/* Scope (\_SB) { Device (PCI0) {...} } */
+static unsigned aml_sb(uint8_t *p)
+{
+	uint8_t body[1100];
+	unsigned n = 0, k = 0;
+
+	body[n++] = '\\';
+	memcpy(body + n, "_SB_", 4);
+	n += 4;
+	n += aml_pci0(body + n);
+	p[k++] = 0x10; /* Scope */
+	k += aml_pkglen(p + k, n);
+	memcpy(p + k, body, n);
+	return k + n;
+}
 
 static void put16(uint8_t *p, uint16_t v)
 {
@@ -80,6 +280,16 @@ static void gas_io(uint8_t *g, uint8_t bits, uint64_t port)
 	g[2] = 0;
 	g[3] = bits == 8 ? 1 : bits == 16 ? 2 : 3; /* access size */
 	put64(g + 4, port);
+}
+
+/* MCFG: ECAM of segment 0, bus 0 only. */
+static void build_mcfg(uint8_t *t)
+{
+	memset(t, 0, ACPI_MCFG_LEN);
+	header(t, "MCFG", ACPI_MCFG_LEN, 1);
+	put64(t + 44, PCI_ECAM_BASE);
+	/* segment 0, buses 0..0 */
+	finish(t, ACPI_MCFG_LEN);
 }
 
 static void build_fadt(uint8_t *t, uint64_t dsdt)
@@ -167,6 +377,7 @@ static uint32_t build_madt(struct vm *vm, uint8_t *t)
 #define MP_NMI 1
 #define MP_EXTINT 3
 #define MP_ISA_IRQS 16
+#define MP_PCI_BUS 1
 /* Polarity active high (01), trigger level (11): the SCI, as in the MADT. */
 #define MP_LEVEL_HIGH 0x0d
 
@@ -217,6 +428,11 @@ static int mptable_build(struct vm *vm)
 	memcpy(e + 2, "ISA   ", 6);
 	e += MP_ENTRY_LEN;
 	count++;
+	e[0] = MP_BUS;
+	e[1] = MP_PCI_BUS;
+	memcpy(e + 2, "PCI   ", 6);
+	e += MP_ENTRY_LEN;
+	count++;
 	e[0] = MP_IOAPIC;
 	e[1] = ioapic;
 	e[2] = 0x11; /* IOAPIC version */
@@ -237,6 +453,12 @@ static int mptable_build(struct vm *vm)
 			     ioapic);
 		e[-1] = irq == 0 ? 2 : irq;
 		count++;
+	}
+	/* PCI INTA of each slot, routed as pci.c drives it. */
+	for (unsigned sl = 1; sl < PCI_SLOTS; sl++, count++) {
+		e = mp_entry(e, MP_IOINT, MP_INT, 0, MP_PCI_BUS,
+			     (uint8_t)(sl << 2), ioapic);
+		e[-1] = (uint8_t)(PCI_INTX_GSI_BASE + sl % PCI_INTX_GSIS);
 	}
 	e = mp_entry(e, MP_LINT, MP_EXTINT, 0, 0, 0, 0xff);
 	count++;
@@ -260,23 +482,27 @@ int64_t acpi_build(struct vm *vm)
 {
 	uint8_t *a = gpa_to_hva(vm, VMM_ACPI_BASE, VMM_ACPI_SIZE);
 	uint8_t *rsdp, *xsdt, *dsdt;
-	uint32_t dsdt_len = ACPI_HDR_LEN + sizeof(dsdt_aml);
+	uint32_t dsdt_len = ACPI_HDR_LEN;
 
 	if (!a || vm->cfg.cpus > 250 || mptable_build(vm) < 0)
 		return -EINVAL;
 	memset(a, 0, VMM_ACPI_SIZE);
 	dsdt = a + ACPI_OFF_DSDT;
+	memcpy(dsdt + dsdt_len, aml_s5, sizeof(aml_s5));
+	dsdt_len += sizeof(aml_s5);
+	dsdt_len += aml_sb(dsdt + dsdt_len);
 	header(dsdt, "DSDT", dsdt_len, 2);
-	memcpy(dsdt + ACPI_HDR_LEN, dsdt_aml, sizeof(dsdt_aml));
 	finish(dsdt, dsdt_len);
+	build_mcfg(a + ACPI_OFF_MCFG);
 	build_fadt(a + ACPI_OFF_FADT, VMM_ACPI_BASE + ACPI_OFF_DSDT);
 	build_madt(vm, a + ACPI_OFF_MADT);
 
 	xsdt = a + ACPI_OFF_XSDT;
-	header(xsdt, "XSDT", ACPI_HDR_LEN + 16, 1);
+	header(xsdt, "XSDT", ACPI_HDR_LEN + 24, 1);
 	put64(xsdt + 36, VMM_ACPI_BASE + ACPI_OFF_FADT);
 	put64(xsdt + 44, VMM_ACPI_BASE + ACPI_OFF_MADT);
-	finish(xsdt, ACPI_HDR_LEN + 16);
+	put64(xsdt + 52, VMM_ACPI_BASE + ACPI_OFF_MCFG);
+	finish(xsdt, ACPI_HDR_LEN + 24);
 
 	rsdp = a + ACPI_OFF_RSDP;
 	memcpy(rsdp, "RSD PTR ", 8);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "host/vmm/pci.h"
 #include "host/vmm/vmm.h"
 #include "lib/sys.h"
 
@@ -29,7 +30,7 @@ unsigned boot_e820(struct vm *vm, struct boot_e820 *out, unsigned max)
 {
 	unsigned n = 0;
 
-	if (max < 4)
+	if (max < 5)
 		return 0;
 	out[n++] = (struct boot_e820){ 0, BOOT_LOW_RAM_END, E820_RAM };
 	out[n++] = (struct boot_e820){ BOOT_LOW_RAM_END,
@@ -37,6 +38,9 @@ unsigned boot_e820(struct vm *vm, struct boot_e820 *out, unsigned max)
 				       E820_RESERVED };
 	out[n++] = (struct boot_e820){ BOOT_HIGH_MEM,
 				       vm->low_size - BOOT_HIGH_MEM, E820_RAM };
+	/* PCI ECAM: reserved, so guests trust the MCFG table. */
+	out[n++] = (struct boot_e820){ PCI_ECAM_BASE, PCI_ECAM_SIZE,
+				       E820_RESERVED };
 	if (vm->ram_size > vm->low_size)
 		out[n++] = (struct boot_e820){ VMM_HIGH_START,
 					       vm->ram_size - vm->low_size,

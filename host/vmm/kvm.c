@@ -125,6 +125,7 @@ static int mem_create(struct vm *vm, char *err, size_t errlen)
 		return rc;
 	}
 	madvise(vm->ram, vm->ram_size, MADV_MERGEABLE);
+	vm->gmem = (struct gmem){ vm->ram, vm->ram_size, vm->low_size };
 	return 0;
 }
 
@@ -268,21 +269,7 @@ void vm_destroy(struct vm *vm)
 
 void *gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len)
 {
-	uint64_t high = vm->ram_size - vm->low_size;
-
-	if (len > vm->ram_size)
-		return NULL;
-	if (gpa < vm->low_size) {
-		if (len > vm->low_size - gpa)
-			return NULL;
-		return vm->ram + gpa;
-	}
-	if (gpa >= VMM_HIGH_START && gpa - VMM_HIGH_START < high) {
-		if (len > high - (gpa - VMM_HIGH_START))
-			return NULL;
-		return vm->ram + vm->low_size + (gpa - VMM_HIGH_START);
-	}
-	return NULL;
+	return gmem_ptr(&vm->gmem, gpa, len);
 }
 
 void vm_irq_line(struct vm *vm, unsigned irq, int level)

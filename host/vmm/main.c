@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "host/vmm/virtio_blk.h"
 #include "host/vmm/vmm.h"
 #include "lib/config.h"
 #include "lib/log.h"
@@ -21,6 +22,7 @@ static const char usage[] =
 	"                  [--memory MiB] [--cpus N] [--serial stdio|none|file:PATH]\n"
 	"                  [--control PATH] [--restore FILE] [--name NAME]\n"
 	"                  [--hugepages] [--log-level LEVEL] [--config FILE]\n"
+	"                  [--disk path=FILE[,readonly][,direct][,serial=ID]]...\n"
 	"A --config FILE holds the same keys as 'key = value' lines; options\n"
 	"given on the command line win over the file.\n"
 	"Exit status: 0 guest powered off or stopped, 2 bad usage or\n"
@@ -45,6 +47,7 @@ enum {
 	OPT_HUGE = 'H',
 	OPT_LOGLEVEL = 'L',
 	OPT_HELP = 'h',
+	OPT_DISK = 'd',
 };
 
 static const struct option long_opts[] = {
@@ -61,6 +64,7 @@ static const struct option long_opts[] = {
 	{ "hugepages", no_argument, NULL, OPT_HUGE },
 	{ "log-level", required_argument, NULL, OPT_LOGLEVEL },
 	{ "help", no_argument, NULL, OPT_HELP },
+	{ "disk", required_argument, NULL, OPT_DISK },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -130,6 +134,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case OPT_CONFIG:
 			o->config = optarg;
+			break;
+		case OPT_DISK:
+			if (o->cfg.ndisks >= VMM_MAX_DISKS) {
+				fprintf(stderr,
+					"canopy-vmm: at most %d --disk options\n",
+					VMM_MAX_DISKS);
+				return -EINVAL;
+			}
+			o->cfg.disk[o->cfg.ndisks++] = optarg;
 			break;
 		case OPT_HUGE:
 			o->cfg.hugepages = o->hugepages_set = 1;
@@ -246,6 +259,16 @@ static int validate(struct opts *o)
 	}
 	if (!o->cfg.name)
 		o->cfg.name = "vm";
+	for (unsigned i = 0; i < o->cfg.ndisks; i++) {
+		struct blk_spec spec;
+		char err[256];
+
+		if (blk_spec_parse(o->cfg.disk[i], &spec, err, sizeof(err)) <
+		    0) {
+			fprintf(stderr, "canopy-vmm: %s\n", err);
+			return -EINVAL;
+		}
+	}
 	return 0;
 }
 

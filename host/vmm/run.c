@@ -66,6 +66,9 @@ int vmm_setup(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "platform devices: %s", strerror(-rc));
 		return rc;
 	}
+	rc = devices_create(vm, err, errlen);
+	if (rc < 0)
+		return rc;
 	rc = vcpu_create_all(vm, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -95,6 +98,7 @@ void vmm_teardown(struct vm *vm)
 {
 	vcpu_stop_all(vm);
 	control_stop(vm);
+	devices_destroy(vm);
 	serial_destroy(vm);
 	platform_destroy(vm);
 	vm_destroy(vm);

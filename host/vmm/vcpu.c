@@ -298,10 +298,17 @@ void vm_pause_all(struct vm *vm)
 		}
 	}
 	pthread_mutex_unlock(&vm->lock);
+	/* Then the devices' own threads, so nothing writes guest memory. */
+	for (unsigned i = 0; i < vm->ndevs; i++)
+		if (vm->devs[i].ops->pause)
+			vm->devs[i].ops->pause(vm->devs[i].dev);
 }
 
 void vm_resume_all(struct vm *vm)
 {
+	for (unsigned i = 0; i < vm->ndevs; i++)
+		if (vm->devs[i].ops->resume)
+			vm->devs[i].ops->resume(vm->devs[i].dev);
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		if (vm->vcpus[i].run)
 			vm->vcpus[i].run->immediate_exit = 0;

@@ -15,6 +15,7 @@
 
 #include <linux/kvm.h>
 
+#include "host/vmm/virtq.h"
 #include "lib/buf.h"
 #include "lib/compiler.h"
 
@@ -25,6 +26,7 @@
 /* Guest-physical layout: RAM below the 32-bit hole, the hole, RAM above. */
 #define VMM_HOLE_START 0xC0000000ull
 #define VMM_HIGH_START 0x100000000ull
+_Static_assert(VMM_HIGH_START == GMEM_HIGH_START, "one guest layout");
 #define VMM_LAPIC_BASE 0xFEE00000ull
 #define VMM_IOAPIC_BASE 0xFEC00000ull
 /* KVM needs 3 pages for the TSS and one for the EPT identity map. */
@@ -84,6 +86,8 @@ enum vmm_exit_kind {
 
 struct vm;
 struct vcpu;
+struct pci;
+struct virtio_dev;
 
 /* A range of I/O ports or MMIO addresses served by one device. Handlers are
  * called on vCPU threads; a device protects its own state. `data` is in
@@ -118,9 +122,17 @@ struct dev_ops {
 	int (*load)(void *dev, const void *p, size_t len);
 	/* Back to power-on state (guest reboot). */
 	void (*reset)(void *dev);
+	/* Stop and restart the device's own threads around a VM pause or a
+	 * snapshot (called after the vCPUs are parked, before they run
+	 * again); optional. No request may be in flight once pause returns. */
+	void (*pause)(void *dev);
+	void (*resume)(void *dev);
 };
 
 #define VMM_MAX_DEVS 16
+/* Disks per VM (--disk), and virtio devices of all kinds. */
+#define VMM_MAX_DISKS 8
+#define VMM_MAX_VIRTIO 12
 
 struct vcpu {
 	struct vm *vm;
@@ -143,6 +155,9 @@ struct vm_config {
 	const char *control;
 	const char *restore;
 	int hugepages;
+	/* --disk options as given (parsed by virtio_blk.h's blk_spec_parse). */
+	const char *disk[VMM_MAX_DISKS];
+	unsigned ndisks;
 };
 
 struct serial;
@@ -160,6 +175,7 @@ struct vm {
 	int mem_register_rc;
 	uint8_t *ram;
 	uint64_t ram_size, low_size;
+	struct gmem gmem; /* the same, for gpa_to_hva and virtqueues */
 	/* Boot: where the kernel entered (for reset). */
 	int boot_kind; /* VMM_BOOT_PVH or VMM_BOOT_LINUX */
 	uint64_t entry;
@@ -172,6 +188,9 @@ struct vm {
 	} devs[VMM_MAX_DEVS];
 	unsigned ndevs;
 	struct serial *serial;
+	struct pci *pci; /* bus 0 (pci.h) */
+	struct virtio_dev *virtio[VMM_MAX_VIRTIO];
+	unsigned nvirtio;
 	_Atomic uint32_t pm1_sts, pm1_en; /* ACPI PM1a event block */
 
 	/* Run state, guarded by lock; cond signals every change. */
@@ -336,6 +355,11 @@ unsigned boot_e820(struct vm *vm, struct boot_e820 *out, unsigned max);
 /* acpi.c: RSDP at VMM_ACPI_BASE, XSDT, FADT, DSDT, MADT, and the MP table
  * at VMM_MPTABLE_BASE. Returns the RSDP's GPA or -errno. */
 CN_MUST_CHECK int64_t acpi_build(struct vm *vm);
+
+/* devices.c: the PCI bus and the virtio devices the options ask for
+ * (disks, ...); -errno with a one-line message in err. */
+CN_MUST_CHECK int devices_create(struct vm *vm, char *err, size_t errlen);
+void devices_destroy(struct vm *vm);
 
 /* dev_serial.c: COM1 with output to the configured sink. */
 CN_MUST_CHECK int serial_create(struct vm *vm, const char *sink, char *err,

@@ -1,0 +1,51 @@
+/* The VM's PCI bus and the virtio devices its options ask for. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "host/vmm/pci.h"
+#include "host/vmm/virtio_blk.h"
+#include "host/vmm/virtio_pci.h"
+#include "host/vmm/vmm.h"
+
+static int add_disk(struct vm *vm, const char *opt, char *err, size_t errlen)
+{
+	struct blk_spec spec;
+	struct blk_backend *b;
+	int rc = blk_spec_parse(opt, &spec, err, errlen);
+
+	if (rc == 0)
+		rc = blk_file_open(&spec, &b, err, errlen);
+	if (rc == 0)
+		rc = virtio_blk_add(vm, vm->pci, b, spec.serial, err, errlen);
+	return rc;
+}
+
+int devices_create(struct vm *vm, char *err, size_t errlen)
+{
+	int rc;
+
+	if (vm->cfg.ndisks > VMM_MAX_DISKS) {
+		snprintf(err, errlen, "at most %d disks", VMM_MAX_DISKS);
+		return -EINVAL;
+	}
+	rc = pci_create(vm, &vm->pci);
+	if (rc < 0) {
+		snprintf(err, errlen, "pci: %s", strerror(-rc));
+		return rc;
+	}
+	for (unsigned i = 0; i < vm->cfg.ndisks; i++) {
+		rc = add_disk(vm, vm->cfg.disk[i], err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+void devices_destroy(struct vm *vm)
+{
+	while (vm->nvirtio)
+		virtio_pci_destroy(vm->virtio[--vm->nvirtio]);
+	pci_destroy(vm->pci);
+	vm->pci = NULL;
+}

@@ -1,0 +1,361 @@
+/* virtio-blk device model: request decoding and validation, I/O through a
+ * blk_backend on the device's worker thread (see virtio_blk.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host/vmm/virtio_blk.h"
+#include "host/vmm/virtio_pci.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+
+/* Feature bits (5.2.3). */
+#define VIRTIO_BLK_F_SEG_MAX 2
+#define VIRTIO_BLK_F_RO 5
+#define VIRTIO_BLK_F_BLK_SIZE 6
+#define VIRTIO_BLK_F_FLUSH 9
+#define VIRTIO_BLK_F_DISCARD 13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
+/* Request types and status values (5.2.6). */
+#define VIRTIO_BLK_T_IN 0
+#define VIRTIO_BLK_T_OUT 1
+#define VIRTIO_BLK_T_FLUSH 4
+#define VIRTIO_BLK_T_GET_ID 8
+#define VIRTIO_BLK_T_DISCARD 11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+#define VIRTIO_BLK_S_OK 0
+#define VIRTIO_BLK_S_IOERR 1
+#define VIRTIO_BLK_S_UNSUPP 2
+#define VIRTIO_BLK_WZ_UNMAP 1
+
+#define BLK_QUEUE_SIZE 256
+#define BLK_SEG_MAX (BLK_QUEUE_SIZE - 2)
+#define BLK_SECTOR 512ull
+#define BLK_HDR 16u
+/* Discard / write-zeroes: segments per request and sectors per segment. */
+#define BLK_DZ_SEGS 16u
+#define BLK_DZ_SECTORS (1u << 22)
+#define BLK_CONFIG_SIZE 60u
+/* Class: mass storage, "other". */
+#define PCI_CLASS_STORAGE_OTHER 0x018000
+#define BLK_STATE_VERSION 1
+
+struct blk {
+	struct virtio_dev *vd;
+	struct blk_backend *b;
+	char serial[BLK_SERIAL_MAX + 1];
+	uint8_t config[BLK_CONFIG_SIZE];
+	struct virtq_req req; /* worker thread only */
+	struct iovec iov[VIRTQ_MAX_SEGS];
+	/* Counters, for status and tests. */
+	_Atomic uint64_t reads, writes, flushes, errors, rbytes, wbytes;
+};
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	memcpy(p, &v, 2);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+
+static uint64_t blk_features(struct virtio_dev *vd)
+{
+	struct blk *k = vd->priv;
+	uint64_t f = (1ull << VIRTIO_BLK_F_SEG_MAX) |
+		     (1ull << VIRTIO_BLK_F_BLK_SIZE) |
+		     (1ull << VIRTIO_BLK_F_FLUSH);
+
+	if (k->b->readonly)
+		return f | (1ull << VIRTIO_BLK_F_RO);
+	if (k->b->ops->discard)
+		f |= 1ull << VIRTIO_BLK_F_DISCARD;
+	if (k->b->ops->write_zeroes)
+		f |= 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
+	return f;
+}
+
+static void build_config(struct blk *k)
+{
+	uint8_t *c = k->config;
+	uint32_t align = k->b->block_size / BLK_SECTOR;
+
+	memset(c, 0, sizeof(k->config));
+	put64(c + 0, k->b->size / BLK_SECTOR); /* capacity */
+	put32(c + 12, BLK_SEG_MAX);
+	put32(c + 20, k->b->block_size);
+	put16(c + 34, 1); /* num_queues */
+	put32(c + 36, BLK_DZ_SECTORS); /* max_discard_sectors */
+	put32(c + 40, BLK_DZ_SEGS);
+	put32(c + 44, align ? align : 1);
+	put32(c + 48, BLK_DZ_SECTORS); /* max_write_zeroes_sectors */
+	put32(c + 52, BLK_DZ_SEGS);
+	c[56] = 1; /* write_zeroes_may_unmap */
+}
+
+static void blk_config_read(struct virtio_dev *vd, uint32_t off, void *data,
+			    uint32_t len)
+{
+	struct blk *k = vd->priv;
+
+	memcpy(data, k->config + off, len);
+}
+
+/* Slice the request's segments: `len` bytes from byte `off` of the part
+ * starting at segment `first` with `count` segments, into k->iov. */
+static int slice(struct blk *k, unsigned first, unsigned count, uint64_t off,
+		 uint64_t len)
+{
+	const struct iovec *v = k->req.iov + first;
+	int n = 0;
+
+	for (unsigned i = 0; i < count && len; i++) {
+		uint64_t l = v[i].iov_len;
+
+		if (off >= l) {
+			off -= l;
+			continue;
+		}
+		l -= off;
+		if (l > len)
+			l = len;
+		k->iov[n].iov_base = (uint8_t *)v[i].iov_base + off;
+		k->iov[n].iov_len = l;
+		n++;
+		len -= l;
+		off = 0;
+	}
+	return n;
+}
+
+/* Is [sector, sector + bytes) inside the disk? */
+static int in_range(const struct blk *k, uint64_t sector, uint64_t bytes)
+{
+	uint64_t cap = k->b->size / BLK_SECTOR;
+
+	return sector <= cap && bytes / BLK_SECTOR <= cap - sector &&
+	       bytes % BLK_SECTOR == 0;
+}
+
+static uint8_t do_rw(struct blk *k, uint32_t type, uint64_t sector,
+		     uint32_t *written)
+{
+	const struct virtq_req *r = &k->req;
+	int wr = type == VIRTIO_BLK_T_OUT;
+	uint64_t len = wr ? r->rlen - BLK_HDR : r->wlen - 1;
+	ssize_t got;
+	int n;
+
+	if (wr && k->b->readonly)
+		return VIRTIO_BLK_S_IOERR;
+	if (!in_range(k, sector, len))
+		return VIRTIO_BLK_S_IOERR;
+	n = wr ? slice(k, 0, r->nr, BLK_HDR, len) :
+		 slice(k, r->nr, r->nw, 0, len);
+	got = wr ? k->b->ops->pwritev(k->b, k->iov, n, sector * BLK_SECTOR) :
+		   k->b->ops->preadv(k->b, k->iov, n, sector * BLK_SECTOR);
+	if (got < 0 || (uint64_t)got != len)
+		return VIRTIO_BLK_S_IOERR;
+	if (wr) {
+		k->writes++;
+		k->wbytes += len;
+	} else {
+		k->reads++;
+		k->rbytes += len;
+		*written = (uint32_t)len;
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+/* Discard or write-zeroes: a list of 16-byte segments after the header. */
+static uint8_t do_dz(struct blk *k, uint32_t type)
+{
+	const struct virtq_req *r = &k->req;
+	uint64_t n = (r->rlen - BLK_HDR) / 16;
+	int unmapped = type == VIRTIO_BLK_T_DISCARD;
+	int (*op)(struct blk_backend *, uint64_t, uint64_t) =
+		unmapped ? k->b->ops->discard : k->b->ops->write_zeroes;
+
+	if (!op || k->b->readonly)
+		return k->b->readonly ? VIRTIO_BLK_S_IOERR :
+					VIRTIO_BLK_S_UNSUPP;
+	if (n == 0 || n > BLK_DZ_SEGS || (r->rlen - BLK_HDR) % 16)
+		return VIRTIO_BLK_S_IOERR;
+	for (uint64_t i = 0; i < n; i++) {
+		uint8_t s[16];
+		uint64_t sector;
+		uint32_t count, flags;
+
+		if (virtq_req_read(r, BLK_HDR + 16 * i, s, 16) != 16)
+			return VIRTIO_BLK_S_IOERR;
+		memcpy(&sector, s, 8);
+		memcpy(&count, s + 8, 4);
+		memcpy(&flags, s + 12, 4);
+		if (count > BLK_DZ_SECTORS ||
+		    !in_range(k, sector, (uint64_t)count * BLK_SECTOR) ||
+		    (flags & ~(uint32_t)VIRTIO_BLK_WZ_UNMAP) ||
+		    (unmapped && flags))
+			return VIRTIO_BLK_S_UNSUPP;
+		if (op(k->b, sector * BLK_SECTOR, count * BLK_SECTOR) < 0)
+			return VIRTIO_BLK_S_IOERR;
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+/* Carry out one request; the status byte to write and the data bytes
+ * written into the guest's buffers. */
+static uint8_t handle(struct blk *k, uint32_t *written)
+{
+	const struct virtq_req *r = &k->req;
+	uint8_t hdr[BLK_HDR];
+	uint32_t type;
+	uint64_t sector;
+
+	*written = 0;
+	virtq_req_read(r, 0, hdr, BLK_HDR);
+	memcpy(&type, hdr, 4);
+	memcpy(&sector, hdr + 8, 8);
+	switch (type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		return do_rw(k, type, sector, written);
+	case VIRTIO_BLK_T_FLUSH:
+		k->flushes++;
+		return k->b->ops->flush(k->b) < 0 ? VIRTIO_BLK_S_IOERR :
+						    VIRTIO_BLK_S_OK;
+	case VIRTIO_BLK_T_GET_ID: {
+		char id[BLK_SERIAL_MAX] = { 0 };
+
+		memcpy(id, k->serial, strlen(k->serial));
+		*written = (uint32_t)virtq_req_write(
+			r, 0, id,
+			r->wlen - 1 < sizeof(id) ? r->wlen - 1 : sizeof(id));
+		return VIRTIO_BLK_S_OK;
+	}
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		return do_dz(k, type);
+	}
+	return VIRTIO_BLK_S_UNSUPP;
+}
+
+static void blk_queue_notify(struct virtio_dev *vd, unsigned qi)
+{
+	struct blk *k = vd->priv;
+	struct virtq *q = virtio_queue(vd, qi);
+	int rc, done = 0;
+
+	while (q && (rc = virtq_pop(q, &k->req)) != 0) {
+		uint32_t written;
+		uint8_t st;
+
+		if (rc < 0 || k->req.rlen < BLK_HDR || k->req.wlen < 1) {
+			/* No header or no status byte: nothing sensible to
+			 * answer; the driver must reset the device. */
+			virtio_dev_needs_reset(vd, "bad descriptor chain");
+			break;
+		}
+		st = handle(k, &written);
+		if (st != VIRTIO_BLK_S_OK)
+			k->errors++;
+		virtq_req_write(&k->req, k->req.wlen - 1, &st, 1);
+		virtq_push(q, k->req.head, written + 1);
+		done++;
+		if (done % 16 == 0)
+			virtio_queue_signal(vd, qi); /* do not hold back */
+	}
+	if (done)
+		virtio_queue_signal(vd, qi);
+}
+
+static int blk_save(struct virtio_dev *vd, struct buf *out)
+{
+	struct blk *k = vd->priv;
+	uint64_t s[2] = { BLK_STATE_VERSION, k->b->size };
+
+	/* Requests complete before the worker parks: nothing in flight, only
+	 * the disk's identity to check on load. */
+	return buf_append(out, s, sizeof(s));
+}
+
+static int blk_load(struct virtio_dev *vd, const uint8_t *p, size_t len)
+{
+	struct blk *k = vd->priv;
+	uint64_t s[2];
+
+	if (len != sizeof(s))
+		return -EINVAL;
+	memcpy(s, p, sizeof(s));
+	if (s[0] != BLK_STATE_VERSION) {
+		log_warn("virtio-blk", "saved state version unknown",
+			 "dev=%s version=%llu", vd->name,
+			 (unsigned long long)s[0]);
+		return -EINVAL;
+	}
+	if (s[1] != k->b->size) {
+		log_warn("virtio-blk", "the snapshot's disk has another size",
+			 "dev=%s saved=%llu now=%llu", vd->name,
+			 (unsigned long long)s[1],
+			 (unsigned long long)k->b->size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void blk_destroy(struct virtio_dev *vd)
+{
+	struct blk *k = vd->priv;
+
+	k->b->ops->close(k->b);
+	free(k);
+}
+
+static const struct virtio_dev_ops blk_ops = {
+	.kind = "virtio-blk",
+	.device_id = VIRTIO_ID_BLOCK,
+	.class_code = PCI_CLASS_STORAGE_OTHER,
+	.nqueues = 1,
+	.queue_max = BLK_QUEUE_SIZE,
+	.config_size = BLK_CONFIG_SIZE,
+	.features = blk_features,
+	.config_read = blk_config_read,
+	.queue_notify = blk_queue_notify,
+	.save = blk_save,
+	.load = blk_load,
+	.destroy = blk_destroy,
+};
+
+int virtio_blk_add(struct vm *vm, struct pci *bus, struct blk_backend *b,
+		   const char *serial, char *err, size_t errlen)
+{
+	struct blk *k = calloc(1, sizeof(*k));
+	int rc;
+
+	if (!k) {
+		b->ops->close(b);
+		return -ENOMEM;
+	}
+	k->b = b;
+	if (serial)
+		snprintf(k->serial, sizeof(k->serial), "%s", serial);
+	build_config(k);
+	rc = virtio_pci_add(vm, bus, &blk_ops, k, &k->vd, err, errlen);
+	if (rc < 0) {
+		b->ops->close(b);
+		free(k);
+		return rc;
+	}
+	log_info("vmm", "disk attached",
+		 "dev=%s bytes=%llu block=%u readonly=%d serial=\"%s\"",
+		 k->vd->name, (unsigned long long)b->size, b->block_size,
+		 b->readonly, k->serial);
+	return 0;
+}
