@@ -1,0 +1,320 @@
+/* canopy CLI: errors and exit statuses, calls through the context, config. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "cli/pbjson.h"
+#include "lib/config.h"
+#include "lib/err.h"
+
+/* Message gRPC gives a call whose own deadline passed. */
+#define GRPC_LOCAL_DEADLINE "Deadline Exceeded"
+
+static int status_line(struct cli *c, const struct cli_status *st);
+
+int cli_fail(struct cli *c, int exit_code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->err, sizeof(c->err), fmt, ap);
+	va_end(ap);
+	c->exit_code = exit_code;
+	c->usage = exit_code == CLI_EXIT_USAGE;
+	return exit_code == CLI_EXIT_USAGE ? -EINVAL : -EIO;
+}
+
+int cli_fail_status(struct cli *c, const struct cli_status *st)
+{
+	int rc = status_line(c, st);
+
+	c->usage = false; /* the server's INVALID_ARGUMENT is its own line */
+	return rc;
+}
+
+/* The useful end of gRPC's connect failure text ("Connection refused"). */
+static const char *reach_why(const char *msg)
+{
+	static const char *const marks[] = { "remote host: ", "last error: " };
+	const char *p;
+	size_t i;
+
+	for (i = 0; i < CN_ARRAY_SIZE(marks); i++) {
+		p = strstr(msg, marks[i]);
+		if (p && p[strlen(marks[i])])
+			return p + strlen(marks[i]);
+	}
+	return msg[0] ? msg : "no answer";
+}
+
+static int status_line(struct cli *c, const struct cli_status *st)
+{
+	enum cn_code code = (enum cn_code)st->code;
+	int ex = cn_code_exit(code);
+
+	if (st->unreachable)
+		return cli_fail(c, ex,
+				"cannot reach canopy-managerd at %s (from %s): "
+				"%s; is canopy-managerd running? use --server "
+				"or set server in ~/.config/canopy/config",
+				c->server, c->server_from, reach_why(st->msg));
+	if (code == CN_DEADLINE_EXCEEDED &&
+	    !strcmp(st->msg, GRPC_LOCAL_DEADLINE))
+		return cli_fail(c, ex,
+				"no answer from canopy-managerd at %s within "
+				"%.1f s; the server may be overloaded, or use "
+				"--timeout SECONDS to wait longer",
+				c->server, c->timeout_ms / 1000.0);
+	if (!st->msg[0])
+		return cli_fail(c, ex, "%s (%s)", cn_code_desc(code),
+				cn_code_name(code));
+	return cli_fail(c, ex, "%s", st->msg);
+}
+
+static int rpc_ready(struct cli *c)
+{
+	if (c->rpc)
+		return 0;
+	if (cli_rpc_open(c->server, &c->rpc))
+		return cli_fail(c, CLI_EXIT_FAIL,
+				"cannot create a gRPC channel to %s",
+				c->server);
+	return 0;
+}
+
+int cli_call(struct cli *c, const char *method, const ProtobufCMessage *req,
+	     const ProtobufCMessageDescriptor *resp_desc,
+	     ProtobufCMessage **resp)
+{
+	struct cli_status st;
+	int rc;
+
+	*resp = NULL;
+	rc = rpc_ready(c);
+	if (rc)
+		return rc;
+	rc = cli_rpc_unary(c->rpc, method, req, resp_desc, c->timeout_ms, resp,
+			   &st);
+	if (rc) {
+		(void)cli_fail_status(c, &st);
+		return rc;
+	}
+	return 0;
+}
+
+int cli_stream(struct cli *c, const char *method, const ProtobufCMessage *req,
+	       struct cli_stream **out)
+{
+	int rc = rpc_ready(c);
+
+	if (rc)
+		return rc;
+	rc = cli_rpc_stream_start(c->rpc, method, req,
+				  c->timeout_given ? c->timeout_ms : 0, out);
+	if (rc)
+		return cli_fail(c, CLI_EXIT_FAIL, "cannot start %s: %s", method,
+				strerror(-rc));
+	return 0;
+}
+
+uint64_t cli_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void cli_enum_text(char *buf, size_t size, const ProtobufCEnumDescriptor *d,
+		   int v, const char *prefix)
+{
+	const char *name = cli_pb_enum_name(d, v);
+
+	if (!name) {
+		snprintf(buf, size, "%d", v);
+		return;
+	}
+	cli_fmt_enum(buf, size, name, prefix);
+}
+
+void cli_print_json(struct cli *c, const ProtobufCMessage *m)
+{
+	struct cli_json j;
+
+	cli_json_init(&j, c->out);
+	cli_pb_json(&j, m);
+	cli_json_finish(&j);
+}
+
+/* The config file's path in buf, or -ENOENT when there is no home. */
+static int config_path_default(char *buf, size_t size)
+{
+	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+	int n;
+
+	if (xdg && xdg[0] == '/')
+		n = snprintf(buf, size, "%s/canopy/config", xdg);
+	else if (home && home[0])
+		n = snprintf(buf, size, "%s/.config/canopy/config", home);
+	else
+		return -ENOENT;
+	return n > 0 && (size_t)n < size ? 0 : -ENAMETOOLONG;
+}
+
+/* The server named by the config file into c->server; -ENOENT when the
+ * file or the key is absent. */
+static int server_from_config(struct cli *c, const char *path)
+{
+	static const char *const keys[] = { "server", NULL };
+	struct config *cfg = NULL;
+	char cerr[CLI_ERR_MAX + 64], aerr[CLI_ERR_MAX];
+	const char *v;
+	int rc;
+
+	rc = config_load(path, &cfg, cerr, sizeof(cerr));
+	if (rc == -ENOENT)
+		return -ENOENT;
+	if (rc)
+		return cli_fail(c, CLI_EXIT_USAGE, "%s", cerr);
+	rc = config_check_keys(cfg, keys, cerr, sizeof(cerr));
+	if (rc) {
+		rc = cli_fail(c, CLI_EXIT_USAGE, "%s", cerr);
+		goto out;
+	}
+	v = config_get(cfg, "server");
+	if (!v) {
+		rc = -ENOENT;
+		goto out;
+	}
+	rc = cli_parse_server(v, c->server, sizeof(c->server), aerr,
+			      sizeof(aerr));
+	if (rc)
+		rc = cli_fail(c, CLI_EXIT_USAGE, "%s: %s", path, aerr);
+out:
+	config_free(cfg);
+	return rc;
+}
+
+int cli_server_resolve(struct cli *c, const char *flag, const char *config_path)
+{
+	static char path[512];
+	const char *env = getenv("CANOPY_SERVER");
+	char aerr[CLI_ERR_MAX];
+	int rc;
+
+	if (flag || (env && env[0])) {
+		c->server_from = flag ? "--server" : "CANOPY_SERVER";
+		if (cli_parse_server(flag ? flag : env, c->server,
+				     sizeof(c->server), aerr, sizeof(aerr)))
+			return cli_fail(c, CLI_EXIT_USAGE, "%s: %s",
+					c->server_from, aerr);
+		return 0;
+	}
+	if (config_path) {
+		snprintf(path, sizeof(path), "%s", config_path);
+		rc = 0;
+	} else {
+		rc = config_path_default(path, sizeof(path));
+	}
+	if (!rc) {
+		c->server_from = path;
+		rc = server_from_config(c, path);
+		if (rc != -ENOENT)
+			return rc;
+	}
+	c->server_from = "the default";
+	snprintf(c->server, sizeof(c->server), "%s", CLI_DEFAULT_SERVER);
+	return 0;
+}
+
+/* The address of a string field of m, NULL if m has none by that name. */
+static char **string_field(ProtobufCMessage *m, const char *name)
+{
+	const ProtobufCFieldDescriptor *f =
+		protobuf_c_message_descriptor_get_field_by_name(m->descriptor,
+								name);
+
+	if (!f || f->type != PROTOBUF_C_TYPE_STRING ||
+	    f->label == PROTOBUF_C_LABEL_REPEATED)
+		return NULL;
+	return (char **)((char *)m + f->offset);
+}
+
+void cli_pages_free(ProtobufCMessage **pages, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		protobuf_c_message_free_unpacked(pages[i], NULL);
+	free(pages);
+}
+
+int cli_list_pages(struct cli *c, const char *method, ProtobufCMessage *req,
+		   const ProtobufCMessageDescriptor *resp_desc,
+		   ProtobufCMessage ***pages, size_t *npages)
+{
+	char **req_tok = string_field(req, "page_token"), **next;
+	ProtobufCMessage **v = NULL, **grown, *resp;
+	size_t n = 0;
+	int rc;
+
+	*pages = NULL;
+	*npages = 0;
+	for (;;) {
+		rc = cli_call(c, method, req, resp_desc, &resp);
+		if (rc)
+			goto err;
+		grown = realloc(v, (n + 1) * sizeof(*v));
+		if (!grown) {
+			protobuf_c_message_free_unpacked(resp, NULL);
+			rc = cli_fail(c, CLI_EXIT_FAIL, "out of memory");
+			goto err;
+		}
+		v = grown;
+		v[n++] = resp;
+		next = string_field(resp, "next_page_token");
+		if (!req_tok || !next || !*next || !**next)
+			break;
+		if (!strcmp(*next, *req_tok) || n == CLI_PAGES_MAX) {
+			rc = cli_fail(c, CLI_EXIT_FAIL,
+				      "%s: the server's paging does not end "
+				      "(page token '%.40s' after %zu pages)",
+				      method, *next, n);
+			goto err;
+		}
+		*req_tok = *next; /* owned by the kept page */
+	}
+	*pages = v;
+	*npages = n;
+	return 0;
+err:
+	cli_pages_free(v, n);
+	return rc;
+}
+
+void cli_pages_json(struct cli *c, ProtobufCMessage *const *pages, size_t n,
+		    const char *field)
+{
+	const ProtobufCFieldDescriptor *f;
+	struct cli_json j;
+	size_t i, k, cnt;
+
+	cli_json_init(&j, c->out);
+	cli_json_begin_array(&j);
+	for (i = 0; i < n; i++) {
+		f = protobuf_c_message_descriptor_get_field_by_name(
+			pages[i]->descriptor, field);
+		if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		cnt = *(size_t *)((char *)pages[i] + f->quantifier_offset);
+		for (k = 0; k < cnt; k++)
+			cli_pb_json(&j,
+				    (*(ProtobufCMessage ***)((char *)pages[i] +
+							     f->offset))[k]);
+	}
+	cli_json_end_array(&j);
+	cli_json_finish(&j);
+}

@@ -1,0 +1,129 @@
+/*
+ * The canopy CLI's context and command table. One struct cli per process
+ * (main.c fills it from the global options, the environment and the config
+ * file), passed to every command. A command returns 0 or a negative errno;
+ * on failure it has recorded, through cli_fail() or cli_call(), the one
+ * line main prints on stderr and the exit status.
+ */
+#ifndef CANOPY_CLI_CLI_H
+#define CANOPY_CLI_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "cli/args.h"
+#include "cli/out.h"
+#include "cli/rpc.h"
+#include "lib/compiler.h"
+#include "proto/canopy_api.pb-c.h"
+
+/* Server used when neither --server, CANOPY_SERVER nor the config say. */
+#define CLI_DEFAULT_SERVER "127.0.0.1:7443"
+/* Deadline of a unary call unless --timeout says otherwise. */
+#define CLI_DEFAULT_TIMEOUT_MS 30000
+/* Longest server address. */
+#define CLI_SERVER_MAX 256
+/* Exit statuses of our own (the rest come from lib/err.h cn_code_exit). */
+#define CLI_EXIT_FAIL 1
+#define CLI_EXIT_USAGE 2
+/* Most pages a list command follows (a server looping on its page token
+ * cannot keep the CLI forever). */
+#define CLI_PAGES_MAX 10000
+
+struct cli {
+	char server[CLI_SERVER_MAX];
+	const char *server_from; /* where server came from, for messages */
+	bool json; /* -o json */
+	unsigned timeout_ms; /* unary deadline */
+	bool timeout_given; /* --timeout was given (bounds streams too) */
+	bool tty; /* stdout is a terminal */
+	FILE *out; /* stdout */
+	struct cli_rpc *rpc; /* opened by the first call */
+	int exit_code; /* set with err by a failing command */
+	bool usage; /* the error is a usage error: print the usage line */
+	char err[CLI_RPC_MSG_MAX + CLI_SERVER_MAX + 256];
+};
+
+/* A command: `canopy OBJECT VERB ARGS`. */
+struct cli_cmd {
+	const char *object, *verb;
+	const char *args; /* usage after the verb: "NAME [--hard]" */
+	const char *summary; /* one line */
+	const char *help; /* option lines for --help, or NULL */
+	const struct cli_optdef *opts; /* NULL-name-terminated, or NULL */
+	unsigned min_pos, max_pos; /* positional arguments after the verb */
+	int (*run)(struct cli *c, const struct cli_args *a);
+};
+
+/* The command tables of each object, each ending with a NULL object. */
+extern const struct cli_cmd cli_cluster_cmds[];
+extern const struct cli_cmd cli_host_cmds[];
+extern const struct cli_cmd cli_vm_cmds[];
+extern const struct cli_cmd cli_task_cmds[];
+extern const struct cli_cmd cli_event_cmds[];
+
+/* Record the error line (without "canopy: ") and exit status; returns
+ * -EINVAL for CLI_EXIT_USAGE, else -EIO, for the command to return. */
+int cli_fail(struct cli *c, int exit_code, const char *fmt, ...)
+	CN_PRINTF(3, 4);
+
+/* Record a failed call's status as the error: "cannot reach ..." when the
+ * server could not be reached, the server's message otherwise; exit status
+ * from lib/err.h. Returns a negative errno. */
+int cli_fail_status(struct cli *c, const struct cli_status *st);
+
+/* A unary call with the CLI's deadline; opens the channel on first use.
+ * 0 with *resp, or a negative errno with the error recorded. */
+CN_MUST_CHECK int cli_call(struct cli *c, const char *method,
+			   const ProtobufCMessage *req,
+			   const ProtobufCMessageDescriptor *resp_desc,
+			   ProtobufCMessage **resp);
+/* Start a server stream: no deadline unless --timeout was given. */
+CN_MUST_CHECK int cli_stream(struct cli *c, const char *method,
+			     const ProtobufCMessage *req,
+			     struct cli_stream **out);
+
+/* Every page of a paged list call: req must have a string field
+ * "page_token", the response a field "next_page_token". The pages are
+ * returned in *pages (n in *npages); free with cli_pages_free. 0 or a
+ * negative errno with the error recorded. */
+CN_MUST_CHECK int cli_list_pages(struct cli *c, const char *method,
+				 ProtobufCMessage *req,
+				 const ProtobufCMessageDescriptor *resp_desc,
+				 ProtobufCMessage ***pages, size_t *npages);
+void cli_pages_free(ProtobufCMessage **pages, size_t n);
+/* Print the repeated message field `field` of every page as one JSON
+ * array on c->out. */
+void cli_pages_json(struct cli *c, ProtobufCMessage *const *pages, size_t n,
+		    const char *field);
+
+/* Wall-clock time in unix milliseconds. */
+uint64_t cli_now_ms(void);
+/* Lower-case state names for tables ("running", "-" when unspecified). */
+void cli_enum_text(char *buf, size_t size, const ProtobufCEnumDescriptor *d,
+		   int v, const char *prefix);
+
+/* Print one message as JSON (then a newline) on c->out. */
+void cli_print_json(struct cli *c, const ProtobufCMessage *m);
+
+/* After a call that returned a task: with no_wait print its id (or the
+ * task as JSON) and return; else follow it to its end (cli_task_wait). */
+CN_MUST_CHECK int cli_task_after(struct cli *c, const Canopy__V1__Task *t,
+				 bool no_wait);
+/* Follow task id with WaitTask until it ends, printing progress (a bar on
+ * a terminal, "task ID: PHASE N%" lines otherwise, nothing with -o json),
+ * then the outcome. 0 when it succeeded; a failed or cancelled task is an
+ * error with exit status 1 and the task's error as the line. */
+CN_MUST_CHECK int cli_task_wait(struct cli *c, const char *id);
+
+/* Resolve the server: --server (flag, may be NULL) over CANOPY_SERVER over
+ * the config file (config_path, or $XDG_CONFIG_HOME/canopy/config, or
+ * ~/.config/canopy/config) over the default. 0 or -EINVAL with the error
+ * recorded (exit 2): a bad address or a bad config file. */
+CN_MUST_CHECK int cli_server_resolve(struct cli *c, const char *flag,
+				     const char *config_path);
+
+#endif

@@ -1,0 +1,221 @@
+/* canopy CLI: `cluster status` and `host list|show|remove`. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/pbjson.h"
+
+#define M_GET_CLUSTER "/canopy.v1.ClusterService/GetCluster"
+#define M_LIST_HOSTS "/canopy.v1.HostService/ListHosts"
+#define M_GET_HOST "/canopy.v1.HostService/GetHost"
+#define M_REMOVE_HOST "/canopy.v1.HostService/RemoveHost"
+
+static int cluster_status(struct cli *c, const struct cli_args *a)
+{
+	Canopy__V1__GetClusterRequest req =
+		CANOPY__V1__GET_CLUSTER_REQUEST__INIT;
+	Canopy__V1__Cluster *cl;
+	char hosts[64], vms[64], leader[CLI_SERVER_MAX * 2];
+	int rc;
+
+	rc = cli_call(c, M_GET_CLUSTER, &req.base,
+		      &canopy__v1__cluster__descriptor,
+		      (ProtobufCMessage **)&cl);
+	if (rc)
+		return rc;
+	if (c->json) {
+		cli_print_json(c, &cl->base);
+	} else {
+		const char *keys[] = { "Name", "Version", "Leader", "Hosts",
+				       "VMs" };
+		const char *vals[] = { cl->name, cl->version, leader, hosts,
+				       vms };
+
+		snprintf(leader, sizeof(leader), "%s%s%s%s",
+			 cl->leader[0] ? cl->leader : "-",
+			 cl->leader_address[0] ? " (" : "", cl->leader_address,
+			 cl->leader_address[0] ? ")" : "");
+		snprintf(hosts, sizeof(hosts), "%u (%u connected)", cl->hosts,
+			 cl->hosts_connected);
+		snprintf(vms, sizeof(vms), "%u (%u running)", cl->vms,
+			 cl->vms_running);
+		cli_kv_print(c->out, CN_ARRAY_SIZE(keys), keys, vals);
+	}
+	protobuf_c_message_free_unpacked(&cl->base, NULL);
+	return 0;
+}
+
+static void host_memory(char *buf, size_t size, const Canopy__V1__Host *h)
+{
+	char used[32], total[32];
+
+	cli_fmt_mib(used, sizeof(used), h->memory_used_mib);
+	cli_fmt_mib(total, sizeof(total), h->memory_mib);
+	snprintf(buf, size, "%s / %s", used, total);
+}
+
+static int host_row(struct cli_table *t, const Canopy__V1__Host *h,
+		    uint64_t now)
+{
+	char state[32], cpus[16], mem[80], vms[16], seen[32];
+	const char *row[] = { h->id, h->hostname, state,      cpus,
+			      mem,   vms,	  h->address, seen };
+
+	cli_enum_text(state, sizeof(state), &canopy__v1__host_state__descriptor,
+		      h->state, "HOST_STATE_");
+	snprintf(cpus, sizeof(cpus), "%u", h->cpus);
+	host_memory(mem, sizeof(mem), h);
+	snprintf(vms, sizeof(vms), "%u", h->vms);
+	cli_fmt_age(seen, sizeof(seen), h->last_seen_unix_ms, now);
+	return cli_table_add(t, row);
+}
+
+static int host_list(struct cli *c, const struct cli_args *a)
+{
+	static const char *const hdr[] = { "ID",      "HOSTNAME", "STATE",
+					   "CPUS",    "MEMORY",	  "VMS",
+					   "ADDRESS", "LAST SEEN" };
+	Canopy__V1__ListHostsRequest req = CANOPY__V1__LIST_HOSTS_REQUEST__INIT;
+	ProtobufCMessage **pages;
+	struct cli_table t;
+	uint64_t now = cli_now_ms();
+	size_t n, i, k;
+	int rc;
+
+	rc = cli_list_pages(c, M_LIST_HOSTS, &req.base,
+			    &canopy__v1__list_hosts_response__descriptor,
+			    &pages, &n);
+	if (rc)
+		return rc;
+	if (c->json) {
+		cli_pages_json(c, pages, n, "hosts");
+		goto out;
+	}
+	cli_table_init(&t, CN_ARRAY_SIZE(hdr), hdr);
+	for (i = 0; !rc && i < n; i++) {
+		Canopy__V1__ListHostsResponse *r = (void *)pages[i];
+
+		for (k = 0; !rc && k < r->n_hosts; k++)
+			rc = host_row(&t, r->hosts[k], now);
+	}
+	if (rc)
+		rc = cli_fail(c, CLI_EXIT_FAIL, "out of memory");
+	else
+		cli_table_print(&t, c->out);
+	cli_table_free(&t);
+out:
+	cli_pages_free(pages, n);
+	return rc;
+}
+
+static void host_print(struct cli *c, const Canopy__V1__Host *h)
+{
+	char state[32], cpus[16], mem[80], vms[16], seen[32], ds[512];
+	const char *keys[] = { "ID",	     "Hostname", "State",  "Address",
+			       "Version",    "CPUs",	 "Memory", "VMs",
+			       "Datastores", "Last seen" };
+	const char *vals[] = { h->id,	   h->hostname, state, h->address,
+			       h->version, cpus,	mem,   vms,
+			       ds,	   seen };
+	size_t i, o = 0;
+
+	cli_enum_text(state, sizeof(state), &canopy__v1__host_state__descriptor,
+		      h->state, "HOST_STATE_");
+	snprintf(cpus, sizeof(cpus), "%u", h->cpus);
+	host_memory(mem, sizeof(mem), h);
+	snprintf(vms, sizeof(vms), "%u", h->vms);
+	cli_fmt_age(seen, sizeof(seen), h->last_seen_unix_ms, cli_now_ms());
+	ds[0] = '\0';
+	for (i = 0; i < h->n_datastores && o < sizeof(ds); i++)
+		o += (size_t)snprintf(ds + o, sizeof(ds) - o, "%s%s",
+				      i ? ", " : "", h->datastores[i]);
+	if (!h->n_datastores)
+		snprintf(ds, sizeof(ds), "-");
+	cli_kv_print(c->out, CN_ARRAY_SIZE(keys), keys, vals);
+}
+
+static int host_show(struct cli *c, const struct cli_args *a)
+{
+	Canopy__V1__GetHostRequest req = CANOPY__V1__GET_HOST_REQUEST__INIT;
+	Canopy__V1__Host *h;
+	int rc;
+
+	req.id = (char *)a->pos[0];
+	rc = cli_call(c, M_GET_HOST, &req.base, &canopy__v1__host__descriptor,
+		      (ProtobufCMessage **)&h);
+	if (rc)
+		return rc;
+	if (c->json)
+		cli_print_json(c, &h->base);
+	else
+		host_print(c, h);
+	protobuf_c_message_free_unpacked(&h->base, NULL);
+	return 0;
+}
+
+static int host_remove(struct cli *c, const struct cli_args *a)
+{
+	Canopy__V1__RemoveHostRequest req =
+		CANOPY__V1__REMOVE_HOST_REQUEST__INIT;
+	ProtobufCMessage *resp;
+	struct cli_json j;
+	int rc;
+
+	req.id = (char *)a->pos[0];
+	rc = cli_call(c, M_REMOVE_HOST, &req.base,
+		      &canopy__v1__remove_host_response__descriptor, &resp);
+	if (rc)
+		return rc;
+	protobuf_c_message_free_unpacked(resp, NULL);
+	if (c->json) {
+		cli_json_init(&j, c->out);
+		cli_json_begin_object(&j);
+		cli_json_key(&j, "id");
+		cli_json_string(&j, req.id);
+		cli_json_key(&j, "removed");
+		cli_json_bool(&j, true);
+		cli_json_end_object(&j);
+		cli_json_finish(&j);
+	} else {
+		char id[CLI_CELL_MAX * 4];
+
+		cli_text_clean(id, sizeof(id), req.id, CLI_CELL_MAX);
+		fprintf(c->out, "host %s removed\n", id);
+	}
+	return 0;
+}
+
+const struct cli_cmd cli_cluster_cmds[] = {
+	{ .object = "cluster",
+	  .verb = "status",
+	  .args = "",
+	  .summary = "Show the cluster: leader manager, hosts and VMs.",
+	  .run = cluster_status },
+	{ 0 },
+};
+
+const struct cli_cmd cli_host_cmds[] = {
+	{ .object = "host",
+	  .verb = "list",
+	  .args = "",
+	  .summary = "List hosts with state, capacity and use.",
+	  .run = host_list },
+	{ .object = "host",
+	  .verb = "show",
+	  .args = "ID",
+	  .summary = "Show one host.",
+	  .min_pos = 1,
+	  .max_pos = 1,
+	  .run = host_show },
+	{ .object = "host",
+	  .verb = "remove",
+	  .args = "ID",
+	  .summary = "Remove a host from the inventory (the server refuses "
+		     "while it runs VMs).",
+	  .min_pos = 1,
+	  .max_pos = 1,
+	  .run = host_remove },
+	{ 0 },
+};

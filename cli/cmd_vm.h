@@ -1,0 +1,39 @@
+/*
+ * Shared between the vm commands (cmd_vm.c) and `vm create`
+ * (cmd_vm_create.c). Main's thread only.
+ */
+#ifndef CANOPY_CLI_CMD_VM_H
+#define CANOPY_CLI_CMD_VM_H
+
+#include "cli/cli.h"
+
+/* Most --disk options of one create. */
+#define CLI_VM_DISKS_MAX CLI_OPT_VALUES_MAX
+/* Largest --memory (MiB) and --cpus the CLI sends; the server decides
+ * what a host can hold. */
+#define CLI_VM_MEMORY_MAX (UINT64_C(16) << 20)
+#define CLI_VM_CPUS_MAX 1024
+
+/* The options and --help lines of `vm create`. */
+extern const struct cli_optdef cli_vm_create_opts[];
+#define CLI_VM_CREATE_HELP                                                        \
+	"  --memory MiB        guest memory in MiB (or with a unit: 512M, 2G)\n"  \
+	"  --cpus N            virtual CPUs\n"                                    \
+	"  --kernel PATH       kernel on the host (PVH ELF or bzImage)\n"         \
+	"  --initrd PATH       initramfs\n"                                       \
+	"  --cmdline S         kernel command line\n"                             \
+	"  --disk SPEC         size=SIZE (a new disk) or path=P (a file), then\n" \
+	"                      ,readonly ,direct ,serial=S; repeatable\n"         \
+	"  --host H            place the VM on host H (default: the server "      \
+	"picks)\n"
+
+/* `vm create NAME ...`. */
+CN_MUST_CHECK int cli_vm_create(struct cli *c, const struct cli_args *a);
+
+/* Call a VmService method that returns a task, then follow it unless
+ * --no-wait was given (cli_task_after). */
+CN_MUST_CHECK int cli_vm_task_call(struct cli *c, const struct cli_args *a,
+				   const char *method,
+				   const ProtobufCMessage *req);
+
+#endif

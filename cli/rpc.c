@@ -1,0 +1,351 @@
+/* canopy CLI: unary and server-streaming gRPC calls to canopy-managerd. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+
+#include "cli/rpc.h"
+
+struct cli_rpc {
+	grpc_channel *chan;
+	grpc_completion_queue *cq; /* pluck queue shared by all calls */
+};
+
+struct cli_stream {
+	struct cli_rpc *r;
+	grpc_call *call;
+	grpc_metadata_array md_init;
+	bool md_asked; /* initial metadata requested */
+	bool ended; /* status received */
+};
+
+/* The channel credentials: plaintext until the API gets TLS. */
+static grpc_channel_credentials *rpc_creds(void)
+{
+	return grpc_insecure_credentials_create();
+}
+
+int cli_rpc_open(const char *server, struct cli_rpc **out)
+{
+	grpc_arg args[] = {
+		{ .type = GRPC_ARG_INTEGER,
+		  .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+		  .value.integer = CLI_RPC_MAX_RECV },
+		{ .type = GRPC_ARG_INTEGER,
+		  .key = (char *)GRPC_ARG_ENABLE_RETRIES,
+		  .value.integer = 0 },
+		{ .type = GRPC_ARG_INTEGER,
+		  .key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+		  .value.integer = 200 },
+	};
+	grpc_channel_args ca = { .num_args = CN_ARRAY_SIZE(args),
+				 .args = args };
+	grpc_channel_credentials *creds;
+	struct cli_rpc *r;
+
+	*out = NULL;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	grpc_init();
+	creds = rpc_creds();
+	if (!creds)
+		goto err_init;
+	r->chan = grpc_channel_create(server, creds, &ca);
+	grpc_channel_credentials_release(creds);
+	if (!r->chan)
+		goto err_init;
+	r->cq = grpc_completion_queue_create_for_pluck(NULL);
+	if (!r->cq)
+		goto err_chan;
+	*out = r;
+	return 0;
+err_chan:
+	grpc_channel_destroy(r->chan);
+err_init:
+	grpc_shutdown();
+	free(r);
+	return -ENOMEM;
+}
+
+void cli_rpc_close(struct cli_rpc *r)
+{
+	if (!r)
+		return;
+	grpc_channel_destroy(r->chan);
+	grpc_completion_queue_shutdown(r->cq);
+	while (grpc_completion_queue_pluck(
+		       r->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+		       .type != GRPC_QUEUE_SHUTDOWN)
+		;
+	grpc_completion_queue_destroy(r->cq);
+	free(r);
+	grpc_shutdown();
+}
+
+static gpr_timespec deadline_in(unsigned ms)
+{
+	if (!ms)
+		return gpr_inf_future(GPR_CLOCK_MONOTONIC);
+	return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+			    gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+static grpc_byte_buffer *encode(const ProtobufCMessage *msg)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	grpc_slice s = grpc_slice_malloc(len);
+	grpc_byte_buffer *bb;
+
+	protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
+	bb = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+	return bb;
+}
+
+static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *desc,
+				grpc_byte_buffer *bb)
+{
+	grpc_byte_buffer_reader rd;
+	ProtobufCMessage *m;
+	grpc_slice s;
+
+	if (!bb || !grpc_byte_buffer_reader_init(&rd, bb))
+		return NULL;
+	s = grpc_byte_buffer_reader_readall(&rd);
+	m = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s),
+				      GRPC_SLICE_START_PTR(s));
+	grpc_slice_unref(s);
+	grpc_byte_buffer_reader_destroy(&rd);
+	return m;
+}
+
+/* Fill st from a finished call's status (details are untrusted text). */
+static void status_fill(struct cli_rpc *r, struct cli_status *st,
+			grpc_status_code code, grpc_slice details)
+{
+	size_t n = GRPC_SLICE_LENGTH(details), i;
+	const unsigned char *p = GRPC_SLICE_START_PTR(details);
+
+	memset(st, 0, sizeof(*st));
+	st->code = (int)code;
+	if (n > sizeof(st->msg) - 1)
+		n = sizeof(st->msg) - 1;
+	for (i = 0; i < n; i++)
+		st->msg[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
+	st->msg[n] = '\0';
+	if (code == GRPC_STATUS_UNAVAILABLE &&
+	    grpc_channel_check_connectivity_state(r->chan, 0) !=
+		    GRPC_CHANNEL_READY)
+		st->unreachable = true;
+}
+
+static void status_local(struct cli_status *st, int code, const char *msg)
+{
+	memset(st, 0, sizeof(*st));
+	st->code = code;
+	snprintf(st->msg, sizeof(st->msg), "%s", msg);
+}
+
+/* Run one batch on call and wait for it. */
+static bool batch(struct cli_rpc *r, grpc_call *call, const grpc_op *ops,
+		  size_t n)
+{
+	grpc_event ev;
+
+	if (grpc_call_start_batch(call, ops, n, call, NULL) != GRPC_CALL_OK)
+		return false;
+	/* The call's deadline bounds this wait. */
+	ev = grpc_completion_queue_pluck(
+		r->cq, call, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+	return ev.type == GRPC_OP_COMPLETE && ev.success;
+}
+
+int cli_rpc_unary(struct cli_rpc *r, const char *method,
+		  const ProtobufCMessage *req,
+		  const ProtobufCMessageDescriptor *resp_desc,
+		  unsigned timeout_ms, ProtobufCMessage **resp,
+		  struct cli_status *st)
+{
+	grpc_metadata_array md_init, md_trail;
+	grpc_slice details = grpc_empty_slice();
+	grpc_status_code code = GRPC_STATUS_UNKNOWN;
+	grpc_byte_buffer *reqb, *respb = NULL;
+	grpc_op ops[6];
+	grpc_call *call;
+	int rc = 0;
+
+	*resp = NULL;
+	reqb = encode(req);
+	if (!reqb) {
+		status_local(st, GRPC_STATUS_INTERNAL, "out of memory");
+		return -ENOMEM;
+	}
+	call = grpc_channel_create_call(r->chan, NULL, GRPC_PROPAGATE_DEFAULTS,
+					r->cq,
+					grpc_slice_from_static_string(method),
+					NULL, deadline_in(timeout_ms), NULL);
+	grpc_metadata_array_init(&md_init);
+	grpc_metadata_array_init(&md_trail);
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = reqb;
+	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[3].data.recv_initial_metadata.recv_initial_metadata = &md_init;
+	ops[4].op = GRPC_OP_RECV_MESSAGE;
+	ops[4].data.recv_message.recv_message = &respb;
+	ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	ops[5].data.recv_status_on_client.trailing_metadata = &md_trail;
+	ops[5].data.recv_status_on_client.status = &code;
+	ops[5].data.recv_status_on_client.status_details = &details;
+	if (!batch(r, call, ops, CN_ARRAY_SIZE(ops))) {
+		status_local(st, GRPC_STATUS_INTERNAL,
+			     "the gRPC call could not be run");
+		rc = -EIO;
+		goto out;
+	}
+	status_fill(r, st, code, details);
+	if (code != GRPC_STATUS_OK) {
+		rc = -EREMOTEIO;
+		goto out;
+	}
+	*resp = decode(resp_desc, respb);
+	if (!*resp) {
+		status_local(st, GRPC_STATUS_INTERNAL,
+			     "the server sent a response that does not decode");
+		rc = -EBADMSG;
+	}
+out:
+	if (respb)
+		grpc_byte_buffer_destroy(respb);
+	grpc_byte_buffer_destroy(reqb);
+	grpc_slice_unref(details);
+	grpc_metadata_array_destroy(&md_init);
+	grpc_metadata_array_destroy(&md_trail);
+	grpc_call_unref(call);
+	return rc;
+}
+
+int cli_rpc_stream_start(struct cli_rpc *r, const char *method,
+			 const ProtobufCMessage *req, unsigned timeout_ms,
+			 struct cli_stream **out)
+{
+	struct cli_stream *s;
+	grpc_byte_buffer *reqb;
+	grpc_op ops[3];
+	bool ok;
+
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	reqb = encode(req);
+	if (!reqb) {
+		free(s);
+		return -ENOMEM;
+	}
+	s->r = r;
+	grpc_metadata_array_init(&s->md_init);
+	s->call = grpc_channel_create_call(
+		r->chan, NULL, GRPC_PROPAGATE_DEFAULTS, r->cq,
+		grpc_slice_from_static_string(method), NULL,
+		deadline_in(timeout_ms), NULL);
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = reqb;
+	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	/* A failed send shows as the status read by cli_stream_next. */
+	ok = batch(r, s->call, ops, CN_ARRAY_SIZE(ops));
+	(void)ok;
+	grpc_byte_buffer_destroy(reqb);
+	*out = s;
+	return 0;
+}
+
+/* Read the final status of a stream into st. */
+static int stream_status(struct cli_stream *s, struct cli_status *st)
+{
+	grpc_metadata_array md_trail;
+	grpc_slice details = grpc_empty_slice();
+	grpc_status_code code = GRPC_STATUS_UNKNOWN;
+	grpc_op op;
+	int rc = 0;
+
+	grpc_metadata_array_init(&md_trail);
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	op.data.recv_status_on_client.trailing_metadata = &md_trail;
+	op.data.recv_status_on_client.status = &code;
+	op.data.recv_status_on_client.status_details = &details;
+	if (!batch(s->r, s->call, &op, 1)) {
+		status_local(st, GRPC_STATUS_INTERNAL,
+			     "the gRPC stream could not be read");
+		rc = -EIO;
+	} else {
+		status_fill(s->r, st, code, details);
+		rc = code == GRPC_STATUS_OK ? 0 : -EREMOTEIO;
+	}
+	s->ended = true;
+	grpc_slice_unref(details);
+	grpc_metadata_array_destroy(&md_trail);
+	return rc;
+}
+
+int cli_stream_next(struct cli_stream *s,
+		    const ProtobufCMessageDescriptor *desc,
+		    ProtobufCMessage **msg, struct cli_status *st)
+{
+	grpc_byte_buffer *bb = NULL;
+	grpc_op ops[2];
+	size_t n = 0;
+
+	*msg = NULL;
+	memset(st, 0, sizeof(*st));
+	if (s->ended)
+		return 0;
+	memset(ops, 0, sizeof(ops));
+	if (!s->md_asked) {
+		s->md_asked = true;
+		ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+		ops[n++].data.recv_initial_metadata.recv_initial_metadata =
+			&s->md_init;
+	}
+	ops[n].op = GRPC_OP_RECV_MESSAGE;
+	ops[n++].data.recv_message.recv_message = &bb;
+	if (!batch(s->r, s->call, ops, n) || !bb)
+		return stream_status(s, st);
+	*msg = decode(desc, bb);
+	grpc_byte_buffer_destroy(bb);
+	if (!*msg) {
+		grpc_call_cancel(s->call, NULL);
+		(void)stream_status(s, st);
+		status_local(st, GRPC_STATUS_INTERNAL,
+			     "the server sent a message that does not decode");
+		return -EBADMSG;
+	}
+	return 1;
+}
+
+void cli_stream_close(struct cli_stream *s)
+{
+	struct cli_status st;
+
+	if (!s)
+		return;
+	if (!s->ended) {
+		grpc_call_cancel(s->call, NULL);
+		(void)stream_status(s, &st);
+	}
+	grpc_metadata_array_destroy(&s->md_init);
+	grpc_call_unref(s->call);
+	free(s);
+}
