@@ -242,19 +242,20 @@ static int follow(struct balloon *b, uint64_t hold_ms)
 }
 
 /*
- * `balloon[,hold=MS]`: follows the device's num_pages (docs/test-guest.md),
- * for MS ms (0, the default: for ever), then exits 0.
+ * `balloon[,hold=MS][,touch=1]`: follows the device's num_pages
+ * (docs/test-guest.md), for MS ms (0, the default: for ever), then exits
+ * 0; touch=1 first writes every page of the pool.
  */
 int work_balloon(struct user_ctx *u)
 {
-	static const char *const keys[] = { "hold", NULL };
+	static const char *const keys[] = { "hold", "touch", NULL };
 	struct balloon b;
-	uint64_t hold;
+	uint64_t hold, touch_all;
 
 	memset(&b, 0, sizeof(b));
 	b.u = u;
 	if (user_args_check(u, keys, 0) || user_arg_u64(u, "hold", 0, &hold) ||
-	    user_need_tsc(u))
+	    user_arg_u64(u, "touch", 0, &touch_all) || user_need_tsc(u))
 		return GUEST_EXIT_USAGE;
 	if (hold > BAL_MAX_HOLD_MS) {
 		user_printf("canopy-testguest: workload 'balloon': hold=%lu is "
@@ -265,6 +266,8 @@ int work_balloon(struct user_ctx *u)
 	if (bal_open(&b))
 		return GUEST_EXIT_FAIL;
 	pool_init(&b);
+	if (touch_all) /* make the pool resident, so inflating shows */
+		touch(&b, 0, (uint32_t)b.pool_pages);
 	if ((b.v.features & BAL_F_STATS_VQ) && stats_push(&b))
 		return GUEST_EXIT_FAIL;
 	user_printf("balloon: ready pool %lu pages ram %lu pages stats %d\n",

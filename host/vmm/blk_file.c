@@ -54,8 +54,10 @@ int blk_spec_parse(const char *opt, struct blk_spec *out, char *err,
 	strcpy(out->text, opt);
 	for (tok = strtok_r(out->text, ",", &save); tok;
 	     tok = strtok_r(NULL, ",", &save)) {
-		if (strncmp(tok, "path=", 5) == 0 && tok[5] && !out->path) {
-			out->path = tok + 5;
+		if (strncmp(tok, "path=", 5) == 0 && !out->path) {
+			out->path = tok[5] ? tok + 5 : NULL;
+			if (!out->path)
+				break;
 		} else if (strcmp(tok, "readonly") == 0) {
 			out->readonly = 1;
 		} else if (strcmp(tok, "direct") == 0) {

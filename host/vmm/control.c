@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "host/vmm/virtio_balloon.h"
 #include "host/vmm/vmm.h"
 #include "lib/err.h"
 #include "lib/frame.h"
@@ -97,6 +98,28 @@ static void fill_status(struct vm *vm, Canopy__V1__VmmStatus *st,
 	st->exits = exp;
 }
 
+/* Balloon fields of the status, when the VM has a balloon. */
+static void fill_balloon(struct vm *vm, Canopy__V1__VmmStatus *st,
+			 Canopy__V1__GuestMemory *gm)
+{
+	struct balloon_info bi;
+
+	if (balloon_info(vm, &bi) < 0)
+		return;
+	st->balloon_mib = bi.actual_pages / 256;
+	st->balloon_target_mib = bi.target_pages / 256;
+	if (!bi.have_stats)
+		return;
+	gm->total_bytes = bi.total_bytes;
+	gm->free_bytes = bi.free_bytes;
+	gm->available_bytes = bi.available_bytes;
+	gm->used_bytes = bi.total_bytes > bi.available_bytes ?
+				 bi.total_bytes - bi.available_bytes :
+				 0;
+	gm->age_ms = bi.age_ms;
+	st->guest_memory = gm;
+}
+
 static void set_error(Reply *r, Canopy__V1__Status *s, int neg_errno,
 		      const char *msg)
 {
@@ -184,6 +207,7 @@ static int handle(struct control_client *cl, const Request *rq)
 	Reply r = CANOPY__V1__VMM_REPLY__INIT;
 	Canopy__V1__Status s = CANOPY__V1__STATUS__INIT;
 	Canopy__V1__VmmStatus st = CANOPY__V1__VMM_STATUS__INIT;
+	Canopy__V1__GuestMemory gm = CANOPY__V1__GUEST_MEMORY__INIT;
 	Canopy__V1__ExitCount ex[VMM_EXIT_KINDS], *exp[VMM_EXIT_KINDS];
 	Canopy__V1__VmmDirtyBitmap d = CANOPY__V1__VMM_DIRTY_BITMAP__INIT;
 	Canopy__V1__VmmSaveResult sv = CANOPY__V1__VMM_SAVE_RESULT__INIT;
@@ -194,6 +218,7 @@ static int handle(struct control_client *cl, const Request *rq)
 	switch (rq->op_case) {
 	case CANOPY__V1__VMM_REQUEST__OP_STATUS:
 		fill_status(vm, &st, ex, exp);
+		fill_balloon(vm, &st, &gm);
 		r.result_case = CANOPY__V1__VMM_REPLY__RESULT_VM_STATUS;
 		r.vm_status = &st;
 		break;
@@ -215,8 +240,10 @@ static int handle(struct control_client *cl, const Request *rq)
 		do_dirty(cl, rq, &r, &s, &d, msg, sizeof(msg));
 		break;
 	case CANOPY__V1__VMM_REQUEST__OP_BALLOON:
-		set_error(&r, &s, -ENODEV,
-			  "balloon: this VM has no balloon device");
+		rc = balloon_set_target(vm, rq->balloon->target_mib, msg,
+					sizeof(msg));
+		if (rc < 0)
+			set_error(&r, &s, rc, msg);
 		break;
 	default:
 		set_error(&r, &s, -EINVAL, "request without a known operation");

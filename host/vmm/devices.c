@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "host/vmm/pci.h"
+#include "host/vmm/virtio_balloon.h"
 #include "host/vmm/virtio_blk.h"
 #include "host/vmm/virtio_pci.h"
 #include "host/vmm/vmm.h"
@@ -39,6 +40,8 @@ int devices_create(struct vm *vm, char *err, size_t errlen)
 		if (rc < 0)
 			return rc;
 	}
+	if (vm->cfg.balloon)
+		return virtio_balloon_add(vm, vm->pci, err, errlen);
 	return 0;
 }
 

@@ -23,6 +23,7 @@ static const char usage[] =
 	"                  [--control PATH] [--restore FILE] [--name NAME]\n"
 	"                  [--hugepages] [--log-level LEVEL] [--config FILE]\n"
 	"                  [--disk path=FILE[,readonly][,direct][,serial=ID]]...\n"
+	"                  [--balloon]\n"
 	"A --config FILE holds the same keys as 'key = value' lines; options\n"
 	"given on the command line win over the file.\n"
 	"Exit status: 0 guest powered off or stopped, 2 bad usage or\n"
@@ -48,6 +49,7 @@ enum {
 	OPT_LOGLEVEL = 'L',
 	OPT_HELP = 'h',
 	OPT_DISK = 'd',
+	OPT_BALLOON = 'b',
 };
 
 static const struct option long_opts[] = {
@@ -65,6 +67,7 @@ static const struct option long_opts[] = {
 	{ "log-level", required_argument, NULL, OPT_LOGLEVEL },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "balloon", no_argument, NULL, OPT_BALLOON },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -143,6 +146,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return -EINVAL;
 			}
 			o->cfg.disk[o->cfg.ndisks++] = optarg;
+			break;
+		case OPT_BALLOON:
+			o->cfg.balloon = 1;
 			break;
 		case OPT_HUGE:
 			o->cfg.hugepages = o->hugepages_set = 1;

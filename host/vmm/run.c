@@ -361,6 +361,11 @@ int vmm_run(struct vm *vm)
 		vmm_teardown(vm);
 		return VMM_EXIT_CRASH;
 	}
+	/* Device threads start parked (a restored device must not touch
+	 * guest RAM before all of it is loaded): let them go now. */
+	for (unsigned i = 0; i < vm->ndevs; i++)
+		if (vm->devs[i].ops->resume)
+			vm->devs[i].ops->resume(vm->devs[i].dev);
 	rc = vcpu_start_all(vm);
 	if (rc < 0) {
 		vmm_finish(vm, VMM_EXIT_CRASH, "cannot start vCPU threads");

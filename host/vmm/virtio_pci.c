@@ -810,10 +810,7 @@ static int vpci_load(void *dev, const void *p, size_t len)
 	if (rc == 0)
 		ioev_sync(vd, 1);
 	pthread_mutex_unlock(&vd->lock);
-	unpark(vd);
-	for (unsigned i = 0; rc == 0 && i < vd->ops->nqueues; i++)
-		if (vd->q[i].ready)
-			virtio_queue_kick(vd, i);
+	unpark(vd); /* still parked until the VM runs: see vpci_resume */
 	return rc;
 }
 
@@ -943,6 +940,7 @@ int virtio_pci_add(struct vm *vm, struct pci *bus,
 		goto fail;
 	}
 	vd->worker_started = 1;
+	park(vd); /* until the VM starts (vmm_run calls dev_ops.resume) */
 	if (vm->nvirtio < VMM_MAX_VIRTIO)
 		vm->virtio[vm->nvirtio++] = vd; /* devices_destroy frees it */
 	*out = vd;

@@ -16,7 +16,8 @@
  * reset, activate, pause or snapshot the device the transport parks the
  * worker between two callbacks: a device that completes requests before
  * returning from its callback therefore never has a request in flight
- * while parked.
+ * while parked. Workers are created parked and first run when the VM
+ * starts (dev_ops.resume from vmm_run), after a snapshot is fully loaded.
  */
 #ifndef CANOPY_VMM_VIRTIO_PCI_H
 #define CANOPY_VMM_VIRTIO_PCI_H

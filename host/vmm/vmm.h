@@ -88,6 +88,7 @@ struct vm;
 struct vcpu;
 struct pci;
 struct virtio_dev;
+struct balloon;
 
 /* A range of I/O ports or MMIO addresses served by one device. Handlers are
  * called on vCPU threads; a device protects its own state. `data` is in
@@ -158,6 +159,7 @@ struct vm_config {
 	/* --disk options as given (parsed by virtio_blk.h's blk_spec_parse). */
 	const char *disk[VMM_MAX_DISKS];
 	unsigned ndisks;
+	int balloon; /* --balloon: add a virtio-balloon device */
 };
 
 struct serial;
@@ -189,6 +191,7 @@ struct vm {
 	unsigned ndevs;
 	struct serial *serial;
 	struct pci *pci; /* bus 0 (pci.h) */
+	struct balloon *balloon; /* virtio_balloon.h; NULL without one */
 	struct virtio_dev *virtio[VMM_MAX_VIRTIO];
 	unsigned nvirtio;
 	_Atomic uint32_t pm1_sts, pm1_en; /* ACPI PM1a event block */

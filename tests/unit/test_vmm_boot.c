@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "host/vmm/pci.h"
 #include "host/vmm/vmm.h"
 
 #define FAKE_RAM (64ull << 20)
@@ -21,6 +22,7 @@ static int setup(void **state)
 
 	vm->ram_size = vm->low_size = FAKE_RAM;
 	vm->ram = calloc(1, FAKE_RAM);
+	vm->gmem = (struct gmem){ vm->ram, vm->ram_size, vm->low_size };
 	vm->cfg.kernel = "test.elf";
 	vm->cfg.cpus = 4;
 	vm->cfg.mem_mib = FAKE_RAM >> 20;
@@ -61,6 +63,7 @@ static void test_gpa_to_hva_high_ram(void **state)
 			.low_size = VMM_HOLE_START };
 	uint64_t high = v.ram_size - v.low_size;
 
+	v.gmem = (struct gmem){ v.ram, v.ram_size, v.low_size };
 	assert_ptr_equal(gpa_to_hva(&v, VMM_HIGH_START, 8),
 			 v.ram + VMM_HOLE_START);
 	assert_ptr_equal(gpa_to_hva(&v, VMM_HIGH_START + high - 1, 1),
@@ -186,7 +189,7 @@ static void test_acpi_tables(void **state)
 {
 	struct vm *vm = *state;
 	int64_t rsdp = acpi_build(vm);
-	const uint8_t *r, *xsdt, *madt = NULL;
+	const uint8_t *r, *xsdt, *madt = NULL, *mcfg = NULL, *fadt = NULL;
 	uint32_t len, cpus = 0;
 	uint64_t x;
 
@@ -209,8 +212,34 @@ static void test_acpi_tables(void **state)
 		assert_int_equal(sum(t, tl), 0);
 		if (memcmp(t, "APIC", 4) == 0)
 			madt = t;
+		if (memcmp(t, "MCFG", 4) == 0)
+			mcfg = t;
+		if (memcmp(t, "FACP", 4) == 0)
+			fadt = t;
 	}
 	assert_non_null(madt);
+	/* MCFG: ECAM of segment 0, bus 0 only. */
+	assert_non_null(mcfg);
+	memcpy(&x, mcfg + 44, 8);
+	assert_int_equal(x, PCI_ECAM_BASE);
+	assert_int_equal(mcfg[54], 0);
+	assert_int_equal(mcfg[55], 0);
+	/* The DSDT (from the FADT) checks out and holds the PCI host bridge
+	 * with its resources and interrupt routing. */
+	assert_non_null(fadt);
+	memcpy(&x, fadt + 140, 8);
+	{
+		const uint8_t *d = gpa_to_hva(vm, x, 36);
+		uint32_t dl;
+
+		memcpy(&dl, d + 4, 4);
+		d = gpa_to_hva(vm, x, dl);
+		assert_int_equal(sum(d, dl), 0);
+		assert_non_null(memmem(d, dl, "PCI0", 4));
+		assert_non_null(memmem(d, dl, "_PRT", 4));
+		assert_non_null(memmem(d, dl, "_CRS", 4));
+		assert_non_null(memmem(d, dl, "_S5_", 4));
+	}
 	memcpy(&len, madt + 4, 4);
 	for (uint32_t o = 44; o < len; o += madt[o + 1])
 		if (madt[o] == 0 && (madt[o + 4] & 1))
@@ -226,7 +255,7 @@ static void test_mp_table(void **state)
 	const uint8_t *area, *fps = NULL, *t;
 	uint32_t cfg, lapic, ioapic_addr = 0;
 	uint16_t len, count;
-	unsigned cpus = 0, bsp = 0, ioints = 0;
+	unsigned cpus = 0, bsp = 0, ioints = 0, pci_ints = 0;
 
 	assert_true(acpi_build(vm) > 0);
 	area = gpa_to_hva(vm, 0xF0000, 0x10000);
@@ -260,6 +289,17 @@ static void test_mp_table(void **state)
 			e += 8;
 			break;
 		case 3:
+			if (e[4] == 1) { /* the PCI bus: INTA of a slot */
+				unsigned slot = e[5] >> 2;
+
+				assert_int_equal(e[5] & 3, 0);
+				assert_int_equal(e[7],
+						 PCI_INTX_GSI_BASE +
+							 slot % PCI_INTX_GSIS);
+				pci_ints++;
+				e += 8;
+				break;
+			}
 			ioints++;
 			/* IRQ 0 goes to pin 2, as in the MADT. */
 			if (e[1] == 0 && e[5] == 0)
@@ -276,6 +316,7 @@ static void test_mp_table(void **state)
 	assert_int_equal(bsp, 1);
 	assert_int_equal(ioapic_addr, VMM_IOAPIC_BASE);
 	assert_int_equal(ioints, 16); /* ExtINT on pin 0 and 15 ISA IRQs */
+	assert_int_equal(pci_ints, PCI_SLOTS - 1);
 }
 
 int main(void)

@@ -73,6 +73,10 @@ class Control:
         return self.ok(save=protos.vmm().VmmSaveRequest(
             path=str(path), stop_after=stop_after)).saved
 
+    def balloon(self, target_mib):
+        return self.call(balloon=protos.vmm().VmmBalloonRequest(
+            target_mib=target_mib))
+
     def dirty(self, op):
         V = protos.vmm()
         return self.ok(dirty_log=V.VmmDirtyLogRequest(
