@@ -1,0 +1,181 @@
+/*
+ * canopy-agent: the host agent. One lib/loop epoll loop owns all state
+ * (struct agent): the bus client to the manager, the VM table, the VMM
+ * processes it supervises and the calls in flight on their control sockets.
+ * Everything here runs on the loop's thread.
+ */
+#ifndef CANOPY_HOST_AGENT_AGENT_H
+#define CANOPY_HOST_AGENT_AGENT_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "host/agent/spec.h"
+#include "lib/compiler.h"
+#include "proto/canopy_agent.pb-c.h"
+#include "proto/canopy_vmm.pb-c.h"
+
+struct loop;
+struct bus_client;
+struct vmmctl_call;
+
+/* The agent's version, reported at registration. */
+#define AGENT_VERSION "0.1.0"
+/* Defaults of options left unset. */
+#define AGENT_STATS_INTERVAL_S_DEFAULT 5
+#define AGENT_MANAGER_TIMEOUT_S_DEFAULT 10 /* as lib/bus's peer timeout */
+#define AGENT_START_TIMEOUT_MS_DEFAULT 10000 /* START: VMM to RUNNING */
+#define AGENT_STOP_TIMEOUT_MS_DEFAULT 30000 /* STOP: graceful, then hard */
+#define AGENT_OP_TIMEOUT_MS_MAX (10u * 60 * 1000) /* any command */
+/* Status calls to a VMM (stats, start polling, adoption). */
+#define AGENT_STATUS_TIMEOUT_MS 2000
+/* How often START asks a starting VMM for its state. */
+#define AGENT_START_POLL_MS 50
+/* After a stop request, wait this long beyond its timeout, then SIGKILL. */
+#define AGENT_KILL_GRACE_MS 3000
+/* Exit counts kept per VM. */
+#define AGENT_EXITS_MAX 24
+/* Datastores given with --datastore. */
+#define AGENT_DATASTORES_MAX 16
+/* Bad-input log lines per second (the rest are counted). */
+#define AGENT_BAD_LOG_PER_S 10
+
+struct agent_opts {
+	const char *manager; /* tcp://HOST:PORT */
+	const char *host_id;
+	const char *run_dir;
+	const char *vmm; /* canopy-vmm binary */
+	const char *address; /* reported for migration; may be NULL */
+	const char *datastores[AGENT_DATASTORES_MAX]; /* "NAME=DEV" */
+	size_t n_datastores;
+	uint32_t stats_interval_ms;
+	uint32_t manager_timeout_ms; /* manager gone after this silence */
+};
+
+/* A command being carried out for the manager; one per VM at a time. */
+struct agent_op {
+	Canopy__V1__VmAction action;
+	uint64_t reply_id; /* the manager's request id to answer */
+	uint64_t deadline_ms; /* loop time when the op gives up / kills */
+	uint32_t timeout_ms; /* as given or defaulted */
+	int killed; /* SIGKILL already sent */
+};
+
+struct agent_exit_count {
+	char reason[32];
+	uint64_t count;
+};
+
+/* A VM this host knows: a directory under <run-dir>/vms/. */
+struct agent_vm {
+	struct agent_vm *next;
+	struct agent *ag;
+	char id[AGENT_VM_ID_MAX + 1];
+	char dir[AGENT_PATH_MAX];
+	Canopy__V1__VmSpec *spec; /* as stored in spec.pb */
+	Canopy__V1__VmRunState state;
+	char reason[512]; /* why it stopped */
+	pid_t pid; /* VMM process, 0 when none */
+	int pidfd; /* -1 when none */
+	int is_child; /* started by this agent process (we reap it) */
+	uint64_t rss_bytes, cpu_ns, uptime_ms;
+	struct agent_exit_count exits[AGENT_EXITS_MAX];
+	size_t n_exits;
+	struct agent_op *op; /* command in flight, or NULL */
+	uint64_t op_timer; /* polling / deadline timer of op */
+	struct vmmctl_call *op_call; /* control call of op */
+	struct vmmctl_call *stats_call; /* status call of a stats round */
+};
+
+struct agent {
+	struct agent_opts opts;
+	struct loop *loop;
+	struct bus_client *bus;
+	char vms_dir[AGENT_PATH_MAX];
+	struct agent_vm *vms;
+	int sigfd;
+	uint64_t stats_timer;
+	unsigned stats_outstanding; /* status calls of the current round */
+	int stats_round; /* a round is collecting */
+	uint64_t bad_window_ms; /* start of the current log second */
+	unsigned bad_logged; /* bad-input lines logged in that second */
+	uint64_t bad_dropped; /* bad-input lines not logged */
+};
+
+/* ---- vm.c: the VM table, reports -------------------------------------- */
+
+/* The VM with this id, or NULL. */
+struct agent_vm *agent_vm_find(struct agent *ag, const char *id);
+/* Add a VM (state STOPPED, no process) owning spec; -ENOMEM. */
+CN_MUST_CHECK int agent_vm_add(struct agent *ag, const char *id,
+			       Canopy__V1__VmSpec *spec, struct agent_vm **out);
+/* Unlink and free a VM: cancels its calls and timers, closes its pidfd
+ * (the process, if any, is left alone), frees a pending op unanswered. */
+void agent_vm_free(struct agent *ag, struct agent_vm *vm);
+/* Whether a VMM process is up for vm. */
+int agent_vm_active(const struct agent_vm *vm);
+/* Load <run-dir>/vms/ at start: every valid VM directory is added; those
+ * with a control socket are adopted (asynchronously). 0 or -errno. */
+CN_MUST_CHECK int agent_vms_scan(struct agent *ag);
+/* Fill r from vm (strings point into vm; exits into the arrays given). */
+void agent_vm_report_fill(const struct agent_vm *vm,
+			  Canopy__V1__VmStateReport *r,
+			  Canopy__V1__ExitCount *exits,
+			  Canopy__V1__ExitCount **exitp);
+/* Send one VmStateReport for vm (dropped with a debug line when the
+ * manager is not connected). */
+void agent_vm_report(struct agent *ag, const struct agent_vm *vm);
+/* Update vm's cached figures from a VMM status. */
+void agent_vm_status_apply(struct agent_vm *vm,
+			   const Canopy__V1__VmmStatus *st);
+
+/* ---- vm_proc.c: VMM processes --------------------------------------- */
+
+/* fork+exec canopy-vmm for vm (setsid, log to vmm.log), watch its pidfd.
+ * 0 or -errno with msg (size len) saying why. */
+CN_MUST_CHECK int agent_vmm_spawn(struct agent *ag, struct agent_vm *vm,
+				  char *msg, size_t len);
+/* Watch an existing VMM process (adoption). 0 or -errno (-ESRCH: gone). */
+CN_MUST_CHECK int agent_vmm_watch(struct agent *ag, struct agent_vm *vm,
+				  pid_t pid, int is_child);
+/* SIGKILL the VMM's process group. */
+void agent_vmm_kill(struct agent_vm *vm);
+/* The last lines of vmm.log (at most len-1 bytes, newlines as "; "). */
+void agent_vmm_log_tail(const struct agent_vm *vm, char *out, size_t len);
+/* The reason of the last "vm stopped" line of vmm.log; 0 or -ENOENT. */
+CN_MUST_CHECK int agent_vmm_log_reason(const struct agent_vm *vm, char *out,
+				       size_t len);
+
+/* ---- command.c / command_power.c: VmCommand ------------------------- */
+
+/* Carry out a VmCommand request from the manager (env->request_id != 0)
+ * and answer it, now or when the work is done. */
+void agent_command_handle(struct agent *ag, const Canopy__V1__Envelope *env);
+/* Answer the manager's request reply_id with code (cn_code) and text. */
+void agent_reply(struct agent *ag, uint64_t reply_id, int code,
+		 const char *text);
+/* Finish vm's op: answer it with code/text, drop its timer and call. */
+void agent_op_finish(struct agent *ag, struct agent_vm *vm, int code,
+		     const char *text);
+/* Power commands (command_power.c); each answers or leaves vm->op set. */
+void agent_power_start(struct agent *ag, struct agent_vm *vm);
+void agent_power_stop(struct agent *ag, struct agent_vm *vm, int hard);
+void agent_power_pause(struct agent *ag, struct agent_vm *vm, int pause);
+/* The VMM of vm exited (vm->reason set): finish an op that waited for it. */
+void agent_power_exited(struct agent *ag, struct agent_vm *vm);
+/* Ask vm's VMM for its status to adopt it (start-up scan). */
+void agent_power_adopt(struct agent *ag, struct agent_vm *vm);
+
+/* ---- host.c: registration and host stats ---------------------------- */
+
+/* Send AgentRegister, then every VM's state and a stats round. */
+void agent_host_register(struct agent *ag);
+/* Start a stats round: status of every VMM, then HostStats. */
+void agent_stats_round(struct agent *ag);
+/* One status call of the round finished or was dropped; the last one
+ * sends HostStats. */
+void agent_stats_call_done(struct agent *ag);
+/* Whether to log one more bad-input line now (rate limit). */
+int agent_bad_log_ok(struct agent *ag);
+
+#endif

@@ -1,0 +1,471 @@
+/* canopy-agent: command line and configuration, set-up, the bus callbacks
+ * and the main loop. */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "host/agent/agent.h"
+#include "lib/bus.h"
+#include "lib/config.h"
+#include "lib/err.h"
+#include "lib/log.h"
+#include "lib/loop.h"
+#include "lib/sys.h"
+
+static const char usage[] =
+	"usage: canopy-agent --manager tcp://HOST:PORT --host-id ID --run-dir DIR\n"
+	"                    [--vmm PATH] [--address ADDR] [--datastore NAME=DEV]...\n"
+	"                    [--stats-interval SEC] [--manager-timeout SEC]\n"
+	"                    [--log-level LEVEL]\n"
+	"                    [--config FILE]\n"
+	"A --config FILE holds the same keys as 'key = value' lines (datastore:\n"
+	"a comma-separated list); options on the command line win.\n";
+
+static const char *const config_keys[] = {
+	"manager",   "host-id",	  "run-dir",	    "vmm",
+	"address",   "datastore", "stats-interval", "manager-timeout",
+	"log-level", NULL,
+};
+
+enum {
+	OPT_MANAGER = 'm',
+	OPT_HOST_ID = 'i',
+	OPT_RUN_DIR = 'r',
+	OPT_VMM = 'v',
+	OPT_ADDRESS = 'a',
+	OPT_DATASTORE = 'd',
+	OPT_STATS = 's',
+	OPT_MGR_TIMEOUT = 't',
+	OPT_LOGLEVEL = 'L',
+	OPT_CONFIG = 'f',
+	OPT_HELP = 'h',
+};
+
+static const struct option long_opts[] = {
+	{ "manager", required_argument, NULL, OPT_MANAGER },
+	{ "host-id", required_argument, NULL, OPT_HOST_ID },
+	{ "run-dir", required_argument, NULL, OPT_RUN_DIR },
+	{ "vmm", required_argument, NULL, OPT_VMM },
+	{ "address", required_argument, NULL, OPT_ADDRESS },
+	{ "datastore", required_argument, NULL, OPT_DATASTORE },
+	{ "stats-interval", required_argument, NULL, OPT_STATS },
+	{ "manager-timeout", required_argument, NULL, OPT_MGR_TIMEOUT },
+	{ "log-level", required_argument, NULL, OPT_LOGLEVEL },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Options as given, before the config file fills the gaps. */
+struct cmdline {
+	const char *stats, *mgr_timeout, *log_level, *config;
+	char *ds_list; /* datastore list from the config file (strtok'd) */
+};
+
+static int add_datastore(struct agent_opts *o, const char *s)
+{
+	if (o->n_datastores >= AGENT_DATASTORES_MAX) {
+		fprintf(stderr, "canopy-agent: more than %d --datastore\n",
+			AGENT_DATASTORES_MAX);
+		return -E2BIG;
+	}
+	o->datastores[o->n_datastores++] = s;
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct agent_opts *o,
+		      struct cmdline *cl)
+{
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_MANAGER:
+			o->manager = optarg;
+			break;
+		case OPT_HOST_ID:
+			o->host_id = optarg;
+			break;
+		case OPT_RUN_DIR:
+			o->run_dir = optarg;
+			break;
+		case OPT_VMM:
+			o->vmm = optarg;
+			break;
+		case OPT_ADDRESS:
+			o->address = optarg;
+			break;
+		case OPT_DATASTORE:
+			if (add_datastore(o, optarg) < 0)
+				return -EINVAL;
+			break;
+		case OPT_STATS:
+			cl->stats = optarg;
+			break;
+		case OPT_MGR_TIMEOUT:
+			cl->mgr_timeout = optarg;
+			break;
+		case OPT_LOGLEVEL:
+			cl->log_level = optarg;
+			break;
+		case OPT_CONFIG:
+			cl->config = optarg;
+			break;
+		case OPT_HELP:
+			fputs(usage, stdout);
+			exit(0);
+		default:
+			fputs(usage, stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "canopy-agent: unexpected argument '%s'\n%s",
+			argv[optind], usage);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Fill what the command line left unset from the config file; its strings
+ * live as long as the process (*keep is never freed). */
+static int apply_config(struct agent_opts *o, struct cmdline *cl,
+			struct config **keep)
+{
+	char err[512], *save = NULL, *tok;
+	struct config *c;
+	const char *v;
+	int rc = config_load(cl->config, &c, err, sizeof(err));
+
+	if (rc == 0)
+		rc = config_check_keys(c, config_keys, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "canopy-agent: %s\n", err);
+		return rc;
+	}
+	*keep = c;
+#define FILL(field, key)                                          \
+	do {                                                      \
+		if (!(field) && (v = config_get(c, key)) != NULL) \
+			(field) = v;                              \
+	} while (0)
+	FILL(o->manager, "manager");
+	FILL(o->host_id, "host-id");
+	FILL(o->run_dir, "run-dir");
+	FILL(o->vmm, "vmm");
+	FILL(o->address, "address");
+	FILL(cl->stats, "stats-interval");
+	FILL(cl->mgr_timeout, "manager-timeout");
+	FILL(cl->log_level, "log-level");
+#undef FILL
+	v = config_get(c, "datastore");
+	if (o->n_datastores || !v)
+		return 0;
+	cl->ds_list = strdup(v);
+	if (!cl->ds_list)
+		return -ENOMEM;
+	for (tok = strtok_r(cl->ds_list, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save))
+		if (add_datastore(o, tok) < 0)
+			return -EINVAL;
+	return 0;
+}
+
+/* NAME=DEV with NAME a VM-id-like word and DEV an existing path. */
+static int check_datastore(const char *s)
+{
+	const char *eq = strchr(s, '=');
+	char name[AGENT_VM_ID_MAX + 1], msg[200];
+	struct stat sb;
+
+	if (!eq || eq == s || (size_t)(eq - s) > AGENT_VM_ID_MAX || !eq[1]) {
+		fprintf(stderr,
+			"canopy-agent: --datastore %s: expected NAME=DEV\n", s);
+		return -EINVAL;
+	}
+	snprintf(name, sizeof(name), "%.*s", (int)(eq - s), s);
+	if (agent_vm_id_check(name, msg, sizeof(msg)) < 0) {
+		fprintf(stderr,
+			"canopy-agent: --datastore %s: bad name "
+			"(use a-z, 0-9 and '-')\n",
+			s);
+		return -EINVAL;
+	}
+	if (stat(eq + 1, &sb) < 0) {
+		fprintf(stderr, "canopy-agent: --datastore %s: %s\n", s,
+			strerror(errno));
+		return -ENOENT;
+	}
+	return 0;
+}
+
+/* 1..3600 seconds, into ms. */
+static int parse_secs(const char *what, const char *s, uint32_t *ms)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (!*s || *end || errno || s[0] == '-' || v < 1 || v > 3600) {
+		fprintf(stderr, "canopy-agent: %s %s: give 1 to 3600 seconds\n",
+			what, s);
+		return -EINVAL;
+	}
+	*ms = (uint32_t)v * 1000;
+	return 0;
+}
+
+static int validate(struct agent_opts *o, struct cmdline *cl)
+{
+	enum log_level lvl;
+
+	if (!o->manager || !o->host_id || !o->run_dir) {
+		fprintf(stderr,
+			"canopy-agent: --manager, --host-id and "
+			"--run-dir are required\n%s",
+			usage);
+		return -EINVAL;
+	}
+	if (!bus_host_id_valid(o->host_id)) {
+		fprintf(stderr,
+			"canopy-agent: --host-id %s: use 1 to %d "
+			"characters of A-Z, a-z, 0-9, '.', '_' and '-'\n",
+			o->host_id, BUS_HOST_ID_MAX);
+		return -EINVAL;
+	}
+	if (o->run_dir[0] != '/' || strlen(o->run_dir) > AGENT_PATH_MAX - 80) {
+		fprintf(stderr,
+			"canopy-agent: --run-dir %s: give an absolute "
+			"path of at most %d bytes\n",
+			o->run_dir, AGENT_PATH_MAX - 80);
+		return -EINVAL;
+	}
+	if (cl->log_level) {
+		if (log_level_parse(cl->log_level, &lvl) < 0) {
+			fprintf(stderr,
+				"canopy-agent: --log-level %s: expected "
+				"debug, info, warn or error\n",
+				cl->log_level);
+			return -EINVAL;
+		}
+		log_set_level(lvl);
+	}
+	o->stats_interval_ms = AGENT_STATS_INTERVAL_S_DEFAULT * 1000;
+	if (cl->stats && parse_secs("--stats-interval", cl->stats,
+				    &o->stats_interval_ms) < 0)
+		return -EINVAL;
+	o->manager_timeout_ms = AGENT_MANAGER_TIMEOUT_S_DEFAULT * 1000;
+	if (cl->mgr_timeout && parse_secs("--manager-timeout", cl->mgr_timeout,
+					  &o->manager_timeout_ms) < 0)
+		return -EINVAL;
+	for (size_t i = 0; i < o->n_datastores; i++)
+		if (check_datastore(o->datastores[i]) < 0)
+			return -EINVAL;
+	return 0;
+}
+
+/* The default VMM: canopy-vmm beside this binary. */
+static const char *default_vmm(void)
+{
+	static char path[AGENT_PATH_MAX];
+	char self[AGENT_PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n <= 0)
+		return "canopy-vmm";
+	self[n] = '\0';
+	snprintf(path, sizeof(path), "%s/canopy-vmm", dirname(self));
+	return path;
+}
+
+/* ---- bus callbacks ------------------------------------------------------ */
+
+static void on_message(void *arg, const Canopy__V1__Envelope *env)
+{
+	struct agent *ag = arg;
+	char msg[200];
+
+	if (env->body_case == CANOPY__V1__ENVELOPE__BODY_VM_COMMAND &&
+	    env->request_id) {
+		agent_command_handle(ag, env);
+		return;
+	}
+	if (env->body_case == CANOPY__V1__ENVELOPE__BODY_VM_COMMAND)
+		snprintf(msg, sizeof(msg),
+			 "a VmCommand must be a request "
+			 "(request_id set)");
+	else
+		snprintf(msg, sizeof(msg),
+			 "canopy-agent does not accept "
+			 "envelope body %d from the manager",
+			 (int)env->body_case);
+	if (agent_bad_log_ok(ag))
+		log_warn("agent", "message refused", "request=%llu why=\"%s\"",
+			 (unsigned long long)env->request_id, msg);
+	if (env->request_id)
+		agent_reply(ag, env->request_id, CN_INVALID_ARGUMENT, msg);
+}
+
+static void on_connected(void *arg)
+{
+	struct agent *ag = arg;
+
+	log_info("agent", "manager connected", "manager=%s", ag->opts.manager);
+	agent_host_register(ag);
+}
+
+static void on_disconnected(void *arg)
+{
+	struct agent *ag = arg;
+
+	log_warn("agent", "manager unreachable; VMs keep running", "manager=%s",
+		 ag->opts.manager);
+}
+
+static void heartbeat_fill(void *arg, Canopy__V1__AgentHeartbeat *hb)
+{
+	struct agent *ag = arg;
+
+	hb->running_vms = 0;
+	for (struct agent_vm *vm = ag->vms; vm; vm = vm->next)
+		hb->running_vms += agent_vm_active(vm) ? 1 : 0;
+}
+
+static const struct bus_client_ops bus_ops = {
+	.on_message = on_message,
+	.on_connected = on_connected,
+	.on_disconnected = on_disconnected,
+	.heartbeat_fill = heartbeat_fill,
+};
+
+/* ---- loop --------------------------------------------------------------- */
+
+static int on_stats_timer(struct loop *l, uint64_t id, void *arg)
+{
+	struct agent *ag = arg;
+
+	if (bus_client_connected(ag->bus))
+		agent_stats_round(ag);
+	return (int)ag->opts.stats_interval_ms;
+}
+
+static void on_signal(struct loop *l, int fd, unsigned mask, void *arg)
+{
+	struct signalfd_siginfo si;
+
+	if (sys_read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		log_info("agent", "stopping; VMs keep running", "signal=%u",
+			 si.ssi_signo);
+	loop_stop(l);
+}
+
+static int mkdir_p(const char *dir)
+{
+	char p[AGENT_PATH_MAX];
+
+	snprintf(p, sizeof(p), "%s", dir);
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*s = '/';
+	}
+	if (mkdir(p, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int setup_signals(struct agent *ag)
+{
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -errno;
+	ag->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (ag->sigfd < 0)
+		return -errno;
+	return loop_fd_add(ag->loop, ag->sigfd, LOOP_READ, on_signal, ag);
+}
+
+/* Create the loop, the run directory, the VM table and the bus. */
+static int agent_start(struct agent *ag)
+{
+	struct bus_options bo = {
+		.peer_timeout_ms = ag->opts.manager_timeout_ms,
+		.heartbeat_ms = CN_MIN(BUS_HEARTBEAT_MS_DEFAULT,
+				       ag->opts.manager_timeout_ms / 4),
+	};
+	int rc, err = 0;
+
+	snprintf(ag->vms_dir, sizeof(ag->vms_dir), "%s/vms", ag->opts.run_dir);
+	rc = mkdir_p(ag->vms_dir);
+	if (rc < 0)
+		die("run directory %s: %s", ag->vms_dir, cn_strerror(rc));
+	rc = loop_create(&ag->loop);
+	if (rc < 0)
+		die("event loop: %s", cn_strerror(rc));
+	rc = setup_signals(ag);
+	if (rc < 0)
+		die("signals: %s", cn_strerror(rc));
+	rc = agent_vms_scan(ag);
+	if (rc < 0)
+		die("scan %s: %s", ag->vms_dir, cn_strerror(rc));
+	rc = bus_client_create(ag->loop, ag->opts.manager, ag->opts.host_id,
+			       &bo, &bus_ops, ag, &ag->bus);
+	if (rc < 0)
+		die("--manager %s: %s", ag->opts.manager, cn_strerror(rc));
+	ag->stats_timer = loop_timer_add(ag->loop, ag->opts.stats_interval_ms,
+					 on_stats_timer, ag, &err);
+	if (!ag->stats_timer)
+		die("stats timer: %s", cn_strerror(err));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct agent ag = { .sigfd = -1 };
+	struct cmdline cl = { 0 };
+	struct config *keep = NULL;
+	int rc;
+
+	if (parse_args(argc, argv, &ag.opts, &cl) < 0)
+		return 2;
+	if (cl.config && apply_config(&ag.opts, &cl, &keep) < 0)
+		return 2;
+	if (validate(&ag.opts, &cl) < 0)
+		return 2;
+	if (!ag.opts.vmm)
+		ag.opts.vmm = default_vmm();
+	if (agent_start(&ag) < 0)
+		return 1;
+	log_info("agent", "started", "host=%s manager=%s run_dir=%s vmm=%s",
+		 ag.opts.host_id, ag.opts.manager, ag.opts.run_dir,
+		 ag.opts.vmm);
+	rc = loop_run(ag.loop);
+	/* Leave every VMM running: they are in their own sessions. */
+	ag.stats_round = 0;
+	while (ag.vms)
+		agent_vm_free(&ag, ag.vms);
+	bus_client_destroy(ag.bus);
+	loop_fd_del(ag.loop, ag.sigfd, LOOP_READ);
+	sys_close(ag.sigfd);
+	loop_destroy(ag.loop);
+	config_free(keep);
+	free(cl.ds_list);
+	return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,18 @@
+# canopy-agent (host/agent/): the host agent on the agent bus.
+AGENT_SRCS := $(wildcard host/agent/*.c)
+AGENT_OBJS := $(patsubst %.c,$(B)/%.o,$(AGENT_SRCS))
+# Everything but main.o, for unit tests of the agent's pure parts.
+AGENT_LIB := $(B)/host/agent/libagent.a
+
+$(AGENT_LIB): $(filter-out $(B)/host/agent/main.o,$(AGENT_OBJS))
+	$(call msg,AR,$@)
+	$(Q)rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(B)/bin/canopy-agent: $(B)/host/agent/main.o $(AGENT_LIB) $(LIBCANOPY)
+	$(call link,$@,$^,$(LIBS_ZMQ) $(LIBS_PROTO))
+
+BINS += $(B)/bin/canopy-agent
+
+# Unit tests of the agent link its archive.
+$(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test_agent_*.c)): $(AGENT_LIB)

@@ -1,0 +1,240 @@
+/* canopy-agent: VMM processes: spawn, watch through a pidfd, reap, kill,
+ * and read why they stopped from vmm.log. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "host/agent/agent.h"
+#include "host/agent/vmmctl.h"
+#include "lib/err.h"
+#include "lib/log.h"
+#include "lib/loop.h"
+#include "lib/sys.h"
+
+/* How much of vmm.log is read for a tail or a reason. */
+#define LOG_TAIL_READ 4096
+
+static int pidfd_open_(pid_t pid)
+{
+	long fd = syscall(SYS_pidfd_open, pid, 0);
+
+	return fd < 0 ? -errno : (int)fd;
+}
+
+/* Read the last LOG_TAIL_READ bytes of vmm.log (NUL-terminated). */
+static int log_read_end(const struct agent_vm *vm, char *buf, size_t size)
+{
+	char path[AGENT_PATH_MAX + 16];
+	off_t end;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/vmm.log", vm->dir);
+	fd = sys_open(path, O_RDONLY, 0);
+	if (fd < 0)
+		return fd;
+	end = lseek(fd, 0, SEEK_END);
+	if (end < 0)
+		end = 0;
+	n = sys_pread_full(fd, buf, size - 1,
+			   end > (off_t)(size - 1) ? end - (off_t)(size - 1) :
+						     0);
+	sys_close(fd);
+	if (n < 0)
+		return (int)n;
+	buf[n] = '\0';
+	return (int)n;
+}
+
+void agent_vmm_log_tail(const struct agent_vm *vm, char *out, size_t len)
+{
+	char buf[LOG_TAIL_READ + 1], *p;
+	int n = log_read_end(vm, buf, sizeof(buf)), lines = 0;
+	size_t o = 0;
+
+	out[0] = '\0';
+	if (n <= 0)
+		return;
+	/* Back up over the last three non-empty lines. */
+	while (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	for (p = buf + n; p > buf; p--)
+		if (p[-1] == '\n' && ++lines == 3)
+			break;
+	for (; *p && o + 3 < len; p++) {
+		if (*p == '\n') {
+			out[o++] = ';';
+			out[o++] = ' ';
+		} else {
+			out[o++] = *p;
+		}
+	}
+	out[o] = '\0';
+}
+
+int agent_vmm_log_reason(const struct agent_vm *vm, char *out, size_t len)
+{
+	char buf[LOG_TAIL_READ + 1], *line = NULL, *p, *e;
+	int n = log_read_end(vm, buf, sizeof(buf));
+
+	if (n <= 0)
+		return -ENOENT;
+	for (p = buf; (p = strstr(p, "msg=\"vm stopped\"")) != NULL; p++)
+		line = p;
+	if (!line || !(p = strstr(line, " reason=\"")))
+		return -ENOENT;
+	p += strlen(" reason=\"");
+	e = strchr(p, '"');
+	if (!e || memchr(p, '\n', (size_t)(e - p)))
+		return -ENOENT;
+	snprintf(out, len, "%.*s", (int)(e - p), p);
+	return 0;
+}
+
+/* Why the process ended, for a child whose wait status we have. */
+static void child_reason(struct agent_vm *vm, int st)
+{
+	char logr[256];
+	int have = agent_vmm_log_reason(vm, logr, sizeof(logr)) == 0;
+
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && have)
+		snprintf(vm->reason, sizeof(vm->reason), "%s", logr);
+	else if (WIFEXITED(st) && have)
+		snprintf(vm->reason, sizeof(vm->reason),
+			 "%s (canopy-vmm exit status %d)", logr,
+			 WEXITSTATUS(st));
+	else if (WIFEXITED(st))
+		snprintf(vm->reason, sizeof(vm->reason),
+			 "canopy-vmm exited with status %d", WEXITSTATUS(st));
+	else
+		snprintf(vm->reason, sizeof(vm->reason),
+			 "canopy-vmm was killed by signal %d (%s)",
+			 WTERMSIG(st), strsignal(WTERMSIG(st)));
+}
+
+static void on_exit_fd(struct loop *l, int fd, unsigned mask, void *arg)
+{
+	struct agent_vm *vm = arg;
+	struct agent *ag = vm->ag;
+	int st = 0;
+
+	loop_fd_del(l, fd, LOOP_READ);
+	sys_close(fd);
+	vm->pidfd = -1;
+	if (vm->is_child && waitpid(vm->pid, &st, 0) == vm->pid)
+		child_reason(vm, st);
+	else if (agent_vmm_log_reason(vm, vm->reason, sizeof(vm->reason)) < 0)
+		snprintf(vm->reason, sizeof(vm->reason),
+			 "canopy-vmm (pid %d) exited", (int)vm->pid);
+	log_info("agent", "vmm exited", "vm=%s pid=%d reason=\"%s\"", vm->id,
+		 (int)vm->pid, vm->reason);
+	vm->state = CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_STOPPED;
+	vm->pid = 0;
+	vm->rss_bytes = vm->uptime_ms = 0;
+	if (vm->stats_call) {
+		vmmctl_call_cancel(vm->stats_call);
+		vm->stats_call = NULL;
+		agent_stats_call_done(ag);
+	}
+	agent_power_exited(ag, vm);
+	agent_vm_report(ag, vm);
+}
+
+int agent_vmm_watch(struct agent *ag, struct agent_vm *vm, pid_t pid,
+		    int is_child)
+{
+	int fd = pidfd_open_(pid), rc;
+
+	if (fd < 0)
+		return fd;
+	rc = loop_fd_add(ag->loop, fd, LOOP_READ, on_exit_fd, vm);
+	if (rc < 0) {
+		sys_close(fd);
+		return rc;
+	}
+	vm->pid = pid;
+	vm->pidfd = fd;
+	vm->is_child = is_child;
+	return 0;
+}
+
+void agent_vmm_kill(struct agent_vm *vm)
+{
+	if (vm->pid <= 0)
+		return;
+	/* Its own process group (setsid); the pid itself if that fails. */
+	if (kill(-vm->pid, SIGKILL) < 0)
+		(void)kill(vm->pid, SIGKILL);
+}
+
+/* In the child: only async-signal-safe calls until exec. */
+static CN_NORETURN void child_exec(char **argv, const char *dir, int logfd)
+{
+	static const char nope[] = "canopy-agent: cannot exec canopy-vmm\n";
+	sigset_t all;
+	int nul = open("/dev/null", O_RDONLY);
+
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	(void)setsid();
+	if (nul >= 0)
+		dup2(nul, 0);
+	dup2(logfd, 1);
+	dup2(logfd, 2);
+	syscall(SYS_close_range, 3, ~0U, 0);
+	if (chdir(dir) == 0)
+		execv(argv[0], argv);
+	(void)!write(2, nope, sizeof(nope) - 1);
+	_exit(127);
+}
+
+int agent_vmm_spawn(struct agent *ag, struct agent_vm *vm, char *msg,
+		    size_t len)
+{
+	struct agent_argv av;
+	char path[AGENT_PATH_MAX + 16];
+	int logfd, rc;
+	pid_t pid;
+
+	rc = agent_vmm_argv_build(ag->opts.vmm, vm->dir, vm->id, vm->spec, &av);
+	if (rc < 0) {
+		snprintf(msg, len,
+			 "cannot build the canopy-vmm command line: %s",
+			 cn_strerror(rc));
+		goto out_argv;
+	}
+	snprintf(path, sizeof(path), "%s/vmm.log", vm->dir);
+	logfd = sys_open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	if (logfd < 0) {
+		rc = logfd;
+		snprintf(msg, len, "cannot open %s: %s", path, cn_strerror(rc));
+		goto out_argv;
+	}
+	pid = fork();
+	if (pid == 0)
+		child_exec(av.v, vm->dir, logfd);
+	rc = pid < 0 ? -errno : 0;
+	sys_close(logfd);
+	if (rc < 0) {
+		snprintf(msg, len, "fork: %s", cn_strerror(rc));
+		goto out_argv;
+	}
+	rc = agent_vmm_watch(ag, vm, pid, 1);
+	if (rc < 0) {
+		snprintf(msg, len, "pidfd_open: %s", cn_strerror(rc));
+		(void)kill(pid, SIGKILL);
+		(void)waitpid(pid, NULL, 0);
+		goto out_argv;
+	}
+	log_info("agent", "vmm started", "vm=%s pid=%d", vm->id, (int)pid);
+out_argv:
+	agent_argv_free(&av);
+	return rc;
+}

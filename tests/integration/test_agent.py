@@ -1,0 +1,311 @@
+"""canopy-agent against a fake manager (no KVM needed): registration,
+heartbeats, host stats, CREATE/DELETE and the spec file, every bad-input
+path of the bus messages and of the command line."""
+import os
+import socket
+import stat
+import subprocess
+import time
+
+import pytest
+
+from canopy_testlib import protos
+from canopy_testlib.fakemgr import Agent, FakeManager, agent_pb
+
+INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS = 3, 5, 6
+FAILED_PRECONDITION, UNIMPLEMENTED = 9, 12
+
+
+@pytest.fixture
+def mgr():
+    m = FakeManager()
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def agents(build_dir, tmp_path):
+    started = []
+
+    def start(mgr, host_id="host1", extra=(), run_dir=None):
+        a = Agent(build_dir, run_dir or tmp_path / "run", mgr.endpoint,
+                  host_id, extra)
+        started.append(a)
+        return a
+
+    yield start
+    for a in started:
+        a.stop()
+
+
+def spec(**kw):
+    c = protos.common()
+    s = c.VmSpec(name="web1", cpus=1, memory_mib=64,
+                 kernel="/nonexistent/kernel.elf")
+    for k, v in kw.items():
+        if k == "disks":
+            for d in v:
+                s.disks.add(**d)
+        elif k == "nics":
+            for n in v:
+                s.nics.add(**n)
+        else:
+            setattr(s, k, v)
+    return s
+
+
+def test_register_heartbeat_stats(mgr, agents, tmp_path):
+    dev = tmp_path / "ds.img"
+    dev.write_bytes(b"")
+    a = agents(mgr, extra=["--address", "10.1.2.3", "--stats-interval", "1",
+                           "--datastore", "ds1=%s" % dev])
+    reg = mgr.wait_body("register").register
+    assert reg.hostname == socket.gethostname()
+    assert reg.cpus == os.cpu_count()
+    with open("/proc/meminfo") as f:
+        total = int(f.readline().split()[1]) >> 10
+    assert reg.memory_mib == total
+    nics = sorted(n for n in os.listdir("/sys/class/net") if n != "lo")
+    assert sorted(reg.nics) == nics
+    assert reg.version
+    assert reg.address == "10.1.2.3"
+    assert list(reg.datastores) == ["ds1=%s" % dev]
+    with open("/proc/cpuinfo") as f:
+        flags = next(l for l in f if l.startswith("flags")).split(":")[1]
+    assert list(reg.cpu_flags) == flags.split()
+    hs = mgr.wait_body("host_stats", timeout=5).host_stats
+    assert hs.memory_used_mib > 0 and hs.memory_used_mib <= total
+    assert len(hs.vms) == 0
+    # Another round a second later: the interval is honoured.
+    m = mgr.mark()
+    mgr.wait_body("host_stats", timeout=3, start=m)
+    n = mgr.heartbeat_count("host1")
+    time.sleep(1.5)
+    assert mgr.heartbeat_count("host1") > n, "heartbeats stopped"
+    _, hb = mgr.heartbeats[-1]
+    assert hb.heartbeat.running_vms == 0
+    assert a.alive()
+
+
+def test_create_writes_spec_and_disks_delete_removes(mgr, agents, tmp_path):
+    agents(mgr)
+    mgr.wait_body("register")
+    ext = tmp_path / "ext.img"
+    s = spec(cmdline="count", disks=[
+        {"path": "disk0.img", "size_bytes": 1 << 30, "serial": "d0"},
+        {"path": str(ext), "size_bytes": 4096, "readonly": True}])
+    st = mgr.command("host1", "CREATE", "web1", s)
+    assert st.code == 0, st.message
+    vmdir = tmp_path / "run" / "vms" / "web1"
+    sp = vmdir / "spec.pb"
+    assert stat.S_IMODE(sp.stat().st_mode) == 0o600
+    back = protos.common().VmSpec()
+    back.ParseFromString(sp.read_bytes())
+    assert back == s
+    assert not [p for p in os.listdir(vmdir) if ".tmp" in p]
+    d0 = vmdir / "disk0.img"
+    assert d0.stat().st_size == 1 << 30
+    assert d0.stat().st_blocks * 512 < 1 << 20, "disk is not sparse"
+    assert ext.stat().st_size == 4096
+    rep = mgr.wait_body("vm_state", lambda r: r.vm_id == "web1").vm_state
+    assert rep.state == protos.common().VM_RUN_STATE_STOPPED
+    # A second CREATE of the same id is refused; nothing changes.
+    st = mgr.command("host1", "CREATE", "web1", spec())
+    assert st.code == ALREADY_EXISTS and "already exists" in st.message
+    back.ParseFromString(sp.read_bytes())
+    assert back == s
+    # Stopping or pausing a VM that is not running.
+    assert mgr.command("host1", "STOP", "web1").code == 0
+    assert mgr.command("host1", "STOP_HARD", "web1").code == 0
+    st = mgr.command("host1", "PAUSE", "web1")
+    assert st.code == FAILED_PRECONDITION and "start it first" in st.message
+    st = mgr.command("host1", "DELETE", "web1")
+    assert st.code == 0, st.message
+    assert not vmdir.exists()
+    assert mgr.command("host1", "DELETE", "web1").code == NOT_FOUND
+
+
+def test_create_existing_disk_refused_and_rolled_back(mgr, agents, tmp_path):
+    agents(mgr)
+    mgr.wait_body("register")
+    a = tmp_path / "a.img"
+    b = tmp_path / "b.img"
+    b.write_bytes(b"keep me")
+    s = spec(disks=[{"path": str(a), "size_bytes": 1 << 20},
+                    {"path": str(b), "size_bytes": 1 << 20}])
+    st = mgr.command("host1", "CREATE", "vm2", s)
+    assert st.code == ALREADY_EXISTS, st.message
+    assert str(b) in st.message and "size 0" in st.message
+    assert not a.exists(), "first disk not rolled back"
+    assert b.read_bytes() == b"keep me"
+    assert not (tmp_path / "run" / "vms" / "vm2").exists()
+    # size 0 uses the existing file.
+    s = spec(disks=[{"path": str(b)}])
+    assert mgr.command("host1", "CREATE", "vm2", s).code == 0
+    assert b.read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("vm_id", [
+    "", "A", "web_1", "../etc", "a/b", "..", "x" * 64, "web1\n", "wéb"])
+def test_bad_vm_ids(mgr, agents, vm_id):
+    a = agents(mgr)
+    mgr.wait_body("register")
+    for action in ("CREATE", "START", "DELETE"):
+        st = mgr.command("host1", action, vm_id, spec())
+        assert st.code == INVALID_ARGUMENT, (action, st)
+        assert "VM id" in st.message
+    assert a.alive()
+
+
+@pytest.mark.parametrize("kw,code,words", [
+    ({"cpus": 0}, INVALID_ARGUMENT, "cpus 0 is out of range"),
+    ({"cpus": 65}, INVALID_ARGUMENT, "cpus 65 is out of range"),
+    ({"memory_mib": 8}, INVALID_ARGUMENT, "memory 8 MiB is out of range"),
+    ({"memory_mib": 2 ** 40}, INVALID_ARGUMENT, "out of range"),
+    ({"kernel": ""}, INVALID_ARGUMENT, "kernel is empty"),
+    ({"kernel": "k.elf"}, INVALID_ARGUMENT, "not an absolute path"),
+    ({"kernel": "/a/../b"}, INVALID_ARGUMENT, "'..' component"),
+    ({"kernel": "/a,b"}, INVALID_ARGUMENT, "a ','"),
+    ({"initrd": "rel"}, INVALID_ARGUMENT, "initrd 'rel' is not an absolute"),
+    ({"cmdline": "x" * 4096}, INVALID_ARGUMENT, "cmdline is longer"),
+    ({"name": "n" * 64}, INVALID_ARGUMENT, "name is longer"),
+    ({"nics": [{"network": "lan"}]}, UNIMPLEMENTED, "without network"),
+    ({"disks": [{"path": "ds1:web/disk0"}]}, UNIMPLEMENTED, "datastore"),
+    ({"disks": [{"path": "../x"}]}, INVALID_ARGUMENT, "plain file name"),
+    ({"disks": [{"path": "spec.pb"}]}, INVALID_ARGUMENT, "plain file name"),
+    ({"disks": [{"path": "/d/../x"}]}, INVALID_ARGUMENT, "'..'"),
+    ({"disks": [{"path": "d", "size_bytes": 1000}]}, INVALID_ARGUMENT,
+     "multiple of 512"),
+    ({"disks": [{"path": "d", "serial": "s" * 21}]}, INVALID_ARGUMENT,
+     "serial is longer"),
+    ({"disks": [{"path": "d", "serial": "a,b"}]}, INVALID_ARGUMENT,
+     "serial may hold only"),
+    ({"disks": [{"path": "d%d" % i} for i in range(17)]}, INVALID_ARGUMENT,
+     "at most 16"),
+])
+def test_bad_specs(mgr, agents, tmp_path, kw, code, words):
+    a = agents(mgr)
+    mgr.wait_body("register")
+    st = mgr.command("host1", "CREATE", "vm1", spec(**kw))
+    assert st.code == code, st
+    assert words in st.message
+    assert not (tmp_path / "run" / "vms" / "vm1").exists()
+    assert a.alive()
+
+
+def test_malformed_and_unknown_envelopes(mgr, agents):
+    A = agent_pb()
+    a = agents(mgr)
+    mgr.wait_body("register")
+    n = mgr.heartbeat_count("host1")
+    # Garbage bytes, an empty frame, a wrong version: dropped by the bus.
+    mgr.send_raw("host1", b"\xff\x00garbage" * 10)
+    mgr.send_raw("host1", b"")
+    bad = mgr.envelope("host1", request_id=77, register=A.AgentRegister())
+    bad.version = 9
+    mgr.send("host1", bad)
+    st = mgr.wait(lambda h, e: e.reply_to == 77).result.status
+    assert st.code == INVALID_ARGUMENT
+    # A body the agent does not take, as a request: answered.
+    st = mgr.request("host1", register=A.AgentRegister(hostname="x"))
+    assert st.code == INVALID_ARGUMENT and "does not accept" in st.message
+    st = mgr.request("host1", host_stats=A.HostStats())
+    assert st.code == INVALID_ARGUMENT
+    # A VmCommand with an unknown action or no spec.
+    st = mgr.request("host1", vm_command=A.VmCommand(action=99,
+                                                      vm_id="vm1"))
+    assert st.code == INVALID_ARGUMENT and "unknown VM action" in st.message
+    st = mgr.request("host1", vm_command=A.VmCommand(
+        action=A.VM_ACTION_UNSPECIFIED, vm_id="vm1"))
+    assert st.code == INVALID_ARGUMENT
+    st = mgr.command("host1", "CREATE", "vm1")
+    assert st.code == INVALID_ARGUMENT and "no VM spec" in st.message
+    st = mgr.command("host1", "START", "nosuchvm")
+    assert st.code == NOT_FOUND and "create it first" in st.message
+    # A one-way VmCommand (no request id) cannot be answered: logged only.
+    mgr.send("host1", mgr.envelope("host1", vm_command=A.VmCommand(
+        action=A.VM_ACTION_DELETE, vm_id="vm1")))
+    # Still alive and still heartbeating.
+    time.sleep(1.0)
+    assert a.alive()
+    assert mgr.heartbeat_count("host1") > n
+    assert mgr.command("host1", "DELETE", "vm1").code == NOT_FOUND
+    assert "must be a request" in a.log_text()
+
+
+def test_reconnect_registers_again(build_dir, tmp_path, agents):
+    """The manager goes away for longer than --manager-timeout and comes
+    back on the same port: the agent registers again and reports its VMs."""
+    m = FakeManager()
+    port = m.port
+    try:
+        a = agents(m, extra=["--manager-timeout", "1"])
+        m.wait_body("register")
+        assert m.command("host1", "CREATE", "vm1", spec()).code == 0
+    finally:
+        m.close()
+    time.sleep(2.0)
+    m2 = FakeManager(port=port)
+    try:
+        m2.wait_body("register", timeout=10)
+        rep = m2.wait_body("vm_state", lambda r: r.vm_id == "vm1").vm_state
+        assert rep.state == protos.common().VM_RUN_STATE_STOPPED
+        assert a.alive()
+        assert "manager unreachable" in a.log_text()
+    finally:
+        m2.close()
+
+
+def run_agent(build_dir, *args):
+    return subprocess.run([os.path.join(str(build_dir), "bin",
+                                        "canopy-agent")] + list(args),
+                          capture_output=True, text=True, timeout=10)
+
+
+@pytest.mark.parametrize("args,words", [
+    ([], "are required"),
+    (["--manager", "tcp://127.0.0.1:1", "--host-id", "h 1", "--run-dir",
+      "/tmp/x"], "--host-id h 1"),
+    (["--manager", "tcp://127.0.0.1:1", "--host-id", "h1", "--run-dir",
+      "rel"], "absolute path"),
+    (["--manager", "tcp://127.0.0.1:1", "--host-id", "h1", "--run-dir",
+      "/tmp/x", "--stats-interval", "0"], "give 1 to 3600"),
+    (["--manager", "tcp://127.0.0.1:1", "--host-id", "h1", "--run-dir",
+      "/tmp/x", "--stats-interval", "5s"], "give 1 to 3600"),
+    (["--manager", "tcp://127.0.0.1:1", "--host-id", "h1", "--run-dir",
+      "/tmp/x", "--datastore", "ds1"], "expected NAME=DEV"),
+    (["--manager", "tcp://127.0.0.1:1", "--host-id", "h1", "--run-dir",
+      "/tmp/x", "--datastore", "ds1=/nonexistent/dev"], "No such file"),
+    (["--manager", "tcp://127.0.0.1:1", "--host-id", "h1", "--run-dir",
+      "/tmp/x", "--log-level", "loud"], "--log-level loud"),
+    (["--bogus"], "usage: canopy-agent"),
+    (["--manager", "tcp://127.0.0.1:1", "--host-id", "h1", "--run-dir",
+      "/tmp/x", "--manager-timeout", "-1"], "give 1 to 3600"),
+    (["--manager", "m", "extra"], "unexpected argument 'extra'"),
+    (["--config", "/nonexistent/agent.conf"], "agent.conf"),
+])
+def test_bad_command_lines(build_dir, args, words):
+    r = run_agent(build_dir, *args)
+    assert r.returncode == 2, r.stderr
+    assert words in r.stderr
+
+
+def test_config_file(build_dir, tmp_path, mgr):
+    conf = tmp_path / "agent.conf"
+    conf.write_text("manager = %s\nhost-id = h7\nrun-dir = %s\n"
+                    "stats-interval = 1\naddress = 192.0.2.7\n"
+                    % (mgr.endpoint, tmp_path / "run"))
+    p = subprocess.Popen([os.path.join(str(build_dir), "bin",
+                                       "canopy-agent"), "--config",
+                          str(conf), "--address", "192.0.2.8"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        reg = mgr.wait_body("register").register
+        assert reg.address == "192.0.2.8"  # the command line wins
+        mgr.wait_body("host_stats", timeout=4)
+    finally:
+        p.terminate()
+        p.wait(10)
+    conf.write_text("manager = x\nmemroy = 1\n")
+    r = run_agent(build_dir, "--config", str(conf))
+    assert r.returncode == 2 and "unknown key 'memroy'" in r.stderr
