@@ -1,0 +1,81 @@
+/* etcd client: range reads between a start and an end key (paging). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/etcd_internal.h"
+#include "lib/etcd_range.h"
+
+static int check_args(struct etcd_client *c, const char *key, const char *end,
+		      int64_t limit)
+{
+	const char *why;
+
+	if (etcd_key_check(key, &why)) {
+		etcd_set_error(c, "range: %s", why);
+		return -EINVAL;
+	}
+	if (end && strlen(end) > ETCD_MAX_KEY_LEN) {
+		etcd_set_error(c, "range: end key longer than %d bytes",
+			       ETCD_MAX_KEY_LEN);
+		return -EINVAL;
+	}
+	if (limit <= 0) {
+		etcd_set_error(c, "range: limit must be > 0");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int etcd_kv_range_between(struct etcd_client *c, const char *key,
+			  const char *end, int64_t limit, bool keys_only,
+			  struct etcd_kvs **out)
+{
+	Etcdserverpb__RangeRequest req = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	Etcdserverpb__RangeResponse *resp = NULL;
+	static const char all[1] = { 0 };
+	struct etcd_kvs *r;
+	int rc;
+
+	*out = NULL;
+	etcd_clear_error(c);
+	rc = check_args(c, key, end, limit);
+	if (rc)
+		return rc;
+	req.key.data = (uint8_t *)key;
+	req.key.len = strlen(key);
+	/* etcd: range_end "\0" means "every key >= key". */
+	req.range_end.data = (uint8_t *)(end && *end ? end : all);
+	req.range_end.len = end && *end ? strlen(end) : 1;
+	req.limit = limit;
+	req.keys_only = keys_only;
+	rc = etcd_call_unary(c, "/etcdserverpb.KV/Range", &req.base,
+			     &etcdserverpb__range_response__descriptor,
+			     (ProtobufCMessage **)&resp);
+	if (rc)
+		return rc;
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		rc = -ENOMEM;
+		goto out_resp;
+	}
+	if (!resp->header) {
+		etcd_set_error(c, "range: response without a header");
+		rc = -EBADMSG;
+		goto out_r;
+	}
+	r->revision = resp->header->revision;
+	rc = etcd_kvs_copy(&r->kvs, resp->kvs, resp->n_kvs);
+	if (rc)
+		goto out_r;
+	r->n_kvs = resp->n_kvs;
+	r->more = resp->more;
+	r->count = resp->count;
+	*out = r;
+	r = NULL;
+out_r:
+	free(r);
+out_resp:
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return rc;
+}

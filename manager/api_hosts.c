@@ -1,0 +1,262 @@
+/* canopy-managerd: ClusterService, HostService, DatastoreService handlers. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/bus.h"
+#include "lib/log.h"
+#include "manager/list.h"
+#include "manager/manager.h"
+
+void api_get_cluster(void *arg, struct api_call *c, const ProtobufCMessage *r)
+{
+	Canopy__V1__Cluster cl = CANOPY__V1__CLUSTER__INIT;
+	struct manager *m = arg;
+	int64_t hosts, vms, running;
+	struct mgr_host *h;
+	int rc;
+
+	rc = mgr_count(m, MGR_PREFIX_HOSTS, &hosts);
+	if (!rc)
+		rc = mgr_count(m, MGR_PREFIX_VMS, &vms);
+	if (!rc)
+		rc = mgr_count(m, MGR_PREFIX_RUNNING, &running);
+	if (rc) {
+		mgr_fail_store(m, c, rc, "counting hosts and vms");
+		return;
+	}
+	cl.name = (char *)"canopy";
+	cl.leader = m->opt.id;
+	cl.leader_address = (char *)m->opt.listen;
+	cl.hosts = (uint32_t)hosts;
+	cl.vms = (uint32_t)vms;
+	cl.vms_running = (uint32_t)running;
+	for (h = m->hosts; h; h = h->next)
+		if (h->up &&
+		    h->rec->state ==
+			    CANOPY__V1__HOST_STATE__HOST_STATE_CONNECTED)
+			cl.hosts_connected++;
+	cl.version = (char *)MGR_VERSION;
+	api_reply(c, &cl.base);
+}
+
+/* Fill rec->vms with the number of VMs placed on it. */
+static int host_vm_count(struct manager *m, Canopy__V1__Host *rec)
+{
+	char prefix[MGR_KEY_MAX];
+	int64_t n = 0;
+	int rc;
+
+	rc = mgr_key_placement(prefix, sizeof(prefix), rec->id, NULL);
+	if (!rc)
+		rc = mgr_count(m, prefix, &n);
+	rec->vms = (uint32_t)n;
+	return rc;
+}
+
+void api_list_hosts(void *arg, struct api_call *c, const ProtobufCMessage *r)
+{
+	const Canopy__V1__ListHostsRequest *req = (const void *)r;
+	Canopy__V1__ListHostsResponse resp =
+		CANOPY__V1__LIST_HOSTS_RESPONSE__INIT;
+	struct manager *m = arg;
+	struct etcd_kvs *kvs = NULL;
+	Canopy__V1__Host **hosts = NULL;
+	char next[MGR_KEY_MAX];
+	size_t n = 0, i, k = 0;
+	int rc;
+
+	rc = mgr_list_page(m, MGR_PREFIX_HOSTS, MGR_NAME_HOST, req->page_token,
+			   mgr_page_size(req->page_size), false, &kvs, &n,
+			   next);
+	if (!rc && !(hosts = calloc(n ? n : 1, sizeof(*hosts))))
+		rc = -ENOMEM;
+	for (i = 0; !rc && i < n; i++) {
+		hosts[k] =
+			canopy__v1__host__unpack(NULL, kvs->kvs[i].value_len,
+						 (uint8_t *)kvs->kvs[i].value);
+		if (hosts[k])
+			rc = host_vm_count(m, hosts[k++]);
+	}
+	if (rc == -EINVAL)
+		mgr_fail_token(c);
+	else if (rc)
+		mgr_fail_store(m, c, rc, "listing hosts");
+	if (!rc) {
+		resp.n_hosts = k;
+		resp.hosts = hosts;
+		resp.next_page_token = next;
+		api_reply(c, &resp.base);
+	}
+	for (i = 0; i < k; i++)
+		canopy__v1__host__free_unpacked(hosts[i], NULL);
+	free(hosts);
+	etcd_kvs_free(kvs);
+}
+
+/* Read host id; answers c and returns nonzero on failure. */
+static int host_read(struct manager *m, struct api_call *c, const char *id,
+		     Canopy__V1__Host **out)
+{
+	char key[MGR_KEY_MAX];
+	int rc;
+
+	if (mgr_key_join(key, sizeof(key), MGR_PREFIX_HOSTS, MGR_NAME_HOST,
+			 id)) {
+		api_fail(c, CN_INVALID_ARGUMENT,
+			 "'%.64s' is not a host id; list hosts with 'canopy "
+			 "host list'",
+			 id);
+		return 1;
+	}
+	rc = mgr_get_msg(m, key, &canopy__v1__host__descriptor,
+			 (ProtobufCMessage **)out);
+	if (rc == -ENOENT)
+		api_fail(c, CN_NOT_FOUND,
+			 "host %s is not known; list hosts with 'canopy host "
+			 "list'",
+			 id);
+	else if (rc)
+		mgr_fail_store(m, c, rc, "reading the host");
+	return rc;
+}
+
+void api_get_host(void *arg, struct api_call *c, const ProtobufCMessage *r)
+{
+	const Canopy__V1__GetHostRequest *req = (const void *)r;
+	struct manager *m = arg;
+	Canopy__V1__Host *rec;
+	struct mgr_host *h;
+	int rc;
+
+	if (host_read(m, c, req->id, &rec))
+		return;
+	h = mgr_host_find(m, rec->id);
+	if (h) /* the leader's copy has the latest last_seen */
+		rec->last_seen_unix_ms = h->rec->last_seen_unix_ms;
+	rc = host_vm_count(m, rec);
+	if (rc)
+		mgr_fail_store(m, c, rc, "counting the host's vms");
+	else
+		api_reply(c, &rec->base);
+	canopy__v1__host__free_unpacked(rec, NULL);
+}
+
+static void host_forget(struct manager *m, const char *id)
+{
+	struct mgr_host **pp, *h;
+
+	for (pp = &m->hosts; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->rec->id, id) == 0) {
+			h = *pp;
+			*pp = h->next;
+			canopy__v1__host__free_unpacked(h->rec, NULL);
+			free(h);
+			return;
+		}
+}
+
+void api_remove_host(void *arg, struct api_call *c, const ProtobufCMessage *r)
+{
+	const Canopy__V1__RemoveHostRequest *req = (const void *)r;
+	Canopy__V1__RemoveHostResponse resp =
+		CANOPY__V1__REMOVE_HOST_RESPONSE__INIT;
+	struct manager *m = arg;
+	Canopy__V1__Host *rec;
+	struct mgr_host *h;
+	char key[MGR_KEY_MAX];
+	int rc;
+
+	if (host_read(m, c, req->id, &rec))
+		return;
+	h = mgr_host_find(m, rec->id);
+	rc = host_vm_count(m, rec);
+	if (rc)
+		mgr_fail_store(m, c, rc, "counting the host's vms");
+	else if (h && h->up)
+		api_fail(c, CN_FAILED_PRECONDITION,
+			 "host %s is connected; stop its canopy-agent first",
+			 rec->id);
+	else if (rec->vms)
+		api_fail(c, CN_FAILED_PRECONDITION,
+			 "host %s still has %u vms; delete them first", rec->id,
+			 rec->vms);
+	else if ((rc = mgr_key_join(key, sizeof(key), MGR_PREFIX_HOSTS,
+				    MGR_NAME_HOST, rec->id)) ||
+		 (rc = mgr_delete(m, key, NULL, 0)))
+		mgr_fail_store(m, c, rc, "removing the host");
+	else {
+		host_forget(m, rec->id);
+		mgr_event(m, CANOPY__V1__EVENT_SEVERITY__EVENT_SEVERITY_INFO,
+			  "host.removed", rec->id, "", "host %s was removed",
+			  rec->id);
+		api_reply(c, &resp.base);
+	}
+	canopy__v1__host__free_unpacked(rec, NULL);
+}
+
+/* The datastore named name in ds[0..n), or NULL. */
+static Canopy__V1__Datastore *ds_find(Canopy__V1__Datastore **ds, size_t n,
+				      const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(ds[i]->name, name) == 0)
+			return ds[i];
+	return NULL;
+}
+
+/* Add host to the datastore named name (new if not yet in ds). */
+static int ds_add(Canopy__V1__Datastore **ds, size_t *n, size_t max,
+		  const char *name, char *host)
+{
+	Canopy__V1__Datastore *d = ds_find(ds, *n, name);
+	char **hosts;
+
+	if (!d) {
+		if (*n >= max)
+			return -ENOSPC;
+		d = calloc(1, sizeof(*d));
+		if (!d)
+			return -ENOMEM;
+		canopy__v1__datastore__init(d);
+		d->name = (char *)name;
+		ds[(*n)++] = d;
+	}
+	hosts = realloc(d->hosts, (d->n_hosts + 1) * sizeof(char *));
+	if (!hosts)
+		return -ENOMEM;
+	hosts[d->n_hosts++] = host;
+	d->hosts = hosts;
+	return 0;
+}
+
+void api_list_datastores(void *arg, struct api_call *c,
+			 const ProtobufCMessage *r)
+{
+	Canopy__V1__ListDatastoresResponse resp =
+		CANOPY__V1__LIST_DATASTORES_RESPONSE__INIT;
+	struct manager *m = arg;
+	Canopy__V1__Datastore *ds[MGR_PAGE_MAX];
+	struct mgr_host *h;
+	size_t n = 0, i;
+	int rc = 0;
+
+	for (h = m->hosts; h && !rc; h = h->next)
+		for (i = 0; i < h->rec->n_datastores && !rc; i++)
+			rc = ds_add(ds, &n, CN_ARRAY_SIZE(ds),
+				    h->rec->datastores[i], h->rec->id);
+	if (rc) {
+		api_fail(c, CN_RESOURCE_EXHAUSTED,
+			 "more than %d datastores are mounted", MGR_PAGE_MAX);
+	} else {
+		resp.n_datastores = n;
+		resp.datastores = ds;
+		api_reply(c, &resp.base);
+	}
+	for (i = 0; i < n; i++) {
+		free(ds[i]->hosts);
+		free(ds[i]);
+	}
+}

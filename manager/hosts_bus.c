@@ -1,0 +1,276 @@
+/* canopy-managerd: agent bus callbacks: register, heartbeats, reports. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/bus.h"
+#include "lib/log.h"
+#include "lib/loop.h"
+#include "manager/hosts.h"
+#include "manager/manager.h"
+
+/* Limits on what an agent may register. */
+#define MGR_REG_STR_MAX 255
+#define MGR_REG_LIST_MAX 64
+
+static void reply_status(struct manager *m, const char *host,
+			 const Canopy__V1__Envelope *req, enum cn_code code,
+			 const char *msg)
+{
+	Canopy__V1__Envelope env = CANOPY__V1__ENVELOPE__INIT;
+	Canopy__V1__CommandResult res = CANOPY__V1__COMMAND_RESULT__INIT;
+	Canopy__V1__Status st = CANOPY__V1__STATUS__INIT;
+
+	if (!req->request_id || !m->bus)
+		return;
+	st.code = code;
+	st.message = (char *)msg;
+	res.status = &st;
+	env.body_case = CANOPY__V1__ENVELOPE__BODY_RESULT;
+	env.result = &res;
+	if (bus_server_reply(m->bus, host, req, &env))
+		log_debug("manager", "bus reply not sent", "host=%s", host);
+}
+
+static int list_ok(char **v, size_t n)
+{
+	size_t i;
+
+	if (n > MGR_REG_LIST_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!v[i] || strlen(v[i]) > MGR_REG_STR_MAX)
+			return 0;
+	return 1;
+}
+
+/* Validate a registration; NULL if fine, else what is wrong. */
+static const char *register_check(const Canopy__V1__AgentRegister *r)
+{
+	if (!r->hostname || !*r->hostname ||
+	    strlen(r->hostname) > MGR_REG_STR_MAX)
+		return "hostname must be 1..255 characters";
+	if (r->cpus == 0 || r->cpus > 65536)
+		return "cpus must be 1..65536";
+	if (r->memory_mib == 0)
+		return "memory_mib must be > 0";
+	if (strlen(r->version) > MGR_REG_STR_MAX ||
+	    strlen(r->address) > MGR_REG_STR_MAX)
+		return "version and address must be at most 255 characters";
+	if (!list_ok(r->datastores, r->n_datastores) ||
+	    !list_ok(r->nics, r->n_nics))
+		return "at most 64 nics and datastores of 255 characters";
+	return NULL;
+}
+
+static int copy_list(char ***dst, size_t *n_dst, char **src, size_t n)
+{
+	size_t i;
+
+	*dst = n ? calloc(n, sizeof(char *)) : NULL;
+	*n_dst = 0;
+	if (n && !*dst)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		(*dst)[i] = mgr_strdup(src[i]);
+		if (!(*dst)[i])
+			return -ENOMEM;
+		(*n_dst)++;
+	}
+	return 0;
+}
+
+static Canopy__V1__Host *host_from_register(const char *id,
+					    const Canopy__V1__AgentRegister *r)
+{
+	Canopy__V1__Host *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	canopy__v1__host__init(h);
+	h->state = CANOPY__V1__HOST_STATE__HOST_STATE_CONNECTED;
+	h->cpus = r->cpus;
+	h->memory_mib = r->memory_mib;
+	h->last_seen_unix_ms = mgr_unix_ms();
+	if (mgr_set_str(&h->id, id) || mgr_set_str(&h->hostname, r->hostname) ||
+	    mgr_set_str(&h->address, r->address) ||
+	    mgr_set_str(&h->version, r->version) ||
+	    copy_list(&h->datastores, &h->n_datastores, r->datastores,
+		      r->n_datastores)) {
+		canopy__v1__host__free_unpacked(h, NULL);
+		return NULL;
+	}
+	return h;
+}
+
+static void on_register(struct manager *m, const char *id,
+			const Canopy__V1__Envelope *env)
+{
+	const char *bad = register_check(env->register_);
+	Canopy__V1__Host *rec;
+	struct mgr_host *h;
+
+	if (bad) {
+		log_warn("manager", "registration refused",
+			 "host=%s why=\"%s\"", id, bad);
+		reply_status(m, id, env, CN_INVALID_ARGUMENT, bad);
+		return;
+	}
+	rec = host_from_register(id, env->register_);
+	if (!rec) {
+		reply_status(m, id, env, CN_RESOURCE_EXHAUSTED,
+			     "out of memory");
+		return;
+	}
+	h = mgr_host_find(m, id);
+	if (h) {
+		rec->memory_used_mib = h->rec->memory_used_mib;
+		canopy__v1__host__free_unpacked(h->rec, NULL);
+		h->rec = rec;
+	} else if (!(h = mgr_host_add(m, rec))) {
+		canopy__v1__host__free_unpacked(rec, NULL);
+		reply_status(m, id, env, CN_RESOURCE_EXHAUSTED,
+			     "out of memory");
+		return;
+	}
+	h->up = true;
+	if (mgr_host_save(m, h)) {
+		reply_status(m, id, env, CN_UNAVAILABLE,
+			     "the manager cannot store the host; retry");
+		return;
+	}
+	log_info("manager", "host registered",
+		 "host=%s cpus=%u memory_mib=%llu", id, rec->cpus,
+		 (unsigned long long)rec->memory_mib);
+	mgr_event(m, CANOPY__V1__EVENT_SEVERITY__EVENT_SEVERITY_INFO,
+		  "host.connected", id, "",
+		  "host %s registered (%u cpus, %llu MiB)", id, rec->cpus,
+		  (unsigned long long)rec->memory_mib);
+	reply_status(m, id, env, CN_OK, "");
+}
+
+/* A VM state report from host: update the VM's runtime state. */
+static void on_vm_report(struct manager *m, const char *host,
+			 const Canopy__V1__VmStateReport *r)
+{
+	char key[MGR_KEY_MAX];
+	Canopy__V1__Vm *vm = NULL;
+	int rc;
+
+	if (mgr_key_join(key, sizeof(key), MGR_PREFIX_VMS, MGR_NAME_VM,
+			 r->vm_id))
+		return;
+	rc = mgr_get_msg(m, key, &canopy__v1__vm__descriptor,
+			 (ProtobufCMessage **)&vm);
+	if (rc) {
+		if (rc == -ENOENT)
+			log_warn("manager", "report for an unknown vm",
+				 "host=%s vm=%s", host, r->vm_id);
+		return;
+	}
+	if (strcmp(vm->host, host) != 0 || mgr_vm_busy(m, r->vm_id))
+		goto out; /* not its host, or a task decides its state */
+	if (vm->state == r->state && vm->rss_bytes == r->rss_bytes &&
+	    strcmp(vm->stop_reason, r->stop_reason) == 0)
+		goto out;
+	vm->state = r->state;
+	vm->rss_bytes = r->rss_bytes;
+	if (mgr_set_str(&vm->stop_reason, r->stop_reason) == 0 &&
+	    mgr_vm_save(m, vm, NULL))
+		log_warn("manager", "cannot store vm state", "vm=%s", vm->id);
+out:
+	canopy__v1__vm__free_unpacked(vm, NULL);
+}
+
+static void on_stats(struct manager *m, struct mgr_host *h,
+		     const Canopy__V1__HostStats *st)
+{
+	size_t i;
+
+	h->rec->memory_used_mib = st->memory_used_mib;
+	h->rec->last_seen_unix_ms = mgr_unix_ms();
+	if (mgr_host_save(m, h))
+		return;
+	for (i = 0; i < st->n_vms && m->leader; i++)
+		if (st->vms[i])
+			on_vm_report(m, h->rec->id, st->vms[i]);
+}
+
+static void on_message(void *arg, const char *id,
+		       const Canopy__V1__Envelope *env)
+{
+	struct manager *m = arg;
+	struct mgr_host *h;
+
+	if (!m->leader)
+		return;
+	if (env->body_case == CANOPY__V1__ENVELOPE__BODY_REGISTER) {
+		on_register(m, id, env);
+		return;
+	}
+	h = mgr_host_find(m, id);
+	if (!h) {
+		reply_status(m, id, env, CN_FAILED_PRECONDITION,
+			     "unknown host: send AgentRegister first");
+		return;
+	}
+	switch (env->body_case) {
+	case CANOPY__V1__ENVELOPE__BODY_HOST_STATS:
+		on_stats(m, h, env->host_stats);
+		break;
+	case CANOPY__V1__ENVELOPE__BODY_VM_STATE:
+		on_vm_report(m, id, env->vm_state);
+		break;
+	default:
+		reply_status(m, id, env, CN_INVALID_ARGUMENT,
+			     "the manager does not take this message");
+	}
+}
+
+static void on_heartbeat(void *arg, const char *id,
+			 const Canopy__V1__AgentHeartbeat *hb)
+{
+	struct manager *m = arg;
+	struct mgr_host *h = m->leader ? mgr_host_find(m, id) : NULL;
+
+	if (!h)
+		return;
+	h->rec->last_seen_unix_ms = mgr_unix_ms();
+	if (loop_now_ms(m->l) - h->last_write_ms >= MGR_LAST_SEEN_WRITE_MS &&
+	    mgr_host_save(m, h))
+		return; /* logged; the next heartbeat tries again */
+}
+
+static void on_peer_up(void *arg, const char *id)
+{
+	struct manager *m = arg;
+	struct mgr_host *h = m->leader ? mgr_host_find(m, id) : NULL;
+
+	if (!h)
+		return; /* it registers next */
+	h->up = true;
+	if (h->rec->state == CANOPY__V1__HOST_STATE__HOST_STATE_DISCONNECTED)
+		mgr_host_set_state(m, h,
+				   CANOPY__V1__HOST_STATE__HOST_STATE_CONNECTED,
+				   "is sending heartbeats again");
+}
+
+static void on_peer_down(void *arg, const char *id)
+{
+	struct manager *m = arg;
+	struct mgr_host *h = m->leader ? mgr_host_find(m, id) : NULL;
+
+	if (!h)
+		return;
+	h->up = false;
+	mgr_host_set_state(m, h,
+			   CANOPY__V1__HOST_STATE__HOST_STATE_DISCONNECTED,
+			   "stopped sending heartbeats");
+}
+
+const struct bus_server_ops mgr_bus_ops = {
+	.on_message = on_message,
+	.on_heartbeat = on_heartbeat,
+	.on_peer_up = on_peer_up,
+	.on_peer_down = on_peer_down,
+};

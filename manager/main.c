@@ -1,0 +1,244 @@
+/* canopy-managerd: options, start-up, the event loop and shutdown. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "lib/config.h"
+#include "lib/etcd.h"
+#include "lib/log.h"
+#include "lib/loop.h"
+#include "manager/manager.h"
+
+/* Options as given on the command line or in the config file. */
+struct args {
+	const char *etcd, *listen, *bus, *id, *host_timeout, *cmd_timeout;
+	const char *level, *config, *log_file;
+};
+
+static void usage(FILE *f)
+{
+	fputs("usage: canopy-managerd --etcd URL[,URL...] [--listen HOST:PORT]\n"
+	      "         [--bus tcp://HOST:PORT] [--id NAME] [--host-timeout SEC]\n"
+	      "         [--command-timeout MS] [--log-level LEVEL]\n"
+	      "         [--log-file PATH] [--config FILE]\n"
+	      "defaults: --listen 127.0.0.1:7443 --bus tcp://127.0.0.1:7444\n"
+	      "          --id <hostname> --host-timeout 10\n"
+	      "          --command-timeout 30000 --log-level info\n"
+	      "config file keys: etcd, listen, bus, id, host_timeout,\n"
+	      "          command_timeout_ms, log_level, log_file\n",
+	      f);
+}
+
+static void parse_argv(int argc, char **argv, struct args *a)
+{
+	static const struct option longopts[] = {
+		{ "etcd", 1, NULL, 'e' },
+		{ "listen", 1, NULL, 'l' },
+		{ "bus", 1, NULL, 'b' },
+		{ "id", 1, NULL, 'i' },
+		{ "host-timeout", 1, NULL, 't' },
+		{ "command-timeout", 1, NULL, 'T' },
+		{ "log-level", 1, NULL, 'v' },
+		{ "log-file", 1, NULL, 'f' },
+		{ "config", 1, NULL, 'c' },
+		{ "help", 0, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'e':
+			a->etcd = optarg;
+			break;
+		case 'l':
+			a->listen = optarg;
+			break;
+		case 'b':
+			a->bus = optarg;
+			break;
+		case 'i':
+			a->id = optarg;
+			break;
+		case 't':
+			a->host_timeout = optarg;
+			break;
+		case 'T':
+			a->cmd_timeout = optarg;
+			break;
+		case 'v':
+			a->level = optarg;
+			break;
+		case 'f':
+			a->log_file = optarg;
+			break;
+		case 'c':
+			a->config = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(2);
+		}
+	}
+	if (optind != argc)
+		die("unexpected argument '%s'; see --help", argv[optind]);
+}
+
+/* Fill options left unset on the command line from the config file. */
+static struct config *load_config(struct args *a)
+{
+	static const char *const keys[] = {
+		"etcd",	     "listen",	     "bus",
+		"id",	     "host_timeout", "command_timeout_ms",
+		"log_level", "log_file",     NULL,
+	};
+	struct config *cf = NULL;
+	char err[512];
+
+	if (!a->config)
+		return NULL;
+	if (config_load(a->config, &cf, err, sizeof(err)) ||
+	    config_check_keys(cf, keys, err, sizeof(err)))
+		die("%s", err);
+#define FROM(field, key) \
+	if (!a->field)   \
+		a->field = config_get(cf, key);
+	FROM(etcd, "etcd")
+	FROM(listen, "listen")
+	FROM(bus, "bus")
+	FROM(id, "id")
+	FROM(host_timeout, "host_timeout")
+	FROM(cmd_timeout, "command_timeout_ms")
+	FROM(level, "log_level")
+	FROM(log_file, "log_file")
+#undef FROM
+	return cf;
+}
+
+static unsigned number(const char *s, const char *what, unsigned lo,
+		       unsigned hi)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		die("%s '%s' is not a number in %u..%u", what, s, lo, hi);
+	return (unsigned)v;
+}
+
+static void options_set(struct manager *m, struct args *a)
+{
+	enum log_level lv;
+
+	if (!a->etcd || !*a->etcd)
+		die("--etcd is required (e.g. --etcd 127.0.0.1:2379)");
+	m->opt.etcd = a->etcd;
+	m->opt.listen = a->listen ? a->listen : "127.0.0.1:7443";
+	m->opt.bus = a->bus ? a->bus : "tcp://127.0.0.1:7444";
+	if (a->id)
+		snprintf(m->opt.id, sizeof(m->opt.id), "%s", a->id);
+	else if (gethostname(m->opt.id, sizeof(m->opt.id) - 1))
+		die("cannot read the hostname; give --id");
+	if (!mgr_name_valid(MGR_NAME_HOST, m->opt.id))
+		die("--id '%s' must be 1..64 characters of A-Z a-z 0-9 . _ -",
+		    m->opt.id);
+	m->opt.host_timeout_s =
+		a->host_timeout ?
+			number(a->host_timeout, "--host-timeout", 1, 3600) :
+			10;
+	m->opt.command_timeout_ms = a->cmd_timeout ? number(a->cmd_timeout,
+							    "--command-timeout",
+							    1, 3600000) :
+						     30000;
+	m->opt.lease_ttl_s = MGR_LEASE_TTL_S;
+	if (a->level && log_level_parse(a->level, &lv))
+		die("--log-level '%s': use debug, info, warn or error",
+		    a->level);
+	if (a->level)
+		log_set_level(lv);
+	if (a->log_file && log_open_file(a->log_file))
+		die("cannot open log file %s", a->log_file);
+}
+
+static void on_signal(struct loop *l, int fd, unsigned mask, void *arg)
+{
+	struct signalfd_siginfo si;
+
+	if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		log_info("manager", "signal received, stopping", "signal=%u",
+			 si.ssi_signo);
+	loop_stop(l);
+}
+
+static int signals_setup(struct loop *l)
+{
+	sigset_t set;
+	int fd;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &set, NULL))
+		return -errno;
+	signal(SIGPIPE, SIG_IGN);
+	fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	return loop_fd_add(l, fd, LOOP_READ, on_signal, NULL);
+}
+
+static void start(struct manager *m)
+{
+	struct etcd_options eo = { .request_timeout_ms = MGR_ETCD_TIMEOUT_MS };
+	const char *why = NULL;
+	int rc;
+
+	if (loop_create(&m->l) || signals_setup(m->l))
+		die("cannot create the event loop");
+	rc = etcd_client_create(m->opt.etcd, &eo, &m->etcd, &why);
+	if (rc)
+		die("--etcd '%s': %s", m->opt.etcd,
+		    why ? why : cn_strerror(rc));
+	rc = api_server_create(m->l, m->opt.listen, mgr_api_gate, m, &m->api);
+	if (rc)
+		die("cannot serve the API on %s: %s (is another manager "
+		    "there?)",
+		    m->opt.listen, cn_strerror(rc));
+	rc = mgr_leader_start(m);
+	if (rc)
+		die("cannot start the election: %s", cn_strerror(rc));
+}
+
+int main(int argc, char **argv)
+{
+	struct manager m = { 0 };
+	struct args a = { 0 };
+	struct config *cf;
+	int rc;
+
+	parse_argv(argc, argv, &a);
+	cf = load_config(&a);
+	options_set(&m, &a);
+	start(&m);
+	log_info("manager", "canopy-managerd started",
+		 "id=%s api=%s bus=%s etcd=%s", m.opt.id, m.opt.listen,
+		 m.opt.bus, m.opt.etcd);
+	rc = loop_run(m.l);
+	mgr_leader_stop(&m);
+	api_server_destroy(m.api);
+	etcd_client_destroy(m.etcd);
+	loop_destroy(m.l);
+	config_free(cf);
+	log_info("manager", "canopy-managerd stopped");
+	return rc ? 1 : 0;
+}

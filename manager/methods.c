@@ -1,0 +1,57 @@
+/* canopy-managerd: the API method table {name, request type, handler}. */
+#include <string.h>
+
+#include "manager/manager.h"
+
+#define SVC "/canopy.v1."
+#define M(svc, name, req, fn)                                          \
+	{                                                              \
+		SVC svc "/" name, &canopy__v1__##req##__descriptor, fn \
+	}
+
+static const struct api_method methods[] = {
+	M("ClusterService", "GetCluster", get_cluster_request, api_get_cluster),
+	M("HostService", "ListHosts", list_hosts_request, api_list_hosts),
+	M("HostService", "GetHost", get_host_request, api_get_host),
+	M("HostService", "RemoveHost", remove_host_request, api_remove_host),
+	M("VmService", "CreateVm", create_vm_request, api_create_vm),
+	M("VmService", "ListVms", list_vms_request, api_list_vms),
+	M("VmService", "GetVm", get_vm_request, api_get_vm),
+	M("VmService", "StartVm", vm_power_request, api_start_vm),
+	M("VmService", "StopVm", vm_power_request, api_stop_vm),
+	M("VmService", "PauseVm", vm_power_request, api_pause_vm),
+	M("VmService", "ResumeVm", vm_power_request, api_resume_vm),
+	M("VmService", "DeleteVm", delete_vm_request, api_delete_vm),
+	M("DatastoreService", "ListDatastores", list_datastores_request,
+	  api_list_datastores),
+	M("TaskService", "ListTasks", list_tasks_request, api_list_tasks),
+	M("TaskService", "GetTask", get_task_request, api_get_task),
+	M("TaskService", "WaitTask", wait_task_request, api_wait_task),
+	M("TaskService", "CancelTask", cancel_task_request, api_cancel_task),
+	M("EventService", "ListEvents", list_events_request, api_list_events),
+	M("EventService", "WatchEvents", watch_events_request,
+	  api_watch_events),
+};
+
+const struct api_method *api_method_find(const char *name, size_t len)
+{
+	size_t i;
+
+	if (!name)
+		return NULL;
+	for (i = 0; i < CN_ARRAY_SIZE(methods); i++)
+		if (strlen(methods[i].name) == len &&
+		    memcmp(methods[i].name, name, len) == 0)
+			return &methods[i];
+	return NULL;
+}
+
+size_t api_method_count(void)
+{
+	return CN_ARRAY_SIZE(methods);
+}
+
+const struct api_method *api_method_at(size_t i)
+{
+	return i < CN_ARRAY_SIZE(methods) ? &methods[i] : NULL;
+}

@@ -1,0 +1,46 @@
+/*
+ * canopy-managerd: task records shared by tasks.c (engine), task_run.c
+ * (talking to agents) and api_tasks.c (handlers). Loop thread only.
+ */
+#ifndef CANOPY_MANAGER_TASKS_H
+#define CANOPY_MANAGER_TASKS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "manager/manager.h"
+
+/* An active (queued or running) task of the leader. */
+struct mgr_task {
+	struct mgr_task *next;
+	struct manager *m;
+	Canopy__V1__Task *rec; /* heap message, as unpacked */
+	enum mgr_op op;
+	int hard;
+	uint32_t timeout_ms;
+	char vm[MGR_KEY_MAX];
+	char host[MGR_KEY_MAX];
+	Canopy__V1__PowerState prev_desired;
+	bool running; /* sent to the agent */
+	bool in_flight; /* a bus request is pending */
+};
+
+/* Store rec (and its active-index key), with vm (NULL: none) and cmp
+ * (NULL: none) in the same fenced txn. 0, -ESTALE (cmp failed), -EPERM,
+ * or an etcd error. */
+CN_MUST_CHECK int mgr_task_save(struct manager *m, const Canopy__V1__Task *rec,
+				const Canopy__V1__Vm *vm,
+				const struct etcd_cmp *cmp);
+/* Store t's record and send it to its WaitTask streams; a final record
+ * also ends them. */
+void mgr_task_update(struct manager *m, const Canopy__V1__Task *rec);
+/* End t: record final state (code CN_OK: SUCCEEDED; CN_CANCELLED:
+ * CANCELLED; else FAILED with msg), undo what a failed op left, emit the
+ * event, drop t and start the next task. */
+void mgr_task_end(struct mgr_task *t, enum cn_code code, const char *msg);
+/* Start every queued task whose VM has no running task (task_run.c). */
+void mgr_tasks_kick(struct manager *m);
+/* A heap copy of rec (NULL when out of memory). */
+Canopy__V1__Task *mgr_task_copy(const Canopy__V1__Task *rec);
+
+#endif
