@@ -194,7 +194,8 @@ void cli_kv_print(FILE *f, size_t n, const char *const *keys,
 	for (i = 0; i < n; i++) {
 		cli_text_clean(buf, sizeof(buf), vals[i] ? vals[i] : "",
 			       CLI_CELL_MAX * 4);
-		fprintf(f, "%s:%*s%s\n", keys[i],
+		/* An empty key continues the previous one's value. */
+		fprintf(f, "%s%c%*s%s\n", keys[i], keys[i][0] ? ':' : ' ',
 			(int)(w - strlen(keys[i]) + 2), "", buf);
 	}
 }

@@ -41,7 +41,8 @@ CN_MUST_CHECK int cli_table_add(struct cli_table *t, const char *const *cells);
 void cli_table_print(const struct cli_table *t, FILE *f);
 void cli_table_free(struct cli_table *t);
 
-/* Print "key:   value" lines aligned on the longest key (n pairs). */
+/* Print "key:   value" lines aligned on the longest key (n pairs); an
+ * empty key continues the value above on a line of its own. */
 void cli_kv_print(FILE *f, size_t n, const char *const *keys,
 		  const char *const *vals);
 
