@@ -6,6 +6,7 @@
 #include "host/vmm/pci.h"
 #include "host/vmm/virtio_balloon.h"
 #include "host/vmm/virtio_blk.h"
+#include "host/vmm/virtio_net.h"
 #include "host/vmm/virtio_pci.h"
 #include "host/vmm/vmm.h"
 
@@ -20,6 +21,26 @@ static int add_disk(struct vm *vm, const char *opt, char *err, size_t errlen)
 	if (rc == 0)
 		rc = virtio_blk_add(vm, vm->pci, b, spec.serial, err, errlen);
 	return rc;
+}
+
+/* NIC index of the VM: a backend from its --net option, a MAC from the
+ * option or derived from the VM's name and the index. */
+static int add_nic(struct vm *vm, unsigned index, char *err, size_t errlen)
+{
+	struct net_spec spec;
+	struct net_backend *b;
+	uint8_t mac[NET_MAC_LEN];
+	int rc = net_spec_parse(vm->cfg.net[index], &spec, err, errlen);
+
+	if (rc == 0)
+		rc = net_backend_open(&spec, &b, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (spec.has_mac)
+		memcpy(mac, spec.mac, sizeof(mac));
+	else
+		net_mac_default(vm->cfg.name, index, mac);
+	return virtio_net_add(vm, vm->pci, b, mac, err, errlen);
 }
 
 int devices_create(struct vm *vm, char *err, size_t errlen)
@@ -37,6 +58,11 @@ int devices_create(struct vm *vm, char *err, size_t errlen)
 	}
 	for (unsigned i = 0; i < vm->cfg.ndisks; i++) {
 		rc = add_disk(vm, vm->cfg.disk[i], err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	for (unsigned i = 0; i < vm->cfg.nnets && i < VMM_MAX_NICS; i++) {
+		rc = add_nic(vm, i, err, errlen);
 		if (rc < 0)
 			return rc;
 	}

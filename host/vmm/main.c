@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "host/vmm/virtio_blk.h"
+#include "host/vmm/virtio_net.h"
 #include "host/vmm/vmm.h"
 #include "lib/config.h"
 #include "lib/log.h"
@@ -23,6 +24,8 @@ static const char usage[] =
 	"                  [--control PATH] [--restore FILE] [--name NAME]\n"
 	"                  [--hugepages] [--log-level LEVEL] [--config FILE]\n"
 	"                  [--disk path=FILE[,readonly][,direct][,serial=ID]]...\n"
+	"                  [--net tap=NAME[,mac=M] | "
+	"--net unix=PATH[,local=PATH][,mac=M]]...\n"
 	"                  [--balloon]\n"
 	"A --config FILE holds the same keys as 'key = value' lines; options\n"
 	"given on the command line win over the file.\n"
@@ -49,6 +52,7 @@ enum {
 	OPT_LOGLEVEL = 'L',
 	OPT_HELP = 'h',
 	OPT_DISK = 'd',
+	OPT_NET = 'N',
 	OPT_BALLOON = 'b',
 };
 
@@ -67,6 +71,7 @@ static const struct option long_opts[] = {
 	{ "log-level", required_argument, NULL, OPT_LOGLEVEL },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "net", required_argument, NULL, OPT_NET },
 	{ "balloon", no_argument, NULL, OPT_BALLOON },
 	{ NULL, 0, NULL, 0 },
 };
@@ -146,6 +151,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return -EINVAL;
 			}
 			o->cfg.disk[o->cfg.ndisks++] = optarg;
+			break;
+		case OPT_NET:
+			if (o->cfg.nnets >= VMM_MAX_NICS) {
+				fprintf(stderr,
+					"canopy-vmm: at most %d --net options\n",
+					VMM_MAX_NICS);
+				return -EINVAL;
+			}
+			o->cfg.net[o->cfg.nnets++] = optarg;
 			break;
 		case OPT_BALLOON:
 			o->cfg.balloon = 1;
@@ -231,6 +245,21 @@ static uint64_t host_mem_mib(void)
 	return (uint64_t)pages * (uint64_t)psz >> 20;
 }
 
+static int validate_nets(const struct opts *o)
+{
+	for (unsigned i = 0; i < o->cfg.nnets; i++) {
+		struct net_spec spec;
+		char err[256];
+
+		if (net_spec_parse(o->cfg.net[i], &spec, err, sizeof(err)) <
+		    0) {
+			fprintf(stderr, "canopy-vmm: %s\n", err);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 static int validate(struct opts *o)
 {
 	uint64_t v, host = host_mem_mib();
@@ -275,7 +304,7 @@ static int validate(struct opts *o)
 			return -EINVAL;
 		}
 	}
-	return 0;
+	return validate_nets(o);
 }
 
 int main(int argc, char **argv)

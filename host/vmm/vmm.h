@@ -133,6 +133,8 @@ struct dev_ops {
 #define VMM_MAX_DEVS 16
 /* Disks per VM (--disk), and virtio devices of all kinds. */
 #define VMM_MAX_DISKS 8
+/* NICs per VM (--net). */
+#define VMM_MAX_NICS 4
 #define VMM_MAX_VIRTIO 12
 
 struct vcpu {
@@ -159,6 +161,9 @@ struct vm_config {
 	/* --disk options as given (parsed by virtio_blk.h's blk_spec_parse). */
 	const char *disk[VMM_MAX_DISKS];
 	unsigned ndisks;
+	/* --net options as given (parsed by virtio_net.h's net_spec_parse). */
+	const char *net[VMM_MAX_NICS];
+	unsigned nnets;
 	int balloon; /* --balloon: add a virtio-balloon device */
 };
 
