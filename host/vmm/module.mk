@@ -16,3 +16,8 @@ BINS += $(B)/bin/canopy-vmm
 
 # Unit tests of the VMM's pure parts link its archive.
 $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test_vmm_*.c)): $(VMM_LIB)
+
+# The virtqueue and virtio device-model tests share a fake guest (guard-paged
+# RAM and a tiny split-ring driver).
+VQ_TESTS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test_vmm_virtq*.c))
+$(VQ_TESTS): $(B)/tests/unit/vq_fake.o
