@@ -60,7 +60,7 @@ static void start_status(void *arg, int status, const Canopy__V1__VmmReply *rep)
 	struct agent_vm *vm = arg;
 
 	vm->op_call = NULL;
-	if (status < 0 || rep->status->code != 0 || !rep->vm_status ||
+	if (status < 0 || vmmctl_code(rep) != 0 || !rep->vm_status ||
 	    !is_up(rep->vm_status->state))
 		return; /* not yet: the poll timer asks again */
 	agent_vm_status_apply(vm, rep->vm_status);
@@ -140,13 +140,11 @@ static void stop_reply(void *arg, int status, const Canopy__V1__VmmReply *rep)
 	struct agent_vm *vm = arg;
 
 	vm->op_call = NULL;
-	if (status == 0 && rep->status && rep->status->code == 0)
+	if (status == 0 && vmmctl_code(rep) == 0)
 		return; /* the pidfd tells when it is gone */
 	log_warn("agent", "stop request failed; killing the vmm",
 		 "vm=%s err=\"%s\"", vm->id,
-		 status < 0  ? cn_strerror(status) :
-		 rep->status ? rep->status->message :
-			       "");
+		 status < 0 ? cn_strerror(status) : vmmctl_message(rep));
 	agent_vmm_kill(vm);
 	vm->op->killed = 1;
 }
@@ -193,9 +191,9 @@ static void pause_reply(void *arg, int status, const Canopy__V1__VmmReply *rep)
 		agent_op_finish(vm->ag, vm, cn_code_from_errno(status), msg);
 		return;
 	}
-	if (rep->status && rep->status->code != 0) {
-		agent_op_finish(vm->ag, vm, rep->status->code,
-				rep->status->message);
+	if (vmmctl_code(rep) != 0) {
+		agent_op_finish(vm->ag, vm, vmmctl_code(rep),
+				vmmctl_message(rep));
 		return;
 	}
 	vm->state = pause ? RUN(PAUSED) : RUN(RUNNING);
@@ -283,7 +281,8 @@ static void adopt_reply(void *arg, int status, const Canopy__V1__VmmReply *rep)
 	int rc = status;
 
 	vm->op_call = NULL;
-	if (!rc && (!rep->vm_status || !rep->vm_status->pid))
+	if (!rc &&
+	    (vmmctl_code(rep) || !rep->vm_status || !rep->vm_status->pid))
 		rc = -EBADMSG;
 	if (!rc)
 		rc = agent_vmm_watch(vm->ag, vm, (pid_t)rep->vm_status->pid, 0);

@@ -224,8 +224,7 @@ static void stats_reply(void *arg, int status, const Canopy__V1__VmmReply *rep)
 	struct agent_vm *vm = arg;
 
 	vm->stats_call = NULL;
-	if (status == 0 && rep->status && rep->status->code == 0 &&
-	    rep->vm_status)
+	if (status == 0 && vmmctl_code(rep) == 0 && rep->vm_status)
 		agent_vm_status_apply(vm, rep->vm_status);
 	agent_stats_call_done(vm->ag);
 }

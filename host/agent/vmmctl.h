@@ -39,6 +39,17 @@ CN_MUST_CHECK int vmmctl_call_start(struct loop *l, const char *vm_dir,
 				    Canopy__V1__VmmRequest *req,
 				    uint32_t timeout_ms, vmmctl_done_fn cb,
 				    void *arg, struct vmmctl_call **out);
+/* The status code and message of a reply (an absent Status means OK). */
+static inline int vmmctl_code(const Canopy__V1__VmmReply *r)
+{
+	return r->status ? r->status->code : 0;
+}
+
+static inline const char *vmmctl_message(const Canopy__V1__VmmReply *r)
+{
+	return r->status && r->status->message ? r->status->message : "";
+}
+
 /* Abandon a call: its callback never runs. NULL is a no-op. */
 void vmmctl_call_cancel(struct vmmctl_call *c);
 

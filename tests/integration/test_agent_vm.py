@@ -1,0 +1,282 @@
+"""canopy-agent with real canopy-vmm processes and the test guest, driven
+by a fake manager: start, stats, pause/resume, graceful and hard stop, the
+guest powering off, the agent killed and restarted (VMs adopted), and a
+kernel that does not exist."""
+import os
+import signal
+import time
+
+import pytest
+
+from canopy_testlib import protos
+from canopy_testlib.fakemgr import Agent, FakeManager
+
+pytestmark = pytest.mark.kvm
+
+FAILED_PRECONDITION = 9
+
+
+def C():
+    return protos.common()
+
+
+@pytest.fixture
+def mgr():
+    m = FakeManager()
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def env(build_dir, tmp_path, mgr):
+    """An agent (factory for restarts) and a guest spec; every VMM left is
+    killed at the end."""
+    run = tmp_path / "run"
+    started = []
+
+    def agent():
+        a = Agent(build_dir, run, mgr.endpoint, "host1",
+                  ["--stats-interval", "1"])
+        started.append(a)
+        return a
+
+    def spec(cmdline="count=50", kernel=None):
+        return C().VmSpec(
+            name="vm", cpus=1, memory_mib=64, cmdline=cmdline,
+            kernel=kernel or os.path.join(str(build_dir), "guest",
+                                          "canopy-testguest.elf"))
+
+    yield agent, spec, run
+    for a in started:
+        a.stop()
+    vms = run / "vms"
+    for d in (os.listdir(vms) if vms.exists() else []):
+        for p in list_pids(vms / d):
+            os.kill(p, signal.SIGKILL)
+
+
+def list_pids(vmdir):
+    """canopy-vmm processes whose control socket is in vmdir."""
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % p, "rb") as f:
+                args = f.read().split(b"\0")
+            cwd = os.readlink("/proc/%s/cwd" % p)
+        except OSError:
+            continue
+        if args and args[0].endswith(b"canopy-vmm") and cwd == str(vmdir):
+            out.append(int(p))
+    return out
+
+
+def console(run, vm):
+    try:
+        with open(run / "vms" / vm / "console.log", "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def wait_console(run, vm, pred, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = console(run, vm)
+        if pred(text):
+            return text
+        time.sleep(0.05)
+    raise AssertionError("console of %s: %s" % (vm, console(run, vm)[-500:]))
+
+
+def counts(text):
+    return len([l for l in text.splitlines() if "count " in l])
+
+
+def state_of(mgr, vm, state, start=0, timeout=10):
+    return mgr.wait_body(
+        "vm_state", lambda r: r.vm_id == vm and r.state == state,
+        timeout=timeout, start=start).vm_state
+
+
+def ok(st):
+    assert st.code == 0, st.message
+
+
+def create(mgr, vm, spec):
+    """CREATE, then wait for the VM's first report (sent after the reply)."""
+    m = mgr.mark()
+    ok(mgr.command("host1", "CREATE", vm, spec))
+    mgr.wait_body("vm_state", lambda r: r.vm_id == vm, start=m)
+
+
+def test_lifecycle(env, mgr):
+    agent, spec, run = env
+    a = agent()
+    mgr.wait_body("register")
+    create(mgr, "vm1", spec())
+    m = mgr.mark()
+    ok(mgr.command("host1", "START", "vm1"))
+    rep = state_of(mgr, "vm1", C().VM_RUN_STATE_RUNNING, m)
+    pid = rep.pid
+    assert pid > 0 and os.path.exists("/proc/%d" % pid)
+    assert os.getsid(pid) == pid, "the VMM is not in its own session"
+    wait_console(run, "vm1", lambda t: counts(t) >= 2)
+    # START again: already running, answered OK, same process.
+    ok(mgr.command("host1", "START", "vm1"))
+    # Host stats carry the VM with its figures.
+    m = mgr.mark()
+    hs = mgr.wait_body("host_stats", lambda h: any(
+        v.vm_id == "vm1" and v.rss_bytes > 0 for v in h.vms),
+        start=m, timeout=5).host_stats
+    v = [v for v in hs.vms if v.vm_id == "vm1"][0]
+    assert v.state == C().VM_RUN_STATE_RUNNING and v.pid == pid
+    assert v.exits and sum(e.count for e in v.exits) > 0
+    assert v.uptime_ms > 0
+    assert mgr.heartbeats[-1][1].heartbeat.running_vms == 1
+    # DELETE while running is refused.
+    st = mgr.command("host1", "DELETE", "vm1")
+    assert st.code == FAILED_PRECONDITION and "stop it first" in st.message
+    # Pause: the counter stops; resume: it goes on.
+    m = mgr.mark()
+    ok(mgr.command("host1", "PAUSE", "vm1"))
+    state_of(mgr, "vm1", C().VM_RUN_STATE_PAUSED, m)
+    time.sleep(0.2)
+    n = counts(console(run, "vm1"))
+    time.sleep(0.5)
+    assert counts(console(run, "vm1")) == n, "guest ran while paused"
+    ok(mgr.command("host1", "PAUSE", "vm1"))  # already paused: OK
+    ok(mgr.command("host1", "RESUME", "vm1"))
+    wait_console(run, "vm1", lambda t: counts(t) >= n + 2)
+    # Graceful stop: the test guest ignores the power button, so the VMM
+    # stops it hard at the timeout; the answer comes once it has exited.
+    m = mgr.mark()
+    t0 = time.monotonic()
+    ok(mgr.command("host1", "STOP", "vm1", timeout_ms=300))
+    assert time.monotonic() - t0 >= 0.25
+    assert not os.path.exists("/proc/%d" % pid) or \
+        open("/proc/%d/stat" % pid).read().split()[2] == "Z"
+    rep = state_of(mgr, "vm1", C().VM_RUN_STATE_STOPPED, m)
+    assert rep.stop_reason, rep
+    ok(mgr.command("host1", "STOP", "vm1"))  # already stopped: OK
+    # Start again and stop hard.
+    m = mgr.mark()
+    ok(mgr.command("host1", "START", "vm1"))
+    pid2 = state_of(mgr, "vm1", C().VM_RUN_STATE_RUNNING, m).pid
+    assert pid2 != pid
+    m = mgr.mark()
+    ok(mgr.command("host1", "STOP_HARD", "vm1"))
+    rep = state_of(mgr, "vm1", C().VM_RUN_STATE_STOPPED, m)
+    assert rep.stop_reason
+    ok(mgr.command("host1", "DELETE", "vm1"))
+    assert not (run / "vms" / "vm1").exists()
+    assert a.alive()
+
+
+def test_guest_power_off_reported(env, mgr):
+    agent, spec, run = env
+    agent()
+    mgr.wait_body("register")
+    create(mgr, "vm2", spec("count=50,limit=10"))
+    m = mgr.mark()
+    ok(mgr.command("host1", "START", "vm2"))
+    rep = state_of(mgr, "vm2", C().VM_RUN_STATE_STOPPED, m, timeout=15)
+    assert "guest powered off" in rep.stop_reason, rep.stop_reason
+    assert rep.pid == 0
+    # The VM can be started again after the guest stopped it.
+    m = mgr.mark()
+    ok(mgr.command("host1", "START", "vm2"))
+    state_of(mgr, "vm2", C().VM_RUN_STATE_STOPPED, m, timeout=15)
+
+
+def test_vmm_killed_reported(env, mgr):
+    agent, spec, run = env
+    agent()
+    mgr.wait_body("register")
+    create(mgr, "vm3", spec())
+    m = mgr.mark()
+    ok(mgr.command("host1", "START", "vm3"))
+    pid = state_of(mgr, "vm3", C().VM_RUN_STATE_RUNNING, m).pid
+    m = mgr.mark()
+    os.kill(pid, signal.SIGKILL)
+    rep = state_of(mgr, "vm3", C().VM_RUN_STATE_STOPPED, m)
+    assert "killed by signal 9" in rep.stop_reason, rep.stop_reason
+
+
+def test_agent_restart_adopts_running_vm(env, mgr):
+    agent, spec, run = env
+    a = agent()
+    mgr.wait_body("register")
+    for vm in ("vm4", "vm5"):
+        create(mgr, vm, spec())
+    m = mgr.mark()
+    ok(mgr.command("host1", "START", "vm4"))
+    pid = state_of(mgr, "vm4", C().VM_RUN_STATE_RUNNING, m).pid
+    a.kill9()
+    assert os.path.exists("/proc/%d" % pid), "the VMM died with the agent"
+    n = counts(console(run, "vm4"))
+    wait_console(run, "vm4", lambda t: counts(t) >= n + 2)
+    m = mgr.mark()
+    a2 = agent()
+    rep = state_of(mgr, "vm4", C().VM_RUN_STATE_RUNNING, m)
+    assert rep.pid == pid
+    rep = mgr.wait_body("vm_state", lambda r: r.vm_id == "vm5",
+                        start=m).vm_state
+    assert rep.state == C().VM_RUN_STATE_STOPPED
+    hs = mgr.wait_body("host_stats", lambda h: any(
+        v.vm_id == "vm4" and v.pid == pid and v.rss_bytes for v in h.vms),
+        start=m, timeout=5)
+    assert hs
+    # Reconcile: START of the running VM is OK and keeps the process.
+    ok(mgr.command("host1", "START", "vm4"))
+    assert os.path.exists("/proc/%d" % pid)
+    # The adopted VMM is still supervised: its exit is noticed.
+    m = mgr.mark()
+    ok(mgr.command("host1", "STOP_HARD", "vm4"))
+    rep = state_of(mgr, "vm4", C().VM_RUN_STATE_STOPPED, m)
+    assert rep.stop_reason
+    assert a2.alive()
+
+
+def test_agent_sigterm_leaves_vms_running(env, mgr):
+    agent, spec, run = env
+    a = agent()
+    mgr.wait_body("register")
+    create(mgr, "vm6", spec())
+    m = mgr.mark()
+    ok(mgr.command("host1", "START", "vm6"))
+    pid = state_of(mgr, "vm6", C().VM_RUN_STATE_RUNNING, m).pid
+    a.stop()
+    assert a.proc.returncode == 0
+    time.sleep(0.2)
+    assert os.path.exists("/proc/%d" % pid)
+    m = mgr.mark()
+    agent()
+    assert state_of(mgr, "vm6", C().VM_RUN_STATE_RUNNING, m).pid == pid
+
+
+def test_start_errors_carry_vmm_message(env, mgr):
+    agent, spec, run = env
+    a = agent()
+    mgr.wait_body("register")
+    ok(mgr.command("host1", "CREATE", "bad1",
+                   spec(kernel="/nonexistent/kernel.elf")))
+    st = mgr.command("host1", "START", "bad1")
+    assert st.code == FAILED_PRECONDITION, st
+    assert "kernel /nonexistent/kernel.elf: No such file" in st.message
+    assert "exited with status 2" in st.message
+    # A guest that refuses its command line exits at once: reported too.
+    create(mgr, "bad2", spec(cmdline="nosuchwork"))
+    m = mgr.mark()
+    st = mgr.command("host1", "START", "bad2")
+    # Either the guest stopped before the agent saw it run, or just after.
+    if st.code == 0:
+        why = state_of(mgr, "bad2", C().VM_RUN_STATE_STOPPED, m).stop_reason
+    else:
+        assert st.code == FAILED_PRECONDITION, st
+        why = st.message
+    assert "guest powered off" in why, why
+    assert "unknown workload" in console(run, "bad2") or \
+        "exit 2" in console(run, "bad2"), console(run, "bad2")
+    assert a.alive()
