@@ -22,6 +22,7 @@
 struct net_file {
 	struct net_backend b;
 	int is_unix;
+	int connected; /* to remote (unix) */
 	struct sockaddr_un remote;
 	char local[NET_PATH_MAX + 1]; /* removed at close; "" autobound */
 };
@@ -182,9 +183,17 @@ static ssize_t file_send(struct net_backend *b, const struct iovec *iov, int n)
 		r = writev(b->fd, iov, n);
 		return r < 0 ? -errno : r;
 	}
-	m.msg_name = &f->remote;
-	m.msg_namelen = sizeof(f->remote);
+	/* Connected, poll's POLLOUT waits for room at the peer (unconnected
+	 * it would spin); the peer may start after us or restart. */
+	if (!f->connected) {
+		if (connect(b->fd, (struct sockaddr *)&f->remote,
+			    sizeof(f->remote)) < 0)
+			return -errno;
+		f->connected = 1;
+	}
 	r = sendmsg(b->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (r < 0 && errno == ECONNREFUSED)
+		f->connected = 0; /* the peer went away: reconnect next time */
 	return r < 0 ? -errno : r;
 }
 
