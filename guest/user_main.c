@@ -21,6 +21,7 @@ static const struct workload workloads[] = {
 	{ .name = "cpu", .run = work_cpu },
 	{ .name = "blk", .run = work_blk },
 	{ .name = "balloon", .run = work_balloon },
+	{ .name = "net", .run = work_net },
 };
 
 static int is_space(char c)

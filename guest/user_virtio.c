@@ -168,7 +168,8 @@ static int dev_find(struct user_pci *p, uint16_t type, unsigned index,
 		    struct user_pci_dev *d)
 {
 	/* Transitional IDs 0x1000 + n of the devices we drive. */
-	uint16_t trans = type == VIRTIO_ID_BLOCK   ? 0x1001 :
+	uint16_t trans = type == VIRTIO_ID_NET	   ? 0x1000 :
+			 type == VIRTIO_ID_BLOCK   ? 0x1001 :
 			 type == VIRTIO_ID_BALLOON ? 0x1002 :
 						     0;
 	int r = user_pci_find(p, VIRTIO_PCI_VENDOR,

@@ -6,6 +6,7 @@
 
 #define VIRTIO_PCI_VENDOR 0x1af4
 #define VIRTIO_PCI_MODERN_BASE 0x1040 /* device ID = this + virtio ID */
+#define VIRTIO_ID_NET 1
 #define VIRTIO_ID_BLOCK 2
 #define VIRTIO_ID_BALLOON 5
 #define VIRTIO_F_VERSION_1 (1ull << 32) /* required, always negotiated */
