@@ -68,8 +68,8 @@ static int store(struct cli_args *a, int i, const char *val, char *err,
 }
 
 /* One option word at argv[*k]; may consume the next word as its value. */
-static int parse_opt(struct cli_args *a, int argc, char *const *argv, int *k,
-		     char *err, size_t errlen)
+static int parse_opt(struct cli_args *a, int argc, const char *const *argv,
+		     int *k, char *err, size_t errlen)
 {
 	const char *w = argv[*k], *val = NULL, *eq;
 	int i;
@@ -105,8 +105,8 @@ static int parse_opt(struct cli_args *a, int argc, char *const *argv, int *k,
 }
 
 int cli_args_parse(struct cli_args *a, const struct cli_optdef *cmd,
-		   const struct cli_optdef *global, int argc, char *const *argv,
-		   char *err, size_t errlen)
+		   const struct cli_optdef *global, int argc,
+		   const char *const *argv, char *err, size_t errlen)
 {
 	bool opts_done = false;
 	int k, rc;

@@ -49,7 +49,8 @@ struct cli_args {
 CN_MUST_CHECK int cli_args_parse(struct cli_args *a,
 				 const struct cli_optdef *cmd,
 				 const struct cli_optdef *global, int argc,
-				 char *const *argv, char *err, size_t errlen);
+				 const char *const *argv, char *err,
+				 size_t errlen);
 
 /* Was option `name` given? How many times? */
 bool cli_args_has(const struct cli_args *a, const char *name);

@@ -150,7 +150,7 @@ static int apply_globals(struct cli *c, const struct cli_args *a)
 
 /* Parse the command's words (argv without object and verb) and run it. */
 static int run_cmd(struct cli *c, const struct cli_cmd *k, int argc,
-		   char **argv)
+		   const char *const *argv)
 {
 	struct cli_args a;
 	char err[CLI_ERR_MAX];
@@ -182,7 +182,7 @@ static int run_cmd(struct cli *c, const struct cli_cmd *k, int argc,
  * status. */
 static int dispatch(struct cli *c, int argc, char **argv)
 {
-	char *words[CLI_POS_MAX + 2 * CLI_OPTS_MAX * CLI_OPT_VALUES_MAX];
+	const char *words[CLI_POS_MAX + 2 * CLI_OPTS_MAX * CLI_OPT_VALUES_MAX];
 	const struct cli_cmd *k;
 	int ko, kv, i, n = 0, rc;
 	size_t oi;

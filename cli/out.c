@@ -142,11 +142,14 @@ int cli_table_add(struct cli_table *t, const char *const *cells)
 static void print_row(FILE *f, const struct cli_table *t,
 		      const char *const *row, const size_t *w)
 {
-	size_t i, pad;
+	size_t i, pad, last = t->ncols;
 
-	for (i = 0; i < t->ncols; i++) {
+	/* Cells after the last non-empty one are not padded. */
+	while (last > 1 && !row[last - 1][0])
+		last--;
+	for (i = 0; i < last; i++) {
 		fputs(row[i], f);
-		if (i + 1 == t->ncols)
+		if (i + 1 == last)
 			break;
 		pad = w[i] - cli_text_width(row[i]) + 2;
 		while (pad--)
