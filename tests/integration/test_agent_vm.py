@@ -3,6 +3,7 @@ by a fake manager: start, stats, pause/resume, graceful and hard stop, the
 guest powering off, the agent killed and restarted (VMs adopted), and a
 kernel that does not exist."""
 import os
+import struct
 import signal
 import time
 
@@ -280,3 +281,48 @@ def test_start_errors_carry_vmm_message(env, mgr):
     assert "unknown workload" in console(run, "bad2") or \
         "exit 2" in console(run, "bad2"), console(run, "bad2")
     assert a.alive()
+
+
+def test_disks_created_by_the_agent_reach_the_guest(env, mgr, tmp_path):
+    """CREATE makes a sparse disk in the VM's directory and the VMM gets it
+    (--disk, serial and read-only passed through): the guest writes its
+    pattern there; a read-only second disk is offered as such."""
+    agent, spec, run = env
+    agent()
+    mgr.wait_body("register")
+    ro = tmp_path / "ro.img"
+    with open(ro, "wb") as f:
+        f.truncate(1 << 20)
+    s = spec("blk,mode=verify,mib=1,seed=5")
+    s.memory_mib = 128
+    s.disks.add(path="disk0.img", size_bytes=8 << 20, serial="agentd0")
+    s.disks.add(path=str(ro), readonly=True)
+    create(mgr, "vmd", s)
+    disk = run / "vms" / "vmd" / "disk0.img"
+    assert disk.stat().st_size == 8 << 20
+    m = mgr.mark()
+    st = mgr.command("host1", "START", "vmd")
+    if st.code == 0:
+        why = state_of(mgr, "vmd", C().VM_RUN_STATE_STOPPED, m,
+                       timeout=30).stop_reason
+    else:
+        why = st.message  # the guest finished before the agent saw it run
+    text = console(run, "vmd")
+    assert "guest powered off" in why, (why, text[-1000:])
+    assert 'serial "agentd0"' in text, text[-1000:]
+    assert "blk: read ok sectors 2048" in text, text[-1000:]
+    hi = (5 << 40)
+    with open(disk, "rb") as f:
+        data = f.read(1 << 20)
+    words = struct.unpack("<%dQ" % (len(data) // 8), data)
+    assert all(w == hi ^ (8 * i) for i, w in enumerate(words))
+    # The read-only disk: the guest sees VIRTIO_BLK_F_RO and refuses.
+    s = spec("blk,mode=write,mib=1,dev=0")
+    s.disks.add(path=str(ro), readonly=True)
+    create(mgr, "vmro", s)
+    m = mgr.mark()
+    st = mgr.command("host1", "START", "vmro")
+    if st.code == 0:
+        state_of(mgr, "vmro", C().VM_RUN_STATE_STOPPED, m, timeout=30)
+    assert "the disk is read-only" in console(run, "vmro")
+    assert open(ro, "rb").read() == bytes(1 << 20)
