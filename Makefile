@@ -167,7 +167,7 @@ include $(sort $(wildcard */module.mk */*/module.mk))
 .SECONDARY:
 
 .DEFAULT_GOAL := all
-.PHONY: all unit integration check format format-check clean lab
+.PHONY: all unit integration check format format-check clean lab lab-stop lab-down
 
 all: $(LIBCANOPY) $(BINS) $(EXTRA_TARGETS) $(HELPER_BINS) $(UNIT_BINS) $(PROTO_PY)
 
@@ -188,12 +188,16 @@ format-check: | $(DEPS_STAMP)
 format: | $(DEPS_STAMP)
 	$(Q)$(CLANG_FORMAT) -i $(FORMAT_SRCS)
 
-# The lab needs the manager, agents and VMM (issues 5 and 8): say so plainly.
-lab: | $(DEPS_STAMP)
-	@echo "make lab: not available yet. The lab (etcd, canopy-managerd, three" >&2
-	@echo "hosts and two VMs) arrives with the control-plane issue; today the" >&2
-	@echo "tree holds the foundation only (lib/, proto/, tests). See README.md." >&2
-	@exit 1
+# The lab (deploy/lab.sh, docs/cli.md): etcd, canopy-managerd, two
+# canopy-agent hosts and one test-guest VM on this machine, as root; running
+# it again replaces the old lab. `make lab-stop` ends everything it started.
+lab: $(BINS) $(EXTRA_TARGETS) | $(DEPS_STAMP)
+	$(Q)CANOPY_BUILD=$(abspath $(B)) ./deploy/lab.sh start
+
+lab-stop:
+	$(Q)CANOPY_BUILD=$(abspath $(B)) ./deploy/lab.sh stop
+
+lab-down: lab-stop
 
 clean:
 	rm -rf build build-san build-debug build-san-debug

@@ -1,0 +1,217 @@
+#!/bin/sh
+# The Canopy lab on this machine: one etcd, canopy-managerd, two canopy-agent
+# hosts (lab-h1, lab-h2) as plain processes on loopback, and one VM running
+# the test guest, driven with the canopy CLI.
+#
+#   deploy/lab.sh start    stop any old lab, start a new one (needs root
+#                          for /dev/kvm and the VMMs), create and start a VM
+#   deploy/lab.sh stop     stop everything the lab started: VMMs, agents,
+#                          manager, etcd; nothing of it is left running
+#   deploy/lab.sh status   what runs, `canopy host list` and `vm list`
+#
+# Settings (environment; the defaults need no config at all):
+#   LAB_DIR        state, logs and pid files     (/var/tmp/canopy-lab)
+#   CANOPY_BUILD   build directory with bin/ and guest/   (./build)
+#   LAB_API_PORT   canopy-managerd's API on 127.0.0.1     (7443, the CLI's
+#                  default, so `canopy` needs no --server)
+#   LAB_BUS_PORT   the agent bus on 127.0.0.1             (7444)
+#   LAB_ETCD_PORT, LAB_ETCD_PEER_PORT   etcd on 127.0.0.1 (23790, 23800)
+#   LAB_VM_MEMORY  MiB of the lab VM                      (64)
+set -eu
+
+LAB_DIR=${LAB_DIR:-/var/tmp/canopy-lab}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${CANOPY_BUILD:-$REPO/build}
+API_PORT=${LAB_API_PORT:-7443}
+BUS_PORT=${LAB_BUS_PORT:-7444}
+ETCD_PORT=${LAB_ETCD_PORT:-23790}
+ETCD_PEER_PORT=${LAB_ETCD_PEER_PORT:-23800}
+VM_MEMORY=${LAB_VM_MEMORY:-64}
+HOSTS="lab-h1 lab-h2"
+VM=lab-vm1
+SERVER=127.0.0.1:$API_PORT
+PIDS=$LAB_DIR/pids
+LOGS=$LAB_DIR/logs
+
+say() { printf 'lab: %s\n' "$*"; }
+fail() {
+	printf 'lab: %s\n' "$*" >&2
+	exit 1
+}
+
+canopy() { "$BUILD/bin/canopy" --server "$SERVER" "$@"; }
+
+# The lab's own programs whose command line names the lab directory (VMMs
+# are started by the agents in their own sessions, so they are found this
+# way; nothing else is ever matched).
+lab_pids() {
+	for d in /proc/[0-9]*; do
+		pid=${d#/proc/}
+		case $(cat "$d/comm" 2>/dev/null) in
+		etcd | canopy-vmm | canopy-agent | canopy-manage*) ;;
+		*) continue ;;
+		esac
+		if tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF -- "$LAB_DIR/"; then
+			echo "$pid"
+		fi
+	done
+}
+
+alive() { kill -0 "$1" 2>/dev/null; }
+
+# Send TERM to pids, wait up to 5 s, then KILL what is left.
+stop_pids() {
+	[ -n "$*" ] || return 0
+	kill -TERM "$@" 2>/dev/null || true
+	n=0
+	while [ $n -lt 50 ]; do
+		left=""
+		for p in "$@"; do alive "$p" && left="$left $p"; done
+		[ -z "$left" ] && return 0
+		sleep 0.1
+		n=$((n + 1))
+	done
+	# shellcheck disable=SC2086
+	kill -KILL $left 2>/dev/null || true
+}
+
+pidfile_pid() { [ -f "$PIDS/$1.pid" ] && cat "$PIDS/$1.pid" || true; }
+
+do_stop() {
+	[ -d "$LAB_DIR" ] || {
+		say "no lab in $LAB_DIR"
+		return 0
+	}
+	[ -f "$LAB_DIR/.canopy-lab" ] ||
+		fail "$LAB_DIR exists but is not a lab directory: not touching it"
+	# The VMMs first (the agents leave them running on purpose), then the
+	# agents, the manager and etcd, each by the pid recorded at start.
+	vmms=""
+	for p in $(lab_pids); do
+		case $(cat "/proc/$p/comm" 2>/dev/null) in
+		canopy-vmm) vmms="$vmms $p" ;;
+		esac
+	done
+	# shellcheck disable=SC2086
+	stop_pids $vmms
+	for name in $HOSTS managerd etcd; do
+		stop_pids $(pidfile_pid "$name")
+		rm -f "$PIDS/$name.pid"
+	done
+	# Anything else that still names the lab directory.
+	# shellcheck disable=SC2046
+	stop_pids $(lab_pids)
+	left=$(lab_pids)
+	[ -z "$left" ] || fail "processes still running after stop: $left"
+	rm -rf "$LAB_DIR"
+	say "stopped; nothing of the lab is running and $LAB_DIR is removed"
+}
+
+# Start a daemon in its own session with its output in LOGS/name.log.
+spawn() {
+	name=$1
+	shift
+	setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 &
+	echo $! >"$PIDS/$name.pid"
+}
+
+wait_for() { # what, seconds, command...
+	what=$1 secs=$2
+	shift 2
+	n=0
+	while ! "$@" >/dev/null 2>&1; do
+		n=$((n + 1))
+		[ $n -le $((secs * 10)) ] || fail "$what did not come up in ${secs}s (logs: $LOGS)"
+		sleep 0.1
+	done
+}
+
+connected_hosts() {
+	canopy -o json host list 2>/dev/null | grep -c '"HOST_STATE_CONNECTED"' || true
+}
+
+both_connected() { [ "$(connected_hosts)" -ge 2 ]; }
+
+need() {
+	[ -x "$1" ] || fail "$1 missing: run 'make' first (or set CANOPY_BUILD)"
+}
+
+do_start() {
+	[ "$(id -u)" -eq 0 ] || fail "the lab runs VMs: run it as root"
+	[ -r /dev/kvm ] || fail "/dev/kvm is missing: the lab needs KVM"
+	for b in canopy canopy-managerd canopy-agent canopy-vmm; do
+		need "$BUILD/bin/$b"
+	done
+	need "$BUILD/guest/canopy-testguest.elf"
+	command -v etcd >/dev/null || fail "etcd missing (Debian package etcd-server)"
+	do_stop >/dev/null
+	mkdir -p "$PIDS" "$LOGS"
+	touch "$LAB_DIR/.canopy-lab"
+
+	spawn etcd etcd --name lab --data-dir "$LAB_DIR/etcd" \
+		--listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
+		--advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+		--listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+		--initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+		--initial-cluster "lab=http://127.0.0.1:$ETCD_PEER_PORT"
+	wait_for etcd 20 etcdctl --endpoints "127.0.0.1:$ETCD_PORT" endpoint health
+	say "etcd on 127.0.0.1:$ETCD_PORT"
+
+	spawn managerd "$BUILD/bin/canopy-managerd" \
+		--etcd "127.0.0.1:$ETCD_PORT" --listen "$SERVER" \
+		--bus "tcp://127.0.0.1:$BUS_PORT" --id lab-m1 \
+		--log-file "$LOGS/managerd.log"
+	wait_for canopy-managerd 20 canopy cluster status
+	say "canopy-managerd on $SERVER (bus tcp://127.0.0.1:$BUS_PORT)"
+
+	for h in $HOSTS; do
+		mkdir -p "$LAB_DIR/$h"
+		spawn "$h" "$BUILD/bin/canopy-agent" \
+			--manager "tcp://127.0.0.1:$BUS_PORT" --host-id "$h" \
+			--run-dir "$LAB_DIR/$h" --vmm "$BUILD/bin/canopy-vmm"
+	done
+	wait_for "two connected hosts" 30 both_connected
+	canopy host list
+
+	canopy vm create "$VM" --memory "$VM_MEMORY" --cpus 1 \
+		--kernel "$BUILD/guest/canopy-testguest.elf" \
+		--cmdline "count=1000" ||
+		fail "vm create failed (logs: $LOGS)"
+	canopy vm start "$VM" || fail "vm start failed (logs: $LOGS)"
+	echo
+	canopy vm list
+	console=$(ls "$LAB_DIR"/lab-h*/vms/*/console.log 2>/dev/null | head -n 1)
+	cat <<EOF
+
+The lab is up (state and logs in $LAB_DIR).
+  console:   ${console:-"(not found under $LAB_DIR/lab-h*/vms/)"}
+             (tail -f it: the guest prints 'count N' every second)
+  use it:    $BUILD/bin/canopy cluster status | host list | vm list
+             $BUILD/bin/canopy vm stop $VM; canopy vm --help
+             (the CLI's default server is $SERVER$( [ "$API_PORT" = 7443 ] || echo "; pass --server $SERVER"))
+  stop it:   make lab-stop   (or deploy/lab.sh stop)
+EOF
+}
+
+do_status() {
+	for name in etcd managerd $HOSTS; do
+		p=$(pidfile_pid "$name")
+		if [ -n "$p" ] && alive "$p"; then
+			say "$name running (pid $p)"
+		else
+			say "$name not running"
+		fi
+	done
+	canopy host list || true
+	canopy vm list || true
+}
+
+case ${1:-} in
+start) do_start ;;
+stop) do_stop ;;
+status) do_status ;;
+*)
+	echo "usage: deploy/lab.sh start|stop|status" >&2
+	exit 2
+	;;
+esac
