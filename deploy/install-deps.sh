@@ -14,7 +14,7 @@ libcmocka-dev
 etcd-server etcd-client
 python3 python3-pytest python3-grpcio python3-protobuf python3-zmq
 qemu-system-x86 busybox-static cpio
-iproute2 iputils-ping procps util-linux hyperfine
+iproute2 iputils-ping procps util-linux hyperfine e2fsprogs
 "
 
 missing=""

@@ -7,6 +7,9 @@
 #                             is built into Debian's kernel) and their
 #                             dependencies
 #   OUTDIR/modules/order      the order node-init.sh loads them in
+#   OUTDIR/guest-modules/     what a Linux guest of canopy-vmm needs for its
+#                             virtio devices and an ext4 disk, with its
+#                             own `order` file
 #   OUTDIR/version            the kernel release string and the module set
 # Idempotent: does nothing when OUTDIR/version matches. Bump $format when the
 # module set changes, so that existing caches are refreshed.
@@ -24,7 +27,7 @@ if [ -z "$ver" ]; then
 		"run apt-get update" >&2
 	exit 1
 fi
-format=modules-v2
+format=modules-v3
 if [ -f "$out/version" ] &&
 	[ "$(cat "$out/version")" = "$ver $format" ]; then
 	exit 0
@@ -39,8 +42,8 @@ trap 'rm -rf "$tmp"' EXIT
 dpkg-deb -x "$tmp"/linux-image-*.deb "$tmp/x"
 mods="$tmp/x/lib/modules/$ver/kernel"
 mkdir -p "$out"
-rm -rf "$out/version" "$out/modules.new"
-mkdir "$out/modules.new"
+rm -rf "$out/version" "$out/modules.new" "$out/guest-modules.new"
+mkdir "$out/modules.new" "$out/guest-modules.new"
 cp "$tmp/x/boot/vmlinuz-$ver" "$out/vmlinuz"
 # Load order matters (no depmod here): irqbypass and ccp before kvm, kvm
 # before kvm-amd; virtio_ring before virtio, both before virtio_pci (which
@@ -55,7 +58,22 @@ for m in virt/lib/irqbypass.ko drivers/crypto/ccp/ccp.ko \
 	cp "$mods/$m" "$out/modules.new/"
 	basename "$m" >>"$out/modules.new/order"
 done
-rm -rf "$out/modules"
+# The guest's set, in load order: virtio core, PCI transport, blk, net
+# (failover first), balloon, then ext4 and what it needs (crc32c through
+# the crypto API).
+for m in drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko \
+	drivers/virtio/virtio_pci_modern_dev.ko \
+	drivers/virtio/virtio_pci_legacy_dev.ko \
+	drivers/virtio/virtio_pci.ko drivers/block/virtio_blk.ko \
+	net/core/failover.ko drivers/net/net_failover.ko \
+	drivers/net/virtio_net.ko drivers/virtio/virtio_balloon.ko \
+	lib/crc16.ko crypto/crc32c_generic.ko fs/mbcache.ko fs/jbd2/jbd2.ko \
+	fs/ext4/ext4.ko; do
+	cp "$mods/$m" "$out/guest-modules.new/"
+	basename "$m" >>"$out/guest-modules.new/order"
+done
+rm -rf "$out/modules" "$out/guest-modules"
 mv "$out/modules.new" "$out/modules"
+mv "$out/guest-modules.new" "$out/guest-modules"
 echo "$ver $format" >"$out/version"
 echo "fetch-kernel: $ver in $out"

@@ -1,0 +1,40 @@
+#!/bin/sh
+# /init of the Linux guest that checks canopy-vmm's virtio devices from
+# inside Debian's kernel: load the virtio and ext4 modules, mount the ext4
+# disk /dev/vda, read /hello.txt, write /new.txt, then watch MemTotal while
+# the host inflates the balloon, and power off. Markers:
+#   canopy-guest: read <first line of /hello.txt>
+#   canopy-guest: wrote new.txt
+#   canopy-guest: msix vectors <n>        (virtio interrupts on MSI-X; x86 labels them PCI-MSI)
+#   canopy-guest: memtotal <kB>           (before)
+#   canopy-guest: balloon memtotal <kB>   (after it dropped, or at timeout)
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in $(cat /guest-modules/order); do
+	insmod "/guest-modules/$m" || echo "canopy-guest: insmod $m failed"
+done
+echo "canopy-guest: pci $(cat /sys/bus/pci/devices/*/device 2>/dev/null | tr '\n' ' ')"
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+mkdir -p /mnt
+if mount -t ext4 /dev/vda /mnt; then
+	echo "canopy-guest: read $(head -n 1 /mnt/hello.txt)"
+	echo "written by the guest" >/mnt/new.txt && sync &&
+		echo "canopy-guest: wrote new.txt"
+	umount /mnt
+else
+	echo "canopy-guest: mount failed"
+	dmesg | tail -n 20
+fi
+echo "canopy-guest: msix vectors $(grep -c 'PCI-MSI.*virtio' /proc/interrupts)"
+mt() { sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo; }
+before=$(mt)
+echo "canopy-guest: memtotal $before"
+i=0
+while [ "$(mt)" -gt $((before - 153600)) ] && [ $i -lt 600 ]; do
+	sleep 0.1; i=$((i+1))
+done
+echo "canopy-guest: balloon memtotal $(mt)"
+poweroff -f
