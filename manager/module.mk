@@ -19,3 +19,7 @@ BINS += $(B)/bin/canopy-managerd
 MGR_TESTS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test_mgr_*.c))
 $(MGR_TESTS): $(B)/tests/unit/%: $(B)/tests/unit/%.o $(MGR_LIB) $(LIBCANOPY)
 	$(call link,$@,$(call unit_objs,$^),$(LIBS_CMOCKA) $(MGR_LIBS))
+
+# The fake agent of the manager's integration tests links ZeroMQ.
+$(B)/tests/helpers/mgr_fake_agent: $(B)/tests/helpers/mgr_fake_agent.o $(LIBCANOPY)
+	$(call link,$@,$(call unit_objs,$^),$(LIBS_PROTO) $(LIBS_ZMQ))

@@ -251,6 +251,40 @@ void mgr_task_end(struct mgr_task *t, enum cn_code code, const char *msg)
 		mgr_tasks_kick(m);
 }
 
+/* The VM of a task the last leader left unfinished: a VM it was creating
+ * that never came up is removed; otherwise its desired state falls back
+ * to what was last observed. */
+static void recover_vm(struct manager *m, const Canopy__V1__Task *rec)
+{
+	const char *name = mgr_key_name(rec->object, "vm/");
+	char key[MGR_KEY_MAX];
+	Canopy__V1__Vm *vm = NULL;
+	Canopy__V1__PowerState want;
+	int rc = 0;
+
+	if (!name ||
+	    mgr_key_join(key, sizeof(key), MGR_PREFIX_VMS, MGR_NAME_VM, name) ||
+	    mgr_get_msg(m, key, &canopy__v1__vm__descriptor,
+			(ProtobufCMessage **)&vm))
+		return;
+	want = vm->state == CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_RUNNING ?
+		       CANOPY__V1__POWER_STATE__POWER_STATE_ON :
+	       vm->state == CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_PAUSED ?
+		       CANOPY__V1__POWER_STATE__POWER_STATE_PAUSED :
+		       CANOPY__V1__POWER_STATE__POWER_STATE_OFF;
+	if (strcmp(rec->kind, mgr_op_kind(MGR_OP_CREATE)) == 0 &&
+	    vm->state == CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_UNSPECIFIED)
+		rc = mgr_vm_remove(m, vm);
+	else if (vm->desired != want) {
+		vm->desired = want;
+		rc = mgr_vm_save(m, vm, NULL);
+	}
+	if (rc)
+		log_warn("manager", "cannot reset the vm of a failed task",
+			 "vm=%s", name);
+	canopy__v1__vm__free_unpacked(vm, NULL);
+}
+
 /* Fail one task a previous leader left unfinished. */
 static void recover_one(struct manager *m, const char *id)
 {
@@ -272,6 +306,7 @@ static void recover_one(struct manager *m, const char *id)
 		set_error(rec, CN_ABORTED, msg);
 		mgr_set_str(&rec->phase, "failed");
 		mgr_task_update(m, rec);
+		recover_vm(m, rec);
 		mgr_event(m, CANOPY__V1__EVENT_SEVERITY__EVENT_SEVERITY_ERROR,
 			  "task.failed", rec->object, rec->id, "%s of %s: %s",
 			  rec->kind, rec->object, msg);

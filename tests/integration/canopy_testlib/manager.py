@@ -1,0 +1,161 @@
+"""canopy-managerd for tests: the daemon, a gRPC client on python3-grpcio
+(generic calls on the method name, messages from the generated protos) and
+the C fake agent (tests/helpers/mgr_fake_agent) driven over its stdin."""
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+
+import grpc
+
+from . import protos
+from .ports import free_ports
+
+
+def api():
+    return protos.load("canopy_api")
+
+
+def common():
+    return protos.load("canopy_common")
+
+
+def binary(name):
+    return os.path.join(protos.build_dir(), name)
+
+
+class Manager:
+    """One canopy-managerd on free loopback ports."""
+
+    def __init__(self, workdir, etcd_endpoints, mid, host_timeout=2,
+                 command_timeout_ms=3000, bus_port=None):
+        api_port, own_bus = free_ports(2)
+        self.id = mid
+        self.addr = "127.0.0.1:%d" % api_port
+        self.bus = "tcp://127.0.0.1:%d" % (bus_port or own_bus)
+        self.log_path = os.path.join(str(workdir), "%s.log" % mid)
+        self.cmd = [binary("bin/canopy-managerd"),
+                    "--etcd", ",".join(etcd_endpoints),
+                    "--listen", self.addr, "--bus", self.bus, "--id", mid,
+                    "--host-timeout", str(host_timeout),
+                    "--command-timeout", str(command_timeout_ms),
+                    "--log-level", "debug"]
+        self.proc = None
+        self.channel = None
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.cmd, stdout=self.log,
+                                     stderr=self.log)
+        self.channel = grpc.insecure_channel(self.addr)
+        return self
+
+    def log_text(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def call(self, service, method, req, resp_type, timeout=10):
+        f = self.channel.unary_unary(
+            "/canopy.v1.%s/%s" % (service, method),
+            request_serializer=_ser, response_deserializer=resp_type.FromString)
+        return f(req, timeout=timeout)
+
+    def stream(self, service, method, req, resp_type, timeout=30):
+        f = self.channel.unary_stream(
+            "/canopy.v1.%s/%s" % (service, method),
+            request_serializer=_ser, response_deserializer=resp_type.FromString)
+        return f(req, timeout=timeout)
+
+    def cluster(self):
+        a = api()
+        return self.call("ClusterService", "GetCluster",
+                         a.GetClusterRequest(), a.Cluster)
+
+    def wait_leader(self, timeout=15):
+        """Wait until this manager answers as leader."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log_text()[-3000:]
+            try:
+                return self.cluster()
+            except grpc.RpcError as e:
+                last = e
+            time.sleep(0.05)
+        raise AssertionError("%s not leader after %ss: %s\n%s" % (
+            self.id, timeout, last, self.log_text()[-3000:]))
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+
+    def close(self):
+        if self.channel:
+            self.channel.close()
+        self.kill(signal.SIGTERM)
+        if self.proc:
+            self.log.close()
+
+
+def _ser(m):
+    return m if isinstance(m, bytes) else m.SerializeToString()
+
+
+class FakeAgent:
+    """The C fake agent; lines it prints are queued for expect()."""
+
+    def __init__(self, bus, host_id, memory_mib=8192, datastore=None):
+        cmd = [binary("tests/helpers/mgr_fake_agent"), "--manager", bus,
+               "--host-id", host_id, "--memory-mib", str(memory_mib)]
+        if datastore:
+            cmd += ["--datastore", datastore]
+        self.host_id = host_id
+        self.lines = queue.Queue()
+        self.seen = []
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True,
+                                     bufsize=1)
+        threading.Thread(target=self._read, daemon=True).start()
+        self.expect("ready")
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def expect(self, prefix, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("fake agent %s: no line %r (saw %r)" % (
+                    self.host_id, prefix, self.seen[-10:]))
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if line.startswith(prefix):
+                return line
+
+    def send(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def mode(self, how):
+        self.send("mode " + how)
+        self.expect("ok")
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(10)
