@@ -257,8 +257,25 @@ void net_tx_flush(struct net *n)
 	n->tx_pending = 0;
 }
 
+/* Did the device stop (DEVICE_NEEDS_RESET or FAILED)? Looked at once a
+ * millisecond at most: each look is an MMIO exit. */
+static int device_stopped(struct net *n)
+{
+	uint64_t t = guest_rdtsc();
+	uint8_t st;
+
+	if (t - n->t_status < n->u->tsc_khz)
+		return 0;
+	n->t_status = t;
+	st = user_virtio_status(&n->v);
+	if (!(st & (VIRTIO_S_NEEDS_RESET | VIRTIO_S_FAILED)))
+		return 0;
+	user_printf("net: device status 0x%x (DEVICE_NEEDS_RESET)\n", st);
+	return 1;
+}
+
 /* Handles up to NET_BATCH received frames; -USER_EIO when the device
- * stopped (needs reset), -USER_EPROTO for a bad used entry. */
+ * stopped, -USER_EPROTO for a bad used entry. */
 static int net_poll(struct net *n)
 {
 	unsigned done = 0;
@@ -283,12 +300,8 @@ static int net_poll(struct net *n)
 	net_tx_flush(n);
 	if (r < 0)
 		return r;
-	if (!done && (user_virtio_status(&n->v) &
-		      (VIRTIO_S_NEEDS_RESET | VIRTIO_S_FAILED))) {
-		user_printf("net: device status 0x%x (DEVICE_NEEDS_RESET)\n",
-			    user_virtio_status(&n->v));
+	if (!done && device_stopped(n))
 		return -USER_EIO;
-	}
 	return tx_reap(n);
 }
 

@@ -32,6 +32,7 @@ struct net {
 	uint64_t arp_replies, icmp_replies, runts;
 	uint64_t got, got_bytes, bad, t_first, t_last;
 	uint8_t *seen; /* udprecv: bitmap of sequence numbers */
+	uint64_t t_status; /* TSC when the device status was last read */
 };
 
 /* work_net.c: a zeroed tx buffer's frame part (after the header), NULL
