@@ -126,14 +126,27 @@ static int dir_remove(const char *dir)
 	return rc;
 }
 
+/* Our own copy of a spec (the envelope's belongs to the bus), or NULL. */
+static Canopy__V1__VmSpec *spec_copy(const Canopy__V1__VmSpec *spec)
+{
+	size_t n = canopy__v1__vm_spec__get_packed_size(spec);
+	uint8_t *buf = malloc(n ? n : 1);
+	Canopy__V1__VmSpec *copy;
+
+	if (!buf)
+		return NULL;
+	canopy__v1__vm_spec__pack(spec, buf);
+	copy = canopy__v1__vm_spec__unpack(NULL, n, buf);
+	free(buf);
+	return copy;
+}
+
 static void do_create(struct agent *ag, uint64_t rid,
 		      const Canopy__V1__VmCommand *cmd)
 {
 	char dir[AGENT_PATH_MAX + 80], path[AGENT_PATH_MAX + 96], msg[512];
 	Canopy__V1__VmSpec *copy = NULL;
 	struct agent_vm *vm;
-	size_t n;
-	uint8_t *buf;
 	int rc = agent_spec_check(cmd->spec, msg, sizeof(msg));
 
 	if (rc < 0)
@@ -147,14 +160,7 @@ static void do_create(struct agent *ag, uint64_t rid,
 					 cn_strerror(rc));
 		goto fail;
 	}
-	/* Keep our own copy of the spec (the envelope is the bus's). */
-	n = canopy__v1__vm_spec__get_packed_size(cmd->spec);
-	buf = malloc(n ? n : 1);
-	if (buf) {
-		canopy__v1__vm_spec__pack(cmd->spec, buf);
-		copy = canopy__v1__vm_spec__unpack(NULL, n, buf);
-		free(buf);
-	}
+	copy = spec_copy(cmd->spec);
 	rc = copy ? disks_create(dir, copy, msg, sizeof(msg)) : -ENOMEM;
 	if (rc < 0)
 		goto fail_dir;
@@ -260,34 +266,43 @@ void agent_command_handle(struct agent *ag, const Canopy__V1__Envelope *env)
 	char msg[512];
 
 	/* validate */
-	if (agent_vm_id_check(cmd->vm_id, msg, sizeof(msg)) < 0)
-		return bad(ag, rid, CN_INVALID_ARGUMENT, msg);
+	if (agent_vm_id_check(cmd->vm_id, msg, sizeof(msg)) < 0) {
+		bad(ag, rid, CN_INVALID_ARGUMENT, msg);
+		return;
+	}
 	if (cmd->action < CANOPY__V1__VM_ACTION__VM_ACTION_CREATE ||
 	    cmd->action > CANOPY__V1__VM_ACTION__VM_ACTION_DELETE) {
 		snprintf(msg, sizeof(msg),
 			 "unknown VM action %d; use CREATE, START, STOP, "
 			 "STOP_HARD, PAUSE, RESUME or DELETE",
 			 (int)cmd->action);
-		return bad(ag, rid, CN_INVALID_ARGUMENT, msg);
+		bad(ag, rid, CN_INVALID_ARGUMENT, msg);
+		return;
 	}
 	/* act */
-	if (cmd->action == CANOPY__V1__VM_ACTION__VM_ACTION_CREATE)
-		return do_create(ag, rid, cmd);
+	if (cmd->action == CANOPY__V1__VM_ACTION__VM_ACTION_CREATE) {
+		do_create(ag, rid, cmd);
+		return;
+	}
 	vm = agent_vm_find(ag, cmd->vm_id);
 	if (!vm) {
 		snprintf(msg, sizeof(msg),
 			 "VM %s does not exist on this host; create it first",
 			 cmd->vm_id);
-		return bad(ag, rid, CN_NOT_FOUND, msg);
+		bad(ag, rid, CN_NOT_FOUND, msg);
+		return;
 	}
 	if (vm->op || vm->op_call) {
 		snprintf(msg, sizeof(msg),
 			 "VM %s is busy with another command or its VMM is "
 			 "being adopted; retry when that is done",
 			 vm->id);
-		return bad(ag, rid, CN_ABORTED, msg);
+		bad(ag, rid, CN_ABORTED, msg);
+		return;
 	}
-	if (cmd->action == CANOPY__V1__VM_ACTION__VM_ACTION_DELETE)
-		return do_delete(ag, rid, vm);
+	if (cmd->action == CANOPY__V1__VM_ACTION__VM_ACTION_DELETE) {
+		do_delete(ag, rid, vm);
+		return;
+	}
 	power(ag, rid, cmd, vm);
 }
