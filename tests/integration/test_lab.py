@@ -1,0 +1,132 @@
+"""`make lab`'s script (deploy/lab.sh) end to end with the real programs:
+etcd, canopy-managerd, two canopy-agent hosts and canopy-vmm running the
+test guest, driven through the canopy CLI. Start, check through the CLI that
+both hosts are connected and the VM runs (its console counts), use the
+cluster a little, start again (the old lab is replaced), then stop and check
+that no process of the lab is left."""
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from canopy_testlib import protos
+from canopy_testlib.ports import free_ports
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+LAB = os.path.join(REPO, "deploy", "lab.sh")
+PROGS = ("etcd", "canopy-vmm", "canopy-agent", "canopy-managerd")
+
+pytestmark = [pytest.mark.root, pytest.mark.kvm, pytest.mark.slow]
+
+
+def lab_processes(lab_dir):
+    """Pids of our programs whose command line names lab_dir."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/comm" % pid) as f:
+                comm = f.read().strip()
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if comm.startswith(PROGS) and lab_dir + "/" in cmd:
+            found.append((int(pid), comm))
+    return found
+
+
+@pytest.fixture
+def lab(tmp_path):
+    build = protos.build_dir()
+    for prog in ("canopy", "canopy-managerd", "canopy-agent", "canopy-vmm"):
+        if not os.path.exists(os.path.join(build, "bin", prog)):
+            pytest.skip("SKIP: %s/bin/%s not built: run make" % (build, prog))
+    if not shutil.which("etcd"):
+        pytest.skip("SKIP (needs etcd): Debian package etcd-server missing")
+    lab_dir = str(tmp_path / "lab")
+    api, bus, etcd, peer = free_ports(4)
+    env = dict(os.environ, LAB_DIR=lab_dir, CANOPY_BUILD=build,
+               LAB_API_PORT=str(api), LAB_BUS_PORT=str(bus),
+               LAB_ETCD_PORT=str(etcd), LAB_ETCD_PEER_PORT=str(peer))
+
+    def sh(verb, timeout=120):
+        return subprocess.run([LAB, verb], env=env, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def cli(*args):
+        p = subprocess.run([os.path.join(build, "bin", "canopy"), "--server",
+                            "127.0.0.1:%d" % api] + list(args),
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, (args, p.stdout, p.stderr, logs(lab_dir))
+        return p.stdout
+
+    try:
+        yield lab_dir, sh, cli
+    finally:
+        sh("stop")
+        for pid, _ in lab_processes(lab_dir):
+            os.kill(pid, 9)
+
+
+def logs(lab_dir):
+    out = []
+    for root, _, files in os.walk(lab_dir):
+        for f in files:
+            if f.endswith(".log"):
+                with open(os.path.join(root, f), "rb") as fh:
+                    out.append("== %s\n%s" % (f, fh.read()[-1500:].decode(
+                        "utf-8", "replace")))
+    return "\n".join(out)
+
+
+def console_counts(lab_dir):
+    for root, _, files in os.walk(lab_dir):
+        if "console.log" in files:
+            with open(os.path.join(root, "console.log")) as f:
+                return f.read().count("count ")
+    return 0
+
+
+def test_lab_start_use_restart_stop(lab):
+    lab_dir, sh, cli = lab
+    p = sh("start")
+    assert p.returncode == 0, (p.stdout, p.stderr, logs(lab_dir))
+    assert "lab-vm1" in p.stdout and "console:" in p.stdout
+    assert "deploy/lab.sh stop" in p.stdout
+
+    hosts = json.loads(cli("-o", "json", "host", "list"))
+    assert sorted(h["id"] for h in hosts) == ["lab-h1", "lab-h2"]
+    assert all(h["state"] == "HOST_STATE_CONNECTED" for h in hosts)
+    vm = json.loads(cli("-o", "json", "vm", "show", "lab-vm1"))
+    assert vm["state"] == "VM_RUN_STATE_RUNNING" and vm["host"]
+    deadline = time.monotonic() + 10
+    while console_counts(lab_dir) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert console_counts(lab_dir) >= 2, logs(lab_dir)
+    tasks = json.loads(cli("-o", "json", "task", "list"))
+    assert {t["kind"] for t in tasks} >= {"vm.create", "vm.start"}
+    assert all(t["state"] == "TASK_STATE_SUCCEEDED" for t in tasks)
+    assert "lab-vm1" in cli("vm", "list")
+    first = {pid for pid, comm in lab_processes(lab_dir)
+             if comm == "canopy-vmm"}
+    assert len(first) == 1
+
+    # Starting again replaces the old lab: none of its processes survive.
+    p = sh("start")
+    assert p.returncode == 0, (p.stdout, p.stderr, logs(lab_dir))
+    now = lab_processes(lab_dir)
+    assert not first & {pid for pid, _ in now}
+    assert sorted(c for _, c in now).count("canopy-vmm") == 1
+
+    p = sh("stop")
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert lab_processes(lab_dir) == []
+    assert not os.path.exists(lab_dir)
+    # Stopping a stopped lab is fine too.
+    assert sh("stop").returncode == 0
