@@ -1,5 +1,6 @@
 /* Dirty-page tracking through KVM's dirty log, for snapshots and vMotion. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -19,6 +20,7 @@ int dirty_log_start(struct vm *vm)
 	rc = vm_mem_set_logging(vm, 1);
 	if (rc < 0)
 		return rc;
+	atomic_store(&vm->gmem.logging, 1); /* devices mark what they write */
 	/* Start from a clean log: everything before now is not "dirty". */
 	rc = dirty_log_get(vm, &bm, &pages);
 	if (rc == 0)
@@ -30,6 +32,7 @@ int dirty_log_stop(struct vm *vm)
 {
 	if (!vm->dirty_logging)
 		return 0;
+	atomic_store(&vm->gmem.logging, 0);
 	return vm_mem_set_logging(vm, 0);
 }
 
@@ -69,6 +72,9 @@ int dirty_log_get(struct vm *vm, uint64_t **bitmap, uint64_t *pages)
 		free(bm);
 		return rc;
 	}
+	/* Add what devices wrote (KVM only sees the vCPUs' writes). */
+	for (uint64_t i = 0; vm->gmem.dirty && i < words; i++)
+		bm[i] |= atomic_exchange(&vm->gmem.dirty[i], 0);
 	*bitmap = bm;
 	*pages = n;
 	return 0;

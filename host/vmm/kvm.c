@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <linux/memfd.h>
@@ -125,7 +126,18 @@ static int mem_create(struct vm *vm, char *err, size_t errlen)
 		return rc;
 	}
 	madvise(vm->ram, vm->ram_size, MADV_MERGEABLE);
-	vm->gmem = (struct gmem){ vm->ram, vm->ram_size, vm->low_size };
+	vm->gmem = (struct gmem){ .ram = vm->ram,
+				  .ram_size = vm->ram_size,
+				  .low_size = vm->low_size };
+	/* Pages written by devices, for dirty.c (one bit per page). */
+	vm->gmem.dirty =
+		calloc((vm->ram_size / GMEM_PAGE + 63) / 64, sizeof(uint64_t));
+	if (!vm->gmem.dirty) {
+		snprintf(err, errlen,
+			 "guest memory: no memory for the "
+			 "device dirty bitmap");
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -254,6 +266,8 @@ void vm_destroy(struct vm *vm)
 	if (vm->ram)
 		munmap(vm->ram, vm->ram_size);
 	vm->ram = NULL;
+	free((void *)vm->gmem.dirty);
+	vm->gmem.dirty = NULL;
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		if (vm->vcpus[i].run)
 			munmap(vm->vcpus[i].run, (size_t)vm->vcpu_mmap_size);

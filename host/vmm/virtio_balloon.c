@@ -95,8 +95,10 @@ static void inflate(struct balloon *b, const struct virtq_req *r)
 		}
 		/* Hugepage-backed RAM cannot drop 4 KiB: the page stays. */
 		if (!b->vm->cfg.hugepages &&
-		    madvise(p, BALLOON_PAGE, MADV_REMOVE) == 0)
+		    madvise(p, BALLOON_PAGE, MADV_REMOVE) == 0) {
 			b->freed_pages++;
+			gmem_mark(m, p, BALLOON_PAGE); /* now reads as zeros */
+		}
 	}
 }
 

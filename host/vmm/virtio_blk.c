@@ -171,6 +171,9 @@ static uint8_t do_rw(struct blk *k, uint32_t type, uint64_t sector,
 		k->reads++;
 		k->rbytes += len;
 		*written = (uint32_t)len;
+		for (int i = 0; i < n; i++) /* for the dirty log */
+			gmem_mark(r->mem, k->iov[i].iov_base,
+				  k->iov[i].iov_len);
 	}
 	return VIRTIO_BLK_S_OK;
 }

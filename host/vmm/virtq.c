@@ -1,6 +1,7 @@
 /* Split virtqueue device side: validated descriptor chains, used ring,
  * interrupt suppression (see virtq.h). */
 #include <errno.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "host/vmm/virtq.h"
@@ -22,6 +23,20 @@ void *gmem_ptr(const struct gmem *m, uint64_t gpa, uint64_t len)
 		return m->ram + m->low_size + (gpa - GMEM_HIGH_START);
 	}
 	return NULL;
+}
+
+void gmem_mark(const struct gmem *m, const void *p, uint64_t len)
+{
+	uint64_t off = (uint64_t)((const uint8_t *)p - m->ram), first, last;
+
+	if (!m->dirty || !len || !atomic_load(&m->logging) ||
+	    (const uint8_t *)p < m->ram || off >= m->ram_size ||
+	    len > m->ram_size - off)
+		return;
+	first = off / GMEM_PAGE;
+	last = (off + len - 1) / GMEM_PAGE;
+	for (uint64_t pg = first; pg <= last; pg++)
+		atomic_fetch_or(&m->dirty[pg / 64], 1ull << (pg % 64));
 }
 
 /* Little-endian ring fields; x86 hosts only, so plain loads with the
@@ -133,6 +148,7 @@ int virtq_pop(struct virtq *q, struct virtq_req *r)
 	i = q->avail[2 + (q->last_avail & (q->size - 1))];
 	if (i >= q->size)
 		return -EINVAL;
+	r->mem = q->mem;
 	r->head = i;
 	r->nr = r->nw = 0;
 	r->rlen = r->wlen = 0;
@@ -162,6 +178,7 @@ int virtq_pop(struct virtq *q, struct virtq_req *r)
 		uint16_t *ae = (uint16_t *)(q->used + 4 + 8 * (size_t)q->size);
 
 		store_release16(ae, q->last_avail);
+		gmem_mark(q->mem, ae, 2);
 	}
 	return 1;
 }
@@ -175,6 +192,8 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t written)
 	memcpy(e + 4, &written, 4);
 	q->used_idx++;
 	store_release16((uint16_t *)(q->used + 2), q->used_idx);
+	gmem_mark(q->mem, e, 8);
+	gmem_mark(q->mem, q->used + 2, 2);
 }
 
 int virtq_should_signal(struct virtq *q)

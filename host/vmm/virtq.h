@@ -17,6 +17,7 @@
 #ifndef CANOPY_VMM_VIRTQ_H
 #define CANOPY_VMM_VIRTQ_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -25,14 +26,23 @@
 /* A view of guest RAM: ram_size bytes at ram; the first low_size bytes at
  * GPA 0, the rest at GMEM_HIGH_START (the VMM's layout). */
 #define GMEM_HIGH_START 0x100000000ull
+#define GMEM_PAGE 4096ull
 struct gmem {
 	uint8_t *ram;
 	uint64_t ram_size, low_size;
+	/* Pages devices wrote while `logging` (bit i = RAM page i in memfd
+	 * order, as dirty.c's bitmaps); KVM's dirty log does not see writes
+	 * made by the VMM itself. NULL: not tracked. */
+	_Atomic uint64_t *dirty;
+	_Atomic int logging;
 };
 
 /* Host address of guest range [gpa, gpa + len), or NULL if any byte of it
  * is outside guest RAM. Overflow-safe. */
 void *gmem_ptr(const struct gmem *m, uint64_t gpa, uint64_t len);
+/* A device wrote the host range [p, p + len) of guest RAM (p from
+ * gmem_ptr): mark its pages dirty when logging. Any thread. */
+void gmem_mark(const struct gmem *m, const void *p, uint64_t len);
 
 /* Descriptor flags and ring flags (virtio 1.x, 2.7.5 and 2.7.6). */
 #define VIRTQ_DESC_F_NEXT 1
@@ -77,6 +87,7 @@ struct virtq {
 
 /* One request: the chain's head and its segments, readable ones first. */
 struct virtq_req {
+	const struct gmem *mem; /* the queue's, for dirty marking */
 	uint16_t head;
 	unsigned nr, nw; /* readable segments, then writable ones */
 	uint64_t rlen, wlen; /* bytes in each part */

@@ -22,7 +22,9 @@ static int setup(void **state)
 
 	vm->ram_size = vm->low_size = FAKE_RAM;
 	vm->ram = calloc(1, FAKE_RAM);
-	vm->gmem = (struct gmem){ vm->ram, vm->ram_size, vm->low_size };
+	vm->gmem = (struct gmem){ .ram = vm->ram,
+				  .ram_size = vm->ram_size,
+				  .low_size = vm->low_size };
 	vm->cfg.kernel = "test.elf";
 	vm->cfg.cpus = 4;
 	vm->cfg.mem_mib = FAKE_RAM >> 20;
@@ -63,7 +65,9 @@ static void test_gpa_to_hva_high_ram(void **state)
 			.low_size = VMM_HOLE_START };
 	uint64_t high = v.ram_size - v.low_size;
 
-	v.gmem = (struct gmem){ v.ram, v.ram_size, v.low_size };
+	v.gmem = (struct gmem){ .ram = v.ram,
+				.ram_size = v.ram_size,
+				.low_size = v.low_size };
 	assert_ptr_equal(gpa_to_hva(&v, VMM_HIGH_START, 8),
 			 v.ram + VMM_HOLE_START);
 	assert_ptr_equal(gpa_to_hva(&v, VMM_HIGH_START + high - 1, 1),
