@@ -140,7 +140,7 @@ static int apply_config(struct agent_opts *o, struct cmdline *cl,
 			struct config **keep)
 {
 	char err[512], *save = NULL, *tok;
-	struct config *c;
+	struct config *c = NULL;
 	const char *v;
 	int rc = config_load(cl->config, &c, err, sizeof(err));
 
@@ -148,6 +148,7 @@ static int apply_config(struct agent_opts *o, struct cmdline *cl,
 		rc = config_check_keys(c, config_keys, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "canopy-agent: %s\n", err);
+		config_free(c);
 		return rc;
 	}
 	*keep = c;
@@ -443,12 +444,16 @@ int main(int argc, char **argv)
 	struct config *keep = NULL;
 	int rc;
 
-	if (parse_args(argc, argv, &ag.opts, &cl) < 0)
+	rc = parse_args(argc, argv, &ag.opts, &cl);
+	if (rc == 0 && cl.config)
+		rc = apply_config(&ag.opts, &cl, &keep);
+	if (rc == 0)
+		rc = validate(&ag.opts, &cl);
+	if (rc < 0) {
+		config_free(keep);
+		free(cl.ds_list);
 		return 2;
-	if (cl.config && apply_config(&ag.opts, &cl, &keep) < 0)
-		return 2;
-	if (validate(&ag.opts, &cl) < 0)
-		return 2;
+	}
 	if (!ag.opts.vmm)
 		ag.opts.vmm = default_vmm();
 	if (agent_start(&ag) < 0)

@@ -309,3 +309,11 @@ def test_config_file(build_dir, tmp_path, mgr):
     conf.write_text("manager = x\nmemroy = 1\n")
     r = run_agent(build_dir, "--config", str(conf))
     assert r.returncode == 2 and "unknown key 'memroy'" in r.stderr
+    conf.write_text("manager = x\nhost-id = h\nrun-dir = /tmp/x\n"
+                    "stats-interval = 0\ndatastore = a=/dev/null,b\n")
+    r = run_agent(build_dir, "--config", str(conf))
+    assert r.returncode == 2 and "--stats-interval 0" in r.stderr
+    conf.write_text("manager = x\nhost-id = h\nrun-dir = /tmp/x\n"
+                    "datastore = a=/dev/null,b\n")
+    r = run_agent(build_dir, "--config", str(conf))
+    assert r.returncode == 2 and "--datastore b: expected" in r.stderr
