@@ -2,10 +2,13 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cmd_vm.h"
 
 #define M_CREATE_VM "/canopy.v1.VmService/CreateVm"
+/* Longest kernel or initrd path sent. */
+#define CLI_PATH_MAX 4096
 
 const struct cli_optdef cli_vm_create_opts[] = {
 	{ .name = "memory", .has_arg = true },
@@ -67,6 +70,33 @@ static int parse_disks(struct cli *c, const struct cli_args *a,
 	return 0;
 }
 
+/* A relative host path made absolute against the current directory (the
+ * server runs elsewhere, so "guest.elf" would mean nothing to it); paths
+ * with a ':' are datastore paths ("ds1:web1/disk0") and stay as given. */
+static int host_path(struct cli *c, const char *opt, const char *p, char *buf,
+		     size_t size, char **out)
+{
+	char cwd[CLI_PATH_MAX];
+	int n;
+
+	if (p[0] == '/' || strchr(p, ':')) {
+		*out = (char *)p;
+		return 0;
+	}
+	if (!p[0])
+		return cli_fail(c, CLI_EXIT_USAGE, "--%s: empty path", opt);
+	if (!getcwd(cwd, sizeof(cwd)))
+		return cli_fail(c, CLI_EXIT_FAIL,
+				"--%s %s: cannot read the current directory: "
+				"%s; give an absolute path",
+				opt, p, strerror(errno));
+	n = snprintf(buf, size, "%s/%s", cwd, p);
+	if (n < 0 || (size_t)n >= size)
+		return cli_fail(c, CLI_EXIT_USAGE, "--%s: path too long", opt);
+	*out = buf;
+	return 0;
+}
+
 /* Local checks of what the server would refuse anyway, with a clearer
  * message and no round trip. */
 static int check_spec(struct cli *c, const struct cli_args *a)
@@ -92,7 +122,7 @@ int cli_vm_create(struct cli *c, const struct cli_args *a)
 	struct cli_disk cd[CLI_VM_DISKS_MAX];
 	Canopy__V1__DiskSpec ds[CLI_VM_DISKS_MAX];
 	Canopy__V1__DiskSpec *dptr[CLI_VM_DISKS_MAX];
-	char err[CLI_ERR_MAX];
+	char err[CLI_ERR_MAX], kernel[CLI_PATH_MAX], initrd[CLI_PATH_MAX];
 	uint64_t cpus;
 	int rc;
 
@@ -107,9 +137,13 @@ int cli_vm_create(struct cli *c, const struct cli_args *a)
 			   CLI_VM_CPUS_MAX, &cpus, err, sizeof(err)))
 		return cli_fail(c, CLI_EXIT_USAGE, "%s", err);
 	spec.cpus = (uint32_t)cpus;
-	spec.kernel = (char *)cli_args_get(a, "kernel");
-	if (cli_args_has(a, "initrd"))
-		spec.initrd = (char *)cli_args_get(a, "initrd");
+	rc = host_path(c, "kernel", cli_args_get(a, "kernel"), kernel,
+		       sizeof(kernel), &spec.kernel);
+	if (!rc && cli_args_has(a, "initrd"))
+		rc = host_path(c, "initrd", cli_args_get(a, "initrd"), initrd,
+			       sizeof(initrd), &spec.initrd);
+	if (rc)
+		return rc;
 	if (cli_args_has(a, "cmdline"))
 		spec.cmdline = (char *)cli_args_get(a, "cmdline");
 	rc = parse_disks(c, a, cd, ds, dptr, &spec.n_disks);

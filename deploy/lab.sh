@@ -47,11 +47,11 @@ canopy() { "$BUILD/bin/canopy" --server "$SERVER" "$@"; }
 lab_pids() {
 	for d in /proc/[0-9]*; do
 		pid=${d#/proc/}
-		case $(cat "$d/comm" 2>/dev/null) in
+		case $({ cat "$d/comm"; } 2>/dev/null) in
 		etcd | canopy-vmm | canopy-agent | canopy-manage*) ;;
 		*) continue ;;
 		esac
-		if tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF -- "$LAB_DIR/"; then
+		if { tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null | grep -qF -- "$LAB_DIR/"; then
 			echo "$pid"
 		fi
 	done
@@ -88,7 +88,7 @@ do_stop() {
 	# agents, the manager and etcd, each by the pid recorded at start.
 	vmms=""
 	for p in $(lab_pids); do
-		case $(cat "/proc/$p/comm" 2>/dev/null) in
+		case $({ cat "/proc/$p/comm"; } 2>/dev/null) in
 		canopy-vmm) vmms="$vmms $p" ;;
 		esac
 	done

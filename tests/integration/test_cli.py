@@ -61,12 +61,12 @@ class Run:
         return lines[0][len("canopy: "):]
 
 
-def run(canopy, home, *args, server=None, env=None, timeout=20):
+def run(canopy, home, *args, server=None, env=None, timeout=20, cwd=None):
     e = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
     e.update(env or {})
     cmd = [canopy] + (["--server", server] if server else []) + list(args)
     return Run(subprocess.run(cmd, capture_output=True, text=True, env=e,
-                              timeout=timeout))
+                              timeout=timeout, cwd=cwd))
 
 
 def ok(canopy, home, fake, *args):
@@ -326,6 +326,24 @@ def test_vm_create_memory_units(canopy, home, fake):
     assert fake.requests("CreateVm")[0].spec.memory_mib == 2048
 
 
+def test_vm_create_relative_paths_made_absolute(canopy, home, fake):
+    r = run(canopy, home, "vm", "create", "rel", "--memory", "64", "--cpus",
+            "1", "--kernel", "guest.elf", "--initrd", "sub/initrd.img",
+            "--no-wait", server=fake.address, cwd=str(home))
+    assert r.rc == 0, r.err
+    s = fake.requests("CreateVm")[0].spec
+    assert s.kernel == str(home) + "/guest.elf"
+    assert s.initrd == str(home) + "/sub/initrd.img"
+    # Absolute and datastore paths are sent as given.
+    r = run(canopy, home, "vm", "create", "ds", "--memory", "64", "--cpus",
+            "1", "--kernel", "ds1:images/k.elf", "--no-wait",
+            server=fake.address, cwd=str(home))
+    assert fake.requests("CreateVm")[1].spec.kernel == "ds1:images/k.elf"
+    r = run(canopy, home, "vm", "create", "e", "--memory", "64", "--cpus",
+            "1", "--kernel", "", server=fake.address)
+    assert r.rc == 2 and "--kernel: empty path" in r.err
+
+
 def test_vm_create_json_and_no_wait(canopy, home, fake):
     j = ok(canopy, home, fake, "-o", "json", "vm", "create", "j1",
            "--memory", "64", "--cpus", "1", "--kernel", "/k").json()
@@ -341,10 +359,10 @@ def test_vm_create_json_and_no_wait(canopy, home, fake):
 
 def test_vm_create_server_errors(canopy, home, fake):
     r = run(canopy, home, "vm", "create", "x", "--memory", "64", "--cpus",
-            "1", "--kernel", "rel/k", server=fake.address)
+            "100", "--kernel", "/k", server=fake.address)
     # INVALID_ARGUMENT from the server: its message, exit 2, no usage line.
     assert r.rc == 2 and r.err == (
-        "canopy: kernel path 'rel/k' must be absolute\n")
+        "canopy: cpus: 100 is more than the 64 a VM may have\n")
     r = run(canopy, home, "vm", "create", "web1", "--memory", "64", "--cpus",
             "1", "--kernel", "/k", server=fake.address)
     assert r.rc == 4 and "vm 'web1' already exists" in r.err
