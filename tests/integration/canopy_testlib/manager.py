@@ -4,6 +4,7 @@ the C fake agent (tests/helpers/mgr_fake_agent) driven over its stdin."""
 import os
 import queue
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -49,8 +50,23 @@ class Manager:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.cmd, stdout=self.log,
                                      stderr=self.log)
+        self._wait_port()
+        # Only now: a channel that failed to connect backs off for seconds.
         self.channel = grpc.insecure_channel(self.addr)
         return self
+
+    def _wait_port(self, timeout=10):
+        host, port = self.addr.rsplit(":", 1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log_text()[-3000:]
+            try:
+                socket.create_connection((host, int(port)), 0.5).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise AssertionError("%s: API port not open: %s" % (
+            self.id, self.log_text()[-3000:]))
 
     def log_text(self):
         with open(self.log_path, "rb") as f:
