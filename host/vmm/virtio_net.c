@@ -184,6 +184,18 @@ int vnet_tx(struct vnet *n, struct virtq *q, unsigned budget, unsigned *pushed)
 	return VNET_MORE;
 }
 
+/* The backend wrote len bytes over iov[0..k): for the dirty log. */
+static void mark(const struct virtq_req *r, const struct iovec *iov, int k,
+		 uint64_t len)
+{
+	for (int i = 0; i < k && len; i++) {
+		uint64_t l = CN_MIN(iov[i].iov_len, len);
+
+		gmem_mark(r->mem, iov[i].iov_base, l);
+		len -= l;
+	}
+}
+
 /* Receive into the chain in n->req: 1 delivered (pushed), 0 nothing to
  * receive, 2 dropped (the chain may take the next frame). */
 static int rx_into(struct vnet *n, struct virtq *q)
@@ -204,6 +216,7 @@ static int rx_into(struct vnet *n, struct virtq *q)
 		n->rx_errors++;
 		return 0;
 	}
+	mark(r, n->iov, k, (uint64_t)got); /* written, even if dropped */
 	if ((uint64_t)got > cap) {
 		n->rx_too_big++;
 		return 2;
@@ -214,6 +227,7 @@ static int rx_into(struct vnet *n, struct virtq *q)
 	}
 	memcpy(hdr + 10, &nbuf, 2);
 	virtq_req_write(r, 0, hdr, NET_HDR_LEN);
+	mark(r, r->iov + r->nr, (int)r->nw, NET_HDR_LEN);
 	virtq_push(q, r->head, (uint32_t)(NET_HDR_LEN + got));
 	n->rx_packets++;
 	n->rx_bytes += (uint64_t)got;
