@@ -1,0 +1,118 @@
+"""The canopy CLI against the real control plane: etcd, canopy-managerd and a
+real canopy-agent on loopback. What needs no KVM: hosts, creating, showing,
+listing and deleting a VM, the server's errors passed through with their
+exit statuses, tasks and events. (Powering a VM on is covered by the lab
+test, tests/integration/test_lab.py.)"""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from canopy_testlib import etcd as etcdlib
+from canopy_testlib import protos
+from canopy_testlib.manager import Manager
+
+
+def _bin(name):
+    return os.path.join(protos.build_dir(), "bin", name)
+
+
+@pytest.fixture(autouse=True)
+def _need_etcd():
+    if not os.path.exists(etcdlib.ETCD):
+        pytest.skip("SKIP (needs etcd): %s missing (Debian package "
+                    "etcd-server)" % etcdlib.ETCD)
+
+
+@pytest.fixture
+def cluster(etcd, tmp_path):
+    for prog in ("canopy", "canopy-managerd", "canopy-agent"):
+        if not os.path.exists(_bin(prog)):
+            pytest.skip("SKIP: %s not built: run make" % _bin(prog))
+    m = Manager(tmp_path, etcd.endpoints, "m1").start()
+    m.wait_leader()
+    run_dir = tmp_path / "h1"
+    run_dir.mkdir()
+    log = open(tmp_path / "agent.log", "ab")
+    agent = subprocess.Popen([_bin("canopy-agent"), "--manager", m.bus,
+                              "--host-id", "e2e-h1", "--run-dir",
+                              str(run_dir)], stdout=log, stderr=log)
+    try:
+        yield m, tmp_path
+    finally:
+        if agent.poll() is None:
+            agent.terminate()
+            agent.wait(10)
+        log.close()
+        m.close()
+
+
+def canopy(m, *args):
+    p = subprocess.run([_bin("canopy"), "--server", m.addr] + list(args),
+                       capture_output=True, text=True, timeout=60,
+                       env={"HOME": "/nonexistent", "PATH": "/usr/bin:/bin"})
+    return p.returncode, p.stdout, p.stderr
+
+
+def wait_connected(m, host, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rc, out, _ = canopy(m, "-o", "json", "host", "list")
+        if rc == 0 and any(h["id"] == host and
+                           h["state"] == "HOST_STATE_CONNECTED"
+                           for h in json.loads(out)):
+            return
+        time.sleep(0.1)
+    raise AssertionError("host %s never connected:\n%s" % (
+        host, m.log_text()[-2000:]))
+
+
+def test_cli_against_real_manager(cluster):
+    m, tmp = cluster
+    wait_connected(m, "e2e-h1")
+    rc, out, err = canopy(m, "cluster", "status")
+    assert rc == 0 and "Hosts:    1 (1 connected)" in out, err
+    rc, out, err = canopy(m, "host", "show", "e2e-h1")
+    assert rc == 0 and "State:       connected" in out, err
+
+    rc, out, err = canopy(m, "vm", "create", "e2e-vm", "--memory", "64",
+                          "--cpus", "1", "--kernel", "/nonexistent/k.elf",
+                          "--cmdline", "count")
+    assert rc == 0, (out, err)
+    assert out.splitlines()[-1].startswith("task ")
+    assert "vm.create vm/e2e-vm: succeeded in" in out
+    vm = json.loads(canopy(m, "-o", "json", "vm", "show", "e2e-vm")[1])
+    assert vm["spec"]["memory_mib"] == 64 and vm["host"] == "e2e-h1"
+    assert vm["desired"] == "POWER_STATE_OFF"
+    rc, out, _ = canopy(m, "vm", "list", "--host", "e2e-h1")
+    assert rc == 0 and "e2e-vm" in out
+
+    # The server's errors: its message, one line, the mapped exit status.
+    rc, out, err = canopy(m, "vm", "show", "nope")
+    assert rc == 3 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith("canopy: ") and "nope" in err
+    rc, _, err = canopy(m, "vm", "create", "e2e-vm", "--memory", "64",
+                        "--cpus", "1", "--kernel", "/k")
+    assert rc == 4 and "already exists" in err
+    rc, _, err = canopy(m, "host", "show", "h-none")
+    assert rc == 3 and "h-none" in err
+
+    tasks = json.loads(canopy(m, "-o", "json", "task", "list")[1])
+    assert [t["kind"] for t in tasks] == ["vm.create"]
+    assert tasks[0]["state"] == "TASK_STATE_SUCCEEDED"
+    rc, out, _ = canopy(m, "task", "show", tasks[0]["id"])
+    assert rc == 0 and "State:     succeeded" in out
+    rc, out, err = canopy(m, "task", "wait", tasks[0]["id"])
+    assert rc == 0 and "succeeded in" in out, err
+
+    rc, out, err = canopy(m, "vm", "delete", "e2e-vm")
+    assert rc == 0 and "vm.delete vm/e2e-vm: succeeded" in out, err
+    rc, _, _ = canopy(m, "vm", "show", "e2e-vm")
+    assert rc == 3
+    events = json.loads(canopy(m, "-o", "json", "event", "list")[1])
+    kinds = [e["kind"] for e in events]
+    assert "host.connected" in kinds and "vm.created" in kinds
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(seqs)
