@@ -121,8 +121,11 @@ static int field(const char **p, const char *end, const char *name, char *dst,
 	memcpy(dst, v, vl);
 	dst[vl] = '\0';
 	*p = v + vl;
-	if (*p < end)
-		(*p)++; /* the space */
+	if (*p < end) {
+		(*p)++; /* the space before the next field */
+		if (*p == end)
+			return -EINVAL; /* a trailing space */
+	}
 	return 0;
 }
 
