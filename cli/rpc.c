@@ -167,17 +167,45 @@ static bool batch(struct cli_rpc *r, grpc_call *call, const grpc_op *ops,
 	return ev.type == GRPC_OP_COMPLETE && ev.success;
 }
 
+/* What one unary call receives. */
+struct unary {
+	grpc_metadata_array md_init, md_trail;
+	grpc_slice details;
+	grpc_status_code code;
+	grpc_byte_buffer *resp;
+};
+
+/* Send reqb and receive everything, in one batch on call. */
+static bool unary_run(struct cli_rpc *r, grpc_call *call,
+		      grpc_byte_buffer *reqb, struct unary *u)
+{
+	grpc_op ops[6];
+
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = reqb;
+	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[3].data.recv_initial_metadata.recv_initial_metadata = &u->md_init;
+	ops[4].op = GRPC_OP_RECV_MESSAGE;
+	ops[4].data.recv_message.recv_message = &u->resp;
+	ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	ops[5].data.recv_status_on_client.trailing_metadata = &u->md_trail;
+	ops[5].data.recv_status_on_client.status = &u->code;
+	ops[5].data.recv_status_on_client.status_details = &u->details;
+	return batch(r, call, ops, CN_ARRAY_SIZE(ops));
+}
+
 int cli_rpc_unary(struct cli_rpc *r, const char *method,
 		  const ProtobufCMessage *req,
 		  const ProtobufCMessageDescriptor *resp_desc,
 		  unsigned timeout_ms, ProtobufCMessage **resp,
 		  struct cli_status *st)
 {
-	grpc_metadata_array md_init, md_trail;
-	grpc_slice details = grpc_empty_slice();
-	grpc_status_code code = GRPC_STATUS_UNKNOWN;
-	grpc_byte_buffer *reqb, *respb = NULL;
-	grpc_op ops[6];
+	struct unary u = { .details = grpc_empty_slice(),
+			   .code = GRPC_STATUS_UNKNOWN };
+	grpc_byte_buffer *reqb;
 	grpc_call *call;
 	int rc = 0;
 
@@ -191,45 +219,28 @@ int cli_rpc_unary(struct cli_rpc *r, const char *method,
 					r->cq,
 					grpc_slice_from_static_string(method),
 					NULL, deadline_in(timeout_ms), NULL);
-	grpc_metadata_array_init(&md_init);
-	grpc_metadata_array_init(&md_trail);
-	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[1].op = GRPC_OP_SEND_MESSAGE;
-	ops[1].data.send_message.send_message = reqb;
-	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-	ops[3].data.recv_initial_metadata.recv_initial_metadata = &md_init;
-	ops[4].op = GRPC_OP_RECV_MESSAGE;
-	ops[4].data.recv_message.recv_message = &respb;
-	ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-	ops[5].data.recv_status_on_client.trailing_metadata = &md_trail;
-	ops[5].data.recv_status_on_client.status = &code;
-	ops[5].data.recv_status_on_client.status_details = &details;
-	if (!batch(r, call, ops, CN_ARRAY_SIZE(ops))) {
+	grpc_metadata_array_init(&u.md_init);
+	grpc_metadata_array_init(&u.md_trail);
+	if (!unary_run(r, call, reqb, &u)) {
 		status_local(st, GRPC_STATUS_INTERNAL,
 			     "the gRPC call could not be run");
 		rc = -EIO;
-		goto out;
+	} else {
+		status_fill(r, st, u.code, u.details);
+		if (u.code != GRPC_STATUS_OK)
+			rc = -EREMOTEIO;
+		else if (!(*resp = decode(resp_desc, u.resp)))
+			rc = -EBADMSG;
 	}
-	status_fill(r, st, code, details);
-	if (code != GRPC_STATUS_OK) {
-		rc = -EREMOTEIO;
-		goto out;
-	}
-	*resp = decode(resp_desc, respb);
-	if (!*resp) {
+	if (rc == -EBADMSG)
 		status_local(st, GRPC_STATUS_INTERNAL,
 			     "the server sent a response that does not decode");
-		rc = -EBADMSG;
-	}
-out:
-	if (respb)
-		grpc_byte_buffer_destroy(respb);
+	if (u.resp)
+		grpc_byte_buffer_destroy(u.resp);
 	grpc_byte_buffer_destroy(reqb);
-	grpc_slice_unref(details);
-	grpc_metadata_array_destroy(&md_init);
-	grpc_metadata_array_destroy(&md_trail);
+	grpc_slice_unref(u.details);
+	grpc_metadata_array_destroy(&u.md_init);
+	grpc_metadata_array_destroy(&u.md_trail);
 	grpc_call_unref(call);
 	return rc;
 }
