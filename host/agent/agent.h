@@ -26,13 +26,14 @@ struct vmmctl_call;
 #define AGENT_MANAGER_TIMEOUT_S_DEFAULT 10 /* as lib/bus's peer timeout */
 #define AGENT_START_TIMEOUT_MS_DEFAULT 10000 /* START: VMM to RUNNING */
 #define AGENT_STOP_TIMEOUT_MS_DEFAULT 30000 /* STOP: graceful, then hard */
+#define AGENT_STOP_HARD_TIMEOUT_MS_DEFAULT 6000 /* STOP_HARD */
+/* An answer is sent at most this long before the op's timeout. */
+#define AGENT_ANSWER_MARGIN_MS 500
 #define AGENT_OP_TIMEOUT_MS_MAX (10u * 60 * 1000) /* any command */
 /* Status calls to a VMM (stats, start polling, adoption). */
 #define AGENT_STATUS_TIMEOUT_MS 2000
 /* How often START asks a starting VMM for its state. */
 #define AGENT_START_POLL_MS 50
-/* After a stop request, wait this long beyond its timeout, then SIGKILL. */
-#define AGENT_KILL_GRACE_MS 3000
 /* Exit counts kept per VM. */
 #define AGENT_EXITS_MAX 24
 /* Datastores given with --datastore. */
@@ -138,7 +139,7 @@ CN_MUST_CHECK int agent_vmm_spawn(struct agent *ag, struct agent_vm *vm,
 /* Watch an existing VMM process (adoption). 0 or -errno (-ESRCH: gone). */
 CN_MUST_CHECK int agent_vmm_watch(struct agent *ag, struct agent_vm *vm,
 				  pid_t pid, int is_child);
-/* SIGKILL the VMM's process group. */
+/* SIGKILL the VMM (through its pidfd; no-op without one). */
 void agent_vmm_kill(struct agent_vm *vm);
 /* The last lines of vmm.log (at most len-1 bytes, newlines as "; "). */
 void agent_vmm_log_tail(const struct agent_vm *vm, char *out, size_t len);

@@ -31,6 +31,23 @@ static int op_timer(struct agent *ag, struct agent_vm *vm, uint64_t ms,
 	return vm->op_timer ? 0 : (err ? err : -ENOMEM);
 }
 
+/*
+ * An op's timeout_ms is the time within which the manager expects the
+ * answer (it is also its bus request timeout), so every wait is fitted
+ * inside it with a margin for the answer to travel.
+ */
+static uint32_t budget(struct agent_vm *vm, uint32_t dflt)
+{
+	if (!vm->op->timeout_ms)
+		vm->op->timeout_ms = dflt;
+	return vm->op->timeout_ms;
+}
+
+static uint32_t margin(uint32_t b)
+{
+	return CN_MIN(AGENT_ANSWER_MARGIN_MS, b / 10);
+}
+
 /* Start a control call for vm's op. */
 static int op_call(struct agent *ag, struct agent_vm *vm,
 		   Canopy__V1__VmmRequest *req, uint32_t timeout_ms,
@@ -92,15 +109,15 @@ static int start_poll(struct loop *l, uint64_t id, void *arg)
 void agent_power_start(struct agent *ag, struct agent_vm *vm)
 {
 	char msg[600];
+	uint32_t b;
 	int rc;
 
 	if (agent_vm_active(vm)) {
 		agent_op_finish(ag, vm, CN_OK, "the VM is already running");
 		return;
 	}
-	if (!vm->op->timeout_ms)
-		vm->op->timeout_ms = AGENT_START_TIMEOUT_MS_DEFAULT;
-	vm->op->deadline_ms = loop_now_ms(ag->loop) + vm->op->timeout_ms;
+	b = budget(vm, AGENT_START_TIMEOUT_MS_DEFAULT);
+	vm->op->deadline_ms = loop_now_ms(ag->loop) + b - margin(b);
 	rc = agent_vmm_spawn(ag, vm, msg, sizeof(msg));
 	if (rc < 0) {
 		agent_op_finish(ag, vm, cn_code_from_errno(rc), msg);
@@ -126,7 +143,7 @@ static int stop_deadline(struct loop *l, uint64_t id, void *arg)
 			 "vm=%s pid=%d", vm->id, (int)vm->pid);
 		agent_vmm_kill(vm);
 		vm->op->killed = 1;
-		return AGENT_KILL_GRACE_MS;
+		return (int)CN_MAX(margin(vm->op->timeout_ms), 100);
 	}
 	vm->op_timer = 0;
 	agent_op_finish(vm->ag, vm, CN_INTERNAL,
@@ -153,24 +170,26 @@ void agent_power_stop(struct agent *ag, struct agent_vm *vm, int hard)
 {
 	Canopy__V1__VmmRequest req = CANOPY__V1__VMM_REQUEST__INIT;
 	Canopy__V1__VmmStopRequest stop = CANOPY__V1__VMM_STOP_REQUEST__INIT;
-	uint32_t t = vm->op->timeout_ms;
+	uint32_t b = budget(vm, hard ? AGENT_STOP_HARD_TIMEOUT_MS_DEFAULT :
+				       AGENT_STOP_TIMEOUT_MS_DEFAULT);
+	/* Graceful: the VMM stops hard itself at 3/4 of the budget; we
+	 * SIGKILL at 7/8. Hard: SIGKILL at half if the VMM has not gone. */
+	uint32_t grace = hard ? 0 : b / 4 * 3;
+	uint32_t kill_at = hard ? b / 2 : b / 8 * 7;
 
 	if (!agent_vm_active(vm)) {
 		agent_op_finish(ag, vm, CN_OK, "the VM is already stopped");
 		return;
 	}
-	if (!hard && !t)
-		t = AGENT_STOP_TIMEOUT_MS_DEFAULT;
 	stop.graceful = !hard;
-	stop.timeout_ms = hard ? 0 : t;
+	stop.timeout_ms = CN_MAX(grace, 1);
 	req.op_case = CANOPY__V1__VMM_REQUEST__OP_STOP;
 	req.stop = &stop;
-	if (op_call(ag, vm, &req, AGENT_STATUS_TIMEOUT_MS, stop_reply) < 0) {
+	if (op_call(ag, vm, &req, CN_MAX(kill_at, 1), stop_reply) < 0) {
 		agent_vmm_kill(vm);
 		vm->op->killed = 1;
 	}
-	if (op_timer(ag, vm, (hard ? 0 : t) + AGENT_KILL_GRACE_MS,
-		     stop_deadline) < 0) {
+	if (op_timer(ag, vm, kill_at, stop_deadline) < 0) {
 		agent_vmm_kill(vm);
 		vm->op->killed = 1;
 	}
@@ -207,6 +226,7 @@ void agent_power_pause(struct agent *ag, struct agent_vm *vm, int pause)
 	Canopy__V1__VmmPauseRequest p = CANOPY__V1__VMM_PAUSE_REQUEST__INIT;
 	Canopy__V1__VmmResumeRequest r = CANOPY__V1__VMM_RESUME_REQUEST__INIT;
 	char msg[200];
+	uint32_t b;
 	int rc;
 
 	if (!agent_vm_active(vm)) {
@@ -230,10 +250,8 @@ void agent_power_pause(struct agent *ag, struct agent_vm *vm, int pause)
 		req.op_case = CANOPY__V1__VMM_REQUEST__OP_RESUME;
 		req.resume = &r;
 	}
-	rc = op_call(ag, vm, &req,
-		     vm->op->timeout_ms ? vm->op->timeout_ms :
-					  AGENT_STATUS_TIMEOUT_MS,
-		     pause_reply);
+	b = budget(vm, AGENT_STATUS_TIMEOUT_MS);
+	rc = op_call(ag, vm, &req, CN_MAX(b - margin(b), 1), pause_reply);
 	if (rc < 0) {
 		snprintf(msg, sizeof(msg), "cannot reach canopy-vmm of %s: %s",
 			 vm->id, cn_strerror(rc));

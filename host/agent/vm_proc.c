@@ -166,11 +166,13 @@ int agent_vmm_watch(struct agent *ag, struct agent_vm *vm, pid_t pid,
 
 void agent_vmm_kill(struct agent_vm *vm)
 {
-	if (vm->pid <= 0)
-		return;
-	/* Its own process group (setsid); the pid itself if that fails. */
-	if (kill(-vm->pid, SIGKILL) < 0)
-		(void)kill(vm->pid, SIGKILL);
+	/* Through the pidfd: never a recycled pid. canopy-vmm has threads,
+	 * no child processes, so the process is all there is to kill. */
+	if (vm->pidfd >= 0 &&
+	    syscall(SYS_pidfd_send_signal, vm->pidfd, SIGKILL, NULL, 0) < 0)
+		log_warn("agent", "cannot kill the vmm",
+			 "vm=%s pid=%d err=\"%s\"", vm->id, (int)vm->pid,
+			 cn_strerror(-errno));
 }
 
 /* In the child: only async-signal-safe calls until exec. */

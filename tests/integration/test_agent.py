@@ -317,3 +317,42 @@ def test_config_file(build_dir, tmp_path, mgr):
                     "datastore = a=/dev/null,b\n")
     r = run_agent(build_dir, "--config", str(conf))
     assert r.returncode == 2 and "--datastore b: expected" in r.stderr
+
+
+def test_start_timeout_and_exec_failure(mgr, agents, tmp_path):
+    """A VMM that never answers on its control socket is killed at the
+    command's timeout and the answer carries its log; a VMM that cannot be
+    executed is reported with the agent's line."""
+    fake = tmp_path / "fake-vmm"
+    pidfile = tmp_path / "fake.pid"
+    fake.write_text("#!/bin/sh\necho \"fake vmm $*\"\necho $$ > %s\n"
+                    "exec sleep 60\n" % pidfile)
+    fake.chmod(0o755)
+    a = agents(mgr, extra=["--vmm", str(fake)])
+    mgr.wait_body("register")
+    assert mgr.command("host1", "CREATE", "vm1", spec()).code == 0
+    t0 = time.monotonic()
+    st = mgr.command("host1", "START", "vm1", timeout_ms=1500)
+    took = time.monotonic() - t0
+    assert st.code == 4, st  # DEADLINE_EXCEEDED
+    assert "did not report the VM running within 1500 ms" in st.message
+    assert "fake vmm --name vm1 --kernel /nonexistent/kernel.elf" in \
+        st.message
+    assert 1.0 < took < 1.5, took
+    pid = int(pidfile.read_text())
+    time.sleep(0.2)
+    assert not os.path.exists("/proc/%d" % pid), "the VMM was not killed"
+    rep = mgr.wait_body("vm_state", lambda r: r.vm_id == "vm1" and
+                        r.state == protos.common().VM_RUN_STATE_STOPPED
+                        and "signal 9" in r.stop_reason).vm_state
+    assert rep.pid == 0
+    a.stop()
+    # A VMM binary that does not exist.
+    a = agents(mgr, extra=["--vmm", str(tmp_path / "nope")])
+    m = mgr.mark()
+    mgr.wait_body("register", start=m)
+    st = mgr.command("host1", "START", "vm1")
+    assert st.code == FAILED_PRECONDITION, st
+    assert "exited with status 127" in st.message
+    assert "cannot exec canopy-vmm" in st.message
+    assert a.alive()

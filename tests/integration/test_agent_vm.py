@@ -151,11 +151,14 @@ def test_lifecycle(env, mgr):
     ok(mgr.command("host1", "RESUME", "vm1"))
     wait_console(run, "vm1", lambda t: counts(t) >= n + 2)
     # Graceful stop: the test guest ignores the power button, so the VMM
-    # stops it hard at the timeout; the answer comes once it has exited.
+    # stops it hard at its timeout; the answer comes once it has exited,
+    # within the command's timeout_ms.
     m = mgr.mark()
     t0 = time.monotonic()
-    ok(mgr.command("host1", "STOP", "vm1", timeout_ms=300))
-    assert time.monotonic() - t0 >= 0.25
+    ok(mgr.command("host1", "STOP", "vm1", timeout_ms=2000))
+    took = time.monotonic() - t0
+    # The VMM stops it at 3/4 of the budget; the answer is within it.
+    assert 1.4 <= took < 2.0, took
     assert not os.path.exists("/proc/%d" % pid) or \
         open("/proc/%d/stat" % pid).read().split()[2] == "Z"
     rep = state_of(mgr, "vm1", C().VM_RUN_STATE_STOPPED, m)
@@ -326,3 +329,23 @@ def test_disks_created_by_the_agent_reach_the_guest(env, mgr, tmp_path):
         state_of(mgr, "vmro", C().VM_RUN_STATE_STOPPED, m, timeout=30)
     assert "the disk is read-only" in console(run, "vmro")
     assert open(ro, "rb").read() == bytes(1 << 20)
+
+
+def test_stop_without_control_socket_kills(env, mgr):
+    """A VMM whose control socket is gone is still stopped: SIGKILL through
+    its pidfd. PAUSE then fails with the reason."""
+    agent, spec, run = env
+    agent()
+    mgr.wait_body("register")
+    create(mgr, "vm7", spec())
+    m = mgr.mark()
+    ok(mgr.command("host1", "START", "vm7"))
+    pid = state_of(mgr, "vm7", C().VM_RUN_STATE_RUNNING, m).pid
+    os.unlink(run / "vms" / "vm7" / "control.sock")
+    st = mgr.command("host1", "PAUSE", "vm7")
+    assert st.code != 0 and "cannot reach canopy-vmm" in st.message, st
+    m = mgr.mark()
+    ok(mgr.command("host1", "STOP", "vm7", timeout_ms=5000))
+    rep = state_of(mgr, "vm7", C().VM_RUN_STATE_STOPPED, m)
+    assert "killed by signal 9" in rep.stop_reason, rep.stop_reason
+    assert not os.path.exists("/proc/%d" % pid)
