@@ -112,6 +112,7 @@ static void send_register(struct agent *ag)
 	Canopy__V1__AgentRegister r = CANOPY__V1__AGENT_REGISTER__INIT;
 	char host[256] = "", nics[HOST_NICS_MAX][64], *nicp[HOST_NICS_MAX];
 	char *flags[HOST_FLAGS_MAX], *cpuinfo, *ds[AGENT_DATASTORES_MAX];
+	char ds_names[AGENT_DATASTORES_MAX][AGENT_VM_ID_MAX + 1];
 	uint64_t used;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int rc;
@@ -126,8 +127,14 @@ static void send_register(struct agent *ag)
 	r.nics = nicp;
 	r.n_cpu_flags = host_cpu_flags(&cpuinfo, flags, HOST_FLAGS_MAX);
 	r.cpu_flags = flags;
-	for (size_t i = 0; i < ag->opts.n_datastores; i++)
-		ds[i] = (char *)ag->opts.datastores[i];
+	/* Names only ("ds1" of "ds1=/dev/sdb"; checked at start-up). */
+	for (size_t i = 0; i < ag->opts.n_datastores; i++) {
+		const char *d = ag->opts.datastores[i];
+
+		snprintf(ds_names[i], sizeof(ds_names[i]), "%.*s",
+			 (int)strcspn(d, "="), d);
+		ds[i] = ds_names[i];
+	}
 	r.datastores = ds;
 	r.n_datastores = ag->opts.n_datastores;
 	r.version = (char *)AGENT_VERSION;
