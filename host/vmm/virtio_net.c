@@ -411,6 +411,12 @@ static int net_load(struct virtio_dev *vd, const uint8_t *p, size_t len)
 		return -EINVAL;
 	}
 	/* The guest knows the saved MAC: keep it. */
+	if (memcmp(n->mac, s.mac, NET_MAC_LEN) != 0)
+		log_info("virtio-net",
+			 "the snapshot's MAC replaces the option's",
+			 "dev=%s mac=%02x:%02x:%02x:%02x:%02x:%02x", vd->name,
+			 s.mac[0], s.mac[1], s.mac[2], s.mac[3], s.mac[4],
+			 s.mac[5]);
 	memcpy(n->mac, s.mac, NET_MAC_LEN);
 	build_config(n);
 	n->rx_packets = s.st.rx_packets;

@@ -328,3 +328,59 @@ def test_udpsend_without_a_peer_gives_up(vms, sockdir):
     assert "canopy-testguest: exit 1" in text
     # Each ARP request was lost at the backend (nobody bound there).
     assert counters(vm)["tx_errors"] >= 3
+
+
+def ping_once(sw, theirs, guest_mac, ident):
+    """ARP for the guest, then one echo; the (ARP reply, echo reply)."""
+    me = bytes.fromhex("020000000001")
+    sw.sendto(arp_request(me, "192.168.8.1", "192.168.8.2"), theirs)
+    arp = sw.recv(4096)
+    sw.sendto(icmp_echo(guest_mac, me, "192.168.8.1", "192.168.8.2", ident,
+                        1, b"snap" * 8), theirs)
+    return arp, sw.recv(4096)
+
+
+def test_snapshot_keeps_the_mac_and_counters(build_dir, tmp_path, sockdir):
+    ours, theirs = os.path.join(sockdir, "sw"), os.path.join(sockdir, "vm")
+    net = "unix=%s,local=%s" % (ours, theirs)
+    snap = tmp_path / "net.snap"
+    sw = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sw.bind(ours)
+    sw.settimeout(10)
+    started = []
+    try:
+        vm = Vmm(build_dir, tmp_path, "--kernel", guest_elf(build_dir),
+                 "--cmdline", "net,ip=192.168.8.2,secs=30", "--net", net,
+                 name="src")
+        started.append(vm)
+        ctl = vm.wait_control()
+        mac = bytes.fromhex(MAC.search(vm.wait_console(
+            lambda t: "link up" in t, 10, "the NIC up"))[1].replace(":", ""))
+        time.sleep(0.2)
+        arp, echo = ping_once(sw, theirs, mac, 1)
+        assert arp[6:12] == mac and echo[6:12] == mac and echo[34] == 0
+        ctl.save(snap, stop_after=True)
+        assert vm.wait_exit() == 0
+        before = counters(vm)
+        # Restored with another mac= on the command line: the device keeps
+        # the saved one (the guest knows it) and says so.
+        vm2 = Vmm(build_dir, tmp_path, "--restore", snap, "--net",
+                  net + ",mac=52:54:00:99:99:99", name="dst")
+        started.append(vm2)
+        ctl2 = vm2.wait_control()
+        assert ("the snapshot's MAC replaces the option's\" dev=virtio-net0 "
+                "mac=%s" % ":".join("%02x" % b for b in mac)
+                in vm2.log_text()), vm2.log_text()
+        arp, echo = ping_once(sw, theirs, mac, 2)
+        assert arp[6:12] == mac and echo[6:12] == mac
+        assert struct.unpack("!HH", echo[38:42]) == (2, 1)
+        ctl2.stop()
+        assert vm2.wait_exit() == 0
+        after = counters(vm2)
+        assert after["rx_packets"] == before["rx_packets"] + 2, (before,
+                                                                 after)
+        assert after["tx_packets"] == before["tx_packets"] + 2
+    finally:
+        for v in started:
+            v.kill()
+        sw.close()
