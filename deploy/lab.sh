@@ -57,7 +57,13 @@ lab_pids() {
 	done
 }
 
-alive() { kill -0 "$1" 2>/dev/null; }
+# Running and not a zombie (a daemon whose parent, the start shell, is gone
+# may wait a moment to be reaped).
+alive() {
+	kill -0 "$1" 2>/dev/null || return 1
+	st=$({ sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status"; } 2>/dev/null)
+	[ -n "$st" ] && [ "$st" != Z ]
+}
 
 # Send TERM to pids, wait up to 5 s, then KILL what is left.
 stop_pids() {
@@ -180,15 +186,23 @@ do_start() {
 	canopy vm start "$VM" || fail "vm start failed (logs: $LOGS)"
 	echo
 	canopy vm list
-	console=$(ls "$LAB_DIR"/lab-h*/vms/*/console.log 2>/dev/null | head -n 1)
+	host=$(canopy -o json vm show "$VM" | sed -n 's/^  "host": "\(.*\)",$/\1/p')
+	console=$LAB_DIR/$host/vms/$VM/console.log
+	[ -n "$host" ] && [ -f "$console" ] || console=""
+	if [ "$API_PORT" = 7443 ]; then
+		server_note="(the CLI's default server, $SERVER, is this lab's manager)"
+	else
+		server_note="(add --server $SERVER, or export CANOPY_SERVER=$SERVER)"
+	fi
 	cat <<EOF
 
 The lab is up (state and logs in $LAB_DIR).
   console:   ${console:-"(not found under $LAB_DIR/lab-h*/vms/)"}
              (tail -f it: the guest prints 'count N' every second)
-  use it:    $BUILD/bin/canopy cluster status | host list | vm list
-             $BUILD/bin/canopy vm stop $VM; canopy vm --help
-             (the CLI's default server is $SERVER$( [ "$API_PORT" = 7443 ] || echo "; pass --server $SERVER"))
+  use it:    canopy cluster status; canopy host list; canopy vm show $VM
+             canopy vm stop $VM; canopy vm start $VM; canopy event list
+             canopy --help   (canopy is $BUILD/bin/canopy; docs/cli.md)
+             $server_note
   stop it:   make lab-stop   (or deploy/lab.sh stop)
 EOF
 }

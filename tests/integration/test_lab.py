@@ -85,12 +85,9 @@ def logs(lab_dir):
     return "\n".join(out)
 
 
-def console_counts(lab_dir):
-    for root, _, files in os.walk(lab_dir):
-        if "console.log" in files:
-            with open(os.path.join(root, "console.log")) as f:
-                return f.read().count("count ")
-    return 0
+def console_counts(path):
+    with open(path, errors="replace") as f:
+        return f.read().count("count ")
 
 
 def test_lab_start_use_restart_stop(lab):
@@ -105,10 +102,15 @@ def test_lab_start_use_restart_stop(lab):
     assert all(h["state"] == "HOST_STATE_CONNECTED" for h in hosts)
     vm = json.loads(cli("-o", "json", "vm", "show", "lab-vm1"))
     assert vm["state"] == "VM_RUN_STATE_RUNNING" and vm["host"]
+    # The console the script names is the VM's, on the host it runs on.
+    console = [ln.split()[1] for ln in p.stdout.splitlines()
+               if ln.strip().startswith("console:")][0]
+    assert console == os.path.join(lab_dir, vm["host"], "vms", "lab-vm1",
+                                   "console.log")
     deadline = time.monotonic() + 10
-    while console_counts(lab_dir) < 2 and time.monotonic() < deadline:
+    while console_counts(console) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert console_counts(lab_dir) >= 2, logs(lab_dir)
+    assert console_counts(console) >= 2, logs(lab_dir)
     tasks = json.loads(cli("-o", "json", "task", "list"))
     assert {t["kind"] for t in tasks} >= {"vm.create", "vm.start"}
     assert all(t["state"] == "TASK_STATE_SUCCEEDED" for t in tasks)
