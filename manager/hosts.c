@@ -7,6 +7,7 @@
 #include "lib/etcd.h"
 #include "lib/log.h"
 #include "lib/loop.h"
+#include "lib/sys.h"
 #include "manager/hosts.h"
 #include "manager/manager.h"
 
@@ -63,12 +64,13 @@ int mgr_host_save(struct manager *m, struct mgr_host *h)
 			  h->rec->id);
 	if (rc)
 		return rc;
+	/* Stamped on failure too: a host's heartbeats try again only after
+	 * MGR_LAST_SEEN_WRITE_MS, not once per heartbeat while etcd is away. */
+	h->last_write_ms = sys_mono_ms();
 	rc = mgr_put_msg(m, key, &h->rec->base, NULL, NULL, 0);
 	if (rc)
 		log_warn("manager", "cannot store host", "host=%s err=\"%s\"",
 			 h->rec->id, cn_strerror(rc));
-	else
-		h->last_write_ms = loop_now_ms(m->l);
 	return rc;
 }
 

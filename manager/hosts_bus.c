@@ -6,6 +6,7 @@
 #include "lib/bus.h"
 #include "lib/log.h"
 #include "lib/loop.h"
+#include "lib/sys.h"
 #include "manager/hosts.h"
 #include "manager/manager.h"
 
@@ -236,7 +237,7 @@ static void on_heartbeat(void *arg, const char *id,
 	if (!h)
 		return;
 	h->rec->last_seen_unix_ms = mgr_unix_ms();
-	if (loop_now_ms(m->l) - h->last_write_ms >= MGR_LAST_SEEN_WRITE_MS &&
+	if (sys_mono_ms() - h->last_write_ms >= MGR_LAST_SEEN_WRITE_MS &&
 	    mgr_host_save(m, h))
 		return; /* logged; the next heartbeat tries again */
 }

@@ -5,6 +5,7 @@
 #include "lib/etcd.h"
 #include "lib/log.h"
 #include "lib/loop.h"
+#include "lib/sys.h"
 #include "manager/manager.h"
 
 /* Grant our lease if we have none. 0 or -errno. */
@@ -19,7 +20,7 @@ static int lease_ensure(struct manager *m)
 	if (rc)
 		return rc;
 	m->lease = id;
-	m->lease_ok_ms = loop_now_ms(m->l);
+	m->lease_ok_ms = sys_mono_ms();
 	return 0;
 }
 
@@ -54,6 +55,25 @@ static void become_leader(struct manager *m)
 		  "manager.leader", m->opt.id, "",
 		  "manager %s became leader (api %s)", m->opt.id,
 		  m->opt.listen);
+}
+
+/* The leader key names us under a lease we lost (etcd was away longer
+ * than the TTL and has not expired it yet): delete it if unchanged, so
+ * that the next attempt can win instead of waiting for etcd's expiry. */
+static void drop_stale(struct manager *m, const struct etcd_kv *kv)
+{
+	struct etcd_cmp cmp = { .key = MGR_KEY_LEADER,
+				.target = ETCD_CMP_MOD,
+				.result = ETCD_CMP_EQUAL,
+				.number = kv->mod_revision };
+	struct etcd_op del = { .type = ETCD_OP_DELETE, .key = MGR_KEY_LEADER };
+	struct etcd_txn t = { &cmp, 1, &del, 1, NULL, 0 };
+	struct etcd_txn_result *r = NULL;
+
+	forget_leader(m);
+	if (etcd_kv_txn(m->etcd, &t, &r) == 0 && r->succeeded)
+		log_info("manager", "dropped our stale leader key");
+	etcd_txn_result_free(r);
 }
 
 /* One election attempt: create the leader key with our lease if absent,
@@ -91,6 +111,8 @@ static void elect_once(struct manager *m)
 		}
 		if (mgr_leader_parse(kv->value, kv->value_len, &m->current))
 			log_warn("manager", "leader key is not readable");
+		else if (strcmp(m->current.id, m->opt.id) == 0)
+			drop_stale(m, kv);
 	}
 	etcd_txn_result_free(r);
 }
@@ -121,12 +143,13 @@ static int renew_tick(struct loop *l, uint64_t id, void *arg)
 	if (!m->lease)
 		return MGR_LEASE_RENEW_MS;
 	rc = etcd_lease_keepalive(m->etcd, m->lease, &ttl);
+	/* The clock, not the loop's cached time: etcd calls block. */
 	if (rc == 0 && ttl > 0) {
-		m->lease_ok_ms = loop_now_ms(l);
+		m->lease_ok_ms = sys_mono_ms();
 		return MGR_LEASE_RENEW_MS;
 	}
 	if (rc == -ENOENT || (rc == 0 && ttl <= 0) ||
-	    loop_now_ms(l) - m->lease_ok_ms >= m->opt.lease_ttl_s * 1000ull) {
+	    sys_mono_ms() - m->lease_ok_ms >= m->opt.lease_ttl_s * 1000ull) {
 		log_warn("manager", "lease lost", "err=\"%s\"",
 			 rc ? cn_strerror(rc) : "expired");
 		m->lease = 0;

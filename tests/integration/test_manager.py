@@ -3,6 +3,7 @@ agent (tests/helpers/mgr_fake_agent): hosts over the agent bus, VM tasks
 answered, refused or never answered by the agent, WaitTask, CancelTask,
 events, paging and bad input of every kind."""
 import os
+import signal
 import threading
 import time
 
@@ -430,4 +431,25 @@ def test_events_list_page_and_watch(mgr, agent):
     assert [e.seq for e in got] == list(range(seqs[0], seqs[0] + len(got)))
     stream.cancel()
     th.join(5)
+    assert mgr.proc.poll() is None
+
+
+def test_etcd_away_then_back(mgr, agent, etcd):
+    a = A()
+    assert final(mgr, create(mgr).id).state == a.TASK_STATE_SUCCEEDED
+    member = etcd.members[0]
+    member.proc.send_signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        c, msg = code_of(lambda: vm(mgr, "web1"))
+        assert c == grpc.StatusCode.UNAVAILABLE
+        assert "etcd is unavailable" in msg and "retry" in msg
+        assert time.monotonic() - t0 < 5  # bounded, not hung
+        # Past the lease TTL the manager no longer claims to lead.
+        wait_until(lambda: "no leader" in code_of(mgr.cluster)[1], 12,
+                   "standby answer while etcd is away")
+    finally:
+        member.proc.send_signal(signal.SIGCONT)
+    mgr.wait_leader(timeout=15)
+    assert vm(mgr, "web1").host == "h1"  # nothing lost
     assert mgr.proc.poll() is None
