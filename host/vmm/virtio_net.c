@@ -25,6 +25,8 @@
 /* Catches the rest of a frame too big for the guest's buffer (TAP has no
  * MSG_TRUNC): anything landing here means "too big". */
 #define VNET_SCRATCH (NET_FRAME_MAX + 1)
+/* Most iovecs in one readv/recvmsg (the kernel's UIO_MAXIOV). */
+#define VNET_IOV_MAX 1024
 /* Class: network, Ethernet. */
 #define PCI_CLASS_NET_ETHERNET 0x020000
 #define VNET_STATE_VERSION 1
@@ -201,12 +203,18 @@ static void mark(const struct virtq_req *r, const struct iovec *iov, int k,
 static int rx_into(struct vnet *n, struct virtq *q)
 {
 	const struct virtq_req *r = &n->req;
-	uint64_t cap = r->wlen - NET_HDR_LEN;
+	uint64_t cap = 0;
 	uint8_t hdr[NET_HDR_LEN] = { 0 };
 	uint16_t nbuf = 1; /* num_buffers: one chain per frame */
-	int k = slice(n, r->nr, r->nw, NET_HDR_LEN, cap);
+	int k = slice(n, r->nr, r->nw, NET_HDR_LEN, r->wlen - NET_HDR_LEN);
 	ssize_t got;
 
+	/* One system call takes at most VNET_IOV_MAX iovecs, the scratch
+	 * one included: a chain of more segments holds less. */
+	if (k > VNET_IOV_MAX - 1)
+		k = VNET_IOV_MAX - 1;
+	for (int i = 0; i < k; i++)
+		cap += n->iov[i].iov_len;
 	n->iov[k].iov_base = n->scratch;
 	n->iov[k].iov_len = sizeof(n->scratch);
 	got = n->b->ops->recv(n->b, n->iov, k + 1);

@@ -131,6 +131,8 @@ static ssize_t fb_send(struct net_backend *b, const struct iovec *iov, int n)
 	struct fake_backend *f = (struct fake_backend *)b;
 	size_t len = 0;
 
+	if (n > 1024)
+		return -EMSGSIZE;
 	if (f->send_rc)
 		return f->send_rc;
 	assert_true(f->nsent < FB_MAX);
@@ -150,6 +152,8 @@ static ssize_t fb_recv(struct net_backend *b, const struct iovec *iov, int n)
 	const uint8_t *p;
 	size_t len, done = 0;
 
+	if (n > 1024)
+		return -EMSGSIZE; /* UIO_MAXIOV, as the kernel says */
 	if (f->next_in == f->nin)
 		return -EAGAIN;
 	p = f->in[f->next_in];
@@ -436,6 +440,33 @@ static void test_rx_budget_gives_the_buffer_back(void **state)
 	assert_int_equal(vqf_used_idx(&x->f), 0);
 }
 
+static void test_rx_chain_of_1024_segments(void **state)
+{
+	struct fx *x = *state;
+	uint64_t table = D + 0x8000, data = D + 0x10000;
+	unsigned pushed;
+
+	/* Through an indirect table: 13 bytes (header and one data byte),
+	 * then 1023 one-byte buffers. One system call takes 1024 iovecs,
+	 * the device's scratch one included: 1023 data bytes fit. */
+	x->f.q.indirect = 1;
+	vqf_desc_at(&x->f, table, 0, data, 13, W | N, 1);
+	for (uint16_t i = 1; i < 1024; i++)
+		vqf_desc_at(&x->f, table, i, data + 12 + i, 1,
+			    (uint16_t)(W | (i < 1023 ? N : 0)),
+			    (uint16_t)(i + 1));
+	vqf_desc(&x->f, 0, table, 1024 * 16, VIRTQ_DESC_F_INDIRECT, 0);
+	vqf_avail(&x->f, 0);
+	feed(x, x->frame, 1024); /* one more than fits now */
+	feed(x, x->frame, 1023);
+	assert_int_equal(vnet_rx(x->n, &x->f.q, 64, &pushed), VNET_BLOCKED);
+	assert_int_equal(pushed, 1);
+	assert_used(x, 0, 0, NET_HDR_LEN + 1023);
+	assert_memory_equal(vqf_ptr(&x->f, data + 12, 1023), x->frame, 1023);
+	assert_int_equal(stats(x).rx_too_big, 1);
+	assert_int_equal(stats(x).rx_errors, 0);
+}
+
 static void test_rx_bad_chains_are_refused(void **state)
 {
 	struct fx *x = *state;
@@ -475,6 +506,7 @@ int main(void)
 		T(test_rx_waits_for_buffers_and_frames),
 		T(test_rx_drops_too_big_and_runts_and_reuses_the_buffer),
 		T(test_rx_budget_gives_the_buffer_back),
+		T(test_rx_chain_of_1024_segments),
 		T(test_rx_bad_chains_are_refused),
 #undef T
 	};
