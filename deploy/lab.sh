@@ -1,7 +1,9 @@
 #!/bin/sh
 # The Canopy lab on this machine: one etcd, canopy-managerd, two canopy-agent
-# hosts (lab-h1, lab-h2) as plain processes on loopback, and one VM running
-# the test guest, driven with the canopy CLI.
+# hosts (lab-h1, lab-h2), each in its own network namespace with an address
+# on a lab bridge, and one VM running the test guest, driven with the canopy
+# CLI. The manager's agent bus listens on the bridge; its API and etcd stay
+# on 127.0.0.1.
 #
 #   deploy/lab.sh start    stop any old lab, start a new one (needs root
 #                          for /dev/kvm and the VMMs), create and start a VM
@@ -17,6 +19,11 @@
 #   LAB_BUS_PORT   the agent bus on 127.0.0.1             (7444)
 #   LAB_ETCD_PORT, LAB_ETCD_PEER_PORT   etcd on 127.0.0.1 (23790, 23800)
 #   LAB_VM_MEMORY  MiB of the lab VM                      (64)
+#   LAB_SUBNET     the bridge's /24: the bridge is .1, lab-hN is .1N
+#                  (10.77.0)
+#   LAB_NETNS      1: hosts in network namespaces; 0: plain processes on
+#                  loopback (1; names carry the API port: bridge cnyb7443,
+#                  namespaces cny7443-lab-h1, ...)
 set -eu
 
 LAB_DIR=${LAB_DIR:-/var/tmp/canopy-lab}
@@ -27,11 +34,15 @@ BUS_PORT=${LAB_BUS_PORT:-7444}
 ETCD_PORT=${LAB_ETCD_PORT:-23790}
 ETCD_PEER_PORT=${LAB_ETCD_PEER_PORT:-23800}
 VM_MEMORY=${LAB_VM_MEMORY:-64}
+SUBNET=${LAB_SUBNET:-10.77.0}
+NETNS=${LAB_NETNS:-1}
+BRIDGE=cnyb$API_PORT
 HOSTS="lab-h1 lab-h2"
 VM=lab-vm1
 SERVER=127.0.0.1:$API_PORT
 PIDS=$LAB_DIR/pids
 LOGS=$LAB_DIR/logs
+NETFILE=$LAB_DIR/net
 
 say() { printf 'lab: %s\n' "$*"; }
 fail() {
@@ -83,6 +94,42 @@ stop_pids() {
 
 pidfile_pid() { [ -f "$PIDS/$1.pid" ] && cat "$PIDS/$1.pid" || true; }
 
+netns_of() { echo "cny$API_PORT-$1"; }
+
+# The bridge, and per host a namespace whose eth0 is a veth on the bridge.
+# What was made is written to NETFILE first, so stop can undo a half-made
+# network too.
+net_up() {
+	i=0
+	echo "bridge $BRIDGE" >>"$NETFILE"
+	ip link add "$BRIDGE" type bridge || fail "cannot create bridge $BRIDGE"
+	ip addr add "$SUBNET.1/24" dev "$BRIDGE"
+	ip link set "$BRIDGE" up
+	for h in $HOSTS; do
+		i=$((i + 1))
+		ns=$(netns_of "$h")
+		echo "netns $ns" >>"$NETFILE"
+		ip netns add "$ns" || fail "cannot create network namespace $ns"
+		ip link add "cnyv$API_PORT$i" type veth peer name eth0 netns "$ns"
+		ip link set "cnyv$API_PORT$i" master "$BRIDGE" up
+		ip -n "$ns" addr add "$SUBNET.1$i/24" dev eth0
+		ip -n "$ns" link set eth0 up
+		ip -n "$ns" link set lo up
+	done
+}
+
+# Undo what NETFILE lists (the veths go with their namespaces).
+net_down() {
+	[ -f "$NETFILE" ] || return 0
+	while read -r kind name; do
+		case $kind in
+		netns) ip netns del "$name" 2>/dev/null || true ;;
+		bridge) ip link del "$name" 2>/dev/null || true ;;
+		esac
+	done <"$NETFILE"
+	rm -f "$NETFILE"
+}
+
 do_stop() {
 	[ -d "$LAB_DIR" ] || {
 		say "no lab in $LAB_DIR"
@@ -109,8 +156,9 @@ do_stop() {
 	stop_pids $(lab_pids)
 	left=$(lab_pids)
 	[ -z "$left" ] || fail "processes still running after stop: $left"
+	net_down
 	rm -rf "$LAB_DIR"
-	say "stopped; nothing of the lab is running and $LAB_DIR is removed"
+	say "stopped; nothing of the lab is running, its network is gone and $LAB_DIR is removed"
 }
 
 # Start a daemon in its own session with its output in LOGS/name.log.
@@ -163,18 +211,32 @@ do_start() {
 	wait_for etcd 20 etcdctl --endpoints "127.0.0.1:$ETCD_PORT" endpoint health
 	say "etcd on 127.0.0.1:$ETCD_PORT"
 
+	bus_ip=127.0.0.1
+	if [ "$NETNS" = 1 ]; then
+		net_up
+		bus_ip=$SUBNET.1
+		say "bridge $BRIDGE $SUBNET.1/24, hosts in namespaces $(netns_of lab-h1), ..."
+	fi
 	spawn managerd "$BUILD/bin/canopy-managerd" \
 		--etcd "127.0.0.1:$ETCD_PORT" --listen "$SERVER" \
-		--bus "tcp://127.0.0.1:$BUS_PORT" --id lab-m1 \
+		--bus "tcp://$bus_ip:$BUS_PORT" --id lab-m1 \
 		--log-file "$LOGS/managerd.log"
 	wait_for canopy-managerd 20 canopy cluster status
-	say "canopy-managerd on $SERVER (bus tcp://127.0.0.1:$BUS_PORT)"
+	say "canopy-managerd on $SERVER (bus tcp://$bus_ip:$BUS_PORT)"
 
+	i=0
 	for h in $HOSTS; do
+		i=$((i + 1))
 		mkdir -p "$LAB_DIR/$h"
-		spawn "$h" "$BUILD/bin/canopy-agent" \
-			--manager "tcp://127.0.0.1:$BUS_PORT" --host-id "$h" \
+		set -- "$BUILD/bin/canopy-agent" \
+			--manager "tcp://$bus_ip:$BUS_PORT" --host-id "$h" \
 			--run-dir "$LAB_DIR/$h" --vmm "$BUILD/bin/canopy-vmm"
+		if [ "$NETNS" = 1 ]; then
+			spawn "$h" ip netns exec "$(netns_of "$h")" "$@" \
+				--address "$SUBNET.1$i"
+		else
+			spawn "$h" "$@" --address 127.0.0.1
+		fi
 	done
 	wait_for "two connected hosts" 30 both_connected
 	canopy host list

@@ -1,9 +1,10 @@
 """`make lab`'s script (deploy/lab.sh) end to end with the real programs:
-etcd, canopy-managerd, two canopy-agent hosts and canopy-vmm running the
-test guest, driven through the canopy CLI. Start, check through the CLI that
+etcd, canopy-managerd, two canopy-agent hosts (each in its own network
+namespace on a lab bridge) and canopy-vmm running the test guest, driven
+through the canopy CLI. Start, check through the CLI that
 both hosts are connected and the VM runs (its console counts), use the
 cluster a little, start again (the old lab is replaced), then stop and check
-that no process of the lab is left."""
+that no process, namespace or bridge of the lab is left."""
 import json
 import os
 import shutil
@@ -51,9 +52,11 @@ def lab(tmp_path):
         pytest.skip("SKIP (needs etcd): Debian package etcd-server missing")
     lab_dir = str(tmp_path / "lab")
     api, bus, etcd, peer = free_ports(4)
+    subnet = "10.77.%d" % (100 + api % 150)
     env = dict(os.environ, LAB_DIR=lab_dir, CANOPY_BUILD=build,
                LAB_API_PORT=str(api), LAB_BUS_PORT=str(bus),
-               LAB_ETCD_PORT=str(etcd), LAB_ETCD_PEER_PORT=str(peer))
+               LAB_ETCD_PORT=str(etcd), LAB_ETCD_PEER_PORT=str(peer),
+               LAB_SUBNET=subnet)
 
     def sh(verb, timeout=120):
         return subprocess.run([LAB, verb], env=env, capture_output=True,
@@ -67,11 +70,21 @@ def lab(tmp_path):
         return p.stdout
 
     try:
-        yield lab_dir, sh, cli
+        yield lab_dir, sh, cli, api, subnet
     finally:
         sh("stop")
         for pid, _ in lab_processes(lab_dir):
             os.kill(pid, 9)
+
+
+def lab_network(api):
+    """The lab's namespaces and bridge that exist."""
+    ns = subprocess.run(["ip", "netns", "list"], capture_output=True,
+                        text=True).stdout.split()
+    links = os.listdir("/sys/class/net")
+    tag = "cny%d-" % api
+    return ({n for n in ns if n.startswith(tag)} |
+            {n for n in links if n == "cnyb%d" % api})
 
 
 def logs(lab_dir):
@@ -91,7 +104,7 @@ def console_counts(path):
 
 
 def test_lab_start_use_restart_stop(lab):
-    lab_dir, sh, cli = lab
+    lab_dir, sh, cli, api, subnet = lab
     p = sh("start")
     assert p.returncode == 0, (p.stdout, p.stderr, logs(lab_dir))
     assert "lab-vm1" in p.stdout and "console:" in p.stdout
@@ -100,6 +113,12 @@ def test_lab_start_use_restart_stop(lab):
     hosts = json.loads(cli("-o", "json", "host", "list"))
     assert sorted(h["id"] for h in hosts) == ["lab-h1", "lab-h2"]
     assert all(h["state"] == "HOST_STATE_CONNECTED" for h in hosts)
+    # Each host in its own network namespace, with its address on the
+    # lab bridge.
+    assert sorted(h["address"] for h in hosts) == [subnet + ".11",
+                                                   subnet + ".12"]
+    assert lab_network(api) == {"cny%d-lab-h1" % api, "cny%d-lab-h2" % api,
+                                "cnyb%d" % api}
     vm = json.loads(cli("-o", "json", "vm", "show", "lab-vm1"))
     assert vm["state"] == "VM_RUN_STATE_RUNNING" and vm["host"]
     # The console the script names is the VM's, on the host it runs on.
@@ -129,6 +148,7 @@ def test_lab_start_use_restart_stop(lab):
     p = sh("stop")
     assert p.returncode == 0, (p.stdout, p.stderr)
     assert lab_processes(lab_dir) == []
+    assert lab_network(api) == set()
     assert not os.path.exists(lab_dir)
     # Stopping a stopped lab is fine too.
     assert sh("stop").returncode == 0
