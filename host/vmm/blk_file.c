@@ -41,6 +41,41 @@ static int serial_ok(const char *s)
 	return 1;
 }
 
+/* The combination of keys: one backend, and host= with ds= only. */
+static int spec_check(struct blk_spec *s, char *err, size_t errlen)
+{
+	if (!s->path && !s->ds_dev) {
+		snprintf(err, errlen,
+			 "--disk: path=FILE (or ds=DEV:FILE) is "
+			 "required");
+		return -EINVAL;
+	}
+	if (s->path && s->ds_dev) {
+		snprintf(err, errlen, "--disk: give path= or ds=, not both");
+		return -EINVAL;
+	}
+	if (s->ds_dev && !s->ds_host) {
+		snprintf(err, errlen,
+			 "--disk: ds= needs host=ID (this VMM's heartbeat "
+			 "slot on the datastore)");
+		return -EINVAL;
+	}
+	if (!s->ds_dev && s->ds_host) {
+		snprintf(err, errlen,
+			 "--disk: host= applies to ds= disks only");
+		return -EINVAL;
+	}
+	if (s->ds_dev && s->direct) {
+		snprintf(err, errlen,
+			 "--disk: ds= disks are always O_DIRECT; "
+			 "drop ',direct'");
+		return -EINVAL;
+	}
+	if (!s->ds_name)
+		s->ds_name = "canopy-vmm";
+	return 0;
+}
+
 int blk_spec_parse(const char *opt, struct blk_spec *out, char *err,
 		   size_t errlen)
 {
@@ -58,6 +93,30 @@ int blk_spec_parse(const char *opt, struct blk_spec *out, char *err,
 			out->path = tok[5] ? tok + 5 : NULL;
 			if (!out->path)
 				break;
+		} else if (strncmp(tok, "ds=", 3) == 0 && !out->ds_dev) {
+			char *colon = strrchr(tok + 3, ':');
+
+			if (!colon || colon == tok + 3 || !colon[1]) {
+				snprintf(
+					err, errlen,
+					"--disk: ds= needs DEV:FILE (the "
+					"datastore volume and the file in it)");
+				return -EINVAL;
+			}
+			*colon = 0;
+			out->ds_dev = tok + 3;
+			out->ds_file = colon + 1;
+		} else if (strncmp(tok, "host=", 5) == 0 && !out->ds_host) {
+			char *end;
+			unsigned long v = strtoul(tok + 5, &end, 10);
+
+			if (!tok[5] || *end || v < 1 || v > 64) {
+				snprintf(err, errlen,
+					 "--disk: host= must be a datastore "
+					 "host id, 1..64");
+				return -EINVAL;
+			}
+			out->ds_host = (unsigned)v;
 		} else if (strcmp(tok, "readonly") == 0) {
 			out->readonly = 1;
 		} else if (strcmp(tok, "direct") == 0) {
@@ -79,11 +138,7 @@ int blk_spec_parse(const char *opt, struct blk_spec *out, char *err,
 			return -EINVAL;
 		}
 	}
-	if (!out->path) {
-		snprintf(err, errlen, "--disk: path=FILE is required");
-		return -EINVAL;
-	}
-	return 0;
+	return spec_check(out, err, errlen);
 }
 
 static size_t iov_total(const struct iovec *iov, int n)

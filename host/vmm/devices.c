@@ -16,8 +16,10 @@ static int add_disk(struct vm *vm, const char *opt, char *err, size_t errlen)
 	struct blk_backend *b;
 	int rc = blk_spec_parse(opt, &spec, err, errlen);
 
+	spec.ds_name = vm->cfg.name;
 	if (rc == 0)
-		rc = blk_file_open(&spec, &b, err, errlen);
+		rc = spec.ds_dev ? blk_ds_open(&spec, &b, err, errlen) :
+				   blk_file_open(&spec, &b, err, errlen);
 	if (rc == 0)
 		rc = virtio_blk_add(vm, vm->pci, b, spec.serial, err, errlen);
 	return rc;

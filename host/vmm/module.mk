@@ -9,13 +9,13 @@ $(VMM_LIB): $(filter-out $(B)/host/vmm/main.o,$(VMM_OBJS))
 	$(Q)rm -f $@
 	$(Q)ar rcs $@ $^
 
-$(B)/bin/canopy-vmm: $(B)/host/vmm/main.o $(VMM_LIB) $(LIBCANOPY)
+$(B)/bin/canopy-vmm: $(B)/host/vmm/main.o $(VMM_LIB) $(DS_LIB) $(LIBCANOPY)
 	$(call link,$@,$^,$(LIBS_PROTO))
 
 BINS += $(B)/bin/canopy-vmm
 
 # Unit tests of the VMM's pure parts link its archive.
-$(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test_vmm_*.c)): $(VMM_LIB)
+$(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test_vmm_*.c)): $(VMM_LIB) $(DS_LIB)
 
 # The virtqueue and virtio device-model tests share a fake guest (guard-paged
 # RAM and a tiny split-ring driver).

@@ -28,13 +28,16 @@ struct virtio_dev;
  * held by the spec (text). */
 struct blk_spec {
 	char text[1024];
-	const char *path;
+	const char *path; /* path=: a file or block device */
+	const char *ds_dev, *ds_file; /* ds=DEV:FILE: a datastore file */
+	unsigned ds_host; /* host=: our heartbeat slot on the datastore */
+	const char *ds_name; /* name shown in that slot (the VM's) */
 	const char *serial; /* NULL: none */
 	int readonly, direct;
 };
 
-/* Parse "path=FILE[,readonly][,direct][,serial=ID]". 0, or -EINVAL with a
- * one-line message in err. Pure. */
+/* Parse "path=FILE|ds=DEV:FILE,host=ID[,readonly][,direct][,serial=ID]".
+ * 0, or -EINVAL with a one-line message in err. Pure. */
 CN_MUST_CHECK int blk_spec_parse(const char *opt, struct blk_spec *out,
 				 char *err, size_t errlen);
 
@@ -66,6 +69,13 @@ struct blk_backend {
 CN_MUST_CHECK int blk_file_open(const struct blk_spec *spec,
 				struct blk_backend **out, char *err,
 				size_t errlen);
+
+/* Open the datastore backend for spec (ds_dev set): join the volume as
+ * host ds_host, lock the file. 0 or -errno with a message in err (e.g.
+ * "locked by host 2"). */
+CN_MUST_CHECK int blk_ds_open(const struct blk_spec *spec,
+			      struct blk_backend **out, char *err,
+			      size_t errlen);
 
 /* Add a virtio-blk device over backend b (ownership passes to the device,
  * also on failure) to the VM's PCI bus. */
