@@ -1,0 +1,146 @@
+"""canopy-managerd bad input outside the API calls: command-line options
+and config files, and hostile or confused peers on the agent bus (garbage
+frames, a registration that breaks the rules, reports from a host that
+never registered). The daemon answers each clearly and stays up."""
+import os
+import subprocess
+import time
+
+import pytest
+
+from canopy_testlib import etcd as etcdlib
+from canopy_testlib import manager as mgrlib
+
+A = mgrlib.api
+
+
+@pytest.fixture(autouse=True)
+def _need_binaries(request):
+    for rel in ("bin/canopy-managerd", "tests/helpers/mgr_fake_agent"):
+        if not os.path.exists(mgrlib.binary(rel)):
+            pytest.skip("SKIP: %s not built: run make" % rel)
+    if "etcd" in request.fixturenames and not os.path.exists(etcdlib.ETCD):
+        pytest.skip("SKIP (needs etcd): %s missing" % etcdlib.ETCD)
+
+
+def run(*args, timeout=10):
+    return subprocess.run([mgrlib.binary("bin/canopy-managerd")] +
+                          list(args), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("args,word", [
+    ([], "--etcd is required"),
+    (["--etcd", "127.0.0.1:1", "--host-timeout", "0"], "--host-timeout"),
+    (["--etcd", "127.0.0.1:1", "--host-timeout", "ten"], "--host-timeout"),
+    (["--etcd", "127.0.0.1:1", "--command-timeout", "-5"],
+     "--command-timeout"),
+    (["--etcd", "127.0.0.1:1", "--id", "bad id"], "--id"),
+    (["--etcd", "127.0.0.1:1", "--log-level", "loud"], "--log-level"),
+    (["--etcd", "https://127.0.0.1:1"], "--etcd"),
+    (["--etcd", "127.0.0.1:1", "extra"], "unexpected argument"),
+    (["--nope"], "usage"),
+])
+def test_bad_options(args, word):
+    r = run(*args)
+    assert r.returncode != 0
+    assert word in r.stderr, r.stderr
+
+
+def test_config_file(tmp_path, etcd):
+    bad = tmp_path / "bad.conf"
+    bad.write_text("etcd = 127.0.0.1:1\nlistne = 127.0.0.1:1\n")
+    r = run("--config", str(bad))
+    assert r.returncode != 0 and "unknown key 'listne'" in r.stderr
+    r = run("--config", str(tmp_path / "missing.conf"))
+    assert r.returncode != 0 and "missing.conf" in r.stderr
+    # A good file is used; the command line wins over it.
+    m = mgrlib.Manager(tmp_path, ["127.0.0.1:1"], "fromfile")
+    good = tmp_path / "good.conf"
+    good.write_text("etcd = %s\nid = fromfile\nlisten = %s\n"
+                    "host_timeout = 3\n" % (etcd.endpoints[0], m.addr))
+    m.cmd = [mgrlib.binary("bin/canopy-managerd"), "--config", str(good),
+             "--bus", m.bus]
+    try:
+        cl = m.start().wait_leader()
+        assert cl.leader == "fromfile" and cl.leader_address == m.addr
+    finally:
+        m.close()
+
+
+@pytest.fixture
+def mgr(etcd, tmp_path):
+    m = mgrlib.Manager(tmp_path, etcd.endpoints, "m1", host_timeout=2)
+    try:
+        m.start().wait_leader()
+        yield m
+    finally:
+        m.close()
+
+
+def dealer(bus, ident):
+    import zmq
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.ROUTING_ID, ident.encode())
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVTIMEO, 3000)
+    s.connect(bus)
+    return s
+
+
+def envelope(host_id, request_id=0, **body):
+    ag = protos_agent()
+    env = ag.Envelope(version=1, host_id=host_id, request_id=request_id)
+    for k, v in body.items():
+        getattr(env, k).CopyFrom(v)
+    return env
+
+
+def protos_agent():
+    from canopy_testlib import protos
+    return protos.load("canopy_agent")
+
+
+def reply_to(s, rid):
+    """The CommandResult answering request rid (skipping heartbeats)."""
+    ag = protos_agent()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        env = ag.Envelope.FromString(s.recv())
+        if env.reply_to == rid:
+            return env.result.status
+    raise AssertionError("no reply to %d" % rid)
+
+
+def test_bus_bad_peers(mgr):
+    pytest.importorskip("zmq", reason="SKIP: python3-zmq missing")
+    ag = protos_agent()
+    g = dealer(mgr.bus, "garbage")
+    for junk in [b"", b"\xff" * 64, b"\x08\x01" + b"\x00" * 10]:
+        g.send(junk)
+    g.send_multipart([b"a", b"b", b"c"])
+    # A registration that breaks the rules is refused and not stored.
+    s = dealer(mgr.bus, "h9")
+    s.send(envelope("h9", 7, register=ag.AgentRegister(
+        hostname="", cpus=0, memory_mib=0)).SerializeToString())
+    st = reply_to(s, 7)
+    assert st.code == 3 and "hostname" in st.message
+    # Reports from a host that never registered are refused too.
+    s.send(envelope("h9", 8, host_stats=ag.HostStats(
+        memory_used_mib=5)).SerializeToString())
+    st = reply_to(s, 8)
+    assert st.code == 9 and "AgentRegister" in st.message
+    hosts = mgr.call("HostService", "ListHosts", A().ListHostsRequest(),
+                     A().ListHostsResponse).hosts
+    assert list(hosts) == []
+    # The manager is alive and a real agent still registers.
+    agent = mgrlib.FakeAgent(mgr.bus, "h1")
+    try:
+        agent.expect("registered 0")
+        assert mgr.cluster().hosts_connected == 1
+    finally:
+        agent.close()
+    g.close()
+    s.close()
+    assert mgr.proc.poll() is None
