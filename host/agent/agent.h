@@ -18,6 +18,7 @@
 struct loop;
 struct bus_client;
 struct vmmctl_call;
+struct agent_create_job;
 
 /* The agent's version, reported at registration. */
 #define AGENT_VERSION "0.1.0"
@@ -94,6 +95,7 @@ struct agent {
 	struct bus_client *bus;
 	char vms_dir[AGENT_PATH_MAX];
 	struct agent_vm *vms;
+	struct agent_create_job *jobs; /* CREATEs in worker threads */
 	int sigfd;
 	uint64_t stats_timer;
 	unsigned stats_outstanding; /* status calls of the current round */
@@ -158,6 +160,16 @@ void agent_reply(struct agent *ag, uint64_t reply_id, int code,
 /* Finish vm's op: answer it with code/text, drop its timer and call. */
 void agent_op_finish(struct agent *ag, struct agent_vm *vm, int code,
 		     const char *text);
+/* CREATE (create.c): check, claim the directory, then a worker thread
+ * makes the disks and the spec file and the loop answers. */
+void agent_create_start(struct agent *ag, uint64_t rid,
+			const Canopy__V1__VmCommand *cmd);
+/* Loop thread: a worker's result (posted by it). */
+void agent_create_done(void *arg);
+/* At exit: wait for the workers still running and drop their jobs. */
+void agent_create_join_all(struct agent *ag);
+/* Remove a VM directory: its files, then it. 0 or the first -errno. */
+CN_MUST_CHECK int agent_dir_remove(const char *dir);
 /* Power commands (command_power.c); each answers or leaves vm->op set. */
 void agent_power_start(struct agent *ag, struct agent_vm *vm);
 void agent_power_stop(struct agent *ag, struct agent_vm *vm, int hard);

@@ -464,6 +464,7 @@ int main(int argc, char **argv)
 	rc = loop_run(ag.loop);
 	/* Leave every VMM running: they are in their own sessions. */
 	ag.stats_round = 0;
+	agent_create_join_all(&ag);
 	while (ag.vms)
 		agent_vm_free(&ag, ag.vms);
 	bus_client_destroy(ag.bus);

@@ -163,6 +163,30 @@ void agent_vm_report(struct agent *ag, const struct agent_vm *vm)
 			  vm->id, cn_strerror(rc));
 }
 
+/*
+ * A directory without spec.pb, vmm.log or control.sock is a CREATE that
+ * died half-way (the spec is written last): remove it so that the id can
+ * be created again. 1 when removed.
+ */
+static int incomplete_remove(struct agent *ag, const char *name)
+{
+	char dir[AGENT_PATH_MAX + 80], path[AGENT_PATH_MAX + 96];
+	struct stat sb;
+	int rc;
+
+	snprintf(dir, sizeof(dir), "%s/%s", ag->vms_dir, name);
+	snprintf(path, sizeof(path), "%s/vmm.log", dir);
+	if (lstat(path, &sb) == 0)
+		return 0;
+	snprintf(path, sizeof(path), "%s/control.sock", dir);
+	if (lstat(path, &sb) == 0)
+		return 0;
+	rc = agent_dir_remove(dir);
+	log_warn("agent", "incomplete vm directory removed", "vm=%s err=\"%s\"",
+		 name, rc < 0 ? cn_strerror(rc) : "");
+	return rc == 0;
+}
+
 /* Add the VM of directory vms/<name> if it is one. */
 static void scan_one(struct agent *ag, const char *name)
 {
@@ -180,6 +204,8 @@ static void scan_one(struct agent *ag, const char *name)
 	snprintf(path, sizeof(path), "%s/%s/%s", ag->vms_dir, name,
 		 AGENT_SPEC_FILE);
 	rc = agent_spec_load(path, &spec, msg, sizeof(msg));
+	if (rc == -ENOENT && incomplete_remove(ag, name))
+		return;
 	if (rc < 0) {
 		log_warn("agent", "vm directory ignored", "vm=%s why=\"%s\"",
 			 name, msg);

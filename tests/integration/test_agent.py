@@ -2,6 +2,7 @@
 heartbeats, host stats, CREATE/DELETE and the spec file, every bad-input
 path of the bus messages and of the command line."""
 import os
+import random
 import socket
 import stat
 import subprocess
@@ -143,6 +144,40 @@ def test_create_existing_disk_refused_and_rolled_back(mgr, agents, tmp_path):
     s = spec(disks=[{"path": str(b)}])
     assert mgr.command("host1", "CREATE", "vm2", s).code == 0
     assert b.read_bytes() == b"keep me"
+
+
+def test_concurrent_creates_and_leftovers(mgr, agents, tmp_path):
+    """Two CREATEs of one id in flight at once: one wins. A directory left
+    by a CREATE that died before its spec was written is removed at start;
+    one with a bad spec is left alone and logged."""
+    vms = tmp_path / "run" / "vms"
+    (vms / "half").mkdir(parents=True)
+    (vms / "half" / "disk0.img").write_bytes(b"x")
+    (vms / "junk").mkdir()
+    (vms / "junk" / "spec.pb").write_bytes(b"\xff\xff")
+    (vms / "Bad_Name").mkdir()
+    a = agents(mgr)
+    mgr.wait_body("register")
+    assert not (vms / "half").exists()
+    assert (vms / "junk").exists() and (vms / "Bad_Name").exists()
+    assert "not a VmSpec" in a.log_text()
+    A = agent_pb()
+    ids = []
+    for _ in range(2):
+        rid = random.getrandbits(62) + 1
+        ids.append(rid)
+        cmd = A.VmCommand(action=A.VM_ACTION_CREATE, vm_id="half",
+                          spec=spec(disks=[{"path": "d.img",
+                                            "size_bytes": 1 << 20}]))
+        mgr.send("host1", mgr.envelope("host1", request_id=rid,
+                                       vm_command=cmd))
+    codes = sorted(mgr.wait(lambda h, e, r=r: e.reply_to == r).result
+                   .status.code for r in ids)
+    assert codes == [0, ALREADY_EXISTS], codes
+    assert (vms / "half" / "spec.pb").exists()
+    assert (vms / "half" / "d.img").stat().st_size == 1 << 20
+    st = mgr.command("host1", "DELETE", "junk")
+    assert st.code == NOT_FOUND
 
 
 @pytest.mark.parametrize("vm_id", [
