@@ -1,0 +1,55 @@
+# tests/fuzz/: libFuzzer harnesses for the VMM's guest-facing parsers, built
+# with clang (-fsanitize=fuzzer,address,undefined) into build-fuzz/, apart
+# from every other build.
+#   make fuzz            each harness for FUZZ_SECS seconds (default 60)
+#   make fuzz-smoke      each for FUZZ_SMOKE_SECS (default 10; part of check)
+# Each starts from its seed corpus tests/fuzz/corpus/<name>/ (read only);
+# new inputs go to build-fuzz/corpus/<name>/, a crash to
+# build-fuzz/crash-<name>-* (replay: build-fuzz/fuzz_<name> FILE).
+FUZZ_B := build-fuzz
+FUZZ_SECS ?= 60
+FUZZ_SMOKE_SECS ?= 10
+FUZZ_CC := clang
+FUZZ_NAMES := virtq blk
+FUZZ_BINS := $(patsubst %,$(FUZZ_B)/fuzz_%,$(FUZZ_NAMES))
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	-D_GNU_SOURCE -I. $(WARN) -Wno-cast-align
+# gcc's -Wcast-align (the main build) is quiet on x86, clang's is not.
+FUZZ_HDRS = $(wildcard tests/fuzz/*.h host/vmm/*.h lib/*.h)
+
+# fuzz_rule(NAME, OTHER SOURCES): build-fuzz/fuzz_NAME.
+define fuzz_rule
+$(FUZZ_B)/fuzz_$(1): tests/fuzz/fuzz_$(1).c $(2) $$(FUZZ_HDRS) | $(DEPS_STAMP)
+	$$(call msg,FUZZ-CC,$$@)
+	$$(Q)mkdir -p $(FUZZ_B)
+	$$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $$@ tests/fuzz/fuzz_$(1).c $(2)
+endef
+$(eval $(call fuzz_rule,virtq,host/vmm/virtq.c))
+$(eval $(call fuzz_rule,blk,host/vmm/virtq.c lib/log.c lib/buf.c lib/sys.c))
+
+# fuzz_run(SECONDS): run every harness; stop at the first crash with the
+# end of its log.
+define fuzz_run
+	$(Q)for n in $(FUZZ_NAMES); do \
+		mkdir -p $(FUZZ_B)/corpus/$$n; \
+		printf '  %-8s %s\n' FUZZ "$$n for $(1) s"; \
+		$(FUZZ_B)/fuzz_$$n -max_total_time=$(1) -timeout=10 \
+			-artifact_prefix=$(FUZZ_B)/crash-$$n- \
+			$(FUZZ_B)/corpus/$$n tests/fuzz/corpus/$$n \
+			>$(FUZZ_B)/fuzz_$$n.log 2>&1 || { \
+			tail -n 40 $(FUZZ_B)/fuzz_$$n.log; \
+			echo "fuzz: $$n found a crash: see $(FUZZ_B)/fuzz_$$n.log" >&2; \
+			exit 1; }; \
+		echo "fuzz: $$n: no crash; $$(grep -o 'cov: [0-9]*' \
+			$(FUZZ_B)/fuzz_$$n.log | tail -n 1), $$(grep '^Done' \
+			$(FUZZ_B)/fuzz_$$n.log)"; \
+	done
+endef
+
+.PHONY: fuzz fuzz-smoke
+fuzz: $(FUZZ_BINS)
+	$(call fuzz_run,$(FUZZ_SECS))
+
+fuzz-smoke: $(FUZZ_BINS)
+	$(call fuzz_run,$(FUZZ_SMOKE_SECS))
