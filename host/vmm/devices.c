@@ -8,6 +8,7 @@
 #include "host/vmm/virtio_blk.h"
 #include "host/vmm/virtio_net.h"
 #include "host/vmm/virtio_pci.h"
+#include "host/vmm/virtio_rng.h"
 #include "host/vmm/vmm.h"
 
 static int add_disk(struct vm *vm, const char *opt, char *err, size_t errlen)
@@ -65,6 +66,11 @@ int devices_create(struct vm *vm, char *err, size_t errlen)
 	}
 	for (unsigned i = 0; i < vm->cfg.nnets && i < VMM_MAX_NICS; i++) {
 		rc = add_nic(vm, i, err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	if (vm->cfg.rng) {
+		rc = virtio_rng_add(vm, vm->pci, err, errlen);
 		if (rc < 0)
 			return rc;
 	}

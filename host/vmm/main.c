@@ -26,7 +26,7 @@ static const char usage[] =
 	"                  [--disk path=FILE[,readonly][,direct][,serial=ID]]...\n"
 	"                  [--net tap=NAME[,mac=M] | "
 	"--net unix=PATH[,local=PATH][,mac=M]]...\n"
-	"                  [--balloon]\n"
+	"                  [--balloon] [--rng on|off]\n"
 	"A --config FILE holds the same keys as 'key = value' lines; options\n"
 	"given on the command line win over the file.\n"
 	"Exit status: 0 guest powered off or stopped, 2 bad usage or\n"
@@ -54,6 +54,7 @@ enum {
 	OPT_DISK = 'd',
 	OPT_NET = 'N',
 	OPT_BALLOON = 'b',
+	OPT_RNG = 'R',
 };
 
 static const struct option long_opts[] = {
@@ -73,6 +74,7 @@ static const struct option long_opts[] = {
 	{ "disk", required_argument, NULL, OPT_DISK },
 	{ "net", required_argument, NULL, OPT_NET },
 	{ "balloon", no_argument, NULL, OPT_BALLOON },
+	{ "rng", required_argument, NULL, OPT_RNG },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -105,6 +107,17 @@ static int parse_u64(const char *what, const char *s, uint64_t min,
 	}
 	*out = v;
 	return 0;
+}
+
+/* "on" or "off" for option `what`. */
+static int parse_on_off(const char *what, const char *s, int *out)
+{
+	if (strcmp(s, "on") == 0 || strcmp(s, "off") == 0) {
+		*out = s[1] == 'n';
+		return 0;
+	}
+	fprintf(stderr, "canopy-vmm: --%s %s: expected on or off\n", what, s);
+	return -EINVAL;
 }
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -163,6 +176,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case OPT_BALLOON:
 			o->cfg.balloon = 1;
+			break;
+		case OPT_RNG:
+			if (parse_on_off("rng", optarg, &o->cfg.rng) < 0)
+				return -EINVAL;
 			break;
 		case OPT_HUGE:
 			o->cfg.hugepages = o->hugepages_set = 1;

@@ -165,6 +165,7 @@ struct vm_config {
 	const char *net[VMM_MAX_NICS];
 	unsigned nnets;
 	int balloon; /* --balloon: add a virtio-balloon device */
+	int rng; /* --rng on: add a virtio-rng device */
 };
 
 struct serial;
