@@ -44,7 +44,7 @@ struct vnet {
 	struct iovec iov[VIRTQ_MAX_SEGS + 1];
 	uint8_t scratch[VNET_SCRATCH];
 	_Atomic uint64_t rx_packets, rx_bytes, rx_too_big, rx_runts, rx_errors,
-		tx_packets, tx_bytes, tx_bad_len, tx_errors;
+		tx_packets, tx_bytes, tx_bad_len, tx_errors, tx_full, rx_no_buf;
 };
 
 /* Saved state: the MAC and the counters (queue indices are the
@@ -102,6 +102,8 @@ void vnet_stats_get(const struct vnet *n, struct vnet_stats *o)
 	o->tx_bytes = n->tx_bytes;
 	o->tx_bad_len = n->tx_bad_len;
 	o->tx_errors = n->tx_errors;
+	o->tx_full = n->tx_full;
+	o->rx_no_buf = n->rx_no_buf;
 }
 
 /* Put the chain just popped back on the ring: it is taken again next
@@ -157,6 +159,7 @@ static int tx_one(struct vnet *n, struct virtq *q)
 	k = slice(n, 0, r->nr, NET_HDR_LEN, flen);
 	got = n->b->ops->send(n->b, n->iov, k);
 	if (got == -EAGAIN || got == -ENOBUFS) {
+		n->tx_full++;
 		unpop(q);
 		return VNET_BLOCKED;
 	}
@@ -252,8 +255,10 @@ int vnet_rx(struct vnet *n, struct virtq *q, unsigned budget, unsigned *pushed)
 
 		if (rc < 0)
 			return rc;
-		if (rc == 0)
+		if (rc == 0) {
+			n->rx_no_buf++;
 			return VNET_BLOCKED;
+		}
 		if (n->req.nr || n->req.wlen < NET_HDR_LEN)
 			return -EINVAL; /* not a receive buffer */
 		do
@@ -436,6 +441,8 @@ static int net_load(struct virtio_dev *vd, const uint8_t *p, size_t len)
 	n->tx_bytes = s.st.tx_bytes;
 	n->tx_bad_len = s.st.tx_bad_len;
 	n->tx_errors = s.st.tx_errors;
+	n->tx_full = s.st.tx_full;
+	n->rx_no_buf = s.st.rx_no_buf;
 	/* Transport state says whether the driver is running. */
 	n->active = (atomic_load(&vd->status) & VIRTIO_STATUS_DRIVER_OK) &&
 		    !(atomic_load(&vd->status) & VIRTIO_STATUS_NEEDS_RESET);
@@ -453,7 +460,7 @@ static void net_destroy(struct virtio_dev *vd)
 	log_info("virtio-net", "nic closed",
 		 "dev=%s rx_packets=%llu rx_bytes=%llu rx_too_big=%llu "
 		 "rx_runts=%llu rx_errors=%llu tx_packets=%llu tx_bytes=%llu "
-		 "tx_bad_len=%llu tx_errors=%llu",
+		 "tx_bad_len=%llu tx_errors=%llu tx_full=%llu rx_no_buf=%llu",
 		 vd->name, (unsigned long long)st.rx_packets,
 		 (unsigned long long)st.rx_bytes,
 		 (unsigned long long)st.rx_too_big,
@@ -462,7 +469,9 @@ static void net_destroy(struct virtio_dev *vd)
 		 (unsigned long long)st.tx_packets,
 		 (unsigned long long)st.tx_bytes,
 		 (unsigned long long)st.tx_bad_len,
-		 (unsigned long long)st.tx_errors);
+		 (unsigned long long)st.tx_errors,
+		 (unsigned long long)st.tx_full,
+		 (unsigned long long)st.rx_no_buf);
 	vnet_free(n);
 }
 

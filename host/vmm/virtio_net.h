@@ -93,6 +93,8 @@ struct vnet_stats {
 	uint64_t tx_packets, tx_bytes; /* handed to the backend */
 	uint64_t tx_bad_len; /* < 14 or > 65535 bytes: dropped */
 	uint64_t tx_errors; /* the backend refused it: dropped */
+	uint64_t tx_full; /* times the backend was full (frame kept) */
+	uint64_t rx_no_buf; /* times the guest had no receive buffer */
 };
 
 /* The device model: created over a backend (ownership passes, also on

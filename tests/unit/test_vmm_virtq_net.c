@@ -320,6 +320,7 @@ static void test_tx_full_backend_keeps_the_frame_on_the_ring(void **state)
 	x->fb.send_rc = -EAGAIN;
 	assert_int_equal(vnet_tx(x->n, &x->f.q, 64, &pushed), VNET_BLOCKED);
 	assert_int_equal(pushed, 0);
+	assert_int_equal(stats(x).tx_full, 1);
 	assert_int_equal(x->f.q.last_avail, 0); /* nothing in flight */
 	assert_int_equal(vqf_used_idx(&x->f), 0);
 	x->fb.send_rc = 0;
@@ -392,6 +393,7 @@ static void test_rx_waits_for_buffers_and_frames(void **state)
 	feed(x, x->frame, 60);
 	assert_int_equal(vnet_rx(x->n, &x->f.q, 64, &pushed), VNET_BLOCKED);
 	assert_int_equal(x->fb.next_in, 0);
+	assert_int_equal(stats(x).rx_no_buf, 1);
 	/* A buffer: delivered; then none left and nothing to read. */
 	rx_buf(x, 3, D, 2048);
 	rx_buf(x, 4, D + 0x1000, 2048);
