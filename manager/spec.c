@@ -108,7 +108,12 @@ enum cn_code mgr_op_check(enum mgr_op op, const char *vm,
 	case MGR_OP_CREATE:
 		break;
 	case MGR_OP_START:
-		if (is_on(desired))
+		/* Desired on but stopped (the guest powered off, the VMM
+		 * died): starting it again is what the operator wants. */
+		if (is_live(state) ||
+		    (is_on(desired) &&
+		     state ==
+			     CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_UNSPECIFIED))
 			msg = "is already powered on";
 		break;
 	case MGR_OP_STOP:

@@ -119,6 +119,8 @@ static void succeed(struct mgr_task *t)
 		vm->state = mgr_op_state(t->op);
 		if (t->op == MGR_OP_STOP)
 			mgr_set_str(&vm->stop_reason, "stopped by request");
+		else if (t->op == MGR_OP_START)
+			mgr_set_str(&vm->stop_reason, "");
 		rc = mgr_vm_save(m, vm, NULL);
 	}
 	canopy__v1__vm__free_unpacked(vm, NULL);

@@ -84,6 +84,13 @@ static void test_preconditions(void **state)
 	assert_int_equal(mgr_op_check(MGR_OP_START, "v", PS(ON), RS(RUNNING),
 				      why, sizeof(why)),
 			 CN_FAILED_PRECONDITION);
+	/* Desired on, but the guest stopped by itself: start again. */
+	assert_int_equal(mgr_op_check(MGR_OP_START, "v", PS(ON), RS(STOPPED),
+				      why, sizeof(why)),
+			 CN_OK);
+	assert_int_equal(mgr_op_check(MGR_OP_START, "v", PS(OFF), RS(PAUSED),
+				      why, sizeof(why)),
+			 CN_FAILED_PRECONDITION);
 	assert_int_equal(mgr_op_check(MGR_OP_DELETE, "v", PS(OFF), RS(RUNNING),
 				      why, sizeof(why)),
 			 CN_FAILED_PRECONDITION);
