@@ -324,6 +324,22 @@ def test_bad_requests(mgr, agent):
          grpc.StatusCode.NOT_FOUND, "task"),
         (lambda: mgr.call("TaskService", "WaitTask", a.WaitTaskRequest(
             id="zz"), a.Task), grpc.StatusCode.INVALID_ARGUMENT, "task"),
+        (lambda: mgr.call("TaskService", "CancelTask", a.CancelTaskRequest(
+            id="0000000000001-000001"), a.Task),
+         grpc.StatusCode.NOT_FOUND, "task"),
+        (lambda: mgr.call("TaskService", "CancelTask", a.CancelTaskRequest(
+            id=""), a.Task), grpc.StatusCode.INVALID_ARGUMENT, "task id"),
+        (lambda: host(mgr, "h 1"), grpc.StatusCode.INVALID_ARGUMENT,
+         "host id"),
+        (lambda: mgr.call("HostService", "RemoveHost", a.RemoveHostRequest(
+            id="h9"), a.RemoveHostResponse),
+         grpc.StatusCode.NOT_FOUND, "h9"),
+        (lambda: mgr.call("TaskService", "ListTasks", a.ListTasksRequest(
+            page_token="ZZ"), a.ListTasksResponse),
+         grpc.StatusCode.INVALID_ARGUMENT, "page_token"),
+        (lambda: mgr.call("HostService", "ListHosts", a.ListHostsRequest(
+            page_token="a/b"), a.ListHostsResponse),
+         grpc.StatusCode.INVALID_ARGUMENT, "page_token"),
         (lambda: mgr.call("VmService", "CreateVm", b"\x0a\xff\xff\xff\x0f",
                           a.Task),
          grpc.StatusCode.INVALID_ARGUMENT, "CreateVmRequest"),
@@ -453,3 +469,23 @@ def test_etcd_away_then_back(mgr, agent, etcd):
     mgr.wait_leader(timeout=15)
     assert vm(mgr, "web1").host == "h1"  # nothing lost
     assert mgr.proc.poll() is None
+
+
+def test_remove_disconnected_host(mgr, agent):
+    a = A()
+    h2 = mgrlib.FakeAgent(mgr.bus, "h2")
+    try:
+        h2.expect("registered 0")
+        h2.pause()
+        wait_until(lambda: host(mgr, "h2").state ==
+                   a.HOST_STATE_DISCONNECTED, HOST_TIMEOUT + 3,
+                   "h2 DISCONNECTED")
+        mgr.call("HostService", "RemoveHost", a.RemoveHostRequest(id="h2"),
+                 a.RemoveHostResponse)
+        assert code_of(lambda: host(mgr, "h2"))[0] == \
+            grpc.StatusCode.NOT_FOUND
+        ev = events(mgr, limit=1)[0]
+        assert (ev.kind, ev.object) == ("host.removed", "h2")
+        assert mgr.cluster().hosts == 1
+    finally:
+        h2.close()
