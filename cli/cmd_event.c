@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/pbjson.h"
+#include "lib/err.h"
 
 #define M_LIST_EVENTS "/canopy.v1.EventService/ListEvents"
 #define M_WATCH_EVENTS "/canopy.v1.EventService/WatchEvents"
@@ -107,7 +108,10 @@ static int follow(struct cli *c, uint64_t after)
 		print_followed(c, e);
 		protobuf_c_message_free_unpacked(&e->base, NULL);
 	}
-	if (rc < 0)
+	/* --timeout bounds a follow: reaching it is the normal end. */
+	if (rc < 0 && st.code == CN_DEADLINE_EXCEEDED && c->timeout_given)
+		rc = 0;
+	else if (rc < 0)
 		rc = cli_fail_status(c, &st);
 	cli_stream_close(s);
 	return rc;
@@ -135,7 +139,8 @@ static int event_list(struct cli *c, const struct cli_args *a)
 		return rc;
 	for (i = 0; i < r->n_events; i++)
 		after = CN_MAX(after, r->events[i]->seq);
-	if (!cli_args_has(a, "follow") || !c->json)
+	/* A followed list prints history and new events in one line format. */
+	if (!cli_args_has(a, "follow"))
 		rc = print_list(c, r);
 	else
 		for (i = r->n_events; i-- > 0;)
@@ -160,10 +165,11 @@ const struct cli_cmd cli_event_cmds[] = {
 		     "printing new ones.",
 	  .help = "  --limit N           at most N events (default: the "
 		  "server's, 100)\n"
-		  "  -f, --follow        then wait for new events (Ctrl-C "
-		  "stops); with -o json\n"
-		  "                      every event is one JSON object per "
-		  "line\n",
+		  "  -f, --follow        then wait for new events until Ctrl-C "
+		  "or --timeout;\n"
+		  "                      events print one per line (with -o "
+		  "json, one JSON\n"
+		  "                      object per line)\n",
 	  .opts = event_opts,
 	  .min_pos = 0,
 	  .max_pos = 0,

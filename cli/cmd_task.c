@@ -196,19 +196,21 @@ static void progress(struct cli *c, const Canopy__V1__Task *t)
 static int task_outcome(struct cli *c, const Canopy__V1__Task *t)
 {
 	char took[32], id[CLI_CELL_MAX * 4], obj[CLI_CELL_MAX * 4];
+	char kind[CLI_CELL_MAX * 4];
 
 	if (c->json)
 		cli_print_json(c, &t->base);
 	cli_text_clean(id, sizeof(id), t->id, CLI_CELL_MAX);
 	cli_text_clean(obj, sizeof(obj), t->object, CLI_CELL_MAX);
+	cli_text_clean(kind, sizeof(kind), t->kind, CLI_CELL_MAX);
 	if (t->state == CANOPY__V1__TASK_STATE__TASK_STATE_SUCCEEDED) {
 		task_took(took, sizeof(took), t, cli_now_ms());
 		if (!c->json)
 			fprintf(c->out, "task %s: %s %s: succeeded in %s\n", id,
-				t->kind, obj, took);
+				kind, obj, took);
 		return 0;
 	}
-	return cli_fail(c, CLI_EXIT_FAIL, "task %s (%s %s) %s: %s", id, t->kind,
+	return cli_fail(c, CLI_EXIT_FAIL, "task %s (%s %s) %s: %s", id, kind,
 			obj,
 			t->state == CANOPY__V1__TASK_STATE__TASK_STATE_FAILED ?
 				"failed" :
@@ -223,8 +225,10 @@ int cli_task_wait(struct cli *c, const char *id)
 	Canopy__V1__Task *t, *last = NULL;
 	struct cli_stream *s;
 	struct cli_status st;
+	char idc[CLI_CELL_MAX * 4];
 	int rc;
 
+	cli_text_clean(idc, sizeof(idc), id, CLI_CELL_MAX);
 	req.id = (char *)id;
 	rc = cli_stream(c, M_WAIT_TASK, &req.base, &s);
 	if (rc)
@@ -245,13 +249,19 @@ int cli_task_wait(struct cli *c, const char *id)
 	}
 	if (c->tty && !c->json && last)
 		fputc('\n', c->out);
-	if (rc < 0)
+	if (rc < 0 && st.code == CN_DEADLINE_EXCEEDED && c->timeout_given)
+		rc = cli_fail(
+			c, cn_code_exit(CN_DEADLINE_EXCEEDED),
+			"task %s did not finish within %.1f s (--timeout); "
+			"it goes on: 'canopy task wait %s' follows it again",
+			idc, c->timeout_ms / 1000.0, idc);
+	else if (rc < 0)
 		rc = cli_fail_status(c, &st);
 	else if (!last || !task_final(last))
 		rc = cli_fail(c, CLI_EXIT_FAIL,
 			      "the server ended the wait before task %s "
 			      "finished; run 'canopy task wait %s' again",
-			      id, id);
+			      idc, idc);
 	else
 		rc = task_outcome(c, last);
 	if (last)

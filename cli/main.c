@@ -183,6 +183,7 @@ static int run_cmd(struct cli *c, const struct cli_cmd *k, int argc,
 static int dispatch(struct cli *c, int argc, char **argv)
 {
 	const char *words[CLI_POS_MAX + 2 * CLI_OPTS_MAX * CLI_OPT_VALUES_MAX];
+	char line[sizeof(((struct cli *)0)->err) * 4];
 	const struct cli_cmd *k;
 	int ko, kv, i, n = 0, rc;
 	size_t oi;
@@ -225,7 +226,10 @@ static int dispatch(struct cli *c, int argc, char **argv)
 	rc = run_cmd(c, k, n, words);
 	if (!rc)
 		return 0;
-	fprintf(stderr, "canopy: %s\n", c->err[0] ? c->err : strerror(-rc));
+	/* The line may quote the server's text: no control characters. */
+	cli_text_clean(line, sizeof(line), c->err[0] ? c->err : strerror(-rc),
+		       sizeof(line) / 4);
+	fprintf(stderr, "canopy: %s\n", line);
 	if (c->usage && !strstr(c->err, "usage:"))
 		fprintf(stderr, "usage: canopy %s %s%s%s (--help for more)\n",
 			k->object, k->verb, k->args[0] ? " " : "", k->args);

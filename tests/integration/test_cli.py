@@ -12,7 +12,7 @@ import time
 import pytest
 
 from canopy_testlib import protos
-from canopy_testlib.fake_manager import FakeManager
+from canopy_testlib.fake_manager import OK_SCRIPT, FakeManager
 from canopy_testlib.ports import free_port
 
 
@@ -488,13 +488,36 @@ def test_event_list_and_follow(canopy, home, fake):
     assert fake.requests("ListEvents")[-1].limit == 2
     r = ok(canopy, home, fake, "event", "list", "--limit", "1", "--follow")
     lines = r.out.splitlines()
-    assert lines[1].startswith("3  ")
+    # Followed: history and new events in one line format, no header.
+    assert len(lines) == 2 and lines[0].startswith("3  ")
+    assert " error " in lines[0] and "task.failed  task/t1  boot failed" in \
+        lines[0]
     assert fake.requests("WatchEvents")[0].after_seq == 3
     assert lines[-1].startswith("4  ") and "vm.powered_on" in lines[-1]
     assert "vm/new" in lines[-1] and "powered on" in lines[-1]
     r = ok(canopy, home, fake, "event", "list", "-f", "-o", "json")
     seqs = [json.loads(x)["seq"] for x in r.out.splitlines()]
     assert seqs == [1, 2, 3, 4, 5]
+
+
+def test_timeout_bounds_streams(canopy, home, fake):
+    # A follow ends normally when --timeout is reached.
+    fake.watch_hold = 5
+    t0 = time.monotonic()
+    r = ok(canopy, home, fake, "event", "list", "-f", "--timeout", "0.6")
+    assert time.monotonic() - t0 < 4
+    assert "vm.powered_on" in r.out
+    # A task wait that reaches --timeout says the task goes on.
+    fake.step_s = 2
+    fake.add_task("vm.start", "vm/web1", OK_SCRIPT)
+    t0 = time.monotonic()
+    r = run(canopy, home, "task", "wait", "t1", "--timeout", "0.5",
+            server=fake.address)
+    assert time.monotonic() - t0 < 1.9
+    assert r.rc == 7
+    assert r.error_line() == (
+        "task t1 did not finish within 0.5 s (--timeout); it goes on: "
+        "'canopy task wait t1' follows it again")
 
 
 # --- hostile and broken servers ---------------------------------------------
@@ -512,6 +535,15 @@ def test_hostile_text_is_cleaned(canopy, home, fake):
                           "bad\nline\x1b")
     r = run(canopy, home, "vm", "show", "web1", server=fake.address)
     assert r.rc == 1 and r.err == "canopy: bad?line?\n"
+
+
+def test_hostile_task_error_is_one_clean_line(canopy, home, fake):
+    fake.start_script["web1"] = [
+        (10, "x\x1b[2Jy", "FAILED", (13, "boom\n\x1b[31mred"))]
+    r = run(canopy, home, "vm", "start", "web1", server=fake.address)
+    assert r.rc == 1 and "\x1b" not in r.out + r.err
+    assert r.err == ("canopy: task t1 (vm.start vm/web1) failed: "
+                     "boom??[31mred\n")
 
 
 def test_undecodable_answer(canopy, home, fake):

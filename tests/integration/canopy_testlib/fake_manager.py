@@ -49,6 +49,7 @@ class FakeManager:
         self.page_size = 2
         self.next_task = 1
         self.step_s = 0.05
+        self.watch_hold = 0
         self.start_script = {}
         self.lock = threading.Lock()
         self.server = None
@@ -252,6 +253,7 @@ class FakeManager:
                 yield e
         time.sleep(self.step_s)
         yield self.add_event("vm.powered_on", "vm/new", "powered on")
+        time.sleep(self.watch_hold)
 
     # --- plumbing ---------------------------------------------------------
     def _handler(self, name, req_cls, resp_cls):
