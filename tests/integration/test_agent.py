@@ -373,7 +373,7 @@ def test_start_timeout_and_exec_failure(mgr, agents, tmp_path):
     assert "did not report the VM running within 1500 ms" in st.message
     assert "fake vmm --name vm1 --kernel /nonexistent/kernel.elf" in \
         st.message
-    assert 1.0 < took < 1.5, took
+    assert 1.0 < took < 2.0, took  # answered about the timeout
     pid = int(pidfile.read_text())
     time.sleep(0.2)
     assert not os.path.exists("/proc/%d" % pid), "the VMM was not killed"
