@@ -200,7 +200,8 @@ out:
 
 int cli_server_resolve(struct cli *c, const char *flag, const char *config_path)
 {
-	static char path[512];
+	char *path = c->config_path;
+	const size_t size = sizeof(c->config_path);
 	const char *env = getenv("CANOPY_SERVER");
 	char aerr[CLI_ERR_MAX];
 	int rc;
@@ -214,10 +215,10 @@ int cli_server_resolve(struct cli *c, const char *flag, const char *config_path)
 		return 0;
 	}
 	if (config_path) {
-		snprintf(path, sizeof(path), "%s", config_path);
+		snprintf(path, size, "%s", config_path);
 		rc = 0;
 	} else {
-		rc = config_path_default(path, sizeof(path));
+		rc = config_path_default(path, size);
 	}
 	if (!rc) {
 		c->server_from = path;

@@ -36,6 +36,7 @@
 struct cli {
 	char server[CLI_SERVER_MAX];
 	const char *server_from; /* where server came from, for messages */
+	char config_path[512]; /* the config file looked at */
 	bool json; /* -o json */
 	unsigned timeout_ms; /* unary deadline */
 	bool timeout_given; /* --timeout was given (bounds streams too) */
