@@ -75,6 +75,7 @@ int work_dirty(struct user_ctx *u);
 int work_blk(struct user_ctx *u);
 int work_balloon(struct user_ctx *u);
 int work_net(struct user_ctx *u);
+int work_rng(struct user_ctx *u);
 
 static inline void user_relax(void)
 {

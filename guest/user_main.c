@@ -22,6 +22,7 @@ static const struct workload workloads[] = {
 	{ .name = "blk", .run = work_blk },
 	{ .name = "balloon", .run = work_balloon },
 	{ .name = "net", .run = work_net },
+	{ .name = "rng", .run = work_rng },
 };
 
 static int is_space(char c)
