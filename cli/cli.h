@@ -62,6 +62,7 @@ struct cli_cmd {
 /* The command tables of each object, each ending with a NULL object. */
 extern const struct cli_cmd cli_cluster_cmds[];
 extern const struct cli_cmd cli_host_cmds[];
+extern const struct cli_cmd cli_datastore_cmds[];
 extern const struct cli_cmd cli_vm_cmds[];
 extern const struct cli_cmd cli_task_cmds[];
 extern const struct cli_cmd cli_event_cmds[];

@@ -1,4 +1,4 @@
-/* canopy CLI: `cluster status` and `host list|show|remove`. */
+/* canopy CLI: `cluster status`, `host list|show|remove`, `datastore list`. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,6 +11,7 @@
 #define M_LIST_HOSTS "/canopy.v1.HostService/ListHosts"
 #define M_GET_HOST "/canopy.v1.HostService/GetHost"
 #define M_REMOVE_HOST "/canopy.v1.HostService/RemoveHost"
+#define M_LIST_DATASTORES "/canopy.v1.DatastoreService/ListDatastores"
 
 static int cluster_status(struct cli *c, const struct cli_args *a)
 {
@@ -217,5 +218,64 @@ const struct cli_cmd cli_host_cmds[] = {
 	  .min_pos = 1,
 	  .max_pos = 1,
 	  .run = host_remove },
+	{ 0 },
+};
+
+static int ds_row(struct cli_table *t, const Canopy__V1__Datastore *d)
+{
+	char cap[32], free_[32], hosts[256];
+	const char *row[] = { d->name, d->uuid, cap, free_, hosts };
+	size_t i, o = 0;
+
+	cli_fmt_bytes(cap, sizeof(cap), d->capacity_bytes);
+	cli_fmt_bytes(free_, sizeof(free_), d->free_bytes);
+	hosts[0] = '\0';
+	for (i = 0; i < d->n_hosts && o < sizeof(hosts); i++)
+		o += (size_t)snprintf(hosts + o, sizeof(hosts) - o, "%s%s",
+				      i ? "," : "", d->hosts[i]);
+	return cli_table_add(t, row);
+}
+
+static int datastore_list(struct cli *c, const struct cli_args *a)
+{
+	static const char *const hdr[] = { "NAME", "UUID", "CAPACITY", "FREE",
+					   "HOSTS" };
+	Canopy__V1__ListDatastoresRequest req =
+		CANOPY__V1__LIST_DATASTORES_REQUEST__INIT;
+	ProtobufCMessage *resp;
+	Canopy__V1__ListDatastoresResponse *r;
+	struct cli_table t;
+	size_t i;
+	int rc;
+
+	rc = cli_call(c, M_LIST_DATASTORES, &req.base,
+		      &canopy__v1__list_datastores_response__descriptor, &resp);
+	if (rc)
+		return rc;
+	if (c->json) {
+		cli_pages_json(c, &resp, 1, "datastores");
+		goto out;
+	}
+	r = (Canopy__V1__ListDatastoresResponse *)resp;
+	cli_table_init(&t, CN_ARRAY_SIZE(hdr), hdr);
+	for (i = 0; !rc && i < r->n_datastores; i++)
+		rc = ds_row(&t, r->datastores[i]);
+	if (rc)
+		rc = cli_fail(c, CLI_EXIT_FAIL, "out of memory");
+	else
+		cli_table_print(&t, c->out);
+	cli_table_free(&t);
+out:
+	protobuf_c_message_free_unpacked(resp, NULL);
+	return rc;
+}
+
+const struct cli_cmd cli_datastore_cmds[] = {
+	{ .object = "datastore",
+	  .verb = "list",
+	  .args = "",
+	  .summary = "List datastores with capacity, free space and the "
+		     "hosts that mount them.",
+	  .run = datastore_list },
 	{ 0 },
 };

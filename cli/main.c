@@ -27,6 +27,7 @@ static const struct {
 } objects[] = {
 	{ "cluster", "the cluster as a whole", cli_cluster_cmds },
 	{ "host", "hosts running canopy-agent", cli_host_cmds },
+	{ "datastore", "shared datastores", cli_datastore_cmds },
 	{ "vm", "virtual machines", cli_vm_cmds },
 	{ "task", "long operations and their progress", cli_task_cmds },
 	{ "event", "the cluster's event log", cli_event_cmds },
@@ -51,7 +52,7 @@ static void help_top(void)
 	       "\n\nobjects:\n",
 	       USAGE_LINE);
 	for (i = 0; i < CN_ARRAY_SIZE(objects); i++)
-		printf("  %-8s %s\n", objects[i].name, objects[i].summary);
+		printf("  %-10s %s\n", objects[i].name, objects[i].summary);
 	printf("\n%s\nexit status: 0 ok, 1 failed, 2 usage or invalid "
 	       "argument, 3 not found,\n4 already exists, 5 failed "
 	       "precondition, 6 permission, 7 server unavailable or\n"
@@ -194,16 +195,18 @@ static int dispatch(struct cli *c, int argc, char **argv)
 			help_top();
 			return 0;
 		}
-		return usage("%s",
-			     "missing object (cluster, host, vm, task, event)");
+		return usage(
+			"%s",
+			"missing object (cluster, host, datastore, vm, task, event)");
 	}
 	for (oi = 0; oi < CN_ARRAY_SIZE(objects); oi++)
 		if (!strcmp(objects[oi].name, argv[ko]))
 			break;
 	if (oi == CN_ARRAY_SIZE(objects))
-		return usage("unknown object '%s' (cluster, host, vm, task, "
-			     "event)",
-			     argv[ko]);
+		return usage(
+			"unknown object '%s' (cluster, host, datastore, vm, "
+			"task, event)",
+			argv[ko]);
 	kv = next_word(argc, argv, ko + 1);
 	if (kv == argc && wants_help(argc, argv, argc)) {
 		help_object((int)oi);

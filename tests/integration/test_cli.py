@@ -87,7 +87,9 @@ def table(out):
     for ln in lines:
         cells = [ln[a:b].strip() for a, b in zip(starts, starts[1:] + [None])]
         for a in starts[1:]:
-            assert ln[a - 1] == " ", "column not aligned: %r" % ln
+            # Trailing empty cells are not padded.
+            assert len(ln) < a or ln[a - 1] == " ", \
+                "column not aligned: %r" % ln
         rows.append(cells)
     return rows[0], rows[1:]
 
@@ -266,6 +268,22 @@ def test_not_found_passes_server_message(canopy, home, fake):
                      "the hosts\n")
     r = run(canopy, home, "vm", "start", "nope", server=fake.address)
     assert r.rc == 3 and "vm 'nope' not found" in r.err
+
+
+def test_datastore_list(canopy, home, fake):
+    A = fake.api
+    fake.datastores = [
+        A.Datastore(name="ds1", uuid="u-1", capacity_bytes=100 << 30,
+                    free_bytes=(25 << 30) + (512 << 20),
+                    hosts=["h1", "h2"]),
+        A.Datastore(name="ds2", uuid="u-2", capacity_bytes=1 << 40)]
+    hdr, rows = table(ok(canopy, home, fake, "datastore", "list").out)
+    assert hdr == ["NAME", "UUID", "CAPACITY", "FREE", "HOSTS"]
+    assert rows[0] == ["ds1", "u-1", "100 GiB", "26 GiB", "h1,h2"]
+    assert rows[1] == ["ds2", "u-2", "1.0 TiB", "0 B", ""]
+    j = ok(canopy, home, fake, "datastore", "list", "-o", "json").json()
+    assert [d["name"] for d in j] == ["ds1", "ds2"]
+    assert j[0]["hosts"] == ["h1", "h2"] and j[1]["free_bytes"] == 0
 
 
 # --- VMs ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ SERVICES = {
     "HostService": ["ListHosts", "GetHost", "RemoveHost"],
     "VmService": ["CreateVm", "ListVms", "GetVm", "StartVm", "StopVm",
                   "PauseVm", "ResumeVm", "DeleteVm"],
+    "DatastoreService": ["ListDatastores"],
     "TaskService": ["ListTasks", "GetTask", "WaitTask", "CancelTask"],
     "EventService": ["ListEvents", "WatchEvents"],
 }
@@ -42,6 +43,7 @@ class FakeManager:
         self.tasks = {}
         self.scripts = {}
         self.events = []
+        self.datastores = []
         self.calls = []
         self.fail = {}
         self.delay = {}
@@ -200,6 +202,9 @@ class FakeManager:
 
     def DeleteVm(self, req):
         return self._power("vm.delete", req)
+
+    def ListDatastores(self, req):
+        return self.api.ListDatastoresResponse(datastores=self.datastores)
 
     def ListTasks(self, req):
         A = self.api
