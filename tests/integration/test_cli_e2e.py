@@ -76,6 +76,8 @@ def test_cli_against_real_manager(cluster):
     assert rc == 0 and "Hosts:    1 (1 connected)" in out, err
     rc, out, err = canopy(m, "host", "show", "e2e-h1")
     assert rc == 0 and "State:       connected" in out, err
+    rc, out, err = canopy(m, "-o", "json", "datastore", "list")
+    assert rc == 0 and json.loads(out) == [], err
 
     rc, out, err = canopy(m, "vm", "create", "e2e-vm", "--memory", "64",
                           "--cpus", "1", "--kernel", "/nonexistent/k.elf",
