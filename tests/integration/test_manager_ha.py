@@ -128,3 +128,38 @@ def test_clean_stop_hands_over_at_once(pair):
     print("handover after a clean stop: %.2f s" % took)
     assert took < LEASE_TTL - 0.5
     assert "leadership released" in m1.log_text()
+
+
+def test_etcd_member_killed(etcd3, tmp_path):
+    """Three etcd members; the one the manager talks to first is killed:
+    the manager keeps leading (or leads again) and keeps serving."""
+    a = A()
+    m = mgrlib.Manager(tmp_path, etcd3.endpoints, "m1", host_timeout=3)
+    agent = None
+    try:
+        m.start().wait_leader()
+        agent = mgrlib.FakeAgent(m.bus, "h1")
+        agent.expect("registered 0")
+        etcd3.kill(0)
+        t0 = time.monotonic()
+        deadline = t0 + 15
+        while True:
+            try:
+                t = m.call("VmService", "CreateVm", a.CreateVmRequest(
+                    spec=C().VmSpec(name="web1", cpus=1, memory_mib=64,
+                                    kernel="/k")), a.Task)
+                break
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+                assert time.monotonic() < deadline, e.details()
+                time.sleep(0.2)
+        print("API writes again %.2f s after the etcd member was killed" %
+              (time.monotonic() - t0))
+        last = list(m.stream("TaskService", "WaitTask",
+                             a.WaitTaskRequest(id=t.id), a.Task))[-1]
+        assert last.state == a.TASK_STATE_SUCCEEDED, last
+        assert m.cluster().vms == 1
+    finally:
+        if agent:
+            agent.close()
+        m.close()
