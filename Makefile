@@ -6,6 +6,8 @@
 #   make SAN=address,undefined check   sanitizer build in build-san/
 #   make DEBUG=1         unoptimised build in build-debug/
 #   make format-check    clang-format --dry-run over all our C
+#   make fuzz            libFuzzer harnesses (tests/fuzz/) for FUZZ_SECS each,
+#                        in build-fuzz/; `check` runs a 10 s smoke of each
 #   make clean           remove every build directory
 #   V=1                  show the commands
 #
@@ -178,7 +180,7 @@ unit: $(UNIT_BINS)
 integration: all unit
 	$(Q)CANOPY_BUILD=$(abspath $(B)) $(PYTHON) -m pytest -rs -p no:cacheprovider tests/integration
 
-check: format-check integration
+check: format-check integration check-fuzz-smoke
 
 FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build*')
 format-check: | $(DEPS_STAMP)
@@ -200,6 +202,6 @@ lab-stop:
 lab-down: lab-stop
 
 clean:
-	rm -rf build build-san build-debug build-san-debug
+	rm -rf build build-san build-debug build-san-debug build-fuzz
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -7,6 +7,7 @@ set -eu
 
 PKGS="
 build-essential pkg-config make gcc clang clang-format
+libclang-rt-14-dev
 protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
 libgrpc-dev libprotobuf-dev
 libzmq3-dev libssl-dev libcurl4-openssl-dev

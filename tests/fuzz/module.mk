@@ -2,7 +2,8 @@
 # with clang (-fsanitize=fuzzer,address,undefined) into build-fuzz/, apart
 # from every other build.
 #   make fuzz            each harness for FUZZ_SECS seconds (default 60)
-#   make fuzz-smoke      each for FUZZ_SMOKE_SECS (default 10; part of check)
+#   make fuzz-smoke      each for FUZZ_SMOKE_SECS (default 10; `make check`
+#                        runs it after the integration tests)
 # Each starts from its seed corpus tests/fuzz/corpus/<name>/ (read only);
 # new inputs go to build-fuzz/corpus/<name>/, a crash to
 # build-fuzz/crash-<name>-* (replay: build-fuzz/fuzz_<name> FILE).
@@ -47,9 +48,14 @@ define fuzz_run
 	done
 endef
 
-.PHONY: fuzz fuzz-smoke
+.PHONY: fuzz fuzz-smoke check-fuzz-smoke
 fuzz: $(FUZZ_BINS)
 	$(call fuzz_run,$(FUZZ_SECS))
 
 fuzz-smoke: $(FUZZ_BINS)
+	$(call fuzz_run,$(FUZZ_SMOKE_SECS))
+
+# The smoke as part of `make check`: after the integration tests, not beside
+# them under -j (the fuzzers take a core each).
+check-fuzz-smoke: $(FUZZ_BINS) | integration
 	$(call fuzz_run,$(FUZZ_SMOKE_SECS))
