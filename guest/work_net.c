@@ -17,7 +17,8 @@
 #define NET_ARP_RETRY_MS 200
 #define NET_DRAIN_MS 2000 /* udpsend: wait for the device to take all */
 
-static const char *const mode_names[] = { "responder", "udpsend", "udprecv" };
+static const char *const mode_names[] = { "responder", "udpsend", "udprecv",
+					  "badtx" };
 
 static uint64_t now_ms(const struct net *n)
 {
@@ -76,7 +77,7 @@ static int parse_mode(struct net *n)
 
 		if (!user_streq(p->key, p->klen, "mode"))
 			continue;
-		for (unsigned k = 0; k < 3; k++)
+		for (unsigned k = 0; k < 4; k++)
 			if (user_streq(p->val, p->vlen, mode_names[k])) {
 				n->mode = (enum net_mode)k;
 				return 0;
@@ -416,6 +417,31 @@ static int run_udprecv(struct net *n)
 	return n->got == n->count && !n->bad ? GUEST_EXIT_OK : GUEST_EXIT_FAIL;
 }
 
+/* A transmit chain of 4 bytes (no room for the header): the device must
+ * stop (DEVICE_NEEDS_RESET); then reset it, start again and answer. */
+static int run_badtx(struct net *n)
+{
+	struct user_virtio_buf b = { (uint64_t)n->txbuf[0], 4, 0 };
+	uint64_t end = now_ms(n) + 2000;
+	uint16_t head;
+	uint8_t st = 0;
+
+	if (user_virtio_add(&n->v, NET_TXQ, &b, 1, &head))
+		return GUEST_EXIT_FAIL;
+	user_virtio_kick(&n->v, NET_TXQ);
+	while (now_ms(n) < end &&
+	       !((st = user_virtio_status(&n->v)) & VIRTIO_S_NEEDS_RESET))
+		user_relax();
+	user_printf("net: badtx device status 0x%x\n", st);
+	if (!(st & VIRTIO_S_NEEDS_RESET))
+		return GUEST_EXIT_FAIL;
+	n->ntx_free = n->tx_pending = 0;
+	if (net_open(n)) /* resets the device, fresh rings */
+		return GUEST_EXIT_FAIL;
+	identify(n);
+	return run_responder(n);
+}
+
 /*
  * `net,ip=A.B.C.D[,mode=responder|udpsend|udprecv][,peer=IP][,port=N]
  * [,count=N][,secs=N][,len=N][,dev=I]` (docs/test-guest.md).
@@ -433,6 +459,8 @@ int work_net(struct user_ctx *u)
 	identify(&n);
 	if (n.mode == NET_UDPSEND)
 		return run_udpsend(&n);
+	if (n.mode == NET_BADTX)
+		return run_badtx(&n);
 	if (n.mode == NET_UDPRECV)
 		return run_udprecv(&n);
 	return run_responder(&n);

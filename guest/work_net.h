@@ -11,7 +11,7 @@
 #define NET_PAYLOAD_MIN 8 /* UDP payload: sequence number and cookie */
 #define NET_PAYLOAD_MAX 1472 /* UDP payload in a 1500-byte IP packet */
 
-enum net_mode { NET_RESPONDER, NET_UDPSEND, NET_UDPRECV };
+enum net_mode { NET_RESPONDER, NET_UDPSEND, NET_UDPRECV, NET_BADTX };
 
 struct net {
 	struct user_ctx *u;

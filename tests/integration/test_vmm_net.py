@@ -387,3 +387,31 @@ def test_snapshot_keeps_the_mac_and_counters(build_dir, tmp_path, sockdir):
         for v in started:
             v.kill()
         sw.close()
+
+
+def test_bad_transmit_chain_stops_the_nic_until_the_guest_resets_it(
+        vms, sockdir):
+    ours, theirs = os.path.join(sockdir, "sw"), os.path.join(sockdir, "vm")
+    sw = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sw.bind(ours)
+    sw.settimeout(10)
+    vm = vms("bad", "net,ip=192.168.9.2,mode=badtx,secs=3", "--net",
+             "unix=%s,local=%s,mac=52:54:00:00:00:42" % (ours, theirs))
+    # A 4-byte transmit buffer (no room for the header): the device stops
+    # and says so; the guest resets it and starts over.
+    text = vm.wait_console(lambda t: t.count("link up") == 2, 10,
+                           "the NIC up again after the reset")
+    m = re.search(r"^net: badtx device status 0x([0-9a-f]+)$", text, re.M)
+    assert m and int(m[1], 16) & 0x40, text
+    assert ('msg="device needs reset: it stops until the guest resets it" '
+            'dev=virtio-net0 why="bad transmit chain"' in vm.log_text())
+    time.sleep(0.2)
+    sw.sendto(arp_request(bytes.fromhex("020000000001"), "192.168.9.1",
+                          "192.168.9.2"), theirs)
+    reply = sw.recv(4096)
+    assert reply[6:12] == bytes.fromhex("525400000042")
+    assert vm.wait_exit(20) == 0, vm.log_text()
+    assert "net: responder secs 3 arp 1 icmp 0" in vm.console_text()
+    c = counters(vm)
+    assert c["tx_packets"] == 1 and c["tx_bad_len"] == 0, c
+    sw.close()
