@@ -332,6 +332,38 @@ int cli_parse_server(const char *s, char *out, size_t outlen, char *err,
 	return 0;
 }
 
+int cli_parse_server_list(const char *s, char (*out)[CLI_ADDR_MAX], size_t *n,
+			  char *err, size_t errlen)
+{
+	char item[CLI_ADDR_MAX];
+	const char *p = s, *comma;
+	size_t len;
+
+	*n = 0;
+	for (;;) {
+		comma = strchr(p, ',');
+		len = comma ? (size_t)(comma - p) : strlen(p);
+		if (!len)
+			return bad(err, errlen, -EINVAL,
+				   "empty address in server list '%s'", s);
+		if (len >= sizeof(item))
+			return bad(err, errlen, -EINVAL,
+				   "server address too long");
+		if (*n == CLI_SERVERS_MAX)
+			return bad(err, errlen, -EINVAL,
+				   "more than %d servers in '%s'",
+				   CLI_SERVERS_MAX, s);
+		memcpy(item, p, len);
+		item[len] = '\0';
+		if (cli_parse_server(item, out[*n], CLI_ADDR_MAX, err, errlen))
+			return -EINVAL;
+		++*n;
+		if (!comma)
+			return 0;
+		p = comma + 1;
+	}
+}
+
 int cli_parse_seconds(const char *what, const char *s, unsigned *ms, char *err,
 		      size_t errlen)
 {

@@ -89,6 +89,18 @@ CN_MUST_CHECK int cli_parse_disk(const char *s, struct cli_disk *d, char *err,
 CN_MUST_CHECK int cli_parse_server(const char *s, char *out, size_t outlen,
 				   char *err, size_t errlen);
 
+/* Most managers one --server list may name. */
+#define CLI_SERVERS_MAX 8
+/* Longest single "HOST:PORT". */
+#define CLI_ADDR_MAX 256
+
+/* A comma-separated list of server addresses ("m1:7443,m2:7443"), each
+ * checked as by cli_parse_server, into out[0..*n). -EINVAL with a sentence
+ * (empty item, bad address, more than CLI_SERVERS_MAX). */
+CN_MUST_CHECK int cli_parse_server_list(const char *s,
+					char (*out)[CLI_ADDR_MAX], size_t *n,
+					char *err, size_t errlen);
+
 /* A duration in seconds ("30", "1.5"): milliseconds in *ms, 1 ms .. 24 h. */
 CN_MUST_CHECK int cli_parse_seconds(const char *what, const char *s,
 				    unsigned *ms, char *err, size_t errlen);

@@ -74,45 +74,81 @@ static int status_line(struct cli *c, const struct cli_status *st)
 	return cli_fail(c, ex, "%s", st->msg);
 }
 
-static int rpc_ready(struct cli *c)
+static int rpc_ready(struct cli *c, size_t i)
 {
-	if (c->rpc)
+	if (c->rpcs[i])
 		return 0;
-	if (cli_rpc_open(c->server, &c->rpc))
+	if (cli_rpc_open(c->addrs[i], &c->rpcs[i]))
 		return cli_fail(c, CLI_EXIT_FAIL,
 				"cannot create a gRPC channel to %s",
-				c->server);
+				c->addrs[i]);
 	return 0;
+}
+
+void cli_close(struct cli *c)
+{
+	size_t i;
+
+	for (i = 0; i < CLI_SERVERS_MAX; i++) {
+		cli_rpc_close(c->rpcs[i]);
+		c->rpcs[i] = NULL;
+	}
 }
 
 int cli_call(struct cli *c, const char *method, const ProtobufCMessage *req,
 	     const ProtobufCMessageDescriptor *resp_desc,
 	     ProtobufCMessage **resp)
 {
-	struct cli_status st;
-	int rc;
+	struct cli_status st = { 0 }, first = { .unreachable = true };
+	size_t k, i;
+	int rc = -EIO;
 
 	*resp = NULL;
-	rc = rpc_ready(c);
-	if (rc)
-		return rc;
-	rc = cli_rpc_unary(c->rpc, method, req, resp_desc, c->timeout_ms, resp,
-			   &st);
-	if (rc) {
-		(void)cli_fail_status(c, &st);
-		return rc;
+	for (k = 0; k < c->naddrs; k++) {
+		i = (c->cur + k) % c->naddrs;
+		rc = rpc_ready(c, i);
+		if (rc)
+			return rc;
+		rc = cli_rpc_unary(c->rpcs[i], method, req, resp_desc,
+				   c->timeout_ms, resp, &st);
+		if (!rc) {
+			c->cur = i;
+			c->picked = true;
+			return 0;
+		}
+		if (st.code != CN_UNAVAILABLE)
+			break;
+		/* Keep the first answer of a reachable server (a standby
+		 * naming the leader says more than "connection refused"). */
+		if (first.unreachable)
+			first = st;
 	}
-	return 0;
+	if (st.code == CN_UNAVAILABLE)
+		st = first;
+	(void)cli_fail_status(c, &st);
+	return rc;
 }
 
 int cli_stream(struct cli *c, const char *method, const ProtobufCMessage *req,
 	       struct cli_stream **out)
 {
-	int rc = rpc_ready(c);
+	Canopy__V1__GetClusterRequest gc =
+		CANOPY__V1__GET_CLUSTER_REQUEST__INIT;
+	ProtobufCMessage *resp;
+	int rc;
 
+	if (c->naddrs > 1 && !c->picked) {
+		rc = cli_call(c, "/canopy.v1.ClusterService/GetCluster",
+			      &gc.base, &canopy__v1__cluster__descriptor,
+			      &resp);
+		if (rc)
+			return rc;
+		protobuf_c_message_free_unpacked(resp, NULL);
+	}
+	rc = rpc_ready(c, c->cur);
 	if (rc)
 		return rc;
-	rc = cli_rpc_stream_start(c->rpc, method, req,
+	rc = cli_rpc_stream_start(c->rpcs[c->cur], method, req,
 				  c->timeout_given ? c->timeout_ms : 0, out);
 	if (rc)
 		return cli_fail(c, CLI_EXIT_FAIL, "cannot start %s: %s", method,
@@ -164,7 +200,22 @@ static int config_path_default(char *buf, size_t size)
 	return n > 0 && (size_t)n < size ? 0 : -ENAMETOOLONG;
 }
 
-/* The server named by the config file into c->server; -ENOENT when the
+/* Parse a server list into c->addrs and keep it as given in c->server. */
+static int servers_set(struct cli *c, const char *list, char *err,
+		       size_t errlen)
+{
+	if (strlen(list) >= sizeof(c->server)) {
+		snprintf(err, errlen, "server list too long");
+		return -EINVAL;
+	}
+	if (cli_parse_server_list(list, c->addrs, &c->naddrs, err, errlen))
+		return -EINVAL;
+	snprintf(c->server, sizeof(c->server), "%s", list);
+	c->cur = 0;
+	return 0;
+}
+
+/* The servers named by the config file into c->addrs; -ENOENT when the
  * file or the key is absent. */
 static int server_from_config(struct cli *c, const char *path)
 {
@@ -189,8 +240,7 @@ static int server_from_config(struct cli *c, const char *path)
 		rc = -ENOENT;
 		goto out;
 	}
-	rc = cli_parse_server(v, c->server, sizeof(c->server), aerr,
-			      sizeof(aerr));
+	rc = servers_set(c, v, aerr, sizeof(aerr));
 	if (rc)
 		rc = cli_fail(c, CLI_EXIT_USAGE, "%s: %s", path, aerr);
 out:
@@ -208,8 +258,7 @@ int cli_server_resolve(struct cli *c, const char *flag, const char *config_path)
 
 	if (flag || (env && env[0])) {
 		c->server_from = flag ? "--server" : "CANOPY_SERVER";
-		if (cli_parse_server(flag ? flag : env, c->server,
-				     sizeof(c->server), aerr, sizeof(aerr)))
+		if (servers_set(c, flag ? flag : env, aerr, sizeof(aerr)))
 			return cli_fail(c, CLI_EXIT_USAGE, "%s: %s",
 					c->server_from, aerr);
 		return 0;
@@ -227,8 +276,7 @@ int cli_server_resolve(struct cli *c, const char *flag, const char *config_path)
 			return rc;
 	}
 	c->server_from = "the default";
-	snprintf(c->server, sizeof(c->server), "%s", CLI_DEFAULT_SERVER);
-	return 0;
+	return servers_set(c, CLI_DEFAULT_SERVER, aerr, sizeof(aerr));
 }
 
 /* The address of a string field of m, NULL if m has none by that name. */

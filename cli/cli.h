@@ -24,8 +24,8 @@
 #define CLI_DEFAULT_SERVER "127.0.0.1:7443"
 /* Deadline of a unary call unless --timeout says otherwise. */
 #define CLI_DEFAULT_TIMEOUT_MS 30000
-/* Longest server address. */
-#define CLI_SERVER_MAX 256
+/* Longest server address list as given. */
+#define CLI_SERVER_MAX (CLI_SERVERS_MAX * CLI_ADDR_MAX)
 /* Exit statuses of our own (the rest come from lib/err.h cn_code_exit). */
 #define CLI_EXIT_FAIL 1
 #define CLI_EXIT_USAGE 2
@@ -34,15 +34,19 @@
 #define CLI_PAGES_MAX 10000
 
 struct cli {
-	char server[CLI_SERVER_MAX];
+	char server[CLI_SERVER_MAX]; /* the address list as given */
 	const char *server_from; /* where server came from, for messages */
+	char addrs[CLI_SERVERS_MAX][CLI_ADDR_MAX]; /* the list, parsed */
+	size_t naddrs;
+	size_t cur; /* the address that answered last */
+	bool picked; /* a call succeeded on addrs[cur] */
 	char config_path[512]; /* the config file looked at */
 	bool json; /* -o json */
 	unsigned timeout_ms; /* unary deadline */
 	bool timeout_given; /* --timeout was given (bounds streams too) */
 	bool tty; /* stdout is a terminal */
 	FILE *out; /* stdout */
-	struct cli_rpc *rpc; /* opened by the first call */
+	struct cli_rpc *rpcs[CLI_SERVERS_MAX]; /* opened on first use */
 	int exit_code; /* set with err by a failing command */
 	bool usage; /* the error is a usage error: print the usage line */
 	char err[CLI_RPC_MSG_MAX + CLI_SERVER_MAX + 256];
@@ -78,12 +82,17 @@ int cli_fail(struct cli *c, int exit_code, const char *fmt, ...)
 int cli_fail_status(struct cli *c, const struct cli_status *st);
 
 /* A unary call with the CLI's deadline; opens the channel on first use.
- * 0 with *resp, or a negative errno with the error recorded. */
+ * With several servers, one that is unreachable or answers UNAVAILABLE (a
+ * standby manager) is followed by the next; the first that answers
+ * otherwise decides. 0 with *resp, or a negative errno with the error
+ * recorded. */
 CN_MUST_CHECK int cli_call(struct cli *c, const char *method,
 			   const ProtobufCMessage *req,
 			   const ProtobufCMessageDescriptor *resp_desc,
 			   ProtobufCMessage **resp);
-/* Start a server stream: no deadline unless --timeout was given. */
+/* Start a server stream: no deadline unless --timeout was given. With
+ * several servers, the stream goes to the one that answered last (found
+ * with a GetCluster call if none has yet). */
 CN_MUST_CHECK int cli_stream(struct cli *c, const char *method,
 			     const ProtobufCMessage *req,
 			     struct cli_stream **out);
@@ -121,7 +130,10 @@ CN_MUST_CHECK int cli_task_after(struct cli *c, const Canopy__V1__Task *t,
  * error with exit status 1 and the task's error as the line. */
 CN_MUST_CHECK int cli_task_wait(struct cli *c, const char *id);
 
-/* Resolve the server: --server (flag, may be NULL) over CANOPY_SERVER over
+/* Close every channel. */
+void cli_close(struct cli *c);
+
+/* Resolve the servers: --server (flag, may be NULL) over CANOPY_SERVER over
  * the config file (config_path, or $XDG_CONFIG_HOME/canopy/config, or
  * ~/.config/canopy/config) over the default. 0 or -EINVAL with the error
  * recorded (exit 2): a bad address or a bad config file. */

@@ -35,7 +35,9 @@ static const struct {
 
 static const char global_help[] =
 	"global options (anywhere on the line):\n"
-	"  --server HOST:PORT  canopy-managerd's API address (default: "
+	"  --server HOST:PORT  canopy-managerd's API address, or a comma-"
+	"separated list\n"
+	"                      of managers tried in turn (default: "
 	"CANOPY_SERVER,\n"
 	"                      then 'server =' in ~/.config/canopy/config, "
 	"then " CLI_DEFAULT_SERVER ")\n"
@@ -251,7 +253,7 @@ int main(int argc, char **argv)
 	snprintf(c.server, sizeof(c.server), "%s", CLI_DEFAULT_SERVER);
 	c.server_from = "the default";
 	status = dispatch(&c, argc, argv);
-	cli_rpc_close(c.rpc);
+	cli_close(&c);
 	if (fflush(stdout) && !status) {
 		fprintf(stderr, "canopy: cannot write the output: %s\n",
 			strerror(errno));

@@ -139,6 +139,9 @@ def test_help_every_level(canopy, home, args, want):
     (["event", "list", "--limit", "0"], "--limit: 0 is out of range"),
     (["--server", "nocolon", "host", "list"], "is not HOST:PORT"),
     (["--server", "h:99999", "host", "list"], "out of range"),
+    (["--server", "a:1,,b:2", "host", "list"], "empty address"),
+    (["--server", ",".join(["h:%d" % i for i in range(1, 10)]), "host",
+      "list"], "more than 8 servers"),
 ])
 def test_usage_errors_exit_2(canopy, home, args, msg):
     r = run(canopy, home, *args)
@@ -184,6 +187,44 @@ def test_config_env_flag_precedence(canopy, home, fake):
     r = run(canopy, home, "cluster", "status", server=fake.address,
             env={"CANOPY_SERVER": dead})
     assert r.rc == 0
+
+
+@pytest.fixture
+def standby():
+    f = FakeManager().start()
+    f.standby = ("this manager (m2) is standby; leader is m1 at 10.0.0.1:7443: "
+                 "send API calls there")
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+def test_server_list_fails_over(canopy, home, fake, standby):
+    dead = "127.0.0.1:%d" % free_port()
+    lst = ",".join([dead, standby.address, fake.address])
+    r = run(canopy, home, "host", "list", server=lst)
+    assert r.rc == 0 and "h1" in r.out, r.err
+    assert standby.requests("ListHosts")
+    # Streams go to the manager that answered (GetCluster finds it).
+    fake.add_task("vm.start", "vm/web1", [(100, "done", "SUCCEEDED", None)])
+    r = run(canopy, home, "task", "wait", "t1", server=lst)
+    assert r.rc == 0 and "succeeded" in r.out, r.err
+    assert standby.requests("GetCluster") and not standby.requests(
+        "WaitTask")
+    # A real answer (NOT_FOUND) is not retried elsewhere.
+    r = run(canopy, home, "vm", "show", "nope",
+            server=",".join([fake.address, standby.address]))
+    assert r.rc == 3 and not standby.requests("GetVm")
+    # Only unreachable servers and standbys: the standby's word wins.
+    r = run(canopy, home, "cluster", "status",
+            server=",".join([dead, standby.address]))
+    assert r.rc == 7 and r.error_line() == standby.standby
+    dead2 = "127.0.0.1:%d" % free_port()
+    r = run(canopy, home, "cluster", "status", server=dead + "," + dead2)
+    assert r.rc == 7
+    assert ("cannot reach canopy-managerd at %s,%s (from --server)"
+            % (dead, dead2)) in r.error_line()
 
 
 def test_bad_config_file(canopy, home):

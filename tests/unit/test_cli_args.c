@@ -274,6 +274,39 @@ static void test_servers(void **state)
 	assert_string_equal(err, "server address too long");
 }
 
+static void test_server_lists(void **state)
+{
+	char out[CLI_SERVERS_MAX][CLI_ADDR_MAX];
+	size_t n = 99;
+
+	assert_int_equal(
+		cli_parse_server_list("a:1", out, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0], "a:1");
+	assert_int_equal(cli_parse_server_list("a:1,[::1]:2,c:3", out, &n, err,
+					       sizeof(err)),
+			 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(out[1], "[::1]:2");
+	assert_string_equal(out[2], "c:3");
+	assert_int_equal(cli_parse_server_list("a:1,", out, &n, err,
+					       sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "empty address"));
+	assert_int_equal(cli_parse_server_list(",a:1", out, &n, err,
+					       sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(cli_parse_server_list("a:1,b", out, &n, err,
+					       sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "'b' is not HOST:PORT"));
+	assert_int_equal(cli_parse_server_list("a:1,b:2,c:3,d:4,e:5,f:6,g:7,"
+					       "h:8,i:9",
+					       out, &n, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "more than 8 servers"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -285,6 +318,7 @@ int main(void)
 		cmocka_unit_test(test_disks),
 		cmocka_unit_test(test_disk_errors),
 		cmocka_unit_test(test_servers),
+		cmocka_unit_test(test_server_lists),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,7 +2,8 @@
 served by python3-grpcio with generic handlers over the generated protobuf
 modules, on a free loopback port. State lives in plain dicts the test can
 fill and inspect; every request is recorded in `calls`; `fail[method]`
-makes a method answer with a chosen status; tasks follow scripts of
+makes a method answer with a chosen status, `standby` (a message) makes
+every method answer UNAVAILABLE as a standby manager does; tasks follow scripts of
 (progress, phase, state, error) steps streamed by WaitTask."""
 import threading
 import time
@@ -49,6 +50,7 @@ class FakeManager:
         self.delay = {}
         self.garbage = set()
         self.page_size = 2
+        self.standby = None
         self.next_task = 1
         self.step_s = 0.05
         self.watch_hold = 0
@@ -266,6 +268,8 @@ class FakeManager:
 
         def unary(req, ctx):
             self.calls.append((name, req))
+            if self.standby:
+                ctx.abort(grpc.StatusCode.UNAVAILABLE, self.standby)
             if name in self.delay:
                 time.sleep(self.delay[name])
             if name in self.fail:
@@ -279,6 +283,8 @@ class FakeManager:
 
         def stream(req, ctx):
             self.calls.append((name, req))
+            if self.standby:
+                ctx.abort(grpc.StatusCode.UNAVAILABLE, self.standby)
             if name in self.fail:
                 ctx.abort(*self.fail[name])
             try:
