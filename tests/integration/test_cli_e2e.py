@@ -1,8 +1,9 @@
 """The canopy CLI against the real control plane: etcd, canopy-managerd and a
 real canopy-agent on loopback. What needs no KVM: hosts, creating, showing,
 listing and deleting a VM, the server's errors passed through with their
-exit statuses, tasks and events. (Powering a VM on is covered by the lab
-test, tests/integration/test_lab.py.)"""
+exit statuses, tasks and events; and a --server list of two managers that
+keeps working when the leader stops and the standby takes over. (Powering a
+VM on is covered by the lab test, tests/integration/test_lab.py.)"""
 import json
 import os
 import subprocess
@@ -118,3 +119,41 @@ def test_cli_against_real_manager(cluster):
     assert "host.connected" in kinds and "vm.created" in kinds
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(seqs)
+
+
+def test_cli_follows_the_leader_across_failover(etcd, tmp_path):
+    if not os.path.exists(_bin("canopy-managerd")):
+        pytest.skip("SKIP: canopy-managerd not built: run make")
+    m1 = Manager(tmp_path, etcd.endpoints, "m1").start()
+    m2 = None
+    try:
+        m1.wait_leader()
+        m2 = Manager(tmp_path, etcd.endpoints, "m2").start()
+        both = m2.addr + "," + m1.addr  # the standby first
+        rc, out, err = canopy_at(both, "-o", "json", "cluster", "status")
+        assert rc == 0, err
+        assert json.loads(out)["leader"] == "m1"
+        rc, _, err = canopy_at(m2.addr, "cluster", "status")
+        assert rc == 7 and "standby" in err and m1.addr in err
+        m1.close()  # a clean stop hands over at once
+        deadline = time.monotonic() + 15
+        while True:
+            rc, out, err = canopy_at(both, "-o", "json", "cluster", "status")
+            if rc == 0 and json.loads(out)["leader"] == "m2":
+                break
+            assert time.monotonic() < deadline, (rc, out, err)
+            time.sleep(0.2)
+        kinds = [e["kind"] for e in json.loads(
+            canopy_at(both, "-o", "json", "event", "list")[1])]
+        assert kinds.count("manager.leader") == 2
+    finally:
+        m1.close()
+        if m2:
+            m2.close()
+
+
+def canopy_at(server, *args):
+    p = subprocess.run([_bin("canopy"), "--server", server] + list(args),
+                       capture_output=True, text=True, timeout=60,
+                       env={"HOME": "/nonexistent", "PATH": "/usr/bin:/bin"})
+    return p.returncode, p.stdout, p.stderr
