@@ -225,9 +225,13 @@ static int dispatch(struct cli *c, int argc, char **argv)
 		return usage("unknown verb '%s' (canopy OBJECT --help lists "
 			     "them)",
 			     argv[kv]);
-	for (i = 1; i < argc; i++)
-		if (i != ko && i != kv && n < (int)CN_ARRAY_SIZE(words))
-			words[n++] = argv[i];
+	for (i = 1; i < argc; i++) {
+		if (i == ko || i == kv)
+			continue;
+		if (n == (int)CN_ARRAY_SIZE(words))
+			return usage("%s", "too many arguments");
+		words[n++] = argv[i];
+	}
 	rc = run_cmd(c, k, n, words);
 	if (!rc)
 		return 0;

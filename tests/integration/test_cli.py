@@ -115,6 +115,8 @@ def test_help_every_level(canopy, home, args, want):
     (["vm", "frob"], "unknown verb 'frob'"),
     (["vm", "show"], "missing argument"),
     (["vm", "show", "a", "b"], "too many arguments"),
+    (["vm", "list"] + ["x"] * 1100, "too many arguments"),
+    (["vm", "list"] + ["--host", "h"] * 2, "--host given twice"),
     (["vm", "list", "--bogus"], "unknown option '--bogus'"),
     (["vm", "list", "--host"], "option --host needs a value"),
     (["vm", "start", "x", "--no-wait=yes"], "takes no value"),
