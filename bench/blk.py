@@ -4,7 +4,9 @@
 (q35, virtio-blk-pci modern, KVM), plus the host's own pread of the file as
 the floor. Modes: random 4 KiB reads at queue depth 1 and 8, sequential
 64 KiB reads and writes; page cache (default) and O_DIRECT
-(canopy `,direct`, QEMU `cache=none`).
+(canopy `,direct`, QEMU `cache=none`); and a disk on the clustered
+datastore (`--disk ds=`, O_DIRECT|O_DSYNC, locked) against QEMU
+`cache=none` on a raw file.
 Usage: bench/blk.py [RUNS] [SECS]"""
 import os
 import random
@@ -39,6 +41,25 @@ def qemu_cmd(disk, args, direct):
             "-drive", "file=%s,if=none,id=d0,format=raw,cache=%s,aio=threads"
             % (disk, "none" if direct else "writeback"),
             "-device", "virtio-blk-pci,drive=d0,disable-legacy=on"]
+
+
+def ds_prepare(d):
+    """A datastore with a thick 256 MiB file holding the pattern."""
+    tool = os.path.join(BUILD, "bin", "canopy-ds")
+    vol = os.path.join(d, "ds.img")
+    subprocess.run([tool, "format", vol, "--name", "bench", "--size",
+                    "%dM" % (DISK_MIB + 64)], check=True,
+                   capture_output=True)
+    subprocess.run([tool, "create", vol, "vm/disk0", "--size",
+                    "%dM" % DISK_MIB, "--thick", "--host-id", "9"],
+                   check=True, capture_output=True)
+    return vol
+
+
+def canopy_ds_cmd(vol, args):
+    cmd = canopy_cmd("x", args, False)
+    cmd[-1] = "ds=%s:vm/disk0,host=1" % vol
+    return cmd
 
 
 def run(cmd):
@@ -100,6 +121,18 @@ def main():
                 iops, mbps = host_pread(disk, bs, secs, seq)
                 print("  %-10s  %9.0f IOPS (%.0f MB/s), one thread, "
                       "no VM" % ("host pread", iops, mbps))
+        vol = ds_prepare(d)
+        for title, mode in [("datastore disk randread 4k qd8",
+                             "mode=randread,bs=4096,qd=8"),
+                            ("datastore disk seqwrite 64k qd8",
+                             "mode=seqwrite,bs=65536,qd=8")]:
+            args = "blk,%s,mib=%d,secs=%d" % (mode, DISK_MIB, secs)
+            ours, base = [], []
+            for _ in range(runs):
+                ours.append(run(canopy_ds_cmd(vol, args))[0])
+                base.append(run(qemu_cmd(disk, args, True))[0])
+            compare(title + " (IOPS)", ours, base, "IOPS",
+                    "qemu cache=none", lower_is_better=False)
 
 
 if __name__ == "__main__":

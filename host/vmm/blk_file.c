@@ -25,8 +25,6 @@ struct blk_file {
 	int fd;
 	int direct;
 	int can_punch; /* fallocate ranges work (file or block device) */
-	void *bounce;
-	size_t bounce_len;
 };
 
 static int serial_ok(const char *s)
@@ -160,21 +158,6 @@ static int aligned(const struct blk_file *f, const struct iovec *iov, int n)
 	return 1;
 }
 
-static void *bounce(struct blk_file *f, size_t len)
-{
-	if (len > BLK_BOUNCE_MAX)
-		return NULL;
-	if (f->bounce_len < len) {
-		free(f->bounce);
-		f->bounce = NULL;
-		f->bounce_len = 0;
-		if (posix_memalign(&f->bounce, 4096, len) != 0)
-			return NULL;
-		f->bounce_len = len;
-	}
-	return f->bounce;
-}
-
 /* pread/pwrite the whole range, retrying short transfers; bytes done. */
 static ssize_t rw_full(struct blk_file *f, const struct iovec *iov, int n,
 		       uint64_t off, int wr)
@@ -209,16 +192,17 @@ static ssize_t rw_full(struct blk_file *f, const struct iovec *iov, int n,
 	return (ssize_t)done;
 }
 
-/* O_DIRECT with unaligned guest buffers: go through an aligned copy. */
+/* O_DIRECT with unaligned guest buffers: go through an aligned copy, one
+ * per request (requests run on several threads; Linux guests align). */
 static ssize_t rw_bounce(struct blk_file *f, const struct iovec *iov, int n,
 			 uint64_t off, int wr)
 {
 	size_t len = iov_total(iov, n), pos = 0;
-	uint8_t *p = bounce(f, len);
+	uint8_t *p = NULL;
 	struct iovec one;
 	ssize_t r;
 
-	if (!p)
+	if (len > BLK_BOUNCE_MAX || posix_memalign((void **)&p, 4096, len))
 		return -ENOMEM;
 	if (wr)
 		for (int i = 0; i < n; pos += iov[i].iov_len, i++)
@@ -234,6 +218,7 @@ static ssize_t rw_bounce(struct blk_file *f, const struct iovec *iov, int n,
 			memcpy(iov[i].iov_base, p + pos, k);
 			pos += k;
 		}
+	free(p);
 	return r;
 }
 
@@ -295,7 +280,6 @@ static void file_close(struct blk_backend *b)
 	struct blk_file *f = (struct blk_file *)b;
 
 	sys_close(f->fd);
-	free(f->bounce);
 	free(f);
 }
 
@@ -376,6 +360,7 @@ int blk_file_open(const struct blk_spec *spec, struct blk_backend **out,
 	}
 	f->b.ops = &file_ops;
 	f->b.readonly = spec->readonly;
+	f->b.parallel = 1; /* preadv/pwritev at explicit offsets */
 	f->direct = spec->direct;
 	*out = &f->b;
 	return 0;

@@ -1,10 +1,12 @@
 /* virtio-blk device model: request decoding and validation, I/O through a
  * blk_backend on the device's worker thread (see virtio_blk.h). */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/vmm/blk_pool.h"
 #include "host/vmm/virtio_blk.h"
 #include "host/vmm/virtio_pci.h"
 #include "lib/buf.h"
@@ -40,14 +42,15 @@
 /* Class: mass storage, "other". */
 #define PCI_CLASS_STORAGE_OTHER 0x018000
 #define BLK_STATE_VERSION 1
+/* I/O threads of a disk whose backend takes concurrent requests. */
+#define BLK_IO_THREADS 4
 
 struct blk {
 	struct virtio_dev *vd;
 	struct blk_backend *b;
 	char serial[BLK_SERIAL_MAX + 1];
 	uint8_t config[BLK_CONFIG_SIZE];
-	struct virtq_req req; /* worker thread only */
-	struct iovec iov[VIRTQ_MAX_SEGS];
+	struct blk_pool pool; /* requests and the I/O threads */
 	/* Counters, for status and tests. */
 	_Atomic uint64_t reads, writes, flushes, errors, rbytes, wbytes;
 };
@@ -110,11 +113,11 @@ static void blk_config_read(struct virtio_dev *vd, uint32_t off, void *data,
 }
 
 /* Slice the request's segments: `len` bytes from byte `off` of the part
- * starting at segment `first` with `count` segments, into k->iov. */
-static int slice(struct blk *k, unsigned first, unsigned count, uint64_t off,
-		 uint64_t len)
+ * starting at segment `first` with `count` segments, into io->iov. */
+static int slice(struct blk_io *io, unsigned first, unsigned count,
+		 uint64_t off, uint64_t len)
 {
-	const struct iovec *v = k->req.iov + first;
+	const struct iovec *v = io->req.iov + first;
 	int n = 0;
 
 	for (unsigned i = 0; i < count && len; i++) {
@@ -127,8 +130,8 @@ static int slice(struct blk *k, unsigned first, unsigned count, uint64_t off,
 		l -= off;
 		if (l > len)
 			l = len;
-		k->iov[n].iov_base = (uint8_t *)v[i].iov_base + off;
-		k->iov[n].iov_len = l;
+		io->iov[n].iov_base = (uint8_t *)v[i].iov_base + off;
+		io->iov[n].iov_len = l;
 		n++;
 		len -= l;
 		off = 0;
@@ -145,10 +148,10 @@ static int in_range(const struct blk *k, uint64_t sector, uint64_t bytes)
 	       bytes % BLK_SECTOR == 0;
 }
 
-static uint8_t do_rw(struct blk *k, uint32_t type, uint64_t sector,
-		     uint32_t *written)
+static uint8_t do_rw(struct blk *k, struct blk_io *io, uint32_t type,
+		     uint64_t sector, uint32_t *written)
 {
-	const struct virtq_req *r = &k->req;
+	const struct virtq_req *r = &io->req;
 	int wr = type == VIRTIO_BLK_T_OUT;
 	uint64_t len = wr ? r->rlen - BLK_HDR : r->wlen - 1;
 	ssize_t got;
@@ -158,10 +161,10 @@ static uint8_t do_rw(struct blk *k, uint32_t type, uint64_t sector,
 		return VIRTIO_BLK_S_IOERR;
 	if (!in_range(k, sector, len))
 		return VIRTIO_BLK_S_IOERR;
-	n = wr ? slice(k, 0, r->nr, BLK_HDR, len) :
-		 slice(k, r->nr, r->nw, 0, len);
-	got = wr ? k->b->ops->pwritev(k->b, k->iov, n, sector * BLK_SECTOR) :
-		   k->b->ops->preadv(k->b, k->iov, n, sector * BLK_SECTOR);
+	n = wr ? slice(io, 0, r->nr, BLK_HDR, len) :
+		 slice(io, r->nr, r->nw, 0, len);
+	got = wr ? k->b->ops->pwritev(k->b, io->iov, n, sector * BLK_SECTOR) :
+		   k->b->ops->preadv(k->b, io->iov, n, sector * BLK_SECTOR);
 	if (got < 0 || (uint64_t)got != len)
 		return VIRTIO_BLK_S_IOERR;
 	if (wr) {
@@ -172,16 +175,15 @@ static uint8_t do_rw(struct blk *k, uint32_t type, uint64_t sector,
 		k->rbytes += len;
 		*written = (uint32_t)len;
 		for (int i = 0; i < n; i++) /* for the dirty log */
-			gmem_mark(r->mem, k->iov[i].iov_base,
-				  k->iov[i].iov_len);
+			gmem_mark(r->mem, io->iov[i].iov_base,
+				  io->iov[i].iov_len);
 	}
 	return VIRTIO_BLK_S_OK;
 }
 
 /* Discard or write-zeroes: a list of 16-byte segments after the header. */
-static uint8_t do_dz(struct blk *k, uint32_t type)
+static uint8_t do_dz(struct blk *k, const struct virtq_req *r, uint32_t type)
 {
-	const struct virtq_req *r = &k->req;
 	uint64_t n = (r->rlen - BLK_HDR) / 16;
 	int unmapped = type == VIRTIO_BLK_T_DISCARD;
 	int (*op)(struct blk_backend *, uint64_t, uint64_t) =
@@ -214,10 +216,10 @@ static uint8_t do_dz(struct blk *k, uint32_t type)
 }
 
 /* Carry out one request; the status byte to write and the data bytes
- * written into the guest's buffers. */
-static uint8_t handle(struct blk *k, uint32_t *written)
+ * written into the guest's buffers. Worker or I/O thread. */
+static uint8_t handle(struct blk *k, struct blk_io *io, uint32_t *written)
 {
-	const struct virtq_req *r = &k->req;
+	const struct virtq_req *r = &io->req;
 	uint8_t hdr[BLK_HDR];
 	uint32_t type;
 	uint64_t sector;
@@ -229,7 +231,7 @@ static uint8_t handle(struct blk *k, uint32_t *written)
 	switch (type) {
 	case VIRTIO_BLK_T_IN:
 	case VIRTIO_BLK_T_OUT:
-		return do_rw(k, type, sector, written);
+		return do_rw(k, io, type, sector, written);
 	case VIRTIO_BLK_T_FLUSH:
 		k->flushes++;
 		return k->b->ops->flush(k->b) < 0 ? VIRTIO_BLK_S_IOERR :
@@ -245,38 +247,91 @@ static uint8_t handle(struct blk *k, uint32_t *written)
 	}
 	case VIRTIO_BLK_T_DISCARD:
 	case VIRTIO_BLK_T_WRITE_ZEROES:
-		return do_dz(k, type);
+		return do_dz(k, r, type);
 	}
 	return VIRTIO_BLK_S_UNSUPP;
+}
+
+/* I/O thread (or worker): run the request, set its status. */
+static void blk_run(struct blk_io *io)
+{
+	struct blk *k = io->owner;
+
+	io->written = 0;
+	io->status = handle(k, io, &io->written);
+	if (io->status != VIRTIO_BLK_S_OK)
+		k->errors++;
+}
+
+/* Worker: give a finished request back to the driver. */
+static void blk_finish(struct blk_io *io, struct virtq *q)
+{
+	virtq_req_write(&io->req, io->req.wlen - 1, &io->status, 1);
+	virtq_push(q, io->req.head, io->written + 1);
+}
+
+/* Reads and writes go to the I/O threads; the rest (flush, get-id,
+ * discard) are quick or must not overtake: done here. */
+static int offload(const struct blk *k, const struct blk_io *io)
+{
+	uint32_t type;
+
+	if (!k->pool.nthreads)
+		return 0;
+	virtq_req_read(&io->req, 0, &type, 4);
+	return type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_OUT;
 }
 
 static void blk_queue_notify(struct virtio_dev *vd, unsigned qi)
 {
 	struct blk *k = vd->priv;
 	struct virtq *q = virtio_queue(vd, qi);
-	int rc, done = 0;
+	struct blk_io *io;
+	int rc, done;
 
-	while (q && (rc = virtq_pop(q, &k->req)) != 0) {
-		uint32_t written;
-		uint8_t st;
-
-		if (rc < 0 || k->req.rlen < BLK_HDR || k->req.wlen < 1) {
+	if (!q)
+		return;
+	done = blk_pool_reap(&k->pool, q, blk_finish);
+	while ((io = blk_pool_get(&k->pool)) != NULL) {
+		rc = virtq_pop(q, &io->req);
+		if (rc <= 0 || io->req.rlen < BLK_HDR || io->req.wlen < 1) {
+			blk_pool_put(&k->pool, io);
 			/* No header or no status byte: nothing sensible to
 			 * answer; the driver must reset the device. */
-			virtio_dev_needs_reset(vd, "bad descriptor chain");
+			if (rc != 0)
+				virtio_dev_needs_reset(vd,
+						       "bad descriptor chain");
 			break;
 		}
-		st = handle(k, &written);
-		if (st != VIRTIO_BLK_S_OK)
-			k->errors++;
-		virtq_req_write(&k->req, k->req.wlen - 1, &st, 1);
-		virtq_push(q, k->req.head, written + 1);
-		done++;
-		if (done % 16 == 0)
+		if (offload(k, io)) {
+			blk_pool_submit(&k->pool, io);
+			continue;
+		}
+		blk_run(io);
+		blk_finish(io, q);
+		blk_pool_put(&k->pool, io);
+		if (++done % 16 == 0)
 			virtio_queue_signal(vd, qi); /* do not hold back */
 	}
 	if (done)
 		virtio_queue_signal(vd, qi);
+}
+
+/* Worker: I/O threads finished requests. */
+static void blk_fd_ready(struct virtio_dev *vd, unsigned idx, short revents)
+{
+	blk_queue_notify(vd, 0); /* reaps, then takes what waited for room */
+}
+
+/* Worker, before parking: nothing may stay in flight. */
+static void blk_drain(struct virtio_dev *vd)
+{
+	struct blk *k = vd->priv;
+	struct virtq *q = virtio_queue(vd, 0);
+
+	blk_pool_wait_idle(&k->pool);
+	if (blk_pool_reap(&k->pool, q, q ? blk_finish : NULL) && q)
+		virtio_queue_signal(vd, 0);
 }
 
 static int blk_save(struct virtio_dev *vd, struct buf *out)
@@ -317,6 +372,7 @@ static void blk_destroy(struct virtio_dev *vd)
 {
 	struct blk *k = vd->priv;
 
+	blk_pool_destroy(&k->pool);
 	k->b->ops->close(k->b);
 	free(k);
 }
@@ -331,6 +387,8 @@ static const struct virtio_dev_ops blk_ops = {
 	.features = blk_features,
 	.config_read = blk_config_read,
 	.queue_notify = blk_queue_notify,
+	.fd_ready = blk_fd_ready,
+	.drain = blk_drain,
 	.save = blk_save,
 	.load = blk_load,
 	.destroy = blk_destroy,
@@ -350,10 +408,24 @@ int virtio_blk_add(struct vm *vm, struct pci *bus, struct blk_backend *b,
 	if (serial)
 		snprintf(k->serial, sizeof(k->serial), "%s", serial);
 	build_config(k);
-	rc = virtio_pci_add(vm, bus, &blk_ops, k, &k->vd, err, errlen);
+	rc = blk_pool_init(&k->pool, k, b->parallel ? BLK_IO_THREADS : 0,
+			   blk_run);
 	if (rc < 0) {
+		snprintf(err, errlen, "virtio-blk: I/O threads: %s",
+			 strerror(-rc));
 		b->ops->close(b);
 		free(k);
+		return rc;
+	}
+	rc = virtio_pci_add(vm, bus, &blk_ops, k, &k->vd, err, errlen);
+	if (rc == 0 && k->pool.nthreads)
+		rc = virtio_dev_watch(k->vd, k->pool.done_fd, POLLIN);
+	if (rc < 0) {
+		if (!k->vd) { /* not added: the device does not own k yet */
+			blk_pool_destroy(&k->pool);
+			b->ops->close(b);
+			free(k);
+		}
 		return rc;
 	}
 	log_info("vmm", "disk attached",

@@ -63,6 +63,7 @@ struct blk_backend {
 	uint64_t size; /* bytes, a multiple of 512 */
 	uint32_t block_size; /* logical block size (512 or 4096) */
 	int readonly;
+	int parallel; /* preadv/pwritev may run on several threads at once */
 };
 
 /* Open the file backend for spec. 0 or -errno with a message in err. */

@@ -599,6 +599,12 @@ static int worker_gate(struct virtio_dev *vd)
 	int quit;
 
 	pthread_mutex_lock(&vd->wlock);
+	if (vd->park_req && !vd->quit && vd->ops->drain) {
+		/* Only this thread starts requests: none starts meanwhile. */
+		pthread_mutex_unlock(&vd->wlock);
+		vd->ops->drain(vd);
+		pthread_mutex_lock(&vd->wlock);
+	}
 	while (vd->park_req && !vd->quit) {
 		vd->parked = 1;
 		pthread_cond_broadcast(&vd->wcond);

@@ -76,6 +76,10 @@ struct virtio_dev_ops {
 	void (*reset)(struct virtio_dev *vd);
 	/* Worker thread: queue q was kicked (or may have work). */
 	void (*queue_notify)(struct virtio_dev *vd, unsigned q);
+	/* Worker thread, before it parks: complete every request in flight
+	 * (a device that hands requests to threads of its own waits for
+	 * them here and pushes their completions). Optional. */
+	void (*drain)(struct virtio_dev *vd);
 	/* Worker thread: one of the device's fds (virtio_dev_watch) is
 	 * ready; idx is the watch index. */
 	void (*fd_ready)(struct virtio_dev *vd, unsigned idx, short revents);

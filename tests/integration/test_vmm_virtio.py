@@ -138,8 +138,8 @@ def test_blk_readonly_refuses_writes(vms, build_dir, disk):
 
 
 @pytest.mark.parametrize("opt,msg", [
-    ("readonly", "path=FILE is required"),
-    ("path=", "path=FILE is required"),
+    ("readonly", "path=FILE (or ds=DEV:FILE) is required"),
+    ("path=", "path=FILE (or ds=DEV:FILE) is required"),
     ("path=/x,bogus", "'bogus' not understood"),
     ("path=/x,serial=" + "s" * 21, "serial must be 1 to 20"),
     ("path=/x,serial=a b", "serial must be"),
