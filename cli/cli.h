@@ -63,6 +63,18 @@ struct cli_cmd {
 	int (*run)(struct cli *c, const struct cli_args *a);
 };
 
+/* An object of the command line and its verbs. */
+struct cli_object {
+	const char *name;
+	const char *summary;
+	const struct cli_cmd *cmds; /* ends with a NULL object */
+};
+
+/* Write a bash completion script for these objects and global options
+ * (completion.c). */
+void cli_completion_bash(FILE *f, const struct cli_object *objs, size_t n,
+			 const struct cli_optdef *global);
+
 /* The command tables of each object, each ending with a NULL object. */
 extern const struct cli_cmd cli_cluster_cmds[];
 extern const struct cli_cmd cli_host_cmds[];

@@ -20,18 +20,34 @@ static const struct cli_optdef global_opts[] = {
 	{ 0 },
 };
 
-static const struct {
-	const char *name;
-	const char *summary;
-	const struct cli_cmd *cmds;
-} objects[] = {
+static int completion(struct cli *c, const struct cli_args *a);
+
+static const struct cli_cmd completion_cmds[] = {
+	{ .object = "completion",
+	  .verb = "bash",
+	  .args = "",
+	  .summary = "Print a bash completion script: "
+		     "source <(canopy completion bash)",
+	  .run = completion },
+	{ 0 },
+};
+
+static const struct cli_object objects[] = {
 	{ "cluster", "the cluster as a whole", cli_cluster_cmds },
 	{ "host", "hosts running canopy-agent", cli_host_cmds },
 	{ "datastore", "shared datastores", cli_datastore_cmds },
 	{ "vm", "virtual machines", cli_vm_cmds },
 	{ "task", "long operations and their progress", cli_task_cmds },
 	{ "event", "the cluster's event log", cli_event_cmds },
+	{ "completion", "shell completion", completion_cmds },
 };
+
+static int completion(struct cli *c, const struct cli_args *a)
+{
+	cli_completion_bash(c->out, objects, CN_ARRAY_SIZE(objects),
+			    global_opts);
+	return 0;
+}
 
 static const char global_help[] =
 	"global options (anywhere on the line):\n"

@@ -157,6 +157,32 @@ def test_usage_errors_exit_2(canopy, home, args, msg):
         assert lines[1].startswith("usage: canopy")
 
 
+@pytest.mark.parametrize("words,want", [
+    (["canopy", "v"], "vm"),
+    (["canopy", ""], "cluster host datastore vm task event completion "
+     "--server --output --timeout --help"),
+    (["canopy", "vm", "c"], "create"),
+    (["canopy", "--server", "x:1", "vm", "create", "web", "--m"],
+     "--memory"),
+    (["canopy", "-o", ""], "table json"),
+    (["canopy", "task", "list", "--a"], "--active"),
+    (["canopy", "vm", "stop", "x", "--h"], "--help --hard"),
+    (["canopy", "vm", "create", "x", "--memory", ""], ""),
+])
+def test_bash_completion(canopy, home, words, want):
+    if not os.path.exists("/bin/bash"):
+        pytest.skip("SKIP: no bash")
+    script = run(canopy, home, "completion", "bash")
+    assert script.rc == 0 and "complete -F _canopy canopy" in script.out
+    prog = (script.out + "\nCOMP_WORDS=(\"$@\"); "
+            "COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _canopy; "
+            "echo \"${COMPREPLY[*]}\"\n")
+    p = subprocess.run(["/bin/bash", "-c", prog, "bash"] + words,
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 0 and p.stderr == ""
+    assert p.stdout == want + "\n"
+
+
 # --- server resolution and connection errors ------------------------------
 
 def test_server_down(canopy, home):
