@@ -9,6 +9,7 @@
 #include "lib/sys.h"
 #include "manager/hosts.h"
 #include "manager/manager.h"
+#include "manager/tasks.h"
 
 /* Limits on what an agent may register. */
 #define MGR_REG_STR_MAX 255
@@ -267,6 +268,7 @@ static void on_peer_down(void *arg, const char *id)
 	mgr_host_set_state(m, h,
 			   CANOPY__V1__HOST_STATE__HOST_STATE_DISCONNECTED,
 			   "stopped sending heartbeats");
+	mgr_tasks_host_down(m, id);
 }
 
 const struct bus_server_ops mgr_bus_ops = {

@@ -210,6 +210,13 @@ void mgr_leader_stop(struct manager *m)
 {
 	bool was = m->leader;
 
+	/* No new term while the API server drains the loop. */
+	if (m->elect_timer)
+		(void)loop_timer_del(m->l, m->elect_timer);
+	if (m->renew_timer)
+		(void)loop_timer_del(m->l, m->renew_timer);
+	m->elect_timer = m->renew_timer = 0;
+
 	m->leader = false;
 	cleanup(m);
 	if (m->lease && etcd_lease_revoke(m->etcd, m->lease))

@@ -143,7 +143,8 @@ CN_MUST_CHECK int mgr_leader_start(struct manager *m);
 /* Give up leadership (on shutdown or when a fenced write found us
  * deposed): stop the bus, end streams, drop leader state. */
 void mgr_leader_step_down(struct manager *m, const char *why);
-/* Release the leader key and lease at shutdown (best effort). */
+/* At shutdown: stop the election timers, drop leader state and release
+ * the leader key and lease (best effort). */
 void mgr_leader_stop(struct manager *m);
 /* api gate: 0 on the leader; else answers UNAVAILABLE naming the leader. */
 int mgr_api_gate(void *arg, struct api_call *c);

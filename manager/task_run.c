@@ -1,6 +1,7 @@
 /* canopy-managerd: running tasks: the agent command, its answer, results. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lib/log.h"
@@ -143,6 +144,10 @@ static void on_reply(void *arg, int status, const Canopy__V1__Envelope *env)
 	char msg[1024];
 
 	t->in_flight = false;
+	if (t->ended) { /* it ended without the answer (host went away) */
+		free(t);
+		return;
+	}
 	if (status == -ECANCELED || !t->m->leader)
 		return; /* stepping down: the next leader fails the task */
 	if (status == -ETIMEDOUT) {

@@ -218,7 +218,29 @@ static void task_unlink(struct manager *m, struct mgr_task *t)
 			break;
 		}
 	canopy__v1__task__free_unpacked(t->rec, NULL);
-	free(t);
+	t->rec = NULL;
+	if (t->in_flight)
+		t->ended = true; /* the bus still holds t as its callback arg */
+	else
+		free(t);
+}
+
+void mgr_tasks_host_down(struct manager *m, const char *hid)
+{
+	struct mgr_task *t;
+	char msg[MGR_KEY_MAX + 128];
+
+again:
+	for (t = m->tasks; t; t = t->next) {
+		if (!t->running || strcmp(t->host, hid) != 0)
+			continue;
+		snprintf(msg, sizeof(msg),
+			 "host %s disconnected while the task was running; "
+			 "check the vm when the host is back",
+			 hid);
+		mgr_task_end(t, CN_UNAVAILABLE, msg);
+		goto again; /* the list changed */
+	}
 }
 
 void mgr_task_end(struct mgr_task *t, enum cn_code code, const char *msg)

@@ -23,6 +23,7 @@ struct mgr_task {
 	Canopy__V1__PowerState prev_desired;
 	bool running; /* sent to the agent */
 	bool in_flight; /* a bus request is pending */
+	bool ended; /* ended while in flight: the reply callback frees it */
 };
 
 /* Store rec (and its active-index key), with vm (NULL: none) and cmp
@@ -40,6 +41,8 @@ void mgr_task_update(struct manager *m, const Canopy__V1__Task *rec);
 void mgr_task_end(struct mgr_task *t, enum cn_code code, const char *msg);
 /* Start every queued task whose VM has no running task (task_run.c). */
 void mgr_tasks_kick(struct manager *m);
+/* Fail the running tasks whose host is hid: it disconnected. */
+void mgr_tasks_host_down(struct manager *m, const char *hid);
 /* A heap copy of rec (NULL when out of memory). */
 Canopy__V1__Task *mgr_task_copy(const Canopy__V1__Task *rec);
 

@@ -489,3 +489,26 @@ def test_remove_disconnected_host(mgr, agent):
         assert mgr.cluster().hosts == 1
     finally:
         h2.close()
+
+
+def test_host_lost_while_task_runs(mgr, agent):
+    a = A()
+    assert final(mgr, create(mgr).id).state == a.TASK_STATE_SUCCEEDED
+    agent.mode("silent")
+    t = power(mgr, "StartVm", timeout_ms=60000)
+    agent.expect("command VM_ACTION_START web1")
+    t0 = time.monotonic()
+    agent.pause()
+    f = final(mgr, t.id)
+    took = time.monotonic() - t0
+    assert f.state == a.TASK_STATE_FAILED
+    assert f.error.code == grpc.StatusCode.UNAVAILABLE.value[0]
+    assert "host h1 disconnected while the task was running" in \
+        f.error.message
+    assert took < HOST_TIMEOUT + 3  # not the 60 s command timeout
+    assert vm(mgr, "web1").desired == a.POWER_STATE_OFF
+    # The agent's late answer (after it is back) is dropped harmlessly.
+    agent.resume()
+    wait_until(lambda: host(mgr, "h1").state == a.HOST_STATE_CONNECTED,
+               5, "h1 back")
+    assert mgr.proc.poll() is None
