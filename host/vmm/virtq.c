@@ -257,6 +257,8 @@ size_t virtq_req_write(const struct virtq_req *r, uint64_t off, const void *src,
 			n = len - done;
 		memcpy((uint8_t *)v->iov_base + off,
 		       (const uint8_t *)src + done, n);
+		if (r->mem) /* a request from virtq_pop has it */
+			gmem_mark(r->mem, (uint8_t *)v->iov_base + off, n);
 		done += n;
 		off = 0;
 	}

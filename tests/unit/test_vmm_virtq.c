@@ -2,6 +2,7 @@
  * rings from a fake driver, and hostile ones that must be refused without
  * touching anything outside guest RAM (guard pages, tests/unit/vq_fake.h). */
 #include <errno.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -339,6 +340,74 @@ static void test_most_segments(void **state)
 	assert_iov(f, 1023, D + 1023, 1);
 }
 
+/* ---- dirty tracking of device writes -------------------------------- */
+
+/* Pages marked in the fake RAM's dirty bitmap, as a list. */
+static unsigned marked(struct vqf *f, uint64_t *pages, unsigned max)
+{
+	unsigned n = 0;
+
+	for (uint64_t pg = 0; pg < f->m.ram_size / GMEM_PAGE; pg++)
+		if (f->m.dirty[pg / 64] & (1ull << (pg % 64)))
+			if (n < max)
+				pages[n++] = pg;
+	return n;
+}
+
+/* RAM page (memfd order: low RAM, then high RAM) of a GPA. */
+static uint64_t page_of(uint64_t gpa)
+{
+	return (gpa >= HI ? VQF_LOW + (gpa - HI) : gpa) / GMEM_PAGE;
+}
+
+static void test_dirty_marks_what_the_device_writes(void **state)
+{
+	struct vqf *f = fx(state, 8, 0, 1);
+	_Atomic uint64_t bits[(VQF_LOW + VQF_HIGH) / GMEM_PAGE / 64 + 1];
+	uint64_t pages[16];
+	uint8_t buf[8192] = { 0 };
+
+	memset(bits, 0, sizeof(bits));
+	f->m.dirty = bits;
+	vqf_desc(f, 0, D, 4096, N, 1); /* readable: never marked */
+	vqf_desc(f, 1, D + 0x3000 - 8, 16, W | N, 2); /* straddles a page */
+	vqf_desc(f, 2, HI + 0x2000, 4096, W, 0);
+	assert_int_equal(pop1(f, 0), 1);
+	/* Not logging: nothing marked. */
+	assert_int_equal(virtq_req_write(&req, 0, buf, sizeof(buf)), 4112);
+	virtq_push(&f->q, req.head, 4112);
+	assert_int_equal(marked(f, pages, 16), 0);
+	atomic_store(&f->m.logging, 1);
+	/* The first 12 bytes: the straddling segment's two pages only. */
+	assert_int_equal(virtq_req_write(&req, 0, buf, 12), 12);
+	assert_int_equal(marked(f, pages, 16), 2);
+	assert_int_equal(pages[0], page_of(D + 0x2000));
+	assert_int_equal(pages[1], page_of(D + 0x3000));
+	memset(bits, 0, sizeof(bits));
+	assert_int_equal(virtq_req_write(&req, 20, buf, 1), 1); /* high RAM */
+	assert_int_equal(marked(f, pages, 16), 1);
+	assert_int_equal(pages[0], page_of(HI + 0x2000));
+	/* Completing marks the used ring; taking a chain with EVENT_IDX
+	 * marks avail_event (both in the used ring's page). */
+	memset(bits, 0, sizeof(bits));
+	virtq_push(&f->q, req.head, 4112);
+	assert_int_equal(marked(f, pages, 16), 1);
+	assert_int_equal(pages[0], page_of(f->q.used_gpa));
+	memset(bits, 0, sizeof(bits));
+	vqf_desc(f, 3, D, 8, 0, 0);
+	assert_int_equal(pop1(f, 3), 1);
+	assert_int_equal(marked(f, pages, 16), 1);
+	assert_int_equal(pages[0], page_of(f->q.used_gpa + 4 + 8 * 8));
+	/* Outside guest RAM, or no length: nothing. */
+	memset(bits, 0, sizeof(bits));
+	gmem_mark(&f->m, f->m.ram - 1, 1);
+	gmem_mark(&f->m, f->m.ram + f->m.ram_size, 1);
+	gmem_mark(&f->m, f->m.ram + f->m.ram_size - 1, 2);
+	gmem_mark(&f->m, f->m.ram, 0);
+	assert_int_equal(marked(f, pages, 16), 0);
+	f->m.dirty = NULL;
+}
+
 /* ---- hostile rings ---------------------------------------------------- */
 
 /* A single descriptor (addr, len, flags) as a whole chain: refused? */
@@ -588,6 +657,7 @@ int main(void)
 		T(test_avail_idx_exactly_full),
 		T(test_zero_length_descriptors),
 		T(test_most_segments),
+		T(test_dirty_marks_what_the_device_writes),
 		T(test_bad_buffer_addresses),
 		T(test_bad_chain_links),
 		T(test_bad_readable_after_writable),
