@@ -42,6 +42,8 @@ static uint32_t fill(const struct virtq_req *r, uint32_t want)
 				continue;
 			if (n <= 0)
 				return done;
+			/* The VMM wrote it: KVM's dirty log cannot know. */
+			gmem_mark(r->mem, p, (uint64_t)n);
 			p += n;
 			left -= (size_t)n;
 			done += (uint32_t)n;

@@ -1,6 +1,7 @@
 /* Unit tests for canopy-vmm's virtio-rng request handling
  * (virtio_rng_serve) against a guard-paged fake guest (vq_fake.h). */
 #include <errno.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -168,6 +169,33 @@ static void test_bounded_per_call(void **state)
 	assert_used(f, 4, 4, 16);
 }
 
+/* Filled bytes are written by the VMM, not by a vCPU: their pages go in
+ * the device dirty bitmap while dirty logging is on (and only they). */
+static void test_marks_filled_pages_dirty(void **state)
+{
+	struct vqf *f = *state;
+	_Atomic uint64_t bits[(VQF_LOW + VQF_HIGH) / GMEM_PAGE / 64 + 1];
+	unsigned n = 0;
+
+	memset(bits, 0, sizeof(bits));
+	f->m.dirty = bits;
+	atomic_store(&f->m.logging, 1);
+	vqf_desc(f, 0, D + 0x1ff0, 32, W | N, 1); /* pages 0x21, 0x22 */
+	vqf_desc(f, 1, GMEM_HIGH_START + 0x1000, 1, W, 0);
+	vqf_avail(f, 0);
+	assert_int_equal(virtio_rng_serve(&f->q, &req, 8), 1);
+	for (uint64_t pg = 0; pg < f->m.ram_size / GMEM_PAGE; pg++) {
+		int want = pg == 0x21 || pg == 0x22 ||
+			   pg == VQF_LOW / GMEM_PAGE + 1 ||
+			   pg == f->q.used_gpa / GMEM_PAGE;
+
+		n += want;
+		assert_int_equal(!!(bits[pg / 64] & (1ull << (pg % 64))), want);
+	}
+	assert_int_equal(n, 4);
+	f->m.dirty = NULL;
+}
+
 /* A request with a device-readable buffer, or a bad chain: -EINVAL,
  * nothing completed, nothing written. */
 static void test_refuses_readable_and_bad_chains(void **state)
@@ -210,6 +238,7 @@ int main(void)
 		T(test_indirect_and_empty_requests),
 		T(test_two_requests_differ),
 		T(test_bounded_per_call),
+		T(test_marks_filled_pages_dirty),
 		T(test_refuses_readable_and_bad_chains),
 #undef T
 	};
