@@ -144,3 +144,52 @@ def test_bus_bad_peers(mgr):
     g.close()
     s.close()
     assert mgr.proc.poll() is None
+
+
+def test_concurrent_calls_and_dropped_streams(mgr):
+    """Many clients at once, streams opened and dropped mid-way, a client
+    that closes its connection with calls open: every call is answered and
+    the manager stays up."""
+    import threading
+    a = A()
+    errors = []
+
+    def worker(n):
+        try:
+            for i in range(30):
+                mgr.cluster()
+                mgr.call("VmService", "ListVms", a.ListVmsRequest(),
+                         a.ListVmsResponse)
+                try:
+                    mgr.call("VmService", "GetVm",
+                             a.GetVmRequest(name="vm%d" % i), a.Vm)
+                except Exception as e:  # NOT_FOUND expected
+                    if e.code().name != "NOT_FOUND":
+                        raise
+        except Exception as e:  # collected for the assert below
+            errors.append(e)
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    streams = []
+    for i in range(20):
+        s = mgr.stream("EventService", "WatchEvents",
+                       a.WatchEventsRequest(after_seq=0), a.Event)
+        next(s)  # replay reached us
+        streams.append(s)
+    for s in streams:
+        s.cancel()
+    # A separate connection dropped with a stream open.
+    import grpc
+    ch = grpc.insecure_channel(mgr.addr)
+    f = ch.unary_stream("/canopy.v1.EventService/WatchEvents",
+                        request_serializer=lambda m: m.SerializeToString(),
+                        response_deserializer=a.Event.FromString)
+    it = f(a.WatchEventsRequest(after_seq=0))
+    next(it)
+    ch.close()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert mgr.cluster().leader == "m1"
+    assert mgr.proc.poll() is None
