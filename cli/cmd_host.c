@@ -227,8 +227,13 @@ static int ds_row(struct cli_table *t, const Canopy__V1__Datastore *d)
 	const char *row[] = { d->name, d->uuid, cap, free_, hosts };
 	size_t i, o = 0;
 
-	cli_fmt_bytes(cap, sizeof(cap), d->capacity_bytes);
-	cli_fmt_bytes(free_, sizeof(free_), d->free_bytes);
+	/* No capacity: no host has opened it to measure (shown as "-"). */
+	snprintf(cap, sizeof(cap), "-");
+	snprintf(free_, sizeof(free_), "-");
+	if (d->capacity_bytes) {
+		cli_fmt_bytes(cap, sizeof(cap), d->capacity_bytes);
+		cli_fmt_bytes(free_, sizeof(free_), d->free_bytes);
+	}
 	hosts[0] = '\0';
 	for (i = 0; i < d->n_hosts && o < sizeof(hosts); i++)
 		o += (size_t)snprintf(hosts + o, sizeof(hosts) - o, "%s%s",

@@ -1,8 +1,8 @@
 #!/bin/sh
 # The Canopy lab on this machine: one etcd, canopy-managerd, two canopy-agent
 # hosts (lab-h1, lab-h2), each in its own network namespace with an address
-# on a lab bridge, and one VM running the test guest, driven with the canopy
-# CLI. The manager's agent bus listens on the bridge; its API and etcd stay
+# on a lab bridge, a shared datastore image both mount, and one VM running
+# the test guest, driven with the canopy CLI. The manager's agent bus listens on the bridge; its API and etcd stay
 # on 127.0.0.1.
 #
 #   deploy/lab.sh start    stop any old lab, start a new one (needs root
@@ -193,7 +193,7 @@ need() {
 do_start() {
 	[ "$(id -u)" -eq 0 ] || fail "the lab runs VMs: run it as root"
 	[ -r /dev/kvm ] || fail "/dev/kvm is missing: the lab needs KVM"
-	for b in canopy canopy-managerd canopy-agent canopy-vmm; do
+	for b in canopy canopy-managerd canopy-agent canopy-vmm canopy-ds; do
 		need "$BUILD/bin/$b"
 	done
 	need "$BUILD/guest/canopy-testguest.elf"
@@ -210,6 +210,11 @@ do_start() {
 		--initial-cluster "lab=http://127.0.0.1:$ETCD_PEER_PORT"
 	wait_for etcd 20 etcdctl --endpoints "127.0.0.1:$ETCD_PORT" endpoint health
 	say "etcd on 127.0.0.1:$ETCD_PORT"
+
+	# The shared datastore both hosts mount (a sparse file).
+	"$BUILD/bin/canopy-ds" format "$LAB_DIR/lab-ds.img" --name lab-ds \
+		--size 256M >/dev/null || fail "cannot format the lab datastore"
+	say "datastore lab-ds in $LAB_DIR/lab-ds.img"
 
 	bus_ip=127.0.0.1
 	if [ "$NETNS" = 1 ]; then
@@ -230,7 +235,8 @@ do_start() {
 		mkdir -p "$LAB_DIR/$h"
 		set -- "$BUILD/bin/canopy-agent" \
 			--manager "tcp://$bus_ip:$BUS_PORT" --host-id "$h" \
-			--run-dir "$LAB_DIR/$h" --vmm "$BUILD/bin/canopy-vmm"
+			--run-dir "$LAB_DIR/$h" --vmm "$BUILD/bin/canopy-vmm" \
+			--datastore "lab-ds=$LAB_DIR/lab-ds.img"
 		if [ "$NETNS" = 1 ]; then
 			spawn "$h" ip netns exec "$(netns_of "$h")" "$@" \
 				--address "$SUBNET.1$i"

@@ -345,13 +345,15 @@ def test_datastore_list(canopy, home, fake):
         A.Datastore(name="ds1", uuid="u-1", capacity_bytes=100 << 30,
                     free_bytes=(25 << 30) + (512 << 20),
                     hosts=["h1", "h2"]),
-        A.Datastore(name="ds2", uuid="u-2", capacity_bytes=1 << 40)]
+        A.Datastore(name="ds2", uuid="u-2", capacity_bytes=1 << 40),
+        A.Datastore(name="ds3", hosts=["h3"])]
     hdr, rows = table(ok(canopy, home, fake, "datastore", "list").out)
     assert hdr == ["NAME", "UUID", "CAPACITY", "FREE", "HOSTS"]
     assert rows[0] == ["ds1", "u-1", "100 GiB", "26 GiB", "h1,h2"]
     assert rows[1] == ["ds2", "u-2", "1.0 TiB", "0 B", ""]
+    assert rows[2] == ["ds3", "", "-", "-", "h3"]
     j = ok(canopy, home, fake, "datastore", "list", "-o", "json").json()
-    assert [d["name"] for d in j] == ["ds1", "ds2"]
+    assert [d["name"] for d in j] == ["ds1", "ds2", "ds3"]
     assert j[0]["hosts"] == ["h1", "h2"] and j[1]["free_bytes"] == 0
 
 

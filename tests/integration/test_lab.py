@@ -119,6 +119,10 @@ def test_lab_start_use_restart_stop(lab):
                                                    subnet + ".12"]
     assert lab_network(api) == {"cny%d-lab-h1" % api, "cny%d-lab-h2" % api,
                                 "cnyb%d" % api}
+    # Both hosts mount the lab's shared datastore.
+    ds = json.loads(cli("-o", "json", "datastore", "list"))
+    assert [d["name"] for d in ds] == ["lab-ds"]
+    assert sorted(ds[0]["hosts"]) == ["lab-h1", "lab-h2"]
     vm = json.loads(cli("-o", "json", "vm", "show", "lab-vm1"))
     assert vm["state"] == "VM_RUN_STATE_RUNNING" and vm["host"]
     # The console the script names is the VM's, on the host it runs on.
