@@ -39,6 +39,8 @@ struct agent_create_job;
 #define AGENT_EXITS_MAX 24
 /* Datastores given with --datastore. */
 #define AGENT_DATASTORES_MAX 16
+/* Datastore heartbeat slots (ids 1..64 of a volume). */
+#define AGENT_DS_SLOTS_MAX 64
 /* Bad-input log lines per second (the rest are counted). */
 #define AGENT_BAD_LOG_PER_S 10
 
@@ -52,6 +54,8 @@ struct agent_opts {
 	size_t n_datastores;
 	uint32_t stats_interval_ms;
 	uint32_t manager_timeout_ms; /* manager gone after this silence */
+	/* Datastore heartbeat slots this host may use (0: none given). */
+	uint32_t ds_slot_first, ds_slot_last;
 };
 
 /* A command being carried out for the manager; one per VM at a time. */
@@ -83,6 +87,8 @@ struct agent_vm {
 	uint64_t rss_bytes, cpu_ns, uptime_ms;
 	struct agent_exit_count exits[AGENT_EXITS_MAX];
 	size_t n_exits;
+	/* Datastore disks of the running VMM: volume and slot (0: none). */
+	struct agent_ds_disk ds[AGENT_DISKS_MAX];
 	struct agent_op *op; /* command in flight, or NULL */
 	uint64_t op_timer; /* polling / deadline timer of op */
 	struct vmmctl_call *op_call; /* control call of op */
@@ -100,6 +106,8 @@ struct agent {
 	uint64_t stats_timer;
 	unsigned stats_outstanding; /* status calls of the current round */
 	int stats_round; /* a round is collecting */
+	uint64_t ds_slots_used; /* bit s-1: slot s given out */
+	uint32_t ds_slot_next; /* next-fit position in the slot range */
 	uint64_t bad_window_ms; /* start of the current log second */
 	unsigned bad_logged; /* bad-input lines logged in that second */
 	uint64_t bad_dropped; /* bad-input lines not logged */
@@ -178,6 +186,35 @@ void agent_power_pause(struct agent *ag, struct agent_vm *vm, int pause);
 void agent_power_exited(struct agent *ag, struct agent_vm *vm);
 /* Ask vm's VMM for its status to adopt it (start-up scan). */
 void agent_power_adopt(struct agent *ag, struct agent_vm *vm);
+
+/* ---- datastore.c: datastores and their heartbeat slots ------------- */
+
+/* The volume of datastore name (from --datastore), or NULL. */
+const char *agent_ds_dev(const struct agent *ag, const char *name);
+/* Give out a free slot of --ds-slots (next fit). 0, -EOPNOTSUPP (no
+ * --ds-slots) or -ENOSPC (all in use). Loop thread. */
+CN_MUST_CHECK int agent_ds_slot_get(struct agent *ag, uint32_t *out);
+/* Mark a slot used (an adopted VMM holds it) / give it back. */
+void agent_ds_slot_mark(struct agent *ag, uint32_t slot);
+void agent_ds_slot_put(struct agent *ag, uint32_t slot);
+/*
+ * Create (thin, size bytes) or remove file on the datastore volume dev,
+ * joined as host slot for the duration. Blocking: worker threads only.
+ * 0 or -errno with msg naming the volume and file.
+ */
+CN_MUST_CHECK int agent_ds_file_change(const char *dev, uint32_t slot,
+				       const char *file, uint64_t size,
+				       int remove, char *msg, size_t len);
+
+/* Give each datastore disk of vm a volume and a slot for its VMM, and
+ * record them in the VM's directory. 0, -EBADFD (no such datastore or no
+ * --ds-slots), -ENOSPC, or -errno; msg says what to do. */
+CN_MUST_CHECK int agent_vm_ds_assign(struct agent *ag, struct agent_vm *vm,
+				     char *msg, size_t len);
+/* The VMM is gone: its slots are free again. */
+void agent_vm_ds_release(struct agent *ag, struct agent_vm *vm);
+/* An adopted VMM: take back the slots it recorded. */
+void agent_vm_ds_restore(struct agent *ag, struct agent_vm *vm);
 
 /* ---- host.c: registration and host stats ---------------------------- */
 

@@ -118,8 +118,17 @@ void agent_power_start(struct agent *ag, struct agent_vm *vm)
 	}
 	b = budget(vm, AGENT_START_TIMEOUT_MS_DEFAULT);
 	vm->op->deadline_ms = loop_now_ms(ag->loop) + b - margin(b);
+	rc = agent_vm_ds_assign(ag, vm, msg, sizeof(msg));
+	if (rc < 0) {
+		agent_op_finish(ag, vm,
+				rc == -EBADFD ? CN_FAILED_PRECONDITION :
+						cn_code_from_errno(rc),
+				msg);
+		return;
+	}
 	rc = agent_vmm_spawn(ag, vm, msg, sizeof(msg));
 	if (rc < 0) {
+		agent_vm_ds_release(ag, vm);
 		agent_op_finish(ag, vm, cn_code_from_errno(rc), msg);
 		return;
 	}
@@ -311,6 +320,7 @@ static void adopt_reply(void *arg, int status, const Canopy__V1__VmmReply *rep)
 		return;
 	}
 	agent_vm_status_apply(vm, rep->vm_status);
+	agent_vm_ds_restore(vm->ag, vm);
 	if (!is_up(rep->vm_status->state))
 		vm->state = RUN(CREATED); /* stopping: the pidfd will tell */
 	log_info("agent", "vmm adopted", "vm=%s pid=%d", vm->id, (int)vm->pid);

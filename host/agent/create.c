@@ -27,6 +27,9 @@ struct agent_create_job {
 	char id[AGENT_VM_ID_MAX + 1];
 	char dir[AGENT_PATH_MAX + AGENT_VM_ID_MAX + 2];
 	Canopy__V1__VmSpec *spec;
+	const char *ds_dev[AGENT_DISKS_MAX]; /* volume of a datastore disk */
+	uint32_t slot; /* heartbeat slot for datastore changes, 0: none */
+	unsigned char made[AGENT_DISKS_MAX]; /* disks this CREATE made */
 	int rc; /* the worker's result */
 	char msg[512];
 };
@@ -61,19 +64,6 @@ static void cleanup_dir(const char *dir)
 			 "dir=%s err=\"%s\"", dir, cn_strerror(rc));
 }
 
-/* Remove the disks of spec that CREATE made (those with a size), up to n. */
-static void disks_remove(const char *dir, const Canopy__V1__VmSpec *spec,
-			 size_t n)
-{
-	char path[AGENT_PATH_MAX + 320];
-
-	for (size_t i = 0; i < n && i < spec->n_disks; i++)
-		if (spec->disks[i]->size_bytes &&
-		    agent_disk_path(dir, spec->disks[i], path, sizeof(path)) ==
-			    0)
-			(void)unlink(path);
-}
-
 /* Create one sparse disk with O_EXCL. 0 or -errno with msg. */
 static int disk_create(const char *dir, size_t i, const Canopy__V1__DiskSpec *d,
 		       char *msg, size_t len)
@@ -101,6 +91,48 @@ static int disk_create(const char *dir, size_t i, const Canopy__V1__DiskSpec *d,
 	return rc;
 }
 
+/* Undo the disks this CREATE made. */
+static void disks_remove(struct agent_create_job *j)
+{
+	char path[AGENT_PATH_MAX + 320], name[AGENT_VM_ID_MAX + 1], msg[512];
+	const char *file;
+
+	for (size_t i = 0; i < j->spec->n_disks; i++) {
+		const Canopy__V1__DiskSpec *d = j->spec->disks[i];
+
+		if (!j->made[i])
+			continue;
+		if (j->ds_dev[i] &&
+		    agent_ds_path_split(d->path, name, sizeof(name), &file) ==
+			    1) {
+			if (agent_ds_file_change(j->ds_dev[i], j->slot, file, 0,
+						 1, msg, sizeof(msg)) < 0)
+				log_warn("agent", "datastore disk not removed",
+					 "why=\"%s\"", msg);
+		} else if (agent_disk_path(j->dir, d, path, sizeof(path)) ==
+			   0) {
+			(void)unlink(path);
+		}
+	}
+}
+
+/* Make disk i of the job: a host file or a datastore file. */
+static int disk_make(struct agent_create_job *j, size_t i)
+{
+	const Canopy__V1__DiskSpec *d = j->spec->disks[i];
+	char name[AGENT_VM_ID_MAX + 1];
+	const char *file;
+
+	if (!d->size_bytes)
+		return 0;
+	if (j->ds_dev[i] &&
+	    agent_ds_path_split(d->path, name, sizeof(name), &file) == 1)
+		return agent_ds_file_change(j->ds_dev[i], j->slot, file,
+					    d->size_bytes, 0, j->msg,
+					    sizeof(j->msg));
+	return disk_create(j->dir, i, d, j->msg, sizeof(j->msg));
+}
+
 /* Worker: disks, then the spec file (last: its presence means complete). */
 static void *create_work(void *arg)
 {
@@ -109,10 +141,10 @@ static void *create_work(void *arg)
 	size_t i;
 	int rc = 0;
 
-	for (i = 0; i < j->spec->n_disks && !rc; i++)
-		if (j->spec->disks[i]->size_bytes)
-			rc = disk_create(j->dir, i, j->spec->disks[i], j->msg,
-					 sizeof(j->msg));
+	for (i = 0; i < j->spec->n_disks && !rc; i++) {
+		rc = disk_make(j, i);
+		j->made[i] = rc == 0 && j->spec->disks[i]->size_bytes;
+	}
 	if (!rc) {
 		snprintf(path, sizeof(path), "%s/%s", j->dir, AGENT_SPEC_FILE);
 		rc = agent_spec_save(path, j->spec);
@@ -122,7 +154,7 @@ static void *create_work(void *arg)
 				 cn_strerror(rc));
 	}
 	if (rc < 0) {
-		disks_remove(j->dir, j->spec, rc == -EEXIST ? i - 1 : i);
+		disks_remove(j);
 		cleanup_dir(j->dir);
 	}
 	j->rc = rc;
@@ -156,6 +188,7 @@ void agent_create_done(void *arg)
 
 	pthread_join(j->thread, NULL);
 	job_unlink(ag, j);
+	agent_ds_slot_put(ag, j->slot);
 	if (j->rc == 0 && agent_vm_add(ag, j->id, j->spec, &vm) == 0) {
 		j->spec = NULL; /* the VM owns it now */
 		log_info("agent", "vm created", "vm=%s", vm->id);
@@ -196,6 +229,45 @@ static Canopy__V1__VmSpec *spec_copy(const Canopy__V1__VmSpec *spec)
 	return copy;
 }
 
+/* Volumes of the datastore disks and a slot to change them. 0 or -errno
+ * with j->msg. */
+static int ds_prepare(struct agent *ag, struct agent_create_job *j,
+		      const Canopy__V1__VmSpec *spec)
+{
+	char name[AGENT_VM_ID_MAX + 1];
+	const char *file;
+	int need = 0, rc;
+
+	for (size_t i = 0; i < spec->n_disks; i++) {
+		const Canopy__V1__DiskSpec *d = spec->disks[i];
+
+		if (agent_ds_path_split(d->path, name, sizeof(name), &file) !=
+		    1)
+			continue;
+		j->ds_dev[i] = agent_ds_dev(ag, name);
+		if (!j->ds_dev[i]) {
+			snprintf(j->msg, sizeof(j->msg),
+				 "datastore %s is not attached to this host; "
+				 "start canopy-agent with --datastore %s=DEV",
+				 name, name);
+			return -EBADFD;
+		}
+		need |= d->size_bytes != 0;
+	}
+	if (!need)
+		return 0;
+	rc = agent_ds_slot_get(ag, &j->slot);
+	if (rc == -EOPNOTSUPP)
+		snprintf(j->msg, sizeof(j->msg),
+			 "this agent has no datastore heartbeat slots; start "
+			 "it with --ds-slots FIRST-LAST");
+	else if (rc < 0)
+		snprintf(j->msg, sizeof(j->msg),
+			 "every datastore heartbeat slot of this agent is in "
+			 "use; retry later or give more with --ds-slots");
+	return rc == -EOPNOTSUPP ? -EBADFD : rc;
+}
+
 void agent_create_start(struct agent *ag, uint64_t rid,
 			const Canopy__V1__VmCommand *cmd)
 {
@@ -207,6 +279,9 @@ void agent_create_start(struct agent *ag, uint64_t rid,
 		goto fail;
 	j->ag = ag;
 	j->rid = rid;
+	rc = ds_prepare(ag, j, cmd->spec);
+	if (rc < 0)
+		goto fail;
 	snprintf(j->id, sizeof(j->id), "%s", cmd->vm_id);
 	snprintf(j->dir, sizeof(j->dir), "%s/%.*s", ag->vms_dir,
 		 AGENT_VM_ID_MAX, cmd->vm_id);
@@ -235,8 +310,12 @@ void agent_create_start(struct agent *ag, uint64_t rid,
 	return;
 
 fail:
-	agent_reply(ag, rid, cn_code_from_errno(rc),
+	agent_reply(ag, rid,
+		    rc == -EBADFD ? CN_FAILED_PRECONDITION :
+				    cn_code_from_errno(rc),
 		    j ? j->msg : "out of memory");
-	if (j)
+	if (j) {
+		agent_ds_slot_put(ag, j->slot);
 		job_free(j);
+	}
 }

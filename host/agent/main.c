@@ -22,16 +22,25 @@
 static const char usage[] =
 	"usage: canopy-agent --manager tcp://HOST:PORT --host-id ID --run-dir DIR\n"
 	"                    [--vmm PATH] [--address ADDR] [--datastore NAME=DEV]...\n"
-	"                    [--stats-interval SEC] [--manager-timeout SEC]\n"
+	"                    [--ds-slots FIRST-LAST] [--stats-interval SEC]\n"
+	"                    [--manager-timeout SEC]\n"
 	"                    [--log-level LEVEL]\n"
 	"                    [--config FILE]\n"
 	"A --config FILE holds the same keys as 'key = value' lines (datastore:\n"
 	"a comma-separated list); options on the command line win.\n";
 
 static const char *const config_keys[] = {
-	"manager",   "host-id",	  "run-dir",	    "vmm",
-	"address",   "datastore", "stats-interval", "manager-timeout",
-	"log-level", NULL,
+	"manager",
+	"host-id",
+	"run-dir",
+	"vmm",
+	"address",
+	"datastore",
+	"stats-interval",
+	"manager-timeout",
+	"log-level",
+	"ds-slots",
+	NULL,
 };
 
 enum {
@@ -43,6 +52,7 @@ enum {
 	OPT_DATASTORE = 'd',
 	OPT_STATS = 's',
 	OPT_MGR_TIMEOUT = 't',
+	OPT_DS_SLOTS = 'S',
 	OPT_LOGLEVEL = 'L',
 	OPT_CONFIG = 'f',
 	OPT_HELP = 'h',
@@ -57,6 +67,7 @@ static const struct option long_opts[] = {
 	{ "datastore", required_argument, NULL, OPT_DATASTORE },
 	{ "stats-interval", required_argument, NULL, OPT_STATS },
 	{ "manager-timeout", required_argument, NULL, OPT_MGR_TIMEOUT },
+	{ "ds-slots", required_argument, NULL, OPT_DS_SLOTS },
 	{ "log-level", required_argument, NULL, OPT_LOGLEVEL },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -65,7 +76,7 @@ static const struct option long_opts[] = {
 
 /* Options as given, before the config file fills the gaps. */
 struct cmdline {
-	const char *stats, *mgr_timeout, *log_level, *config;
+	const char *stats, *mgr_timeout, *ds_slots, *log_level, *config;
 	char *ds_list; /* datastore list from the config file (strtok'd) */
 };
 
@@ -111,6 +122,9 @@ static int parse_args(int argc, char **argv, struct agent_opts *o,
 			break;
 		case OPT_MGR_TIMEOUT:
 			cl->mgr_timeout = optarg;
+			break;
+		case OPT_DS_SLOTS:
+			cl->ds_slots = optarg;
 			break;
 		case OPT_LOGLEVEL:
 			cl->log_level = optarg;
@@ -164,6 +178,7 @@ static int apply_config(struct agent_opts *o, struct cmdline *cl,
 	FILL(o->address, "address");
 	FILL(cl->stats, "stats-interval");
 	FILL(cl->mgr_timeout, "manager-timeout");
+	FILL(cl->ds_slots, "ds-slots");
 	FILL(cl->log_level, "log-level");
 #undef FILL
 	v = config_get(c, "datastore");
@@ -204,6 +219,26 @@ static int check_datastore(const char *s)
 			strerror(errno));
 		return -ENOENT;
 	}
+	return 0;
+}
+
+/* FIRST-LAST within 1..AGENT_DS_SLOTS_MAX. */
+static int parse_slots(const char *s, struct agent_opts *o)
+{
+	unsigned a, b;
+	char end;
+
+	if (sscanf(s, "%u-%u%c", &a, &b, &end) != 2 || a < 1 || a > b ||
+	    b > AGENT_DS_SLOTS_MAX || s[0] == '-' || s[0] == '+') {
+		fprintf(stderr,
+			"canopy-agent: --ds-slots %s: give FIRST-LAST with "
+			"1 <= FIRST <= LAST <= %d (datastore heartbeat slots "
+			"no other host uses)\n",
+			s, AGENT_DS_SLOTS_MAX);
+		return -EINVAL;
+	}
+	o->ds_slot_first = a;
+	o->ds_slot_last = b;
 	return 0;
 }
 
@@ -270,6 +305,8 @@ static int validate(struct agent_opts *o, struct cmdline *cl)
 	for (size_t i = 0; i < o->n_datastores; i++)
 		if (check_datastore(o->datastores[i]) < 0)
 			return -EINVAL;
+	if (cl->ds_slots && parse_slots(cl->ds_slots, o) < 0)
+		return -EINVAL;
 	return 0;
 }
 

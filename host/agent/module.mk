@@ -9,7 +9,7 @@ $(AGENT_LIB): $(filter-out $(B)/host/agent/main.o,$(AGENT_OBJS))
 	$(Q)rm -f $@
 	$(Q)ar rcs $@ $^
 
-$(B)/bin/canopy-agent: $(B)/host/agent/main.o $(AGENT_LIB) $(LIBCANOPY)
+$(B)/bin/canopy-agent: $(B)/host/agent/main.o $(AGENT_LIB) $(DS_LIB) $(LIBCANOPY)
 	$(call link,$@,$^,$(LIBS_ZMQ) $(LIBS_PROTO))
 
 BINS += $(B)/bin/canopy-agent

@@ -110,21 +110,90 @@ static int plain_name(const char *p)
 	return strcmp(p, AGENT_SPEC_FILE) != 0;
 }
 
+/* A datastore file name: 1..127 of [A-Za-z0-9._-/], no empty, '.' or
+ * '..' part (the datastore's own rule, docs/datastore-format.md). */
+static int ds_file_ok(const char *f)
+{
+	size_t n = strlen(f), part = 0;
+
+	if (n == 0 || n > AGENT_DS_FILE_MAX)
+		return 0;
+	for (size_t i = 0; i <= n; i++) {
+		char c = f[i];
+
+		if (c == '/' || c == '\0') {
+			if (part == 0 || (part == 1 && f[i - 1] == '.') ||
+			    (part == 2 && f[i - 1] == '.' && f[i - 2] == '.'))
+				return 0;
+			part = 0;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			return 0;
+		part++;
+	}
+	return 1;
+}
+
+int agent_ds_path_split(const char *path, char *name, size_t nlen,
+			const char **file)
+{
+	const char *colon = path ? strchr(path, ':') : NULL;
+	size_t n;
+	char msg[8];
+
+	if (!colon || path[0] == '/')
+		return 0;
+	n = (size_t)(colon - path);
+	if (n >= nlen || n > AGENT_VM_ID_MAX)
+		return -EINVAL;
+	memcpy(name, path, n);
+	name[n] = '\0';
+	if (agent_vm_id_check(name, msg, sizeof(msg)) < 0 ||
+	    !ds_file_ok(colon + 1))
+		return -EINVAL;
+	*file = colon + 1;
+	return 1;
+}
+
+static int check_ds_disk(size_t i, const Canopy__V1__DiskSpec *d, char *msg,
+			 size_t len)
+{
+	char name[AGENT_VM_ID_MAX + 1];
+	const char *file;
+
+	if (agent_ds_path_split(d->path, name, sizeof(name), &file) < 0)
+		return fail(-EINVAL, msg, len,
+			    "disk %zu path '%.200s' is not DATASTORE:FILE "
+			    "(a datastore name of a-z, 0-9 and '-', a file "
+			    "name of A-Z, a-z, 0-9, '.', '_', '-' and '/' "
+			    "without empty, '.' or '..' parts, at most %d "
+			    "bytes)",
+			    i, d->path, AGENT_DS_FILE_MAX);
+	if (d->direct)
+		return fail(-EINVAL, msg, len,
+			    "disk %zu is on a datastore, which is always "
+			    "O_DIRECT; drop 'direct'",
+			    i);
+	return 0;
+}
+
 static int check_disk(size_t i, const Canopy__V1__DiskSpec *d, char *msg,
 		      size_t len)
 {
 	char what[32];
 	const char *p = d->path ? d->path : "";
+	int rc;
 
 	snprintf(what, sizeof(what), "disk %zu path", i);
-	if (p[0] != '/' && strchr(p, ':'))
-		return fail(-EOPNOTSUPP, msg, len,
-			    "disk %zu is on a datastore ('%.200s'); this agent "
-			    "only runs disks that are host files",
-			    i, p);
-	if (p[0] == '/') {
-		int rc = check_abs_path(what, p, msg, len);
-
+	if (p[0] != '/' && strchr(p, ':')) {
+		rc = check_ds_disk(i, d, msg, len);
+		if (rc < 0)
+			return rc;
+	} else if (p[0] == '/') {
+		rc = check_abs_path(what, p, msg, len);
 		if (rc < 0)
 			return rc;
 	} else if (!plain_name(p)) {

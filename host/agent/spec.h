@@ -23,6 +23,7 @@
 #define AGENT_DISKS_MAX 16
 #define AGENT_DISK_SIZE_MAX (16ull << 40) /* 16 TiB */
 #define AGENT_SERIAL_MAX 20 /* virtio-blk serial: 20 bytes */
+#define AGENT_DS_FILE_MAX 127 /* a datastore file name */
 /* Largest spec file read back. */
 #define AGENT_SPEC_FILE_MAX (1u << 20)
 /* Name of the spec file in a VM's directory. */
@@ -38,13 +39,29 @@ CN_MUST_CHECK int agent_vm_id_check(const char *id, char *msg, size_t len);
  * Check a spec before it is stored or run: name (<= 63 printable chars,
  * may be empty), cpus 1..64, memory 16..1048576 MiB, kernel and initrd
  * absolute paths without '..' or ',' (canopy-vmm's option syntax), cmdline
- * <= 4095 bytes, at most 16 disks. A disk path is an absolute host path or
- * a plain file name (kept in the VM's directory); datastore paths
- * ("ds:dir/file") and NICs give -EOPNOTSUPP, the rest -EINVAL; the
- * sentence in msg says what to change.
+ * <= 4095 bytes, at most 16 disks. A disk path is an absolute host path,
+ * a plain file name (kept in the VM's directory) or DATASTORE:FILE (a
+ * file on a datastore given to the agent with --datastore). NICs give
+ * -EOPNOTSUPP, the rest -EINVAL; the sentence in msg says what to change.
  */
 CN_MUST_CHECK int agent_spec_check(const Canopy__V1__VmSpec *spec, char *msg,
 				   size_t len);
+
+/*
+ * Split a datastore disk path "NAME:FILE": 1 with NAME copied to name
+ * (size nlen) and *file pointing into path; 0 when path is not a
+ * datastore path (absolute, or no ':'); -EINVAL when it is a malformed
+ * one.
+ */
+CN_MUST_CHECK int agent_ds_path_split(const char *path, char *name, size_t nlen,
+				      const char **file);
+
+/* Where a datastore disk runs: its volume and the heartbeat slot its VMM
+ * joins as (docs/vmm.md, "Disks on the datastore"). */
+struct agent_ds_disk {
+	const char *dev;
+	uint32_t slot;
+};
 
 /*
  * Where a spec's disk lives on this host: path itself when absolute, else
@@ -79,15 +96,18 @@ struct agent_argv {
  * The canopy-vmm command line for a VM (the one place that turns a spec
  * into options): vmm --name ID --kernel K [--initrd I] [--cmdline C]
  * --memory M --cpus N --serial file:VMDIR/console.log --control
- * control.sock [--disk path=P[,readonly][,direct][,serial=S]]... The
- * control socket is relative: canopy-vmm runs with VMDIR as its working
- * directory (unix socket paths are limited to 107 bytes). The spec must
- * have passed agent_spec_check. 0 or -ENOMEM/-ENAMETOOLONG; free with
- * agent_argv_free (also after an error).
+ * control.sock [--disk path=P[,readonly][,direct][,serial=S]]... with a
+ * datastore disk as --disk ds=DEV:FILE,host=SLOT[,readonly][,serial=S]
+ * from ds[i] (ds may be NULL when no disk is on a datastore). The control
+ * socket is relative: canopy-vmm runs with VMDIR as its working directory
+ * (unix socket paths are limited to 107 bytes). The spec must have passed
+ * agent_spec_check. 0 or -ENOMEM/-ENAMETOOLONG (-EINVAL: a datastore disk
+ * without ds[i]); free with agent_argv_free (also after an error).
  */
 CN_MUST_CHECK int agent_vmm_argv_build(const char *vmm, const char *vm_dir,
 				       const char *vm_id,
 				       const Canopy__V1__VmSpec *spec,
+				       const struct agent_ds_disk *ds,
 				       struct agent_argv *out);
 void agent_argv_free(struct agent_argv *a);
 

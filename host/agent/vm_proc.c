@@ -136,6 +136,7 @@ static void on_exit_fd(struct loop *l, int fd, unsigned mask, void *arg)
 		 (int)vm->pid, vm->reason);
 	vm->state = CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_STOPPED;
 	vm->pid = 0;
+	agent_vm_ds_release(ag, vm);
 	vm->rss_bytes = vm->uptime_ms = 0;
 	if (vm->stats_call) {
 		vmmctl_call_cancel(vm->stats_call);
@@ -205,7 +206,8 @@ int agent_vmm_spawn(struct agent *ag, struct agent_vm *vm, char *msg,
 	int logfd, rc;
 	pid_t pid;
 
-	rc = agent_vmm_argv_build(ag->opts.vmm, vm->dir, vm->id, vm->spec, &av);
+	rc = agent_vmm_argv_build(ag->opts.vmm, vm->dir, vm->id, vm->spec,
+				  vm->ds, &av);
 	if (rc < 0) {
 		snprintf(msg, len,
 			 "cannot build the canopy-vmm command line: %s",

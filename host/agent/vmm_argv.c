@@ -45,11 +45,24 @@ static int push(struct agent_argv *a, const char *fmt, ...)
 }
 
 static int push_disk(struct agent_argv *a, const char *vm_dir,
-		     const Canopy__V1__DiskSpec *d)
+		     const Canopy__V1__DiskSpec *d,
+		     const struct agent_ds_disk *ds)
 {
-	char path[AGENT_PATH_MAX + 320];
-	int rc = agent_disk_path(vm_dir, d, path, sizeof(path));
+	char path[AGENT_PATH_MAX + 320], name[AGENT_VM_ID_MAX + 1];
+	const char *file = NULL;
+	int rc = agent_ds_path_split(d->path, name, sizeof(name), &file);
 
+	if (rc == 1 && (!ds || !ds->dev || !ds->slot))
+		return -EINVAL;
+	if (rc == 1) {
+		rc = push(a, "--disk");
+		return rc    ?:
+			       push(a, "ds=%s:%s,host=%u%s%s%s", ds->dev, file,
+				    ds->slot, d->readonly ? ",readonly" : "",
+				    d->serial && *d->serial ? ",serial=" : "",
+				    d->serial && *d->serial ? d->serial : "");
+	}
+	rc = agent_disk_path(vm_dir, d, path, sizeof(path));
 	if (rc < 0)
 		return rc;
 	rc = push(a, "--disk");
@@ -62,7 +75,8 @@ static int push_disk(struct agent_argv *a, const char *vm_dir,
 }
 
 int agent_vmm_argv_build(const char *vmm, const char *vm_dir, const char *vm_id,
-			 const Canopy__V1__VmSpec *spec, struct agent_argv *out)
+			 const Canopy__V1__VmSpec *spec,
+			 const struct agent_ds_disk *ds, struct agent_argv *out)
 {
 	int rc;
 
@@ -89,6 +103,6 @@ int agent_vmm_argv_build(const char *vmm, const char *vm_dir, const char *vm_id,
 	rc = rc ?: push(out, "--control");
 	rc = rc ?: push(out, "control.sock");
 	for (size_t i = 0; !rc && i < spec->n_disks; i++)
-		rc = push_disk(out, vm_dir, spec->disks[i]);
+		rc = push_disk(out, vm_dir, spec->disks[i], ds ? &ds[i] : NULL);
 	return rc;
 }

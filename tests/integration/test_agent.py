@@ -1,6 +1,7 @@
 """canopy-agent against a fake manager (no KVM needed): registration,
 heartbeats, host stats, CREATE/DELETE and the spec file, every bad-input
 path of the bus messages and of the command line."""
+import json
 import os
 import random
 import socket
@@ -205,7 +206,12 @@ def test_bad_vm_ids(mgr, agents, vm_id):
     ({"cmdline": "x" * 4096}, INVALID_ARGUMENT, "cmdline is longer"),
     ({"name": "n" * 64}, INVALID_ARGUMENT, "name is longer"),
     ({"nics": [{"network": "lan"}]}, UNIMPLEMENTED, "without network"),
-    ({"disks": [{"path": "ds1:web/disk0"}]}, UNIMPLEMENTED, "datastore"),
+    ({"disks": [{"path": "ds1:web/disk0"}]}, FAILED_PRECONDITION,
+     "datastore ds1 is not attached to this host"),
+    ({"disks": [{"path": "ds1:web/../x"}]}, INVALID_ARGUMENT,
+     "not DATASTORE:FILE"),
+    ({"disks": [{"path": "ds1:w", "direct": True}]}, INVALID_ARGUMENT,
+     "drop 'direct'"),
     ({"disks": [{"path": "../x"}]}, INVALID_ARGUMENT, "plain file name"),
     ({"disks": [{"path": "spec.pb"}]}, INVALID_ARGUMENT, "plain file name"),
     ({"disks": [{"path": "/d/../x"}]}, INVALID_ARGUMENT, "'..'"),
@@ -316,6 +322,12 @@ def run_agent(build_dir, *args):
     (["--bogus"], "usage: canopy-agent"),
     (["--manager", "tcp://127.0.0.1:1", "--host-id", "h1", "--run-dir",
       "/tmp/x", "--manager-timeout", "-1"], "give 1 to 3600"),
+    (["--manager", "tcp://127.0.0.1:1", "--host-id", "h1", "--run-dir",
+      "/tmp/x", "--ds-slots", "5-4"], "--ds-slots 5-4"),
+    (["--manager", "tcp://127.0.0.1:1", "--host-id", "h1", "--run-dir",
+      "/tmp/x", "--ds-slots", "1-65"], "LAST <= 64"),
+    (["--manager", "tcp://127.0.0.1:1", "--host-id", "h1", "--run-dir",
+      "/tmp/x", "--ds-slots", "3"], "give FIRST-LAST"),
     (["--manager", "m", "extra"], "unexpected argument 'extra'"),
     (["--config", "/nonexistent/agent.conf"], "agent.conf"),
 ])
@@ -390,4 +402,56 @@ def test_start_timeout_and_exec_failure(mgr, agents, tmp_path):
     assert st.code == FAILED_PRECONDITION, st
     assert "exited with status 127" in st.message
     assert "cannot exec canopy-vmm" in st.message
+    assert a.alive()
+
+
+def test_datastore_disks_need_slots(build_dir, mgr, agents, tmp_path):
+    """Datastore disks: CREATE makes the file on the volume as a host of
+    its own (a slot of --ds-slots, left cleanly); without --ds-slots
+    nothing that needs a slot is done."""
+    img = tmp_path / "ds.img"
+    ds = os.path.join(str(build_dir), "bin", "canopy-ds")
+    # Short heartbeats: every change waits a few intervals for its locks.
+    subprocess.run([ds, "format", str(img), "--name", "ds1", "--size",
+                    "64M", "--hb-interval", "100", "--hb-timeout", "1000"],
+                   check=True, capture_output=True)
+    a = agents(mgr, extra=["--datastore", "ds1=%s" % img])
+    mgr.wait_body("register")
+    s = spec(disks=[{"path": "ds1:vm1/disk0", "size_bytes": 4 << 20}])
+    st = mgr.command("host1", "CREATE", "vm1", s)
+    assert st.code == FAILED_PRECONDITION and "--ds-slots" in st.message
+    # size 0: an existing file, nothing to create: accepted; START needs
+    # a slot for the VMM.
+    s = spec(disks=[{"path": "ds1:vm1/disk0"}])
+    assert mgr.command("host1", "CREATE", "vm1", s).code == 0
+    st = mgr.command("host1", "START", "vm1")
+    assert st.code == FAILED_PRECONDITION and "--ds-slots" in st.message
+    a.stop()
+    a = agents(mgr, extra=["--datastore", "ds1=%s" % img,
+                           "--ds-slots", "10-11"])
+    m = mgr.mark()
+    mgr.wait_body("register", start=m)
+    s = spec(disks=[{"path": "ds1:vm2/disk0", "size_bytes": 4 << 20},
+                    {"path": "ds1:vm2/disk1", "size_bytes": 1 << 20}])
+    assert mgr.command("host1", "CREATE", "vm2", s).code == 0
+    ls = json.loads(subprocess.run([ds, "ls", str(img), "-o", "json"],
+                                   check=True, capture_output=True,
+                                   text=True).stdout)
+    got = {f["name"]: f["size"] for f in ls}
+    assert got == {"vm2/disk0": 4 << 20, "vm2/disk1": 1 << 20}, got
+    hb = subprocess.run([ds, "heartbeats", str(img)], check=True,
+                        capture_output=True, text=True).stdout
+    assert "canopy-agent" in hb and "left" in hb, hb
+    # The file exists now: a second CREATE of it is refused and the first
+    # disk it made is rolled back; vm2's files stay.
+    s = spec(disks=[{"path": "ds1:vm3/disk0", "size_bytes": 1 << 20},
+                    {"path": "ds1:vm2/disk0", "size_bytes": 1 << 20}])
+    st = mgr.command("host1", "CREATE", "vm3", s)
+    assert st.code == ALREADY_EXISTS, st
+    assert "vm2/disk0" in st.message and "size 0" in st.message
+    ls = json.loads(subprocess.run([ds, "ls", str(img), "-o", "json"],
+                                   check=True, capture_output=True,
+                                   text=True).stdout)
+    assert sorted(f["name"] for f in ls) == ["vm2/disk0", "vm2/disk1"]
+    assert not (tmp_path / "run" / "vms" / "vm3").exists()
     assert a.alive()

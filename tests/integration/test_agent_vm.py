@@ -4,6 +4,7 @@ guest powering off, the agent killed and restarted (VMs adopted), and a
 kernel that does not exist."""
 import os
 import struct
+import subprocess
 import signal
 import time
 
@@ -349,3 +350,79 @@ def test_stop_without_control_socket_kills(env, mgr):
     rep = state_of(mgr, "vm7", C().VM_RUN_STATE_STOPPED, m)
     assert "killed by signal 9" in rep.stop_reason, rep.stop_reason
     assert not os.path.exists("/proc/%d" % pid)
+
+
+def test_datastore_disk_end_to_end(build_dir, tmp_path, mgr):
+    """A disk on the clustered datastore: the agent creates the file, gives
+    the VMM a heartbeat slot, the guest writes its pattern into the file;
+    a second VM on the same file is refused by the file's lock while the
+    first runs; the slot a running VMM holds survives an agent restart."""
+    ds = os.path.join(str(build_dir), "bin", "canopy-ds")
+    img = tmp_path / "ds.img"
+    subprocess.run([ds, "format", str(img), "--name", "ds1", "--size",
+                    "64M", "--hb-interval", "100", "--hb-timeout", "1000"],
+                   check=True, capture_output=True)
+    run = tmp_path / "run"
+    extra = ["--datastore", "ds1=%s" % img, "--ds-slots", "20-21",
+             "--stats-interval", "1"]
+    agents = [Agent(build_dir, run, mgr.endpoint, "host1", extra)]
+    kernel = os.path.join(str(build_dir), "guest", "canopy-testguest.elf")
+
+    def spec(cmdline, size):
+        s = C().VmSpec(name="v", cpus=1, memory_mib=128, cmdline=cmdline,
+                       kernel=kernel)
+        s.disks.add(path="ds1:vm/disk0", size_bytes=size, serial="dsd0")
+        return s
+
+    try:
+        mgr.wait_body("register")
+        create(mgr, "dsa", spec("blk,mode=verify,mib=1,seed=9", 4 << 20))
+        m = mgr.mark()
+        st = mgr.command("host1", "START", "dsa")
+        if st.code == 0:
+            why = state_of(mgr, "dsa", C().VM_RUN_STATE_STOPPED, m,
+                           timeout=30).stop_reason
+        else:
+            why = st.message
+        text = console(run, "dsa")
+        assert "guest powered off" in why, (why, text[-1000:])
+        assert "blk: read ok sectors 2048" in text, text[-1000:]
+        assert not (run / "vms" / "dsa" / "ds-slots").exists()
+        out = tmp_path / "export.img"
+        subprocess.run([ds, "export", str(img), "vm/disk0", str(out),
+                        "--host-id", "40"], check=True, capture_output=True)
+        data = out.read_bytes()[:1 << 20]
+        words = struct.unpack("<%dQ" % (len(data) // 8), data)
+        assert all(w == (9 << 40) ^ (8 * i) for i, w in enumerate(words))
+
+        # A VM that keeps the file open, then a second one on the file.
+        create(mgr, "dsb", spec("count=50", 0))
+        create(mgr, "dsc", spec("count=50", 0))
+        m = mgr.mark()
+        ok(mgr.command("host1", "START", "dsb"))
+        pid = state_of(mgr, "dsb", C().VM_RUN_STATE_RUNNING, m).pid
+        slots = (run / "vms" / "dsb" / "ds-slots").read_text().split()
+        assert slots[0] == "0" and slots[1] in ("20", "21"), slots
+        st = mgr.command("host1", "START", "dsc")
+        assert st.code == FAILED_PRECONDITION, st
+        assert "locked by host %s" % slots[1] in st.message, st.message
+        # Restart the agent: the running VMM keeps its slot, so the only
+        # other slot is all there is for a START, and it is refused (the
+        # lock), not given the running VMM's slot.
+        agents[0].kill9()
+        m = mgr.mark()
+        agents.append(Agent(build_dir, run, mgr.endpoint, "host1", extra))
+        assert state_of(mgr, "dsb", C().VM_RUN_STATE_RUNNING, m).pid == pid
+        st = mgr.command("host1", "START", "dsc")
+        assert st.code == FAILED_PRECONDITION, st
+        assert "locked by host %s" % slots[1] in st.message, st.message
+        m = mgr.mark()
+        ok(mgr.command("host1", "STOP_HARD", "dsb"))
+        state_of(mgr, "dsb", C().VM_RUN_STATE_STOPPED, m)
+        assert not (run / "vms" / "dsb" / "ds-slots").exists()
+    finally:
+        for a in agents:
+            a.stop()
+        for d in ("dsa", "dsb", "dsc"):
+            for p in list_pids(run / "vms" / d):
+                os.kill(p, signal.SIGKILL)

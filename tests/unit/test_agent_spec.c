@@ -142,9 +142,30 @@ static void m_name(struct spec_fixture *f)
 {
 	f->spec.name = S("bad\x01name");
 }
-static void m_disk_ds(struct spec_fixture *f)
+static void m_disk_ds_empty(struct spec_fixture *f)
+{
+	f->disk[0].path = S("ds1:");
+}
+static void m_disk_ds_name(struct spec_fixture *f)
+{
+	f->disk[0].path = S("DS_1:x");
+}
+static void m_disk_ds_dotdot(struct spec_fixture *f)
+{
+	f->disk[0].path = S("ds1:a/../b");
+}
+static void m_disk_ds_slashes(struct spec_fixture *f)
+{
+	f->disk[0].path = S("ds1:a//b");
+}
+static void m_disk_ds_char(struct spec_fixture *f)
+{
+	f->disk[0].path = S("ds1:a b");
+}
+static void m_disk_ds_direct(struct spec_fixture *f)
 {
 	f->disk[0].path = S("ds1:web1/disk0");
+	f->disk[0].direct = 1;
 }
 static void m_disk_rel(struct spec_fixture *f)
 {
@@ -206,7 +227,12 @@ static void test_spec_checks(void **state)
 	expect_bad(m_kernel_ctl, -EINVAL, "control character");
 	expect_bad(m_initrd, -EINVAL, "initrd");
 	expect_bad(m_name, -EINVAL, "name");
-	expect_bad(m_disk_ds, -EOPNOTSUPP, "datastore");
+	expect_bad(m_disk_ds_empty, -EINVAL, "not DATASTORE:FILE");
+	expect_bad(m_disk_ds_name, -EINVAL, "not DATASTORE:FILE");
+	expect_bad(m_disk_ds_dotdot, -EINVAL, "not DATASTORE:FILE");
+	expect_bad(m_disk_ds_slashes, -EINVAL, "not DATASTORE:FILE");
+	expect_bad(m_disk_ds_char, -EINVAL, "not DATASTORE:FILE");
+	expect_bad(m_disk_ds_direct, -EINVAL, "drop 'direct'");
 	expect_bad(m_disk_rel, -EINVAL, "plain file name");
 	expect_bad(m_disk_hidden, -EINVAL, "plain file name");
 	expect_bad(m_disk_spec, -EINVAL, "plain file name");
@@ -219,6 +245,9 @@ static void test_spec_checks(void **state)
 	/* "..." and "a..b" are names, not parent links. */
 	fixture_init(&f);
 	f.spec.kernel = S("/boot/a..b/...");
+	assert_int_equal(agent_spec_check(&f.spec, msg, sizeof(msg)), 0);
+	/* A datastore disk. */
+	f.disk[0].path = S("ds-1:web1/disk0.img");
 	assert_int_equal(agent_spec_check(&f.spec, msg, sizeof(msg)), 0);
 }
 
@@ -285,7 +314,7 @@ static void test_vmm_argv(void **state)
 	fixture_init(&f);
 	assert_int_equal(agent_vmm_argv_build("/bin/canopy-vmm",
 					      "/run/vms/web1", "web1", &f.spec,
-					      &av),
+					      NULL, &av),
 			 0);
 	assert_null(av.v[av.n]);
 	join(&av, s, sizeof(s));
@@ -301,14 +330,61 @@ static void test_vmm_argv(void **state)
 	f.spec.cmdline = S("");
 	f.spec.initrd = S("/boot/initrd");
 	f.spec.n_disks = 0;
-	assert_int_equal(agent_vmm_argv_build("vmm", "/d", "x", &f.spec, &av),
-			 0);
+	assert_int_equal(
+		agent_vmm_argv_build("vmm", "/d", "x", &f.spec, NULL, &av), 0);
 	join(&av, s, sizeof(s));
 	assert_string_equal(s, "vmm --name x --kernel /boot/k.elf --initrd "
 			       "/boot/initrd --memory 256 --cpus 2 --serial "
 			       "file:/d/console.log --control control.sock");
 	agent_argv_free(&av);
 	agent_argv_free(&av); /* twice is harmless */
+}
+
+static void test_vmm_argv_datastore(void **state)
+{
+	struct spec_fixture f;
+	struct agent_ds_disk ds[2] = { { "/dev/sdb", 7 }, { NULL, 0 } };
+	struct agent_argv av;
+	char s[2048];
+
+	fixture_init(&f);
+	f.disk[0].path = S("ds1:web1/disk0");
+	assert_int_equal(
+		agent_vmm_argv_build("vmm", "/d", "x", &f.spec, ds, &av), 0);
+	join(&av, s, sizeof(s));
+	assert_non_null(
+		strstr(s, "--disk ds=/dev/sdb:web1/disk0,host=7,serial=d0 "
+			  "--disk path=/srv/images/base.img,readonly,direct"));
+	agent_argv_free(&av);
+	/* A datastore disk needs its volume and slot. */
+	assert_int_equal(agent_vmm_argv_build("vmm", "/d", "x", &f.spec, NULL,
+					      &av),
+			 -EINVAL);
+	agent_argv_free(&av);
+	ds[0].slot = 0;
+	assert_int_equal(agent_vmm_argv_build("vmm", "/d", "x", &f.spec, ds,
+					      &av),
+			 -EINVAL);
+	agent_argv_free(&av);
+}
+
+static void test_ds_path_split(void **state)
+{
+	char name[64];
+	const char *file = NULL;
+
+	assert_int_equal(agent_ds_path_split("ds1:a/b.img", name, sizeof(name),
+					     &file),
+			 1);
+	assert_string_equal(name, "ds1");
+	assert_string_equal(file, "a/b.img");
+	assert_int_equal(
+		agent_ds_path_split("/abs:x", name, sizeof(name), &file), 0);
+	assert_int_equal(
+		agent_ds_path_split("plain.img", name, sizeof(name), &file), 0);
+	assert_int_equal(agent_ds_path_split(":x", name, sizeof(name), &file),
+			 -EINVAL);
+	assert_int_equal(agent_ds_path_split("ds1:x", name, 3, &file), -EINVAL);
 }
 
 static void test_disk_path(void **state)
@@ -335,6 +411,8 @@ int main(void)
 		cmocka_unit_test(test_spec_file_round_trip),
 		cmocka_unit_test(test_vmm_argv),
 		cmocka_unit_test(test_disk_path),
+		cmocka_unit_test(test_vmm_argv_datastore),
+		cmocka_unit_test(test_ds_path_split),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
