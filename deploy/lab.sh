@@ -101,6 +101,12 @@ netns_of() { echo "cny$API_PORT-$1"; }
 # network too.
 net_up() {
 	i=0
+	# Leftovers of a lab on this port whose directory is gone: the names
+	# are this port's, so they can only be ours.
+	ip link del "$BRIDGE" 2>/dev/null || true
+	for h in $HOSTS; do
+		ip netns del "$(netns_of "$h")" 2>/dev/null || true
+	done
 	echo "bridge $BRIDGE" >>"$NETFILE"
 	ip link add "$BRIDGE" type bridge || fail "cannot create bridge $BRIDGE"
 	ip addr add "$SUBNET.1/24" dev "$BRIDGE"
