@@ -92,7 +92,9 @@ stop_pids() {
 	kill -KILL $left 2>/dev/null || true
 }
 
-pidfile_pid() { [ -f "$PIDS/$1.pid" ] && cat "$PIDS/$1.pid" || true; }
+pidfile_pid() {
+	if [ -f "$PIDS/$1.pid" ]; then cat "$PIDS/$1.pid"; fi
+}
 
 netns_of() { echo "cny$API_PORT-$1"; }
 
@@ -154,6 +156,7 @@ do_stop() {
 	# shellcheck disable=SC2086
 	stop_pids $vmms
 	for name in $HOSTS managerd etcd; do
+		# shellcheck disable=SC2046
 		stop_pids $(pidfile_pid "$name")
 		rm -f "$PIDS/$name.pid"
 	done
