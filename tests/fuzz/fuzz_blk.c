@@ -37,6 +37,11 @@ void virtio_dev_needs_reset(struct virtio_dev *vd, const char *why)
 	needs_reset = 1;
 }
 
+int virtio_dev_watch(struct virtio_dev *vd, int fd, short events)
+{
+	return -ENOSPC;
+}
+
 int virtio_pci_add(struct vm *vm, struct pci *bus,
 		   const struct virtio_dev_ops *ops, void *priv,
 		   struct virtio_dev **out, char *err, size_t errlen)
@@ -112,12 +117,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct virtio_dev vd;
 	static struct blk k;
-	struct blk_backend b = {
+	static struct blk_backend b = {
 		.ops = &mem_ops,
 		.size = DISK,
 		.block_size = 512,
-		/* The spare header byte picks a read-only disk. */
-		.readonly = size > 14 && (data[14] & 1),
 	};
 
 	if (fuzz_guest_init(&g, data, size) < 0)
@@ -127,16 +130,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * lag a little). Ahead of it, rings laid over each other would let
 	 * our own used index feed the avail index for ever. */
 	g.q.used_idx = (uint16_t)(g.q.last_avail - (g.q.used_idx & 7));
-	needs_reset = 0;
-	memset(&k, 0, sizeof(k));
-	k.vd = &vd;
-	k.b = &b;
-	snprintf(k.serial, sizeof(k.serial), "fuzz-disk");
+	if (!k.b) {
+		/* Once: a disk with no I/O threads (requests run here). */
+		k.vd = &vd;
+		k.b = &b;
+		snprintf(k.serial, sizeof(k.serial), "fuzz-disk");
+		if (blk_pool_init(&k.pool, &k, 0, blk_run) < 0)
+			abort();
+		vd.priv = &k;
+		snprintf(vd.name, sizeof(vd.name), "virtio-blk0");
+	}
+	/* The spare header byte picks a read-only disk. */
+	b.readonly = data[14] & 1;
 	build_config(&k);
-	vd.priv = &k;
-	snprintf(vd.name, sizeof(vd.name), "virtio-blk0");
+	needs_reset = 0;
 	if (virtq_start(&g.q) == 0)
 		blk_ops.queue_notify(&vd, 0);
+	if (k.pool.busy)
+		abort(); /* a request left in flight without I/O threads */
 	free(g.m.ram);
 	return 0;
 }

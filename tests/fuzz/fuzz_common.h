@@ -8,7 +8,9 @@
  *   u8  high            bit k: ring k (desc, avail, used) is in high RAM
  *   u16 desc, avail, used   ring offsets (in low RAM, or in high RAM)
  *   u16 last_avail, used_idx   the device's indices
- *   u16 spare
+ *   u8  spare           (fuzz_blk: bit 0 read-only disk)
+ *   u8  logging         bit 0: dirty logging on (device writes marked in
+ *                       a bitmap of exactly the RAM's pages)
  * Guest RAM is FUZZ_LOW bytes at GPA 0 and FUZZ_HIGH at GMEM_HIGH_START,
  * one malloc'd block of exactly that size, so AddressSanitizer sees any
  * access outside it.
@@ -16,6 +18,7 @@
 #ifndef CANOPY_TESTS_FUZZ_COMMON_H
 #define CANOPY_TESTS_FUZZ_COMMON_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +32,7 @@
 struct fuzz_guest {
 	struct gmem m;
 	struct virtq q;
+	_Atomic uint64_t dirty[(FUZZ_LOW + FUZZ_HIGH) / GMEM_PAGE / 64 + 1];
 };
 
 static inline uint16_t fuzz_u16(const uint8_t *p)
@@ -58,6 +62,10 @@ static inline int fuzz_guest_init(struct fuzz_guest *g, const uint8_t *data,
 		gpa[k] = fuzz_u16(data + 4 + 2 * k);
 		if (data[3] & (1u << k))
 			gpa[k] += GMEM_HIGH_START;
+	}
+	if (data[15] & 1) {
+		g->m.dirty = g->dirty;
+		atomic_store(&g->m.logging, 1);
 	}
 	g->q = (struct virtq){
 		.mem = &g->m,

@@ -27,7 +27,8 @@ $(FUZZ_B)/fuzz_$(1): tests/fuzz/fuzz_$(1).c $(2) $$(FUZZ_HDRS) | $(DEPS_STAMP)
 	$$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $$@ tests/fuzz/fuzz_$(1).c $(2)
 endef
 $(eval $(call fuzz_rule,virtq,host/vmm/virtq.c))
-$(eval $(call fuzz_rule,blk,host/vmm/virtq.c lib/log.c lib/buf.c lib/sys.c))
+$(eval $(call fuzz_rule,blk,host/vmm/virtq.c host/vmm/blk_pool.c lib/log.c \
+	lib/buf.c lib/sys.c))
 
 # fuzz_run(SECONDS): run every harness; stop at the first crash with the
 # end of its log.
