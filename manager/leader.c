@@ -178,7 +178,7 @@ int mgr_leader_start(struct manager *m)
 		loop_timer_add(m->l, MGR_LEASE_RENEW_MS, renew_tick, m, &err);
 	if (!m->renew_timer)
 		return err;
-	return 0;
+	return mgr_retention_start(m);
 }
 
 static void cleanup(void *arg)
@@ -216,6 +216,7 @@ void mgr_leader_stop(struct manager *m)
 	if (m->renew_timer)
 		(void)loop_timer_del(m->l, m->renew_timer);
 	m->elect_timer = m->renew_timer = 0;
+	mgr_retention_stop(m);
 
 	m->leader = false;
 	cleanup(m);

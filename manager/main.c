@@ -17,7 +17,7 @@
 /* Options as given on the command line or in the config file. */
 struct args {
 	const char *etcd, *listen, *bus, *id, *host_timeout, *cmd_timeout;
-	const char *level, *config, *log_file;
+	const char *level, *config, *log_file, *task_keep, *event_keep;
 };
 
 static void usage(FILE *f)
@@ -25,12 +25,15 @@ static void usage(FILE *f)
 	fputs("usage: canopy-managerd --etcd URL[,URL...] [--listen HOST:PORT]\n"
 	      "         [--bus tcp://HOST:PORT] [--id NAME] [--host-timeout SEC]\n"
 	      "         [--command-timeout MS] [--log-level LEVEL]\n"
+	      "         [--task-retention SEC] [--event-retention COUNT]\n"
 	      "         [--log-file PATH] [--config FILE]\n"
 	      "defaults: --listen 127.0.0.1:7443 --bus tcp://127.0.0.1:7444\n"
 	      "          --id <hostname> --host-timeout 10\n"
 	      "          --command-timeout 30000 --log-level info\n"
+	      "          --task-retention 86400 --event-retention 100000\n"
 	      "config file keys: etcd, listen, bus, id, host_timeout,\n"
-	      "          command_timeout_ms, log_level, log_file\n",
+	      "          command_timeout_ms, task_retention_s, event_retention,\n"
+	      "          log_level, log_file\n",
 	      f);
 }
 
@@ -45,6 +48,8 @@ static void parse_argv(int argc, char **argv, struct args *a)
 		{ "command-timeout", 1, NULL, 'T' },
 		{ "log-level", 1, NULL, 'v' },
 		{ "log-file", 1, NULL, 'f' },
+		{ "task-retention", 1, NULL, 'R' },
+		{ "event-retention", 1, NULL, 'E' },
 		{ "config", 1, NULL, 'c' },
 		{ "help", 0, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -79,6 +84,12 @@ static void parse_argv(int argc, char **argv, struct args *a)
 			break;
 		case 'c':
 			a->config = optarg;
+			break;
+		case 'R':
+			a->task_keep = optarg;
+			break;
+		case 'E':
+			a->event_keep = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -119,6 +130,8 @@ static struct config *load_config(struct args *a)
 	FROM(cmd_timeout, "command_timeout_ms")
 	FROM(level, "log_level")
 	FROM(log_file, "log_file")
+	FROM(task_keep, "task_retention_s")
+	FROM(event_keep, "event_retention")
 #undef FROM
 	return cf;
 }
@@ -161,6 +174,14 @@ static void options_set(struct manager *m, struct args *a)
 							    1, 3600000) :
 						     30000;
 	m->opt.lease_ttl_s = MGR_LEASE_TTL_S;
+	m->opt.task_retention_s =
+		a->task_keep ?
+			number(a->task_keep, "--task-retention", 1, 100000000) :
+			86400;
+	m->opt.event_retention = a->event_keep ? number(a->event_keep,
+							"--event-retention", 1,
+							1000000000) :
+						 100000;
 	if (a->level && log_level_parse(a->level, &lv))
 		die("--log-level '%s': use debug, info, warn or error",
 		    a->level);

@@ -50,6 +50,8 @@ struct mgr_options {
 	unsigned host_timeout_s;
 	unsigned command_timeout_ms; /* default agent command timeout */
 	unsigned lease_ttl_s;
+	unsigned task_retention_s; /* finished tasks older are deleted */
+	uint64_t event_retention; /* events kept (the newest) */
 };
 
 /* A host the leader knows (loaded from etcd or registered over the bus). */
@@ -88,6 +90,7 @@ struct manager {
 	uint64_t event_seq; /* last event seq written (leader) */
 	uint32_t task_counter;
 	uint64_t sweep_timer; /* disconnect hosts not heard after takeover */
+	uint64_t retention_timer; /* retention.c */
 };
 
 /* ---- store.c: etcd values and fenced writes ------------------------------ */
@@ -108,6 +111,9 @@ CN_MUST_CHECK int mgr_put_msg(struct manager *m, const char *key,
 			      const ProtobufCMessage *msg,
 			      const struct etcd_cmp *cmp,
 			      const struct etcd_op *extra, size_t n_extra);
+/* Fenced delete of n keys (at most 64). Errors as mgr_put_msg. */
+CN_MUST_CHECK int mgr_delete_many(struct manager *m, const char *const *keys,
+				  size_t n);
 /* Fenced delete of key plus extra ops. Errors as mgr_put_msg. */
 CN_MUST_CHECK int mgr_delete(struct manager *m, const char *key,
 			     const struct etcd_op *extra, size_t n_extra);
@@ -201,6 +207,12 @@ void mgr_event(struct manager *m, Canopy__V1__EventSeverity sev,
 CN_MUST_CHECK int mgr_events_start(struct manager *m);
 /* End WatchEvents streams (stepping down, shutdown). */
 void mgr_events_stop(struct manager *m);
+
+/* ---- retention.c ------------------------------------------------------------ */
+
+/* Start / stop the retention timer (runs only while leader). */
+CN_MUST_CHECK int mgr_retention_start(struct manager *m);
+void mgr_retention_stop(struct manager *m);
 
 /* ---- handlers (api_*.c), referenced by methods.c ---------------------------- */
 

@@ -143,6 +143,21 @@ int mgr_delete(struct manager *m, const char *key, const struct etcd_op *extra,
 	return fenced(m, NULL, ops, 1 + n_extra);
 }
 
+int mgr_delete_many(struct manager *m, const char *const *keys, size_t n)
+{
+	struct etcd_op ops[64];
+	size_t i;
+
+	if (n > CN_ARRAY_SIZE(ops))
+		return -EINVAL;
+	memset(ops, 0, sizeof(ops));
+	for (i = 0; i < n; i++) {
+		ops[i].type = ETCD_OP_DELETE;
+		ops[i].key = keys[i];
+	}
+	return fenced(m, NULL, ops, n);
+}
+
 /* The index ops of vm: placement and running keys (keys in bufs). */
 int mgr_vm_index_ops(const Canopy__V1__Vm *vm, bool removing,
 		     struct etcd_op *ops, size_t *n, char *place, char *run)

@@ -512,3 +512,38 @@ def test_host_lost_while_task_runs(mgr, agent):
     wait_until(lambda: host(mgr, "h1").state == a.HOST_STATE_CONNECTED,
                5, "h1 back")
     assert mgr.proc.poll() is None
+
+
+def test_retention(etcd, tmp_path):
+    """--task-retention 1 --event-retention 3: finished tasks older than a
+    second and all but the newest three events go; a running task stays."""
+    a = A()
+    m = mgrlib.Manager(tmp_path, etcd.endpoints, "m1", host_timeout=5,
+                       extra=["--task-retention", "1",
+                              "--event-retention", "3"])
+    agent = None
+    try:
+        m.start().wait_leader()
+        agent = mgrlib.FakeAgent(m.bus, "h1")
+        agent.expect("registered 0")
+        assert final(m, create(m).id).state == a.TASK_STATE_SUCCEEDED
+        agent.mode("silent")
+        running = power(m, "StartVm", timeout_ms=20000)
+        agent.expect("command VM_ACTION_START web1")
+
+        def tasks():
+            return [t.id for t in m.call(
+                "TaskService", "ListTasks", a.ListTasksRequest(),
+                a.ListTasksResponse).tasks]
+        wait_until(lambda: tasks() == [running.id], 5,
+                   "only the running task left")
+        seqs = wait_until(lambda: (lambda s: len(s) == 3 and s)(
+            [e.seq for e in events(m)]), 5, "three events left")
+        assert seqs == list(range(seqs[0], seqs[0] - 3, -1))
+        got = m.call("TaskService", "GetTask",
+                     a.GetTaskRequest(id=running.id), a.Task)
+        assert got.state == a.TASK_STATE_RUNNING
+    finally:
+        if agent:
+            agent.close()
+        m.close()

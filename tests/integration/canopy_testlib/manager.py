@@ -31,7 +31,7 @@ class Manager:
     """One canopy-managerd on free loopback ports."""
 
     def __init__(self, workdir, etcd_endpoints, mid, host_timeout=2,
-                 command_timeout_ms=3000, bus_port=None):
+                 command_timeout_ms=3000, bus_port=None, extra=()):
         api_port, own_bus = free_ports(2)
         self.id = mid
         self.addr = "127.0.0.1:%d" % api_port
@@ -42,7 +42,7 @@ class Manager:
                     "--listen", self.addr, "--bus", self.bus, "--id", mid,
                     "--host-timeout", str(host_timeout),
                     "--command-timeout", str(command_timeout_ms),
-                    "--log-level", "debug"]
+                    "--log-level", "debug"] + list(extra)
         self.proc = None
         self.channel = None
 
