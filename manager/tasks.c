@@ -320,9 +320,13 @@ static void recover_one(struct manager *m, const char *id)
 		return;
 	if (!mgr_task_final(rec->state)) {
 		snprintf(msg, sizeof(msg),
-			 "manager %s failed while the task was %s; check the "
-			 "vm and run the operation again",
-			 rec->manager, mgr_task_state_name(rec->state));
+			 "manager %s %s while the task was %s; check the vm "
+			 "and run the operation again",
+			 rec->manager,
+			 strcmp(rec->manager, m->opt.id) == 0 ?
+				 "lost the leadership" :
+				 "failed",
+			 mgr_task_state_name(rec->state));
 		rec->state = TS(FAILED);
 		rec->end_unix_ms = mgr_unix_ms();
 		set_error(rec, CN_ABORTED, msg);

@@ -453,6 +453,9 @@ def test_events_list_page_and_watch(mgr, agent):
 def test_etcd_away_then_back(mgr, agent, etcd):
     a = A()
     assert final(mgr, create(mgr).id).state == a.TASK_STATE_SUCCEEDED
+    agent.mode("silent")
+    running = power(mgr, "StartVm", timeout_ms=60000)
+    agent.expect("command VM_ACTION_START web1")
     member = etcd.members[0]
     member.proc.send_signal(signal.SIGSTOP)
     try:
@@ -468,6 +471,11 @@ def test_etcd_away_then_back(mgr, agent, etcd):
         member.proc.send_signal(signal.SIGCONT)
     mgr.wait_leader(timeout=15)
     assert vm(mgr, "web1").host == "h1"  # nothing lost
+    got = mgr.call("TaskService", "GetTask", a.GetTaskRequest(id=running.id),
+                   a.Task)
+    assert got.state == a.TASK_STATE_FAILED
+    assert "manager m1 lost the leadership while the task was running" in \
+        got.error.message
     assert mgr.proc.poll() is None
 
 
