@@ -455,3 +455,47 @@ def test_datastore_disks_need_slots(build_dir, mgr, agents, tmp_path):
     assert sorted(f["name"] for f in ls) == ["vm2/disk0", "vm2/disk1"]
     assert not (tmp_path / "run" / "vms" / "vm3").exists()
     assert a.alive()
+
+
+def test_random_commands_all_answered(mgr, agents, tmp_path):
+    """Hundreds of well-formed envelopes with random, mostly wrong, commands
+    (ids, actions, specs, disks, timeouts): each one is answered and the
+    agent stays up. The VMM is /bin/false so STARTs fail fast; random text
+    never contains "/", so no disk lands outside tmp_path."""
+    A = agent_pb()
+    rnd = random.Random(8)
+    a = agents(mgr, extra=["--vmm", "/bin/false"])
+    mgr.wait_body("register")
+    words = ["", "a", "vm1", "vm2", "x" * 63, "x" * 64, "../x", "A", "é",
+             "ds1:x", "/abs/k", "rel", "/a/../b", "a,b", "\n", "\x00"]
+
+    def rstr():
+        return rnd.choice(words) if rnd.random() < 0.8 else \
+            "".join(chr(rnd.randrange(0x30, 0x250)) for _ in
+                    range(rnd.randrange(0, 80)))
+
+    pending = []
+    for n in range(300):
+        cmd = A.VmCommand(action=rnd.randrange(-1, 10),
+                          vm_id=rnd.choice(["vm1", "vm2", rstr()]),
+                          timeout_ms=rnd.choice([0, 1, 100, 2 ** 32 - 1]))
+        if rnd.random() < 0.7:
+            s = cmd.spec
+            s.name = rstr()
+            s.cpus = rnd.choice([0, 1, 2, 64, 65, 2 ** 32 - 1])
+            s.memory_mib = rnd.choice([0, 16, 64, 2 ** 20, 2 ** 64 - 1])
+            s.kernel = rnd.choice(["/nonexistent/k", rstr()])
+            s.cmdline = rstr()
+            for _ in range(rnd.randrange(0, 3)):
+                s.disks.add(path=rstr(), size_bytes=rnd.choice(
+                    [0, 512, 1000, 1 << 20, 2 ** 64 - 1]),
+                    serial=rstr(), readonly=rnd.random() < 0.5)
+        rid = n + 1000
+        mgr.send("host1", mgr.envelope("host1", request_id=rid,
+                                       vm_command=cmd))
+        pending.append(rid)
+    for rid in pending:
+        mgr.wait(lambda h, e, r=rid: e.reply_to == r, timeout=30,
+                 what="the answer to %d" % rid)
+    assert a.alive()
+    assert mgr.command("host1", "DELETE", "nosuch").code == NOT_FOUND
