@@ -22,7 +22,7 @@
 struct net_file {
 	struct net_backend b;
 	int is_unix;
-	int connected; /* to remote (unix) */
+	int connected; /* to remote, while waiting for room there (unix) */
 	struct sockaddr_un remote;
 	char local[NET_PATH_MAX + 1]; /* removed at close; "" autobound */
 };
@@ -172,28 +172,57 @@ int net_spec_parse(const char *opt, struct net_spec *out, char *err,
 
 /* ---- the backends -------------------------------------------------------- */
 
-static ssize_t file_send(struct net_backend *b, const struct iovec *iov, int n)
+/* Leave the connected state (a datagram socket connected to the peer
+ * takes frames from nobody else). */
+static void unix_disconnect(struct net_file *f)
 {
-	struct net_file *f = (struct net_file *)b;
+	struct sockaddr a = { .sa_family = AF_UNSPEC };
+
+	(void)connect(f->b.fd, &a, sizeof(a));
+	f->connected = 0;
+}
+
+/*
+ * Frames go by sendto. When the peer's queue is full (EAGAIN) the socket
+ * connects to it, so that poll's POLLOUT waits for room there (unconnected
+ * it is always writable and the device would spin), and disconnects after
+ * the next frame gets through: connected, it would refuse frames from a
+ * restarted peer, which is a new socket.
+ */
+static ssize_t unix_send(struct net_file *f, const struct iovec *iov, int n)
+{
 	struct msghdr m = { .msg_iov = (struct iovec *)iov,
 			    .msg_iovlen = (size_t)n };
 	ssize_t r;
+	int e;
 
-	if (!f->is_unix) {
-		r = writev(b->fd, iov, n);
-		return r < 0 ? -errno : r;
-	}
-	/* Connected, poll's POLLOUT waits for room at the peer (unconnected
-	 * it would spin); the peer may start after us or restart. */
 	if (!f->connected) {
-		if (connect(b->fd, (struct sockaddr *)&f->remote,
-			    sizeof(f->remote)) < 0)
-			return -errno;
-		f->connected = 1;
+		m.msg_name = &f->remote;
+		m.msg_namelen = sizeof(f->remote);
 	}
-	r = sendmsg(b->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
-	if (r < 0 && errno == ECONNREFUSED)
-		f->connected = 0; /* the peer went away: reconnect next time */
+	r = sendmsg(f->b.fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (r >= 0) {
+		if (f->connected)
+			unix_disconnect(f);
+		return r;
+	}
+	e = errno;
+	if (f->connected)
+		unix_disconnect(f); /* the peer went away, or retry later */
+	else if (e == EAGAIN && connect(f->b.fd, (struct sockaddr *)&f->remote,
+					sizeof(f->remote)) == 0)
+		f->connected = 1;
+	return -e;
+}
+
+static ssize_t file_send(struct net_backend *b, const struct iovec *iov, int n)
+{
+	struct net_file *f = (struct net_file *)b;
+	ssize_t r;
+
+	if (f->is_unix)
+		return unix_send(f, iov, n);
+	r = writev(b->fd, iov, n);
 	return r < 0 ? -errno : r;
 }
 
