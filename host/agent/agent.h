@@ -84,6 +84,7 @@ struct agent_vm {
 	pid_t pid; /* VMM process, 0 when none */
 	int pidfd; /* -1 when none */
 	int is_child; /* started by this agent process (we reap it) */
+	int exit_status; /* of the last VMM we reaped; -1 unknown */
 	uint64_t rss_bytes, cpu_ns, uptime_ms;
 	struct agent_exit_count exits[AGENT_EXITS_MAX];
 	size_t n_exits;

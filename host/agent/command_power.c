@@ -286,6 +286,15 @@ void agent_power_exited(struct agent *ag, struct agent_vm *vm)
 		agent_op_finish(ag, vm, CN_OK, "");
 		break;
 	case ACT(START):
+		if (vm->exit_status == 0) {
+			/* Status 0: the guest ran and powered off (or was
+			 * stopped) before we saw it running. */
+			snprintf(msg, sizeof(msg),
+				 "the VM started and has already stopped: %s",
+				 vm->reason);
+			agent_op_finish(ag, vm, CN_OK, msg);
+			break;
+		}
 		agent_vmm_log_tail(vm, tail, sizeof(tail));
 		snprintf(msg, sizeof(msg),
 			 "canopy-vmm exited before the VM ran: %s; its log "

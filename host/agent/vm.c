@@ -43,6 +43,7 @@ int agent_vm_add(struct agent *ag, const char *id, Canopy__V1__VmSpec *spec,
 	vm->state = CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_STOPPED;
 	snprintf(vm->reason, sizeof(vm->reason), "not started");
 	vm->pidfd = -1;
+	vm->exit_status = -1;
 	vm->next = ag->vms;
 	ag->vms = vm;
 	*out = vm;

@@ -127,11 +127,16 @@ static void on_exit_fd(struct loop *l, int fd, unsigned mask, void *arg)
 	loop_fd_del(l, fd, LOOP_READ);
 	sys_close(fd);
 	vm->pidfd = -1;
-	if (vm->is_child && waitpid(vm->pid, &st, 0) == vm->pid)
+	vm->exit_status = -1;
+	if (vm->is_child && waitpid(vm->pid, &st, 0) == vm->pid) {
 		child_reason(vm, st);
-	else if (agent_vmm_log_reason(vm, vm->reason, sizeof(vm->reason)) < 0)
+		vm->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) :
+						  128 + WTERMSIG(st);
+	} else if (agent_vmm_log_reason(vm, vm->reason, sizeof(vm->reason)) <
+		   0) {
 		snprintf(vm->reason, sizeof(vm->reason),
 			 "canopy-vmm (pid %d) exited", (int)vm->pid);
+	}
 	log_info("agent", "vmm exited", "vm=%s pid=%d reason=\"%s\"", vm->id,
 		 (int)vm->pid, vm->reason);
 	vm->state = CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_STOPPED;

@@ -275,12 +275,10 @@ def test_start_errors_carry_vmm_message(env, mgr):
     create(mgr, "bad2", spec(cmdline="nosuchwork"))
     m = mgr.mark()
     st = mgr.command("host1", "START", "bad2")
-    # Either the guest stopped before the agent saw it run, or just after.
-    if st.code == 0:
-        why = state_of(mgr, "bad2", C().VM_RUN_STATE_STOPPED, m).stop_reason
-    else:
-        assert st.code == FAILED_PRECONDITION, st
-        why = st.message
+    # The VM did start (canopy-vmm exits 0): OK, whether the agent saw it
+    # running or only its exit ("the VM started and has already stopped").
+    assert st.code == 0, st
+    why = state_of(mgr, "bad2", C().VM_RUN_STATE_STOPPED, m).stop_reason
     assert "guest powered off" in why, why
     assert "unknown workload" in console(run, "bad2") or \
         "exit 2" in console(run, "bad2"), console(run, "bad2")
