@@ -348,6 +348,70 @@ static void test_queue_registers_refuse_nonsense(void **state)
 	assert_int_equal(status(t), 0);
 }
 
+/* Once a reset (status 0) returns, the device writes nothing more into
+ * guest RAM, even with the queue full of large requests when it came. */
+static void test_reset_stops_device_writes(void **state)
+{
+	struct tx *t = *state;
+	static uint8_t before[VIRTIO_RNG_MAX_REQ];
+	uint16_t used;
+
+	for (unsigned round = 0; round < 20; round++) {
+		bring_up(t);
+		for (uint16_t i = 0; i < 8; i++) {
+			vqf_desc(&t->f, i, D, VIRTIO_RNG_MAX_REQ, W, 0);
+			vqf_avail(&t->f, i);
+		}
+		reg_w(t, R_NOTIFY, 0, 2);
+		usleep(round * 100);
+		reg_w(t, R_STATUS, 0, 1);
+		assert_int_equal(status(t), 0);
+		used = vqf_used_idx(&t->f);
+		memcpy(before, vqf_ptr(&t->f, D, sizeof(before)),
+		       sizeof(before));
+		usleep(5000);
+		assert_int_equal(vqf_used_idx(&t->f), used);
+		assert_memory_equal(before, vqf_ptr(&t->f, D, sizeof(before)),
+				    sizeof(before));
+	}
+}
+
+/* The PCI configuration access capability: a window onto BAR0 through
+ * configuration space; only whole, aligned 1/2/4-byte accesses inside
+ * BAR0 go through. */
+static void test_pci_cfg_window(void **state)
+{
+	struct tx *t = *state;
+	unsigned cap = cfg_r(t, PCI_CAP_PTR, 1);
+
+	while (cap && !(cfg_r(t, cap, 1) == 0x09 && cfg_r(t, cap + 3, 1) == 5))
+		cap = cfg_r(t, cap + 1, 1);
+	assert_true(cap != 0);
+	reg_w(t, R_STATUS, S_ACK_DRIVER, 1);
+	cfg_w(t, cap + 4, 0, 1); /* BAR 0 */
+	cfg_w(t, cap + 8, R_STATUS, 4);
+	cfg_w(t, cap + 12, 1, 4);
+	assert_int_equal(cfg_r(t, cap + 16, 4) & 0xff, S_ACK_DRIVER);
+	cfg_w(t, cap + 16, 0, 4); /* a write: reset through the window */
+	assert_int_equal(status(t), 0);
+	reg_w(t, R_STATUS, S_ACK_DRIVER, 1);
+	cfg_w(t, cap + 12, 3, 4); /* not 1, 2 or 4 bytes */
+	cfg_w(t, cap + 16, 0, 4);
+	cfg_w(t, cap + 12, 2, 4); /* misaligned for 2 bytes */
+	cfg_w(t, cap + 8, R_STATUS + 1, 4);
+	cfg_w(t, cap + 16, 0, 4);
+	cfg_w(t, cap + 12, 4, 4); /* past BAR0 */
+	cfg_w(t, cap + 8, 0x4000 - 2, 4);
+	cfg_w(t, cap + 16, 0, 4);
+	cfg_w(t, cap + 8, UINT32_MAX & ~3u, 4);
+	cfg_w(t, cap + 16, 0, 4);
+	cfg_w(t, cap + 4, 1, 1); /* another BAR */
+	cfg_w(t, cap + 8, R_STATUS, 4);
+	cfg_w(t, cap + 12, 1, 4);
+	cfg_w(t, cap + 16, 0, 4);
+	assert_int_equal(status(t), S_ACK_DRIVER); /* none of them reset it */
+}
+
 static void test_snapshot_state_is_checked(void **state)
 {
 	struct tx *t = *state;
@@ -393,6 +457,8 @@ int main(void)
 		T(test_bad_rings_need_reset),
 		T(test_bad_chain_needs_reset_reset_recovers),
 		T(test_queue_registers_refuse_nonsense),
+		T(test_reset_stops_device_writes),
+		T(test_pci_cfg_window),
 		T(test_snapshot_state_is_checked),
 #undef T
 	};
