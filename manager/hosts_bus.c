@@ -1,5 +1,6 @@
 /* canopy-managerd: agent bus callbacks: register, heartbeats, reports. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,8 @@
 /* Limits on what an agent may register. */
 #define MGR_REG_STR_MAX 255
 #define MGR_REG_LIST_MAX 64
+/* Longest stop reason kept from a VM report. */
+#define MGR_REASON_MAX 512
 
 static void reply_status(struct manager *m, const char *host,
 			 const Canopy__V1__Envelope *req, enum cn_code code,
@@ -155,13 +158,19 @@ static void on_register(struct manager *m, const char *id,
 static void on_vm_report(struct manager *m, const char *host,
 			 const Canopy__V1__VmStateReport *r)
 {
-	char key[MGR_KEY_MAX];
+	char key[MGR_KEY_MAX], reason[MGR_REASON_MAX + 1];
 	Canopy__V1__Vm *vm = NULL;
 	int rc;
 
-	if (mgr_key_join(key, sizeof(key), MGR_PREFIX_VMS, MGR_NAME_VM,
-			 r->vm_id))
+	if (r->state < 0 ||
+	    r->state > CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_MIGRATING ||
+	    mgr_key_join(key, sizeof(key), MGR_PREFIX_VMS, MGR_NAME_VM,
+			 r->vm_id)) {
+		log_warn("manager", "vm report refused: bad vm id or state",
+			 "host=%s state=%d", host, (int)r->state);
 		return;
+	}
+	snprintf(reason, sizeof(reason), "%s", r->stop_reason); /* capped */
 	rc = mgr_get_msg(m, key, &canopy__v1__vm__descriptor,
 			 (ProtobufCMessage **)&vm);
 	if (rc) {
@@ -173,11 +182,11 @@ static void on_vm_report(struct manager *m, const char *host,
 	if (strcmp(vm->host, host) != 0 || mgr_vm_busy(m, r->vm_id))
 		goto out; /* not its host, or a task decides its state */
 	if (vm->state == r->state && vm->rss_bytes == r->rss_bytes &&
-	    strcmp(vm->stop_reason, r->stop_reason) == 0)
+	    strcmp(vm->stop_reason, reason) == 0)
 		goto out;
 	vm->state = r->state;
 	vm->rss_bytes = r->rss_bytes;
-	if (mgr_set_str(&vm->stop_reason, r->stop_reason) == 0 &&
+	if (mgr_set_str(&vm->stop_reason, reason) == 0 &&
 	    mgr_vm_save(m, vm, NULL))
 		log_warn("manager", "cannot store vm state", "vm=%s", vm->id);
 out:

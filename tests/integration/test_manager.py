@@ -278,6 +278,15 @@ def test_cancel_queued_task(mgr, agent):
 def test_vm_report_updates_state(mgr, agent):
     a = A()
     assert final(mgr, create(mgr).id).state == a.TASK_STATE_SUCCEEDED
+    # A state outside the enum, and a VM the manager does not know, are
+    # refused; a good report is taken.
+    agent.send("report web1 99 777")
+    agent.expect("sent")
+    agent.send("report ghost %d 1" % C().VM_RUN_STATE_RUNNING)
+    agent.expect("sent")
+    time.sleep(0.3)
+    assert vm(mgr, "web1").rss_bytes != 777
+    assert code_of(lambda: vm(mgr, "ghost"))[0] == grpc.StatusCode.NOT_FOUND
     agent.send("report web1 %d 4096" % C().VM_RUN_STATE_RUNNING)
     agent.expect("sent")
     wait_until(lambda: vm(mgr, "web1").rss_bytes == 4096, 5, "rss 4096")
