@@ -412,6 +412,92 @@ static void test_pci_cfg_window(void **state)
 	assert_int_equal(status(t), S_ACK_DRIVER); /* none of them reset it */
 }
 
+static uint64_t rnd_next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* One random access: mostly BAR0 registers, some configuration space,
+ * values often small or plausible addresses in guest RAM; or random bytes
+ * written over the rings and a kick. */
+static void random_access(struct tx *t, uint64_t *s)
+{
+	static const uint32_t lens[] = { 1, 2, 4, 8 };
+	uint64_t r = rnd_next(s), v = rnd_next(s);
+	uint32_t len = lens[r & 3];
+	unsigned where = (unsigned)(r >> 2) % 16;
+	uint64_t off;
+
+	if (where == 15) { /* the guest scribbles on its rings, kicks */
+		memcpy(vqf_ptr(&t->f, VQF_DESC + (r >> 8) % 0x3000, 8), &v, 8);
+		reg_w(t, R_NOTIFY, 0, 2);
+		return;
+	}
+	if (where < 2) { /* configuration space, 256 bytes */
+		off = (r >> 8) % 256;
+		if (len == 8)
+			len = 4;
+		cfg_w(t, (unsigned)off, (uint32_t)v, len);
+		return;
+	}
+	if (where < 10) /* common configuration */
+		off = (r >> 8) % 0x40;
+	else if (where < 12) /* notify, ISR */
+		off = (r >> 8) & 1 ? R_NOTIFY + (r >> 9) % 8 : R_ISR;
+	else /* anywhere in BAR0 and a little past it */
+		off = (r >> 8) % 0x4100;
+	if ((r >> 20) & 1)
+		v = (r >> 21) & 1 ? v % 16 : VQF_DESC + (v % 0x3000);
+	if ((r >> 22) & 1)
+		reg_r(t, off, len);
+	else
+		reg_w(t, off, v, len);
+}
+
+/* Put BAR0 and the command register back where setup had them. */
+static void restore_bar(struct tx *t)
+{
+	cfg_w(t, PCI_BAR0, (uint32_t)t->bar, 4);
+	cfg_w(t, PCI_COMMAND, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
+}
+
+/* Seeded random register traffic (the seed is printed): nothing crashes
+ * or touches memory outside guest RAM, and a reset brings the device
+ * back afterwards. */
+static void test_random_register_traffic(void **state)
+{
+	struct tx *t = *state;
+	uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20), s;
+	const char *e = getenv("CANOPY_VQ_SEED");
+	unsigned ok = 0;
+
+	if (e)
+		seed = strtoull(e, NULL, 0);
+	s = seed;
+	print_message("virtio-pci random: seed %llu (CANOPY_VQ_SEED)\n",
+		      (unsigned long long)seed);
+	for (unsigned i = 0; i < 20000; i++) {
+		if (i % 2000 == 0) { /* now and then, a working device */
+			restore_bar(t);
+			bring_up(t);
+		}
+		random_access(t, &s);
+		if (i % 16 == 0)
+			ok += (status(t) & VIRTIO_STATUS_DRIVER_OK) != 0;
+	}
+	print_message("virtio-pci random: running at %u of 1250 looks, "
+		      "needed a reset %llu times\n",
+		      ok, (unsigned long long)t->vd->needs_reset_count);
+	restore_bar(t);
+	bring_up(t);
+	offer(t, D, 8, W);
+	assert_true(wait_for(t, used_is, 1));
+}
+
 static void test_snapshot_state_is_checked(void **state)
 {
 	struct tx *t = *state;
@@ -460,6 +546,7 @@ int main(void)
 		T(test_reset_stops_device_writes),
 		T(test_pci_cfg_window),
 		T(test_snapshot_state_is_checked),
+		T(test_random_register_traffic),
 #undef T
 	};
 
