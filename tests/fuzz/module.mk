@@ -13,10 +13,13 @@ FUZZ_SMOKE_SECS ?= 10
 FUZZ_CC := clang
 FUZZ_NAMES := virtq blk
 FUZZ_BINS := $(patsubst %,$(FUZZ_B)/fuzz_%,$(FUZZ_NAMES))
+# The warnings of the main build, not fatal here: the gcc build with -Werror
+# is the gate, and a warning only clang gives in a device model must not
+# stop `make check` at its last step. gcc's -Wcast-align is quiet on x86,
+# clang's is not.
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	-D_GNU_SOURCE -I. $(WARN) -Wno-cast-align
-# gcc's -Wcast-align (the main build) is quiet on x86, clang's is not.
+	-D_GNU_SOURCE -I. $(filter-out -Werror,$(WARN)) -Wno-cast-align
 FUZZ_HDRS = $(wildcard tests/fuzz/*.h host/vmm/*.h lib/*.h)
 
 # fuzz_rule(NAME, OTHER SOURCES): build-fuzz/fuzz_NAME.
