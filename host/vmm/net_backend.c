@@ -185,9 +185,10 @@ static void unix_disconnect(struct net_file *f)
 /*
  * Frames go by sendto. When the peer's queue is full (EAGAIN) the socket
  * connects to it, so that poll's POLLOUT waits for room there (unconnected
- * it is always writable and the device would spin), and disconnects after
- * the next frame gets through: connected, it would refuse frames from a
- * restarted peer, which is a new socket.
+ * it is always "writable" and the device would spin), and stays connected
+ * while the guest keeps sending; it disconnects when the device has
+ * nothing more to send (file_idle): left connected, it would refuse frames
+ * from a restarted peer, which is a new socket at the same path.
  */
 static ssize_t unix_send(struct net_file *f, const struct iovec *iov, int n)
 {
@@ -201,18 +202,24 @@ static ssize_t unix_send(struct net_file *f, const struct iovec *iov, int n)
 		m.msg_namelen = sizeof(f->remote);
 	}
 	r = sendmsg(f->b.fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
-	if (r >= 0) {
-		if (f->connected)
-			unix_disconnect(f);
+	if (r >= 0)
 		return r;
-	}
 	e = errno;
-	if (f->connected)
-		unix_disconnect(f); /* the peer went away, or retry later */
-	else if (e == EAGAIN && connect(f->b.fd, (struct sockaddr *)&f->remote,
-					sizeof(f->remote)) == 0)
+	if (f->connected && e != EAGAIN)
+		unix_disconnect(f); /* the peer went away */
+	else if (!f->connected && e == EAGAIN &&
+		 connect(f->b.fd, (struct sockaddr *)&f->remote,
+			 sizeof(f->remote)) == 0)
 		f->connected = 1;
 	return -e;
+}
+
+static void file_idle(struct net_backend *b)
+{
+	struct net_file *f = (struct net_file *)b;
+
+	if (f->connected)
+		unix_disconnect(f);
 }
 
 static ssize_t file_send(struct net_backend *b, const struct iovec *iov, int n)
@@ -255,6 +262,7 @@ static void file_close(struct net_backend *b)
 
 static const struct net_backend_ops file_ops = {
 	.send = file_send,
+	.idle = file_idle,
 	.recv = file_recv,
 	.close = file_close,
 };

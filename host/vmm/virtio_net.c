@@ -179,6 +179,8 @@ int vnet_tx(struct vnet *n, struct virtq *q, unsigned budget, unsigned *pushed)
 	while (*pushed < budget) {
 		int rc = virtq_pop(q, &n->req);
 
+		if (rc == 0 && n->b->ops->idle)
+			n->b->ops->idle(n->b);
 		if (rc <= 0)
 			return rc;
 		rc = tx_one(n, q);

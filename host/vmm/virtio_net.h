@@ -66,6 +66,8 @@ struct net_backend_ops {
 	 * the iov holds when it was too big (then the copy is partial);
 	 * -EAGAIN when there is none; other -errno. */
 	ssize_t (*recv)(struct net_backend *b, const struct iovec *iov, int n);
+	/* Optional: the guest has nothing more to send for now. */
+	void (*idle)(struct net_backend *b);
 	void (*close)(struct net_backend *b);
 };
 
