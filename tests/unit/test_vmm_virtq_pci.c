@@ -498,6 +498,61 @@ static void test_random_register_traffic(void **state)
 	assert_true(wait_for(t, used_is, 1));
 }
 
+/* Capability with id `id` in configuration space (0 if none). */
+static unsigned find_cap(struct tx *t, unsigned id)
+{
+	unsigned cap = cfg_r(t, PCI_CAP_PTR, 1);
+
+	for (unsigned n = 0; cap && n < 48; n++) {
+		if (cfg_r(t, cap, 1) == id)
+			return cap;
+		cap = cfg_r(t, cap + 1, 1);
+	}
+	return 0;
+}
+
+/* With MSI-X on and every vector masked, interrupts show as pending bits:
+ * the queue's on its vector, configuration changes (needs reset) on the
+ * configuration vector, none for a vector the device does not have. */
+static void test_msix_vectors(void **state)
+{
+	struct tx *t = *state;
+	unsigned cap = find_cap(t, PCI_CAP_MSIX);
+
+	assert_true(cap != 0);
+	assert_int_equal(cfg_r(t, cap + 2, 2) & 0x7ff, 1); /* 2 vectors */
+	cfg_w(t, cap + 2, PCI_MSIX_ENABLE, 2);
+	for (unsigned v = 0; v < 2; v++)
+		reg_w(t, 0x2000 + 16 * v + 12, 1, 4); /* masked */
+	assert_true(negotiate(t, 1) & VIRTIO_STATUS_FEATURES_OK);
+	reg_w(t, 0x10, 9, 2); /* no such vector */
+	assert_int_equal(reg_r(t, 0x10, 2), VIRTIO_MSI_NO_VECTOR);
+	reg_w(t, 0x10, 0, 2);
+	reg_w(t, R_QSEL, 0, 2);
+	reg_w(t, R_QMSIX, 1, 2);
+	queue_up(t, VQF_DESC, 0x2000, 0x3000);
+	offer(t, D, 8, W);
+	assert_true(wait_for(t, used_is, 1));
+	assert_int_equal(reg_r(t, 0x3000, 4), 2); /* vector 1 pending */
+	offer(t, D, 8, 0); /* readable: needs reset, config interrupt */
+	assert_true(wait_for(t, needs_reset, 0));
+	assert_int_equal(reg_r(t, 0x3000, 4), 3);
+	/* Unmasked, the pending ones go out; masked again, a queue without
+	 * a vector raises nothing. */
+	for (unsigned v = 0; v < 2; v++)
+		reg_w(t, 0x2000 + 16 * v + 12, 0, 4);
+	assert_int_equal(reg_r(t, 0x3000, 4), 0);
+	for (unsigned v = 0; v < 2; v++)
+		reg_w(t, 0x2000 + 16 * v + 12, 1, 4);
+	assert_true(negotiate(t, 1) & VIRTIO_STATUS_FEATURES_OK);
+	reg_w(t, R_QSEL, 0, 2);
+	reg_w(t, R_QMSIX, VIRTIO_MSI_NO_VECTOR, 2);
+	queue_up(t, VQF_DESC, 0x2000, 0x3000);
+	offer(t, D, 8, W);
+	assert_true(wait_for(t, used_is, 1));
+	assert_int_equal(reg_r(t, 0x3000, 4), 0);
+}
+
 static void test_snapshot_state_is_checked(void **state)
 {
 	struct tx *t = *state;
@@ -545,6 +600,7 @@ int main(void)
 		T(test_queue_registers_refuse_nonsense),
 		T(test_reset_stops_device_writes),
 		T(test_pci_cfg_window),
+		T(test_msix_vectors),
 		T(test_snapshot_state_is_checked),
 		T(test_random_register_traffic),
 #undef T
