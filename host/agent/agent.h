@@ -33,7 +33,9 @@ struct agent_create_job;
 #define AGENT_OP_TIMEOUT_MS_MAX (10u * 60 * 1000) /* any command */
 /* Status calls to a VMM (stats, start polling, adoption). */
 #define AGENT_STATUS_TIMEOUT_MS 2000
-/* How often START asks a starting VMM for its state. */
+/* How often START asks a starting VMM for its state: from the first to
+ * the last interval, doubling (a VMM is up in about 10 ms). */
+#define AGENT_START_POLL_FIRST_MS 2
 #define AGENT_START_POLL_MS 50
 /* Exit counts kept per VM. */
 #define AGENT_EXITS_MAX 24
@@ -65,6 +67,7 @@ struct agent_op {
 	uint64_t deadline_ms; /* loop time when the op gives up / kills */
 	uint32_t timeout_ms; /* as given or defaulted */
 	int killed; /* SIGKILL already sent */
+	uint32_t poll_ms; /* START: the next status poll interval */
 };
 
 struct agent_exit_count {

@@ -103,7 +103,8 @@ static int start_poll(struct loop *l, uint64_t id, void *arg)
 		(void)op_call(vm->ag, vm, &req, AGENT_STATUS_TIMEOUT_MS,
 			      start_status);
 	}
-	return AGENT_START_POLL_MS;
+	vm->op->poll_ms = CN_MIN(vm->op->poll_ms * 2, AGENT_START_POLL_MS);
+	return (int)vm->op->poll_ms;
 }
 
 void agent_power_start(struct agent *ag, struct agent_vm *vm)
@@ -134,7 +135,8 @@ void agent_power_start(struct agent *ag, struct agent_vm *vm)
 	}
 	vm->state = RUN(CREATED);
 	vm->reason[0] = '\0';
-	rc = op_timer(ag, vm, AGENT_START_POLL_MS, start_poll);
+	vm->op->poll_ms = AGENT_START_POLL_FIRST_MS;
+	rc = op_timer(ag, vm, vm->op->poll_ms, start_poll);
 	if (rc < 0) {
 		agent_vmm_kill(vm);
 		agent_op_finish(ag, vm, CN_INTERNAL, "cannot arm a timer");

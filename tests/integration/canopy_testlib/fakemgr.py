@@ -20,6 +20,7 @@ def agent_pb():
 
 class FakeManager:
     HEARTBEAT_S = 0.3
+    POLL_MS = 2  # how long a queued send may wait for the thread
 
     def __init__(self, port=None):
         self.port = port or ports.free_port()
@@ -46,7 +47,7 @@ class FakeManager:
         poller.register(self.sock, zmq.POLLIN)
         next_hb = time.monotonic()
         while not self.stopping:
-            for _ in dict(poller.poll(20)):
+            for _ in dict(poller.poll(self.POLL_MS)):
                 while True:
                     try:
                         frames = self.sock.recv_multipart(zmq.NOBLOCK)
