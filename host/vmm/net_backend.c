@@ -22,7 +22,7 @@
 struct net_file {
 	struct net_backend b;
 	int is_unix;
-	int connected; /* to remote, while waiting for room there (unix) */
+	int connected; /* unix: out_fd is connected to remote */
 	struct sockaddr_un remote;
 	char local[NET_PATH_MAX + 1]; /* removed at close; "" autobound */
 };
@@ -172,54 +172,39 @@ int net_spec_parse(const char *opt, struct net_spec *out, char *err,
 
 /* ---- the backends -------------------------------------------------------- */
 
-/* Leave the connected state (a datagram socket connected to the peer
- * takes frames from nobody else). */
-static void unix_disconnect(struct net_file *f)
-{
-	struct sockaddr a = { .sa_family = AF_UNSPEC };
-
-	(void)connect(f->b.fd, &a, sizeof(a));
-	f->connected = 0;
-}
-
 /*
- * Frames go by sendto. When the peer's queue is full (EAGAIN) the socket
- * connects to it, so that poll's POLLOUT waits for room there (unconnected
- * it is always "writable" and the device would spin), and stays connected
- * while the guest keeps sending; it disconnects when the device has
- * nothing more to send (file_idle): left connected, it would refuse frames
- * from a restarted peer, which is a new socket at the same path.
+ * unix: frames are sent from a second socket, out_fd, connected to the
+ * peer: poll's POLLOUT on it waits for room in the peer's queue (an
+ * unconnected datagram socket is always "writable" and the device would
+ * spin). The bound socket, fd, stays unconnected, so it takes frames from
+ * anyone, also from a peer that restarted (a new socket at the same path);
+ * a connected one would refuse those, and disconnecting drops its queue.
+ * The peer sees out_fd's (abstract, autobound) address as the source;
+ * whatever comes to that address is read too.
  */
 static ssize_t unix_send(struct net_file *f, const struct iovec *iov, int n)
 {
 	struct msghdr m = { .msg_iov = (struct iovec *)iov,
 			    .msg_iovlen = (size_t)n };
-	ssize_t r;
-	int e;
 
-	if (!f->connected) {
-		m.msg_name = &f->remote;
-		m.msg_namelen = sizeof(f->remote);
+	/* Twice at most: a peer that restarted is connected to again. */
+	for (int tries = 0; tries < 2; tries++) {
+		ssize_t r;
+
+		if (!f->connected) {
+			if (connect(f->b.out_fd, (struct sockaddr *)&f->remote,
+				    sizeof(f->remote)) < 0)
+				return -errno; /* no peer (yet): frame lost */
+			f->connected = 1;
+		}
+		r = sendmsg(f->b.out_fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (r >= 0)
+			return r;
+		if (errno != ECONNREFUSED && errno != ENOTCONN)
+			return -errno;
+		f->connected = 0; /* the peer went away */
 	}
-	r = sendmsg(f->b.fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
-	if (r >= 0)
-		return r;
-	e = errno;
-	if (f->connected && e != EAGAIN)
-		unix_disconnect(f); /* the peer went away */
-	else if (!f->connected && e == EAGAIN &&
-		 connect(f->b.fd, (struct sockaddr *)&f->remote,
-			 sizeof(f->remote)) == 0)
-		f->connected = 1;
-	return -e;
-}
-
-static void file_idle(struct net_backend *b)
-{
-	struct net_file *f = (struct net_file *)b;
-
-	if (f->connected)
-		unix_disconnect(f);
+	return -ECONNREFUSED;
 }
 
 static ssize_t file_send(struct net_backend *b, const struct iovec *iov, int n)
@@ -246,6 +231,8 @@ static ssize_t file_recv(struct net_backend *b, const struct iovec *iov, int n)
 	}
 	/* MSG_TRUNC: the datagram's real length, even when cut. */
 	r = recvmsg(b->fd, &m, MSG_DONTWAIT | MSG_TRUNC);
+	if (r < 0 && errno == EAGAIN)
+		r = recvmsg(b->out_fd, &m, MSG_DONTWAIT | MSG_TRUNC);
 	return r < 0 ? -errno : r;
 }
 
@@ -253,6 +240,8 @@ static void file_close(struct net_backend *b)
 {
 	struct net_file *f = (struct net_file *)b;
 
+	if (b->out_fd >= 0 && b->out_fd != b->fd)
+		sys_close(b->out_fd);
 	if (b->fd >= 0)
 		sys_close(b->fd);
 	if (f->local[0])
@@ -262,7 +251,6 @@ static void file_close(struct net_backend *b)
 
 static const struct net_backend_ops file_ops = {
 	.send = file_send,
-	.idle = file_idle,
 	.recv = file_recv,
 	.close = file_close,
 };
@@ -294,6 +282,7 @@ static int tap_open(struct net_file *f, const char *name, char *err,
 				      "");
 		return -e;
 	}
+	f->b.out_fd = f->b.fd;
 	snprintf(f->b.desc, sizeof(f->b.desc), "tap %s", name);
 	return 0;
 }
@@ -368,6 +357,19 @@ static int unix_open(struct net_file *f, const struct net_spec *s, char *err,
 	if (rc < 0 && !err[0])
 		snprintf(err, errlen, "--net unix=%s: bind: %s", s->remote,
 			 strerror(-rc));
+	if (rc == 0) {
+		/* The sending socket, autobound so the peer can answer it. */
+		struct sockaddr_un a = { .sun_family = AF_UNIX };
+
+		f->b.out_fd = socket(
+			AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (f->b.out_fd < 0 || bind(f->b.out_fd, (struct sockaddr *)&a,
+					    sizeof(sa_family_t)) < 0) {
+			rc = -errno;
+			snprintf(err, errlen, "--net unix=%s: socket: %s",
+				 s->remote, strerror(-rc));
+		}
+	}
 	snprintf(f->b.desc, sizeof(f->b.desc), "unix %s local %s", s->remote,
 		 s->local ? s->local : "(autobind)");
 	return rc;
@@ -382,7 +384,7 @@ int net_backend_open(const struct net_spec *spec, struct net_backend **out,
 	if (!f)
 		return -ENOMEM;
 	f->b.ops = &file_ops;
-	f->b.fd = -1;
+	f->b.fd = f->b.out_fd = -1;
 	err[0] = 0;
 	rc = spec->tap ? tap_open(f, spec->tap, err, errlen) :
 			 unix_open(f, spec, err, errlen);

@@ -36,7 +36,7 @@ struct vnet {
 	struct net_backend *b;
 	uint8_t mac[NET_MAC_LEN];
 	uint8_t config[VNET_CONFIG_SIZE];
-	int watch; /* virtio_dev_watch index of the backend fd */
+	int watch, watch_out; /* virtio_dev_watch indices: fd, out_fd */
 	int active; /* DRIVER_OK and not broken: poll the backend */
 	int rx_wait; /* no guest rx buffer: POLLIN off until an rx kick */
 	int tx_wait; /* backend full: POLLOUT on, tx kicks ignored */
@@ -76,7 +76,7 @@ int vnet_create(struct net_backend *b, const uint8_t mac[NET_MAC_LEN],
 		return -ENOMEM;
 	}
 	n->b = b;
-	n->watch = -1;
+	n->watch = n->watch_out = -1;
 	memcpy(n->mac, mac, NET_MAC_LEN);
 	build_config(n);
 	*out = n;
@@ -179,8 +179,6 @@ int vnet_tx(struct vnet *n, struct virtq *q, unsigned budget, unsigned *pushed)
 	while (*pushed < budget) {
 		int rc = virtq_pop(q, &n->req);
 
-		if (rc == 0 && n->b->ops->idle)
-			n->b->ops->idle(n->b);
 		if (rc <= 0)
 			return rc;
 		rc = tx_one(n, q);
@@ -279,12 +277,20 @@ int vnet_rx(struct vnet *n, struct virtq *q, unsigned budget, unsigned *pushed)
 
 static void watch_update(struct vnet *n)
 {
-	short ev = 0;
+	short in = 0, out = 0;
 
-	if (n->active)
-		ev = (short)((n->rx_wait ? 0 : POLLIN) |
-			     (n->tx_wait ? POLLOUT : 0));
-	virtio_dev_watch_events(n->vd, (unsigned)n->watch, ev);
+	if (n->active) {
+		in = n->rx_wait ? 0 : POLLIN;
+		out = n->tx_wait ? POLLOUT : 0;
+	}
+	if (n->watch_out < 0) {
+		virtio_dev_watch_events(n->vd, (unsigned)n->watch,
+					(short)(in | out));
+		return;
+	}
+	virtio_dev_watch_events(n->vd, (unsigned)n->watch, in);
+	virtio_dev_watch_events(n->vd, (unsigned)n->watch_out,
+				(short)(in | out));
 }
 
 static void broken(struct vnet *n, const char *why)
@@ -512,6 +518,11 @@ int virtio_net_add(struct vm *vm, struct pci *bus, struct net_backend *b,
 	}
 	/* Not yet running: the worker polls no fd before DRIVER_OK. */
 	n->watch = virtio_dev_watch(n->vd, b->fd, 0);
+	if (n->watch >= 0 && b->out_fd != b->fd) {
+		n->watch_out = virtio_dev_watch(n->vd, b->out_fd, 0);
+		if (n->watch_out < 0)
+			n->watch = n->watch_out;
+	}
 	if (n->watch < 0) {
 		snprintf(err, errlen, "%s: cannot watch the backend",
 			 n->vd->name);

@@ -66,22 +66,23 @@ struct net_backend_ops {
 	 * the iov holds when it was too big (then the copy is partial);
 	 * -EAGAIN when there is none; other -errno. */
 	ssize_t (*recv)(struct net_backend *b, const struct iovec *iov, int n);
-	/* Optional: the guest has nothing more to send for now. */
-	void (*idle)(struct net_backend *b);
 	void (*close)(struct net_backend *b);
 };
 
 struct net_backend {
 	const struct net_backend_ops *ops;
-	int fd; /* polled by the device: POLLIN frames, POLLOUT room */
+	/* Polled by the device: fd for POLLIN (frames), out_fd for POLLIN
+	 * and POLLOUT (room to send); the same fd for TAP. */
+	int fd, out_fd;
 	char desc[160]; /* "tap tap0", "unix /run/sw.sock local ..." */
 };
 
 /* Open the backend spec asks for: TAP (the interface is created when it
- * does not exist; needs CAP_NET_ADMIN) or a unix datagram socket bound at
- * spec->local (a stale socket file there is replaced, a live one refused)
- * sending to spec->remote (which may appear later: until then frames are
- * dropped and counted). 0 or -errno with a message in err. */
+ * does not exist; needs CAP_NET_ADMIN) or unix datagram sockets: one bound
+ * at spec->local (a stale socket file there is replaced, a live one
+ * refused) that receives, one connected to spec->remote that sends (the
+ * peer may appear later: until then frames are dropped and counted).
+ * 0 or -errno with a message in err. */
 CN_MUST_CHECK int net_backend_open(const struct net_spec *spec,
 				   struct net_backend **out, char *err,
 				   size_t errlen);

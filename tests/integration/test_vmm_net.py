@@ -458,3 +458,25 @@ def test_sender_snapshot_mid_stream_loses_and_repeats_nothing(
     finally:
         for v in started:
             v.kill()
+
+
+def test_a_restarted_peer_is_heard_and_answered(vms, sockdir):
+    """The switch's socket is replaced (a new socket at the same path)
+    while the guest only answers: its frames still get in, and the answers
+    reach the new socket."""
+    ours, theirs = os.path.join(sockdir, "sw"), os.path.join(sockdir, "vm")
+    me = bytes.fromhex("020000000001")
+    vm = vms("resp", "net,ip=192.168.6.2,secs=4", "--net",
+             "unix=%s,local=%s" % (ours, theirs))
+    vm.wait_console(lambda t: "link up" in t, 10, "the NIC up")
+    time.sleep(0.2)
+    for _ in range(2):
+        sw = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sw.bind(ours)
+        sw.settimeout(10)
+        sw.sendto(arp_request(me, "192.168.6.1", "192.168.6.2"), theirs)
+        assert sw.recv(4096)[20:22] == b"\x00\x02"  # an ARP reply
+        sw.close()
+        os.unlink(ours)
+    assert vm.wait_exit(20) == 0, vm.console_text()
+    assert "net: responder secs 4 arp 2 icmp 0" in vm.console_text()
