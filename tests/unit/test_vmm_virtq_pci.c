@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,6 +17,7 @@
 #include <cmocka.h>
 
 #include "host/vmm/pci.h"
+#include "host/vmm/virtio_blk.h"
 #include "host/vmm/virtio_pci.h"
 #include "host/vmm/virtio_rng.h"
 #include "host/vmm/vmm.h"
@@ -40,6 +42,8 @@
 #define R_ISR 0x100
 #define R_NOTIFY 0x1000
 #define S_ACK_DRIVER (VIRTIO_STATUS_ACK | VIRTIO_STATUS_DRIVER)
+/* 64 KiB chunks of the test disk. */
+#define BLK_CHUNKS 32
 /* How long the worker may take to answer a kick. */
 #define WAIT_MS 3000
 
@@ -49,6 +53,8 @@ struct tx {
 	struct virtio_dev *vd;
 	unsigned slot;
 	uint64_t bar;
+	uint16_t qsize; /* entries the driver sets up */
+	char disk[64]; /* virtio-blk's backing file, "" for virtio-rng */
 };
 
 static uint64_t ecam(const struct tx *t, unsigned reg)
@@ -82,7 +88,38 @@ static void reg_w(struct tx *t, uint64_t off, uint64_t v, uint32_t len)
 	io_bus_access(&t->vm->mmio, t->bar + off, &v, len, 1);
 }
 
-static int setup(void **state)
+/* A virtio-blk disk over a sparse temporary file, 64 KiB chunk i filled
+ * with the byte i + 1; its backend runs reads on I/O threads. */
+static int add_disk(struct tx *t, char *err, size_t errlen)
+{
+	struct blk_spec spec;
+	struct blk_backend *b;
+	static uint8_t chunk[64 << 10];
+	char opt[96];
+	int fd;
+
+	snprintf(t->disk, sizeof(t->disk), "/tmp/canopy-vq-disk-XXXXXX");
+	fd = mkstemp(t->disk);
+	if (fd < 0)
+		return -errno;
+	for (unsigned i = 0; i < BLK_CHUNKS; i++) {
+		memset(chunk, (int)(i + 1), sizeof(chunk));
+		if (pwrite(fd, chunk, sizeof(chunk),
+			   (off_t)i * sizeof(chunk)) != (ssize_t)sizeof(chunk))
+			return -EIO;
+	}
+	close(fd);
+	snprintf(opt, sizeof(opt), "path=%s", t->disk);
+	if (blk_spec_parse(opt, &spec, err, errlen) < 0 ||
+	    blk_file_open(&spec, &b, err, errlen) < 0)
+		return -EINVAL;
+	assert_true(b->parallel);
+	return virtio_blk_add(t->vm, t->vm->pci, b, "vq-disk", err, errlen);
+}
+
+/* The fake VM with one virtio device (kind: VIRTIO_ID_RNG or
+ * VIRTIO_ID_BLOCK), its worker running, BAR0 decoding. */
+static int setup_dev(void **state, uint16_t kind)
 {
 	struct tx *t = calloc(1, sizeof(*t));
 	char err[256];
@@ -91,16 +128,18 @@ static int setup(void **state)
 		return -1;
 	log_set_level(LOG_ERROR); /* no KVM: every INTx change would warn */
 	t->vm->vm_fd = t->vm->kvm_fd = -1;
+	t->qsize = 8;
 	vqf_mem_init(&t->f, VQF_LOW, VQF_HIGH);
 	t->vm->gmem = t->f.m;
 	if (pci_create(t->vm, &t->vm->pci) < 0 ||
-	    virtio_rng_add(t->vm, t->vm->pci, err, sizeof(err)) < 0)
+	    (kind == VIRTIO_ID_RNG ?
+		     virtio_rng_add(t->vm, t->vm->pci, err, sizeof(err)) :
+		     add_disk(t, err, sizeof(err))) < 0)
 		return -1;
 	t->vd = t->vm->virtio[0];
 	t->vd->dev_ops.resume(t->vd); /* as vmm_run does: the VM runs */
 	for (t->slot = 1; t->slot < PCI_SLOTS; t->slot++)
-		if (cfg_r(t, 0, 4) ==
-		    ((0x1040u + VIRTIO_ID_RNG) << 16 | 0x1af4))
+		if (cfg_r(t, 0, 4) == ((0x1040u + kind) << 16 | 0x1af4))
 			break;
 	assert_true(t->slot < PCI_SLOTS);
 	cfg_w(t, PCI_COMMAND, PCI_CMD_MEM | PCI_CMD_MASTER, 2);
@@ -108,6 +147,16 @@ static int setup(void **state)
 	assert_true(t->bar >= PCI_MMIO_BASE);
 	*state = t;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_dev(state, VIRTIO_ID_RNG);
+}
+
+static int setup_blk(void **state)
+{
+	return setup_dev(state, VIRTIO_ID_BLOCK);
 }
 
 static int teardown(void **state)
@@ -118,6 +167,8 @@ static int teardown(void **state)
 	while (t->vm->nvirtio)
 		virtio_pci_destroy(t->vm->virtio[--t->vm->nvirtio]);
 	pci_destroy(t->vm->pci);
+	if (t->disk[0])
+		unlink(t->disk);
 	vqf_mem_free(&t->f);
 	free(t->vm);
 	free(t);
@@ -142,12 +193,14 @@ static uint8_t negotiate(struct tx *t, uint32_t hi)
 	return status(t);
 }
 
-/* Queue 0 with 8 entries at desc/avail/used, enabled; then DRIVER_OK. */
+/* Queue 0 with t->qsize entries at desc/avail/used, enabled; then
+ * DRIVER_OK. */
 static void queue_up(struct tx *t, uint64_t desc, uint64_t avail, uint64_t used)
 {
-	const uint64_t at[3][2] = { { desc, 16 * 8 },
-				    { avail, 6 + 2 * 8 },
-				    { used, 6 + 8 * 8 } };
+	const uint64_t n = t->qsize;
+	const uint64_t at[3][2] = { { desc, 16 * n },
+				    { avail, 6 + 2 * n },
+				    { used, 6 + 8 * n } };
 
 	/* Fresh, zeroed rings, as a driver allocates them. */
 	for (unsigned i = 0; i < 3; i++) {
@@ -156,9 +209,9 @@ static void queue_up(struct tx *t, uint64_t desc, uint64_t avail, uint64_t used)
 		if (p)
 			memset(p, 0, at[i][1]);
 	}
-	vqf_rings(&t->f, 8, desc, avail, used);
+	vqf_rings(&t->f, t->qsize, desc, avail, used);
 	reg_w(t, R_QSEL, 0, 2);
-	reg_w(t, R_QSIZE, 8, 2);
+	reg_w(t, R_QSIZE, t->qsize, 2);
 	reg_w(t, R_QDESC, desc, 8);
 	reg_w(t, R_QDRIVER, avail, 8);
 	reg_w(t, R_QDEVICE, used, 8);
@@ -588,6 +641,109 @@ static void test_snapshot_state_is_checked(void **state)
 	buf_free(&bad);
 }
 
+/* ---- virtio-blk over the transport ------------------------------------ */
+
+#define BLK_HDRS 0x4000ull /* request headers, 16 bytes each */
+#define BLK_STATUS 0x5000ull /* status bytes */
+
+/* Request i (descriptors 3i..3i+2): read len bytes at sector into data;
+ * with status_too 0, a chain with nothing the device may write (no room
+ * for the data nor the status byte). */
+static void blk_read(struct tx *t, uint16_t i, uint64_t sector, uint64_t data,
+		     uint32_t len, int status_too)
+{
+	uint32_t hdr[4] = { 0, 0, (uint32_t)sector, (uint32_t)(sector >> 32) };
+	uint16_t d = (uint16_t)(3 * i);
+
+	memcpy(vqf_ptr(&t->f, BLK_HDRS + 16 * i, 16), hdr, 16);
+	*(uint8_t *)vqf_ptr(&t->f, BLK_STATUS + i, 1) = 0xee;
+	vqf_desc(&t->f, d, BLK_HDRS + 16 * i, 16, VIRTQ_DESC_F_NEXT,
+		 (uint16_t)(d + 1));
+	vqf_desc(&t->f, (uint16_t)(d + 1), data, len,
+		 status_too ? W | VIRTQ_DESC_F_NEXT : 0, (uint16_t)(d + 2));
+	vqf_desc(&t->f, (uint16_t)(d + 2), BLK_STATUS + i, 1, W, 0);
+	vqf_avail(&t->f, d);
+}
+
+static void test_blk_reads_over_the_transport(void **state)
+{
+	struct tx *t = *state;
+	uint32_t id, len;
+
+	t->qsize = 32;
+	bring_up(t);
+	blk_read(t, 0, 3 * 128, D, 4096, 1); /* chunk 3: bytes of 4 */
+	blk_read(t, 1, BLK_CHUNKS * 128, D + 4096, 512, 1); /* past the end */
+	reg_w(t, R_NOTIFY, 0, 2);
+	assert_true(wait_for(t, used_is, 2));
+	for (uint16_t k = 0; k < 2; k++) {
+		vqf_used_elem(&t->f, k, &id, &len);
+		if (id == 0) {
+			assert_int_equal(len, 4097);
+			assert_int_equal(
+				*(uint8_t *)vqf_ptr(&t->f, BLK_STATUS, 1), 0);
+		} else {
+			assert_int_equal(id, 3);
+			assert_int_equal(len, 1); /* IOERR, no data */
+			assert_int_equal(*(uint8_t *)vqf_ptr(&t->f,
+							     BLK_STATUS + 1, 1),
+					 1);
+		}
+	}
+	for (unsigned k = 0; k < 4096; k++)
+		assert_int_equal(*(uint8_t *)vqf_ptr(&t->f, D + k, 1), 4);
+	/* Nowhere to put the status: the device needs a reset; a reset
+	 * recovers. */
+	blk_read(t, 2, 0, D, 512, 0);
+	reg_w(t, R_NOTIFY, 0, 2);
+	assert_true(wait_for(t, needs_reset, 0));
+	bring_up(t);
+	blk_read(t, 0, 0, D, 512, 1);
+	reg_w(t, R_NOTIFY, 0, 2);
+	assert_true(wait_for(t, used_is, 1));
+}
+
+/* Reads on the I/O threads are in flight when the driver resets: once the
+ * reset returns, nothing more lands in guest RAM. Each request reads
+ * another chunk into the same buffer, so a late one would show. */
+static void spin_us(unsigned us)
+{
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	do
+		clock_gettime(CLOCK_MONOTONIC, &b);
+	while ((b.tv_sec - a.tv_sec) * 1000000 +
+		       (b.tv_nsec - a.tv_nsec) / 1000 <
+	       us);
+}
+
+static void test_blk_reset_waits_for_in_flight_reads(void **state)
+{
+	struct tx *t = *state;
+	static uint8_t before[128 << 10];
+	uint16_t used;
+
+	t->qsize = 64;
+	for (unsigned round = 0; round < 48; round++) {
+		bring_up(t);
+		for (uint16_t i = 0; i < 20; i++)
+			blk_read(t, i, (uint64_t)(i + round % 8) * 128, D,
+				 sizeof(before), 1);
+		reg_w(t, R_NOTIFY, 0, 2);
+		spin_us((round % 8) * 25);
+		reg_w(t, R_STATUS, 0, 1);
+		assert_int_equal(status(t), 0);
+		used = vqf_used_idx(&t->f);
+		memcpy(before, vqf_ptr(&t->f, D, sizeof(before)),
+		       sizeof(before));
+		usleep(3000);
+		assert_int_equal(vqf_used_idx(&t->f), used);
+		assert_memory_equal(before, vqf_ptr(&t->f, D, sizeof(before)),
+				    sizeof(before));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -603,6 +759,11 @@ int main(void)
 		T(test_msix_vectors),
 		T(test_snapshot_state_is_checked),
 		T(test_random_register_traffic),
+		cmocka_unit_test_setup_teardown(
+			test_blk_reads_over_the_transport, setup_blk, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_blk_reset_waits_for_in_flight_reads, setup_blk,
+			teardown),
 #undef T
 	};
 
