@@ -58,6 +58,10 @@ struct agent_opts {
 	uint32_t manager_timeout_ms; /* manager gone after this silence */
 	/* Datastore heartbeat slots this host may use (0: none given). */
 	uint32_t ds_slot_first, ds_slot_last;
+	/* CURVE: the manager's public key and our key pair file (both or
+	 * neither). */
+	const char *curve_server_key;
+	const char *curve_keys;
 };
 
 /* A command being carried out for the manager; one per VM at a time. */
@@ -99,6 +103,12 @@ struct agent_vm {
 	struct vmmctl_call *stats_call; /* status call of a stats round */
 };
 
+/* This agent's CURVE key pair (Z85, NUL-terminated). */
+struct agent_curve {
+	char public_key[41];
+	char secret_key[41];
+};
+
 struct agent {
 	struct agent_opts opts;
 	struct loop *loop;
@@ -112,6 +122,7 @@ struct agent {
 	int stats_round; /* a round is collecting */
 	uint64_t ds_slots_used; /* bit s-1: slot s given out */
 	uint32_t ds_slot_next; /* next-fit position in the slot range */
+	struct agent_curve curve; /* kept: the bus options point into it */
 	uint64_t bad_window_ms; /* start of the current log second */
 	unsigned bad_logged; /* bad-input lines logged in that second */
 	uint64_t bad_dropped; /* bad-input lines not logged */
@@ -219,6 +230,18 @@ CN_MUST_CHECK int agent_vm_ds_assign(struct agent *ag, struct agent_vm *vm,
 void agent_vm_ds_release(struct agent *ag, struct agent_vm *vm);
 /* An adopted VMM: take back the slots it recorded. */
 void agent_vm_ds_restore(struct agent *ag, struct agent_vm *vm);
+
+/* ---- curve.c: CURVE keys for the bus -------------------------------- */
+
+/*
+ * Load a key file of `public = KEY` and `secret = KEY` lines (Z85, 40
+ * characters each). The file must not be open to group or others
+ * (-EPERM). 0 or -errno with err (never containing a key) naming the file.
+ */
+CN_MUST_CHECK int agent_curve_load(const char *path, struct agent_curve *out,
+				   char *err, size_t len);
+/* Whether k is a well-formed Z85 public key. */
+int agent_curve_server_key_ok(const char *k);
 
 /* ---- host.c: registration and host stats ---------------------------- */
 

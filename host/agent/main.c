@@ -24,22 +24,16 @@ static const char usage[] =
 	"                    [--vmm PATH] [--address ADDR] [--datastore NAME=DEV]...\n"
 	"                    [--ds-slots FIRST-LAST] [--stats-interval SEC]\n"
 	"                    [--manager-timeout SEC]\n"
+	"                    [--curve-server-key KEY --curve-keys FILE]\n"
 	"                    [--log-level LEVEL]\n"
 	"                    [--config FILE]\n"
 	"A --config FILE holds the same keys as 'key = value' lines (datastore:\n"
 	"a comma-separated list); options on the command line win.\n";
 
 static const char *const config_keys[] = {
-	"manager",
-	"host-id",
-	"run-dir",
-	"vmm",
-	"address",
-	"datastore",
-	"stats-interval",
-	"manager-timeout",
-	"log-level",
-	"ds-slots",
+	"manager",   "host-id",	  "run-dir",	      "vmm",
+	"address",   "datastore", "stats-interval",   "manager-timeout",
+	"log-level", "ds-slots",  "curve-server-key", "curve-keys",
 	NULL,
 };
 
@@ -53,6 +47,8 @@ enum {
 	OPT_STATS = 's',
 	OPT_MGR_TIMEOUT = 't',
 	OPT_DS_SLOTS = 'S',
+	OPT_CURVE_SERVER = 'K',
+	OPT_CURVE_KEYS = 'k',
 	OPT_LOGLEVEL = 'L',
 	OPT_CONFIG = 'f',
 	OPT_HELP = 'h',
@@ -68,6 +64,8 @@ static const struct option long_opts[] = {
 	{ "stats-interval", required_argument, NULL, OPT_STATS },
 	{ "manager-timeout", required_argument, NULL, OPT_MGR_TIMEOUT },
 	{ "ds-slots", required_argument, NULL, OPT_DS_SLOTS },
+	{ "curve-server-key", required_argument, NULL, OPT_CURVE_SERVER },
+	{ "curve-keys", required_argument, NULL, OPT_CURVE_KEYS },
 	{ "log-level", required_argument, NULL, OPT_LOGLEVEL },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -126,6 +124,12 @@ static int parse_args(int argc, char **argv, struct agent_opts *o,
 		case OPT_DS_SLOTS:
 			cl->ds_slots = optarg;
 			break;
+		case OPT_CURVE_SERVER:
+			o->curve_server_key = optarg;
+			break;
+		case OPT_CURVE_KEYS:
+			o->curve_keys = optarg;
+			break;
 		case OPT_LOGLEVEL:
 			cl->log_level = optarg;
 			break;
@@ -179,6 +183,8 @@ static int apply_config(struct agent_opts *o, struct cmdline *cl,
 	FILL(cl->stats, "stats-interval");
 	FILL(cl->mgr_timeout, "manager-timeout");
 	FILL(cl->ds_slots, "ds-slots");
+	FILL(o->curve_server_key, "curve-server-key");
+	FILL(o->curve_keys, "curve-keys");
 	FILL(cl->log_level, "log-level");
 #undef FILL
 	v = config_get(c, "datastore");
@@ -307,6 +313,19 @@ static int validate(struct agent_opts *o, struct cmdline *cl)
 			return -EINVAL;
 	if (cl->ds_slots && parse_slots(cl->ds_slots, o) < 0)
 		return -EINVAL;
+	if (!o->curve_server_key != !o->curve_keys) {
+		fprintf(stderr, "canopy-agent: --curve-server-key and "
+				"--curve-keys go together\n");
+		return -EINVAL;
+	}
+	if (o->curve_server_key &&
+	    !agent_curve_server_key_ok(o->curve_server_key)) {
+		fprintf(stderr,
+			"canopy-agent: --curve-server-key: give the "
+			"manager's public key, %d characters of Z85\n",
+			BUS_CURVE_KEY_LEN);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -448,7 +467,17 @@ static int agent_start(struct agent *ag)
 		.heartbeat_ms = CN_MIN(BUS_HEARTBEAT_MS_DEFAULT,
 				       ag->opts.manager_timeout_ms / 4),
 	};
+	char msg[512];
 	int rc, err = 0;
+
+	if (ag->opts.curve_keys) {
+		if (agent_curve_load(ag->opts.curve_keys, &ag->curve, msg,
+				     sizeof(msg)) < 0)
+			die("--curve-keys %s", msg);
+		bo.curve_public_key = ag->curve.public_key;
+		bo.curve_secret_key = ag->curve.secret_key;
+		bo.curve_server_key = ag->opts.curve_server_key;
+	}
 
 	snprintf(ag->vms_dir, sizeof(ag->vms_dir), "%s/vms", ag->opts.run_dir);
 	rc = mkdir_p(ag->vms_dir);

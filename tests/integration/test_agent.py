@@ -499,3 +499,60 @@ def test_random_commands_all_answered(mgr, agents, tmp_path):
                  what="the answer to %d" % rid)
     assert a.alive()
     assert mgr.command("host1", "DELETE", "nosuch").code == NOT_FOUND
+
+
+def test_curve(build_dir, tmp_path, agents):
+    """CURVE on the bus: with the manager's public key and its own key pair
+    the agent registers; with another server key it never does; the key
+    file must be private, well-formed, and never appears in a message."""
+    import zmq
+    if not zmq.has("curve"):
+        pytest.skip("SKIP (needs CURVE): libzmq built without it")
+    spub, ssec = zmq.curve_keypair()
+    cpub, csec = zmq.curve_keypair()
+    keys = tmp_path / "agent.keys"
+    keys.write_text('public = "%s"\nsecret = "%s"\n' % (
+        cpub.decode(), csec.decode().replace("\\", "\\\\")
+        .replace('"', '\\"')))
+    keys.chmod(0o600)
+    m = FakeManager(curve_secret=ssec)
+    try:
+        a = agents(m, extra=["--curve-server-key", spub.decode(),
+                             "--curve-keys", str(keys)])
+        reg = m.wait_body("register").register
+        assert reg.hostname
+        assert csec.decode() not in a.log_text()
+        a.stop()
+        other, _ = zmq.curve_keypair()
+        a = agents(m, host_id="host2",
+                   extra=["--curve-server-key", other.decode(),
+                          "--curve-keys", str(keys)])
+        time.sleep(1.5)
+        assert not any(h == "host2" for h, _ in m.messages + m.heartbeats)
+        assert a.alive()
+    finally:
+        m.close()
+    keys.chmod(0o644)
+    r = run_agent(build_dir, "--manager", "tcp://127.0.0.1:1", "--host-id",
+                  "h1", "--run-dir", str(tmp_path / "r"),
+                  "--curve-server-key", spub.decode(), "--curve-keys",
+                  str(keys))
+    assert r.returncode == 1 and "chmod 600" in r.stderr, r.stderr
+    assert csec.decode() not in r.stderr
+    keys.write_text("public = short\nsecret = %s\n" % ("x" * 40))
+    keys.chmod(0o600)
+    r = run_agent(build_dir, "--manager", "tcp://127.0.0.1:1", "--host-id",
+                  "h1", "--run-dir", str(tmp_path / "r"),
+                  "--curve-server-key", spub.decode(), "--curve-keys",
+                  str(keys))
+    assert r.returncode == 1 and "40 characters of Z85" in r.stderr
+    assert "x" * 40 not in r.stderr
+    for args, words in [
+            (["--curve-server-key", spub.decode()], "go together"),
+            (["--curve-keys", str(keys)], "go together"),
+            (["--curve-server-key", "abc", "--curve-keys", str(keys)],
+             "40 characters of Z85")]:
+        r = run_agent(build_dir, "--manager", "tcp://127.0.0.1:1",
+                      "--host-id", "h1", "--run-dir", str(tmp_path / "r"),
+                      *args)
+        assert r.returncode == 2 and words in r.stderr, (args, r.stderr)

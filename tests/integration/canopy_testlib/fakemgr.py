@@ -22,12 +22,16 @@ class FakeManager:
     HEARTBEAT_S = 0.3
     POLL_MS = 2  # how long a queued send may wait for the thread
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, curve_secret=None):
+        """curve_secret: be a CURVE server with this Z85 secret key."""
         self.port = port or ports.free_port()
         self.endpoint = "tcp://127.0.0.1:%d" % self.port
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if curve_secret:
+            self.sock.curve_server = True
+            self.sock.curve_secretkey = curve_secret
         self.sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.sock.bind(self.endpoint)
         self.lock = threading.Condition()
