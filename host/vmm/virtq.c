@@ -136,11 +136,35 @@ static int walk_indirect(const struct virtq *q, struct virtq_req *r,
 	}
 }
 
+/* avail_event: tell the driver how far we have read (EVENT_IDX). */
+static void set_avail_event(struct virtq *q)
+{
+	uint16_t *ae = (uint16_t *)(q->used + 4 + 8 * (size_t)q->size);
+
+	store_release16(ae, q->last_avail);
+	gmem_mark(q->mem, ae, 2);
+}
+
+/* The ring looked empty with EVENT_IDX on: from now on the driver only
+ * notifies for entry last_avail. Publish that, make it visible before we
+ * look at the avail index again (a full fence: x86 lets a load pass an
+ * earlier store), and look again. Without the second look a driver that
+ * added a buffer meanwhile may have read the old avail_event and not
+ * notified: its buffer would wait for ever (a lost wakeup). */
+static uint16_t avail_idx_recheck(struct virtq *q)
+{
+	set_avail_event(q);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return load_acquire16(&q->avail[1]);
+}
+
 int virtq_pop(struct virtq *q, struct virtq_req *r)
 {
 	uint16_t avail_idx = load_acquire16(&q->avail[1]);
 	uint16_t i, steps = 0;
 
+	if (avail_idx == q->last_avail && q->event_idx)
+		avail_idx = avail_idx_recheck(q);
 	if (avail_idx == q->last_avail)
 		return 0;
 	if ((uint16_t)(avail_idx - q->last_avail) > q->size)
@@ -173,13 +197,8 @@ int virtq_pop(struct virtq *q, struct virtq_req *r)
 		i = d.next;
 	}
 	q->last_avail++;
-	if (q->event_idx) {
-		/* avail_event: tell the driver how far we have read. */
-		uint16_t *ae = (uint16_t *)(q->used + 4 + 8 * (size_t)q->size);
-
-		store_release16(ae, q->last_avail);
-		gmem_mark(q->mem, ae, 2);
-	}
+	if (q->event_idx)
+		set_avail_event(q);
 	return 1;
 }
 

@@ -273,6 +273,26 @@ static void test_event_idx(void **state)
 	assert_int_equal(virtq_should_signal(&f->q), 1);
 }
 
+/* With EVENT_IDX, finding the ring empty is when the driver may stop
+ * notifying: avail_event must say "tell me about entry last_avail" then,
+ * whatever the driver left in that word (a restore, an old value). */
+static void test_event_idx_empty_ring_publishes_avail_event(void **state)
+{
+	struct vqf *f = fx(state, 8, 0, 1);
+	uint16_t *ae = vqf_ptr(f, f->q.used_gpa + 4 + 8 * 8, 2);
+
+	f->q.last_avail = 5;
+	vqf_avail_idx(f, 5);
+	*ae = 0x1234;
+	assert_int_equal(virtq_pop(&f->q, &req), 0);
+	assert_int_equal(vqf_avail_event(f), 5);
+	/* Without EVENT_IDX the word is the driver's business. */
+	f->q.event_idx = 0;
+	*ae = 0x1234;
+	assert_int_equal(virtq_pop(&f->q, &req), 0);
+	assert_int_equal(vqf_avail_event(f), 0x1234);
+}
+
 static void test_no_interrupt_flag(void **state)
 {
 	struct vqf *f = fx(state, 8, 0, 0);
@@ -653,6 +673,7 @@ int main(void)
 		T(test_req_read_write_across_segments),
 		T(test_index_wraparound),
 		T(test_event_idx),
+		T(test_event_idx_empty_ring_publishes_avail_event),
 		T(test_no_interrupt_flag),
 		T(test_avail_idx_exactly_full),
 		T(test_zero_length_descriptors),
