@@ -25,7 +25,7 @@ static const char usage[] =
 	"                    [--ds-slots FIRST-LAST] [--stats-interval SEC]\n"
 	"                    [--manager-timeout SEC]\n"
 	"                    [--curve-server-key KEY --curve-keys FILE]\n"
-	"                    [--log-level LEVEL]\n"
+	"                    [--log-level LEVEL] [--log-file PATH]\n"
 	"                    [--config FILE]\n"
 	"A --config FILE holds the same keys as 'key = value' lines (datastore:\n"
 	"a comma-separated list); options on the command line win.\n";
@@ -34,7 +34,7 @@ static const char *const config_keys[] = {
 	"manager",   "host-id",	  "run-dir",	      "vmm",
 	"address",   "datastore", "stats-interval",   "manager-timeout",
 	"log-level", "ds-slots",  "curve-server-key", "curve-keys",
-	NULL,
+	"log-file",  NULL,
 };
 
 enum {
@@ -49,6 +49,7 @@ enum {
 	OPT_DS_SLOTS = 'S',
 	OPT_CURVE_SERVER = 'K',
 	OPT_CURVE_KEYS = 'k',
+	OPT_LOG_FILE = 'l',
 	OPT_LOGLEVEL = 'L',
 	OPT_CONFIG = 'f',
 	OPT_HELP = 'h',
@@ -66,6 +67,7 @@ static const struct option long_opts[] = {
 	{ "ds-slots", required_argument, NULL, OPT_DS_SLOTS },
 	{ "curve-server-key", required_argument, NULL, OPT_CURVE_SERVER },
 	{ "curve-keys", required_argument, NULL, OPT_CURVE_KEYS },
+	{ "log-file", required_argument, NULL, OPT_LOG_FILE },
 	{ "log-level", required_argument, NULL, OPT_LOGLEVEL },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -74,7 +76,8 @@ static const struct option long_opts[] = {
 
 /* Options as given, before the config file fills the gaps. */
 struct cmdline {
-	const char *stats, *mgr_timeout, *ds_slots, *log_level, *config;
+	const char *stats, *mgr_timeout, *ds_slots, *log_level, *log_file;
+	const char *config;
 	char *ds_list; /* datastore list from the config file (strtok'd) */
 };
 
@@ -89,57 +92,58 @@ static int add_datastore(struct agent_opts *o, const char *s)
 	return 0;
 }
 
+/* Where the value of a string option goes, or NULL for the others. */
+static const char **opt_field(int c, struct agent_opts *o, struct cmdline *cl)
+{
+	switch (c) {
+	case OPT_MANAGER:
+		return &o->manager;
+	case OPT_HOST_ID:
+		return &o->host_id;
+	case OPT_RUN_DIR:
+		return &o->run_dir;
+	case OPT_VMM:
+		return &o->vmm;
+	case OPT_ADDRESS:
+		return &o->address;
+	case OPT_STATS:
+		return &cl->stats;
+	case OPT_MGR_TIMEOUT:
+		return &cl->mgr_timeout;
+	case OPT_DS_SLOTS:
+		return &cl->ds_slots;
+	case OPT_CURVE_SERVER:
+		return &o->curve_server_key;
+	case OPT_CURVE_KEYS:
+		return &o->curve_keys;
+	case OPT_LOG_FILE:
+		return &cl->log_file;
+	case OPT_LOGLEVEL:
+		return &cl->log_level;
+	case OPT_CONFIG:
+		return &cl->config;
+	default:
+		return NULL;
+	}
+}
+
 static int parse_args(int argc, char **argv, struct agent_opts *o,
 		      struct cmdline *cl)
 {
+	const char **field;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
-		switch (c) {
-		case OPT_MANAGER:
-			o->manager = optarg;
-			break;
-		case OPT_HOST_ID:
-			o->host_id = optarg;
-			break;
-		case OPT_RUN_DIR:
-			o->run_dir = optarg;
-			break;
-		case OPT_VMM:
-			o->vmm = optarg;
-			break;
-		case OPT_ADDRESS:
-			o->address = optarg;
-			break;
-		case OPT_DATASTORE:
+		field = opt_field(c, o, cl);
+		if (field) {
+			*field = optarg;
+		} else if (c == OPT_DATASTORE) {
 			if (add_datastore(o, optarg) < 0)
 				return -EINVAL;
-			break;
-		case OPT_STATS:
-			cl->stats = optarg;
-			break;
-		case OPT_MGR_TIMEOUT:
-			cl->mgr_timeout = optarg;
-			break;
-		case OPT_DS_SLOTS:
-			cl->ds_slots = optarg;
-			break;
-		case OPT_CURVE_SERVER:
-			o->curve_server_key = optarg;
-			break;
-		case OPT_CURVE_KEYS:
-			o->curve_keys = optarg;
-			break;
-		case OPT_LOGLEVEL:
-			cl->log_level = optarg;
-			break;
-		case OPT_CONFIG:
-			cl->config = optarg;
-			break;
-		case OPT_HELP:
+		} else if (c == OPT_HELP) {
 			fputs(usage, stdout);
 			exit(0);
-		default:
+		} else {
 			fputs(usage, stderr);
 			return -EINVAL;
 		}
@@ -185,6 +189,7 @@ static int apply_config(struct agent_opts *o, struct cmdline *cl,
 	FILL(cl->ds_slots, "ds-slots");
 	FILL(o->curve_server_key, "curve-server-key");
 	FILL(o->curve_keys, "curve-keys");
+	FILL(cl->log_file, "log-file");
 	FILL(cl->log_level, "log-level");
 #undef FILL
 	v = config_get(c, "datastore");
@@ -265,9 +270,11 @@ static int parse_secs(const char *what, const char *s, uint32_t *ms)
 	return 0;
 }
 
-static int validate(struct agent_opts *o, struct cmdline *cl)
+/* The required options and logging. */
+static int validate_base(struct agent_opts *o, struct cmdline *cl)
 {
 	enum log_level lvl;
+	int rc;
 
 	if (!o->manager || !o->host_id || !o->run_dir) {
 		fprintf(stderr,
@@ -300,6 +307,18 @@ static int validate(struct agent_opts *o, struct cmdline *cl)
 		}
 		log_set_level(lvl);
 	}
+	if (cl->log_file && (rc = log_open_file(cl->log_file)) < 0) {
+		fprintf(stderr, "canopy-agent: --log-file %s: %s\n",
+			cl->log_file, cn_strerror(rc));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int validate(struct agent_opts *o, struct cmdline *cl)
+{
+	if (validate_base(o, cl) < 0)
+		return -EINVAL;
 	o->stats_interval_ms = AGENT_STATS_INTERVAL_S_DEFAULT * 1000;
 	if (cl->stats && parse_secs("--stats-interval", cl->stats,
 				    &o->stats_interval_ms) < 0)

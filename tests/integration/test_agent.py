@@ -328,6 +328,9 @@ def run_agent(build_dir, *args):
       "/tmp/x", "--ds-slots", "1-65"], "LAST <= 64"),
     (["--manager", "tcp://127.0.0.1:1", "--host-id", "h1", "--run-dir",
       "/tmp/x", "--ds-slots", "3"], "give FIRST-LAST"),
+    (["--manager", "tcp://127.0.0.1:1", "--host-id", "h1", "--run-dir",
+      "/tmp/x", "--log-file", "/nonexistent/d/a.log"],
+     "--log-file /nonexistent/d/a.log: No such file"),
     (["--manager", "m", "extra"], "unexpected argument 'extra'"),
     (["--config", "/nonexistent/agent.conf"], "agent.conf"),
 ])
@@ -339,9 +342,10 @@ def test_bad_command_lines(build_dir, args, words):
 
 def test_config_file(build_dir, tmp_path, mgr):
     conf = tmp_path / "agent.conf"
+    log = tmp_path / "agent.log"
     conf.write_text("manager = %s\nhost-id = h7\nrun-dir = %s\n"
                     "stats-interval = 1\naddress = 192.0.2.7\n"
-                    % (mgr.endpoint, tmp_path / "run"))
+                    "log-file = %s\n" % (mgr.endpoint, tmp_path / "run", log))
     p = subprocess.Popen([os.path.join(str(build_dir), "bin",
                                        "canopy-agent"), "--config",
                           str(conf), "--address", "192.0.2.8"],
@@ -350,6 +354,7 @@ def test_config_file(build_dir, tmp_path, mgr):
         reg = mgr.wait_body("register").register
         assert reg.address == "192.0.2.8"  # the command line wins
         mgr.wait_body("host_stats", timeout=4)
+        assert 'msg="registered" host=h7' in log.read_text()
     finally:
         p.terminate()
         p.wait(10)
