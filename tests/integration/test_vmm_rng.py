@@ -1,7 +1,8 @@
 """canopy-vmm's virtio-rng (--rng on) with the test guest's `rng` workload:
 entropy reaches the guest, the device is absent unless asked for, a
 device-readable buffer makes it need a reset (and only it), a snapshot
-taken while the guest reads restores and finishes, bad options."""
+taken while the guest reads restores and finishes, bad options; and the
+guest's driver against QEMU's virtio-rng-pci."""
 import os
 import re
 import subprocess
@@ -131,6 +132,26 @@ def test_rng_snapshot_while_reading_restores(vms, build_dir, tmp_path):
     text = vm2.console_text()
     assert guest_exit(text) == 0, text
     assert got(text) == (total, 256)
+
+
+@pytest.mark.qemu
+def test_rng_guest_driver_against_qemu(build_dir, tmp_path):
+    """The same workload against QEMU's virtio-rng-pci (the reference our
+    device must match): the guest driver is right, not just matched to
+    our device."""
+    log = tmp_path / "console.log"
+    argv = ["qemu-system-x86_64", "-M", "q35", "-accel", "kvm",
+            "-cpu", "host,-arch-capabilities", "-m", "128",
+            "-display", "none", "-vga", "none", "-nic", "none",
+            "-no-reboot", "-serial", "file:%s" % log,
+            "-kernel", guest_elf(build_dir), "-append", "rng,bytes=65536",
+            "-device", "virtio-rng-pci,disable-legacy=on"]
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=120)
+    text = log.read_text(errors="replace").replace("\r", "")
+    assert r.returncode == 0, " ".join(argv) + "\n" + r.stderr + text
+    assert guest_exit(text) == 0, text
+    assert got(text) == (65536, 256)
 
 
 @pytest.mark.parametrize("value", ["yes", "", "ON", "1"])
