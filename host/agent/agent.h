@@ -92,6 +92,7 @@ struct agent_vm {
 	int pidfd; /* -1 when none */
 	int is_child; /* started by this agent process (we reap it) */
 	int exit_status; /* of the last VMM we reaped; -1 unknown */
+	uint64_t log_mark; /* vmm.log size when its VMM was started/adopted */
 	uint64_t rss_bytes, cpu_ns, uptime_ms;
 	struct agent_exit_count exits[AGENT_EXITS_MAX];
 	size_t n_exits;
@@ -166,6 +167,9 @@ CN_MUST_CHECK int agent_vmm_watch(struct agent *ag, struct agent_vm *vm,
 				  pid_t pid, int is_child);
 /* SIGKILL the VMM (through its pidfd; no-op without one). */
 void agent_vmm_kill(struct agent_vm *vm);
+/* Remember where vmm.log ends: what the current VMM writes comes after,
+ * and tails and stop reasons read nothing before it. */
+void agent_vmm_log_mark(struct agent_vm *vm);
 /* The last lines of vmm.log (at most len-1 bytes, newlines as "; "). */
 void agent_vmm_log_tail(const struct agent_vm *vm, char *out, size_t len);
 /* The reason of the last "vm stopped" line of vmm.log; 0 or -ENOENT. */

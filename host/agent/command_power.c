@@ -332,6 +332,7 @@ static void adopt_reply(void *arg, int status, const Canopy__V1__VmmReply *rep)
 	}
 	agent_vm_status_apply(vm, rep->vm_status);
 	agent_vm_ds_restore(vm->ag, vm);
+	agent_vmm_log_mark(vm);
 	if (!is_up(rep->vm_status->state))
 		vm->state = RUN(CREATED); /* stopping: the pidfd will tell */
 	log_info("agent", "vmm adopted", "vm=%s pid=%d", vm->id, (int)vm->pid);

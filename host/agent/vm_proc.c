@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,11 +28,21 @@ static int pidfd_open_(pid_t pid)
 	return fd < 0 ? -errno : (int)fd;
 }
 
-/* Read the last LOG_TAIL_READ bytes of vmm.log (NUL-terminated). */
+void agent_vmm_log_mark(struct agent_vm *vm)
+{
+	char path[AGENT_PATH_MAX + 16];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/vmm.log", vm->dir);
+	vm->log_mark = stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+}
+
+/* Read the end of vmm.log, at most size - 1 bytes and nothing before the
+ * mark (older runs), NUL-terminated. */
 static int log_read_end(const struct agent_vm *vm, char *buf, size_t size)
 {
 	char path[AGENT_PATH_MAX + 16];
-	off_t end;
+	off_t end, from;
 	ssize_t n;
 	int fd;
 
@@ -42,9 +53,11 @@ static int log_read_end(const struct agent_vm *vm, char *buf, size_t size)
 	end = lseek(fd, 0, SEEK_END);
 	if (end < 0)
 		end = 0;
-	n = sys_pread_full(fd, buf, size - 1,
-			   end > (off_t)(size - 1) ? end - (off_t)(size - 1) :
-						     0);
+	from = end > (off_t)(size - 1) ? end - (off_t)(size - 1) : 0;
+	if (from < (off_t)vm->log_mark)
+		from = (off_t)vm->log_mark;
+	n = from < end ? sys_pread_full(fd, buf, (size_t)(end - from), from) :
+			 0;
 	sys_close(fd);
 	if (n < 0)
 		return (int)n;
@@ -221,6 +234,7 @@ int agent_vmm_spawn(struct agent *ag, struct agent_vm *vm, char *msg,
 	}
 	snprintf(path, sizeof(path), "%s/vmm.log", vm->dir);
 	logfd = sys_open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	agent_vmm_log_mark(vm); /* this run's lines come after */
 	if (logfd < 0) {
 		rc = logfd;
 		snprintf(msg, len, "cannot open %s: %s", path, cn_strerror(rc));
