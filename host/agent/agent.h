@@ -170,11 +170,6 @@ void agent_vmm_kill(struct agent_vm *vm);
 /* Remember where vmm.log ends: what the current VMM writes comes after,
  * and tails and stop reasons read nothing before it. */
 void agent_vmm_log_mark(struct agent_vm *vm);
-/* The last lines of vmm.log (at most len-1 bytes, newlines as "; "). */
-void agent_vmm_log_tail(const struct agent_vm *vm, char *out, size_t len);
-/* The reason of the last "vm stopped" line of vmm.log; 0 or -ENOENT. */
-CN_MUST_CHECK int agent_vmm_log_reason(const struct agent_vm *vm, char *out,
-				       size_t len);
 
 /* ---- command.c / command_power.c: VmCommand ------------------------- */
 

@@ -63,7 +63,7 @@ static void start_fail_timeout(struct agent *ag, struct agent_vm *vm)
 {
 	char tail[600], msg[900];
 
-	agent_vmm_log_tail(vm, tail, sizeof(tail));
+	agent_log_tail(vm->dir, vm->log_mark, tail, sizeof(tail));
 	snprintf(msg, sizeof(msg),
 		 "canopy-vmm did not report the VM running within %u ms and "
 		 "was killed; its log ends: %s",
@@ -297,7 +297,7 @@ void agent_power_exited(struct agent *ag, struct agent_vm *vm)
 			agent_op_finish(ag, vm, CN_OK, msg);
 			break;
 		}
-		agent_vmm_log_tail(vm, tail, sizeof(tail));
+		agent_log_tail(vm->dir, vm->log_mark, tail, sizeof(tail));
 		snprintf(msg, sizeof(msg),
 			 "canopy-vmm exited before the VM ran: %s; its log "
 			 "ends: %s",

@@ -86,6 +86,20 @@ CN_MUST_CHECK int agent_spec_save(const char *path,
 CN_MUST_CHECK int agent_spec_load(const char *path, Canopy__V1__VmSpec **out,
 				  char *msg, size_t len);
 
+/* ---- vmm.log (vmm_log.c): the VMM's stdout and stderr in the VM's
+ * directory. mark is an offset: lines before it belong to earlier runs
+ * and are never read. Any thread. */
+
+/* The size of DIR/vmm.log (0 when missing): a mark for a new run. */
+uint64_t agent_log_size(const char *dir);
+/* Its last three lines after mark, joined with "; " (out[0] = 0 when there
+ * are none). */
+void agent_log_tail(const char *dir, uint64_t mark, char *out, size_t len);
+/* The reason="..." of its last msg="vm stopped" line after mark; 0 or
+ * -ENOENT. */
+CN_MUST_CHECK int agent_log_reason(const char *dir, uint64_t mark, char *out,
+				   size_t len);
+
 /* A NULL-terminated argv whose strings are all malloc'd. */
 struct agent_argv {
 	char **v;

@@ -217,7 +217,8 @@ static void scan_one(struct agent *ag, const char *name)
 		log_error("agent", "out of memory loading vm", "vm=%s", name);
 		return;
 	}
-	if (agent_vmm_log_reason(vm, vm->reason, sizeof(vm->reason)) < 0)
+	if (agent_log_reason(vm->dir, vm->log_mark, vm->reason,
+			     sizeof(vm->reason)) < 0)
 		snprintf(vm->reason, sizeof(vm->reason), "not started");
 	snprintf(path, sizeof(path), "%s/control.sock", vm->dir);
 	if (stat(path, &sb) == 0 && S_ISSOCK(sb.st_mode))

@@ -1,5 +1,5 @@
 /* canopy-agent: VMM processes: spawn, watch through a pidfd, reap, kill,
- * and read why they stopped from vmm.log. */
+ * and why they stopped. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -18,9 +18,6 @@
 #include "lib/loop.h"
 #include "lib/sys.h"
 
-/* How much of vmm.log is read for a tail or a reason. */
-#define LOG_TAIL_READ 4096
-
 static int pidfd_open_(pid_t pid)
 {
 	long fd = syscall(SYS_pidfd_open, pid, 0);
@@ -30,91 +27,15 @@ static int pidfd_open_(pid_t pid)
 
 void agent_vmm_log_mark(struct agent_vm *vm)
 {
-	char path[AGENT_PATH_MAX + 16];
-	struct stat sb;
-
-	snprintf(path, sizeof(path), "%s/vmm.log", vm->dir);
-	vm->log_mark = stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
-}
-
-/* Read the end of vmm.log, at most size - 1 bytes and nothing before the
- * mark (older runs), NUL-terminated. */
-static int log_read_end(const struct agent_vm *vm, char *buf, size_t size)
-{
-	char path[AGENT_PATH_MAX + 16];
-	off_t end, from;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/vmm.log", vm->dir);
-	fd = sys_open(path, O_RDONLY, 0);
-	if (fd < 0)
-		return fd;
-	end = lseek(fd, 0, SEEK_END);
-	if (end < 0)
-		end = 0;
-	from = end > (off_t)(size - 1) ? end - (off_t)(size - 1) : 0;
-	if (from < (off_t)vm->log_mark)
-		from = (off_t)vm->log_mark;
-	n = from < end ? sys_pread_full(fd, buf, (size_t)(end - from), from) :
-			 0;
-	sys_close(fd);
-	if (n < 0)
-		return (int)n;
-	buf[n] = '\0';
-	return (int)n;
-}
-
-void agent_vmm_log_tail(const struct agent_vm *vm, char *out, size_t len)
-{
-	char buf[LOG_TAIL_READ + 1], *p;
-	int n = log_read_end(vm, buf, sizeof(buf)), lines = 0;
-	size_t o = 0;
-
-	out[0] = '\0';
-	if (n <= 0)
-		return;
-	/* Back up over the last three non-empty lines. */
-	while (n > 0 && buf[n - 1] == '\n')
-		buf[--n] = '\0';
-	for (p = buf + n; p > buf; p--)
-		if (p[-1] == '\n' && ++lines == 3)
-			break;
-	for (; *p && o + 3 < len; p++) {
-		if (*p == '\n') {
-			out[o++] = ';';
-			out[o++] = ' ';
-		} else {
-			out[o++] = *p;
-		}
-	}
-	out[o] = '\0';
-}
-
-int agent_vmm_log_reason(const struct agent_vm *vm, char *out, size_t len)
-{
-	char buf[LOG_TAIL_READ + 1], *line = NULL, *p, *e;
-	int n = log_read_end(vm, buf, sizeof(buf));
-
-	if (n <= 0)
-		return -ENOENT;
-	for (p = buf; (p = strstr(p, "msg=\"vm stopped\"")) != NULL; p++)
-		line = p;
-	if (!line || !(p = strstr(line, " reason=\"")))
-		return -ENOENT;
-	p += strlen(" reason=\"");
-	e = strchr(p, '"');
-	if (!e || memchr(p, '\n', (size_t)(e - p)))
-		return -ENOENT;
-	snprintf(out, len, "%.*s", (int)(e - p), p);
-	return 0;
+	vm->log_mark = agent_log_size(vm->dir);
 }
 
 /* Why the process ended, for a child whose wait status we have. */
 static void child_reason(struct agent_vm *vm, int st)
 {
 	char logr[256];
-	int have = agent_vmm_log_reason(vm, logr, sizeof(logr)) == 0;
+	int have = agent_log_reason(vm->dir, vm->log_mark, logr,
+				    sizeof(logr)) == 0;
 
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && have)
 		snprintf(vm->reason, sizeof(vm->reason), "%s", logr);
@@ -145,8 +66,8 @@ static void on_exit_fd(struct loop *l, int fd, unsigned mask, void *arg)
 		child_reason(vm, st);
 		vm->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) :
 						  128 + WTERMSIG(st);
-	} else if (agent_vmm_log_reason(vm, vm->reason, sizeof(vm->reason)) <
-		   0) {
+	} else if (agent_log_reason(vm->dir, vm->log_mark, vm->reason,
+				    sizeof(vm->reason)) < 0) {
 		snprintf(vm->reason, sizeof(vm->reason),
 			 "canopy-vmm (pid %d) exited", (int)vm->pid);
 	}

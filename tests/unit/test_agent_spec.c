@@ -1,5 +1,5 @@
 /* Unit tests for canopy-agent's pure parts: VM id and spec checks, the spec
- * file round trip and the canopy-vmm command line. */
+ * file round trip, the canopy-vmm command line and reading vmm.log. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -387,6 +387,69 @@ static void test_ds_path_split(void **state)
 	assert_int_equal(agent_ds_path_split("ds1:x", name, 3, &file), -EINVAL);
 }
 
+static void write_text(const char *path, const char *text, const char *mode)
+{
+	FILE *fp = fopen(path, mode);
+
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+static void test_vmm_log(void **state)
+{
+	char dir[] = "/tmp/agent-log-XXXXXX", path[128], out[256];
+	uint64_t mark;
+	char big[6000];
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/vmm.log", dir);
+	/* No log at all. */
+	assert_int_equal(agent_log_size(dir), 0);
+	agent_log_tail(dir, 0, out, sizeof(out));
+	assert_string_equal(out, "");
+	assert_int_equal(agent_log_reason(dir, 0, out, sizeof(out)), -ENOENT);
+	/* An older run, then a new one that has not stopped yet. */
+	write_text(path,
+		   "t level=info comp=vmm msg=\"vm started\" vm=a\n"
+		   "t level=info comp=vmm msg=\"vm stopped\" vm=a "
+		   "reason=\"old run\"\n",
+		   "w");
+	assert_int_equal(agent_log_reason(dir, 0, out, sizeof(out)), 0);
+	assert_string_equal(out, "old run");
+	mark = agent_log_size(dir);
+	assert_true(mark > 0);
+	write_text(path, "t level=info comp=vmm msg=\"vm started\" vm=a\n",
+		   "a");
+	assert_int_equal(agent_log_reason(dir, mark, out, sizeof(out)),
+			 -ENOENT);
+	agent_log_tail(dir, mark, out, sizeof(out));
+	assert_string_equal(out,
+			    "t level=info comp=vmm msg=\"vm started\" vm=a");
+	/* Its stop line; the last one wins; a line cut short is no reason. */
+	write_text(path,
+		   "x\ny msg=\"vm stopped\" vm=a reason=\"guest powered off "
+		   "(ACPI S5)\" exits=3\n\n",
+		   "a");
+	assert_int_equal(agent_log_reason(dir, mark, out, sizeof(out)), 0);
+	assert_string_equal(out, "guest powered off (ACPI S5)");
+	agent_log_tail(dir, mark, out, sizeof(out));
+	assert_non_null(strstr(out, "vm=a; x; y msg="));
+	write_text(path, "z msg=\"vm stopped\" reason=\"cut", "a");
+	assert_int_equal(agent_log_reason(dir, mark, out, sizeof(out)),
+			 -ENOENT);
+	/* Only the last 4 KiB are read, and a small buffer is not overrun. */
+	memset(big, 'b', sizeof(big) - 2);
+	big[sizeof(big) - 2] = '\n';
+	big[sizeof(big) - 1] = 0;
+	write_text(path, big, "a");
+	agent_log_tail(dir, 0, out, 16);
+	assert_true(strlen(out) > 8 && strlen(out) < 16);
+	assert_int_equal(strspn(out, "b"), strlen(out));
+	unlink(path);
+	rmdir(dir);
+}
+
 static void test_disk_path(void **state)
 {
 	Canopy__V1__DiskSpec d = CANOPY__V1__DISK_SPEC__INIT;
@@ -413,6 +476,7 @@ int main(void)
 		cmocka_unit_test(test_disk_path),
 		cmocka_unit_test(test_vmm_argv_datastore),
 		cmocka_unit_test(test_ds_path_split),
+		cmocka_unit_test(test_vmm_log),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
