@@ -646,8 +646,12 @@ static void *worker_main(void *arg)
 	uint64_t n;
 
 	while (!worker_gate(vd)) {
-		active = (atomic_load(&vd->status) & VIRTIO_STATUS_DRIVER_OK) !=
-			 0;
+		/* A device that needs a reset handles no fd events, so it
+		 * must not poll them (a ready fd would spin the worker). */
+		active = (atomic_load(&vd->status) &
+			  (VIRTIO_STATUS_DRIVER_OK |
+			   VIRTIO_STATUS_NEEDS_RESET)) ==
+			 VIRTIO_STATUS_DRIVER_OK;
 		pf[0] = (struct pollfd){ .fd = vd->ctl_fd, .events = POLLIN };
 		for (unsigned i = 0; i < nq; i++)
 			pf[1 + i] = (struct pollfd){ .fd = vd->q[i].kick_fd,

@@ -4,6 +4,7 @@
  * device's worker thread answering. Hostile register sequences must end in
  * a refusal or DEVICE_NEEDS_RESET, and a reset must bring the device back. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -89,7 +90,7 @@ static void reg_w(struct tx *t, uint64_t off, uint64_t v, uint32_t len)
 }
 
 /* A virtio-blk disk over a sparse temporary file, 64 KiB chunk i filled
- * with the byte i + 1; its backend runs reads on I/O threads. */
+ * with the byte i + 1; O_DIRECT, so that reads run on the I/O threads. */
 static int add_disk(struct tx *t, char *err, size_t errlen)
 {
 	struct blk_spec spec;
@@ -109,7 +110,7 @@ static int add_disk(struct tx *t, char *err, size_t errlen)
 			return -EIO;
 	}
 	close(fd);
-	snprintf(opt, sizeof(opt), "path=%s", t->disk);
+	snprintf(opt, sizeof(opt), "path=%s,direct", t->disk);
 	if (blk_spec_parse(opt, &spec, err, errlen) < 0 ||
 	    blk_file_open(&spec, &b, err, errlen) < 0)
 		return -EINVAL;
@@ -744,6 +745,42 @@ static void test_blk_reset_waits_for_in_flight_reads(void **state)
 	}
 }
 
+/* CPU time the device's worker thread has used, in ms. */
+static uint64_t worker_cpu_ms(struct tx *t)
+{
+	clockid_t cid;
+	struct timespec ts;
+
+	assert_int_equal(pthread_getcpuclockid(t->vd->worker, &cid), 0);
+	assert_int_equal(clock_gettime(cid, &ts), 0);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A bad chain right behind reads handed to the I/O threads: the device
+ * needs a reset, the reads finish later, and until the driver resets the
+ * worker must sleep (not spin on the completion fd it no longer reaps). */
+static void test_blk_needs_reset_with_reads_in_flight_idles(void **state)
+{
+	struct tx *t = *state;
+	uint64_t cpu;
+
+	t->qsize = 64;
+	bring_up(t);
+	for (uint16_t i = 0; i < 10; i++)
+		blk_read(t, i, (uint64_t)i * 128, D, 64 << 10, 1);
+	blk_read(t, 10, 0, D, 512, 0); /* nowhere to write: bad */
+	reg_w(t, R_NOTIFY, 0, 2);
+	assert_true(wait_for(t, needs_reset, 0));
+	usleep(50 * 1000); /* the reads are done by now */
+	cpu = worker_cpu_ms(t);
+	usleep(200 * 1000);
+	assert_true(worker_cpu_ms(t) - cpu < 50);
+	bring_up(t);
+	blk_read(t, 0, 0, D, 512, 1);
+	reg_w(t, R_NOTIFY, 0, 2);
+	assert_true(wait_for(t, used_is, 1));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -764,6 +801,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_blk_reset_waits_for_in_flight_reads, setup_blk,
 			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_blk_needs_reset_with_reads_in_flight_idles,
+			setup_blk, teardown),
 #undef T
 	};
 
