@@ -27,7 +27,7 @@ if [ -z "$ver" ]; then
 		"run apt-get update" >&2
 	exit 1
 fi
-format=modules-v3
+format=modules-v4
 if [ -f "$out/version" ] &&
 	[ "$(cat "$out/version")" = "$ver $format" ]; then
 	exit 0
@@ -59,14 +59,15 @@ for m in virt/lib/irqbypass.ko drivers/crypto/ccp/ccp.ko \
 	basename "$m" >>"$out/modules.new/order"
 done
 # The guest's set, in load order: virtio core, PCI transport, blk, net
-# (failover first), balloon, then ext4 and what it needs (crc32c through
-# the crypto API).
+# (failover first), balloon, rng (the hw_random core is built in), then
+# ext4 and what it needs (crc32c through the crypto API).
 for m in drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko \
 	drivers/virtio/virtio_pci_modern_dev.ko \
 	drivers/virtio/virtio_pci_legacy_dev.ko \
 	drivers/virtio/virtio_pci.ko drivers/block/virtio_blk.ko \
 	net/core/failover.ko drivers/net/net_failover.ko \
 	drivers/net/virtio_net.ko drivers/virtio/virtio_balloon.ko \
+	drivers/char/hw_random/virtio-rng.ko \
 	lib/crc16.ko crypto/crc32c_generic.ko fs/mbcache.ko fs/jbd2/jbd2.ko \
 	fs/ext4/ext4.ko; do
 	cp "$mods/$m" "$out/guest-modules.new/"
