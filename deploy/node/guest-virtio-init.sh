@@ -5,7 +5,10 @@
 # the host inflates the balloon, and power off. Markers:
 #   canopy-guest: read <first line of /hello.txt>
 #   canopy-guest: wrote new.txt
+#   canopy-guest: scratch discard ok|bad, write-zeroes ok|bad (when a
+#                 second disk /dev/vdb is there)
 #   canopy-guest: msix vectors <n>        (virtio interrupts on MSI-X; x86 labels them PCI-MSI)
+#   canopy-guest: intx interrupts <n>     (virtio interrupts through the IOAPIC)
 #   canopy-guest: memtotal <kB>           (before)
 #   canopy-guest: balloon memtotal <kB>   (after it dropped, or at timeout)
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -28,6 +31,19 @@ else
 	echo "canopy-guest: mount failed"
 	dmesg | tail -n 20
 fi
+# The second disk: fill 2 MiB, discard the first MiB, zero the second
+# (BLKZEROOUT: virtio-blk write-zeroes), and read back.
+zero1m=$(dd if=/dev/zero bs=1M count=1 2>/dev/null | md5sum | cut -d' ' -f1)
+if [ -b /dev/vdb ]; then
+	dd if=/dev/urandom of=/dev/vdb bs=1M count=2 conv=fsync 2>/dev/null
+	res() { [ "$1" = "$zero1m" ] && echo ok || echo bad; }
+	blkdiscard -o 0 -l 1048576 /dev/vdb &&
+		d=$(dd if=/dev/vdb bs=1M count=1 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+	/usr/sbin/blkdiscard -z -o 1048576 -l 1048576 /dev/vdb &&
+		z=$(dd if=/dev/vdb bs=1M skip=1 count=1 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+	echo "canopy-guest: scratch discard $(res "$d"), write-zeroes $(res "$z")"
+fi
+echo "canopy-guest: intx interrupts $(grep 'IO-APIC.*virtio' /proc/interrupts | awk '{s+=$2} END {print s+0}')"
 echo "canopy-guest: msix vectors $(grep -c 'PCI-MSI.*virtio' /proc/interrupts)"
 mt() { sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo; }
 before=$(mt)

@@ -269,10 +269,40 @@ static int file_discard(struct blk_backend *b, uint64_t off, uint64_t len)
 			  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
 }
 
+/* Zeros written the slow way, for file systems without either fallocate
+ * mode (an aligned buffer: the file may be O_DIRECT). */
+static int write_zeros(struct blk_file *f, uint64_t off, uint64_t len)
+{
+	size_t chunk = len < (1u << 20) ? (size_t)len : (1u << 20);
+	void *z = NULL;
+	int rc = 0;
+
+	if (posix_memalign(&z, 4096, chunk))
+		return -ENOMEM;
+	memset(z, 0, chunk);
+	while (len && rc == 0) {
+		size_t n = len < chunk ? (size_t)len : chunk;
+
+		rc = sys_pwrite_full(f->fd, z, n, (off_t)off);
+		off += n;
+		len -= n;
+	}
+	free(z);
+	return rc;
+}
+
+/* Zeroes: ZERO_RANGE where the file system has it; else a hole (reads
+ * as zeros; tmpfs has only that); else writing them. */
 static int file_write_zeroes(struct blk_backend *b, uint64_t off, uint64_t len)
 {
-	return file_punch(b, off, len,
-			  FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE);
+	int rc = file_punch(b, off, len,
+			    FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE);
+
+	if (rc == -EOPNOTSUPP || rc == -EINVAL)
+		rc = file_discard(b, off, len);
+	if (rc == -EOPNOTSUPP || rc == -EINVAL)
+		rc = write_zeros((struct blk_file *)b, off, len);
+	return rc;
 }
 
 static void file_close(struct blk_backend *b)

@@ -16,11 +16,13 @@ pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 # The node's /dev/vda is the ext4 image; canopy-vmm uses it as a block
 # device backend (the guest sees it as its /dev/vda).
 RUN = """#!/bin/sh
+dd if=/dev/zero of=/tmp/scratch.img bs=1M count=8 2>/dev/null
 canopy-vmm --name linux --kernel /node/guest/vmlinuz \\
     --initrd /node/guest/initrd.gz --memory 384 --cpus 1 \\
     --serial file:/tmp/guest.log --control /tmp/ctl \\
     --disk path=/dev/vda,serial=canopy-ext4 --balloon \\
-    --cmdline "console=ttyS0 panic=-1 quiet" &
+    --disk path=/tmp/scratch.img \\
+    --cmdline "console=ttyS0 panic=-1 quiet CMDLINE_EXTRA" &
 vmm=$!
 i=0
 while ! grep -q "canopy-guest: memtotal" /tmp/guest.log 2>/dev/null &&
@@ -30,6 +32,7 @@ done
 vmmctl /tmp/ctl balloon 192
 wait $vmm
 echo "canopy-node: vmm exit $?"
+echo "canopy-node: scratch blocks $(stat -c %b /tmp/scratch.img)"
 cat /tmp/guest.log
 """
 
@@ -44,17 +47,25 @@ def make_ext4(path, tmp_path):
                    check=True, capture_output=True, timeout=60)
 
 
-def test_debian_kernel_uses_virtio_blk_and_balloon(build_dir, tmp_path):
+@pytest.mark.parametrize("irq", ["msix", "intx"])
+def test_debian_kernel_uses_virtio_blk_and_balloon(build_dir, tmp_path, irq):
+    """irq=intx boots the guest with pci=nomsi: the same devices then
+    interrupt through INTx, routed by the DSDT's _PRT."""
     if not shutil.which("mkfs.ext4") or not shutil.which("debugfs"):
         pytest.skip("mkfs.ext4/debugfs (e2fsprogs) not installed")
+    if not shutil.which("blkdiscard"):
+        pytest.skip("blkdiscard (util-linux) not installed")
     kernel = node.fetch_kernel(build_dir)
     img = tmp_path / "ext4.img"
     make_ext4(img, tmp_path)
     guest = node.mkinitramfs(
         tmp_path / "guest.gz",
         os.path.join(node.NODE_DIR, "guest-virtio-init.sh"),
-        [(os.path.join(kernel, "guest-modules"), "/guest-modules")])
-    n = node.Node(build_dir, tmp_path, RUN, disks=[img],
+        [(os.path.join(kernel, "guest-modules"), "/guest-modules")],
+        # util-linux's blkdiscard: busybox's has no -z (BLKZEROOUT).
+        bins=[(shutil.which("blkdiscard"), "/usr/sbin/blkdiscard")])
+    run = RUN.replace("CMDLINE_EXTRA", "pci=nomsi" if irq == "intx" else "")
+    n = node.Node(build_dir, tmp_path, run, disks=[img],
                   files=[(os.path.join(kernel, "vmlinuz"),
                           "/node/guest/vmlinuz"),
                          (guest, "/node/guest/initrd.gz")],
@@ -67,7 +78,17 @@ def test_debian_kernel_uses_virtio_blk_and_balloon(build_dir, tmp_path):
     assert "canopy-guest: read made on the host" in text, text[-4000:]
     assert "canopy-guest: wrote new.txt" in text, text[-4000:]
     v = re.search(r"canopy-guest: msix vectors (\d+)", text)
-    assert v and int(v.group(1)) >= 2, "virtio on MSI-X:\n" + text[-3000:]
+    x = re.search(r"canopy-guest: intx interrupts (\d+)", text)
+    assert v and x, text[-3000:]
+    if irq == "msix":
+        assert int(v.group(1)) >= 2, "virtio on MSI-X:\n" + text[-3000:]
+    else:
+        assert int(v.group(1)) == 0 and int(x.group(1)) > 0, text[-3000:]
+    assert "canopy-guest: scratch discard ok, write-zeroes ok" in text, \
+        text[-3000:]
+    # The discarded MiB is a hole again in the scratch file (tmpfs).
+    blocks = re.search(r"canopy-node: scratch blocks (\d+)", text)
+    assert blocks and int(blocks.group(1)) * 512 <= 7 * (1 << 20), text
     m = re.search(r"canopy-guest: memtotal (\d+)", text)
     b = re.search(r"canopy-guest: balloon memtotal (\d+)", text)
     assert m and b, text[-4000:]
