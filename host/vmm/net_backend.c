@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,6 +237,28 @@ static ssize_t file_recv(struct net_backend *b, const struct iovec *iov, int n)
 	return r < 0 ? -errno : r;
 }
 
+/* A socket's pending error (e.g. ECONNRESET) is read and so cleared;
+ * a TAP fd that reports an error has lost its interface. */
+static int file_error(struct net_backend *b)
+{
+	struct net_file *f = (struct net_file *)b;
+	int fds[2] = { b->fd, b->out_fd };
+
+	if (!f->is_unix)
+		return -EIO;
+	for (int i = 0; i < 2; i++) {
+		struct pollfd p = { .fd = fds[i] };
+		int e = 0;
+		socklen_t l = sizeof(e);
+
+		if (getsockopt(fds[i], SOL_SOCKET, SO_ERROR, &e, &l) < 0)
+			return -errno;
+		if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLNVAL)))
+			return -EPIPE; /* shut down: it stays so */
+	}
+	return 0;
+}
+
 static void file_close(struct net_backend *b)
 {
 	struct net_file *f = (struct net_file *)b;
@@ -252,6 +275,7 @@ static void file_close(struct net_backend *b)
 static const struct net_backend_ops file_ops = {
 	.send = file_send,
 	.recv = file_recv,
+	.error = file_error,
 	.close = file_close,
 };
 

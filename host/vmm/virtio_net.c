@@ -38,6 +38,7 @@ struct vnet {
 	uint8_t config[VNET_CONFIG_SIZE];
 	int watch, watch_out; /* virtio_dev_watch indices: fd, out_fd */
 	int active; /* DRIVER_OK and not broken: poll the backend */
+	int dead; /* the backend failed: link down until the VMM exits */
 	int rx_wait; /* no guest rx buffer: POLLIN off until an rx kick */
 	int tx_wait; /* backend full: POLLOUT on, tx kicks ignored */
 	struct virtq_req req; /* worker thread only */
@@ -357,7 +358,7 @@ static int net_activate(struct virtio_dev *vd)
 {
 	struct vnet *n = vd->priv;
 
-	n->active = 1;
+	n->active = !n->dead;
 	n->rx_wait = n->tx_wait = 0;
 	watch_update(n);
 	return 0;
@@ -384,10 +385,33 @@ static void net_queue_notify(struct virtio_dev *vd, unsigned q)
 	}
 }
 
+/* The backend is gone (a TAP interface deleted, a socket shut down): the
+ * link goes down for good and its fds are no longer polled (poll reports
+ * POLLERR and POLLHUP whatever the events asked: the worker would spin). */
+static void backend_dead(struct vnet *n)
+{
+	struct virtio_dev *vd = n->vd;
+
+	log_warn("virtio-net", "backend failed: link down", "dev=%s %s",
+		 vd->name, n->b->desc);
+	n->dead = 1;
+	n->active = 0;
+	vd->watch_fd[n->watch] = -1; /* worker thread: no virtio_dev_unwatch */
+	if (n->watch_out >= 0)
+		vd->watch_fd[n->watch_out] = -1;
+	n->config[6] = 0; /* status: link down */
+	virtio_config_changed(vd);
+}
+
 static void net_fd_ready(struct virtio_dev *vd, unsigned idx, short revents)
 {
 	struct vnet *n = vd->priv;
 
+	if ((revents & (POLLERR | POLLHUP | POLLNVAL)) &&
+	    n->b->ops->error(n->b) < 0) {
+		backend_dead(n);
+		return;
+	}
 	if (revents & POLLOUT) {
 		n->tx_wait = 0;
 		watch_update(n);
@@ -395,15 +419,6 @@ static void net_fd_ready(struct virtio_dev *vd, unsigned idx, short revents)
 	}
 	if (revents & POLLIN)
 		do_rx(n);
-	if ((revents & (POLLERR | POLLHUP | POLLNVAL)) &&
-	    !(revents & (POLLIN | POLLOUT))) {
-		log_warn("virtio-net", "backend failed: link down", "dev=%s %s",
-			 vd->name, n->b->desc);
-		n->active = 0;
-		watch_update(n);
-		n->config[6] = 0; /* status: link down */
-		virtio_config_changed(vd);
-	}
 }
 
 static int net_save(struct virtio_dev *vd, struct buf *out)
@@ -452,7 +467,8 @@ static int net_load(struct virtio_dev *vd, const uint8_t *p, size_t len)
 	n->tx_full = s.st.tx_full;
 	n->rx_no_buf = s.st.rx_no_buf;
 	/* Transport state says whether the driver is running. */
-	n->active = (atomic_load(&vd->status) & VIRTIO_STATUS_DRIVER_OK) &&
+	n->active = !n->dead &&
+		    (atomic_load(&vd->status) & VIRTIO_STATUS_DRIVER_OK) &&
 		    !(atomic_load(&vd->status) & VIRTIO_STATUS_NEEDS_RESET);
 	n->rx_wait = n->tx_wait = 0;
 	watch_update(n);

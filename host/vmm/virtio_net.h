@@ -66,6 +66,9 @@ struct net_backend_ops {
 	 * the iov holds when it was too big (then the copy is partial);
 	 * -EAGAIN when there is none; other -errno. */
 	ssize_t (*recv)(struct net_backend *b, const struct iovec *iov, int n);
+	/* poll reported POLLERR or POLLHUP: 0 when that was a passing
+	 * error (now cleared), -errno when the backend is gone. */
+	int (*error)(struct net_backend *b);
 	void (*close)(struct net_backend *b);
 };
 

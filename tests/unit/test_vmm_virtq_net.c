@@ -172,6 +172,11 @@ static ssize_t fb_recv(struct net_backend *b, const struct iovec *iov, int n)
 	return (ssize_t)len; /* the whole length, as MSG_TRUNC does */
 }
 
+static int fb_error(struct net_backend *b)
+{
+	return -EIO;
+}
+
 static void fb_close(struct net_backend *b)
 {
 	((struct fake_backend *)b)->closed = 1;
@@ -180,6 +185,7 @@ static void fb_close(struct net_backend *b)
 static const struct net_backend_ops fb_ops = {
 	.send = fb_send,
 	.recv = fb_recv,
+	.error = fb_error,
 	.close = fb_close,
 };
 
