@@ -143,6 +143,19 @@ static unsigned aml_pkglen(uint8_t *p, unsigned n)
 	return 2;
 }
 
+/* op (one or two bytes), PkgLength, then the n bytes of body: the shape of
+ * every AML package-like term (Scope, Device, Package, Buffer). */
+static unsigned aml_pkg(uint8_t *p, const uint8_t *op, unsigned nop,
+			const uint8_t *body, unsigned n)
+{
+	unsigned k = nop;
+
+	memcpy(p, op, nop);
+	k += aml_pkglen(p + k, n);
+	memcpy(p + k, body, n);
+	return k + n;
+}
+
 /* Name (NAME, DWord) for an EISA id or a small integer. */
 static unsigned aml_name_dword(uint8_t *p, const char *name, uint32_t v)
 {
@@ -178,17 +191,14 @@ static unsigned aml_prt(uint8_t *p)
 	p[k++] = 0x08;
 	memcpy(p + k, "_PRT", 4);
 	k += 4;
-	p[k++] = 0x12;
-	k += aml_pkglen(p + k, n);
-	memcpy(p + k, body, n);
-	return k + n;
+	return k + aml_pkg(p + k, (const uint8_t[]){ 0x12 }, 1, body, n);
 }
 
 /* Device (PCI0): the host bridge, so that ACPI guests find bus 0. */
 static unsigned aml_pci0(uint8_t *p)
 {
 	uint8_t body[1024];
-	unsigned n = 0, k = 0;
+	unsigned n = 0;
 
 	memcpy(body, "PCI0", 4);
 	n = 4;
@@ -200,34 +210,28 @@ static unsigned aml_pci0(uint8_t *p)
 	body[n++] = 0x08;
 	memcpy(body + n, "_CRS", 4);
 	n += 4;
-	body[n++] = 0x11; /* Buffer */
-	n += aml_pkglen(body + n, 2 + sizeof(pci_crs));
-	body[n++] = 0x0a;
-	body[n++] = sizeof(pci_crs);
-	memcpy(body + n, pci_crs, sizeof(pci_crs));
-	n += sizeof(pci_crs);
+	{
+		uint8_t buf[2 + sizeof(pci_crs)] = { 0x0a, sizeof(pci_crs) };
+
+		memcpy(buf + 2, pci_crs, sizeof(pci_crs));
+		n += aml_pkg(body + n, (const uint8_t[]){ 0x11 }, 1, buf,
+			     sizeof(buf)); /* Buffer */
+	}
 	n += aml_prt(body + n);
-	p[k++] = 0x5b; /* Device */
-	p[k++] = 0x82;
-	k += aml_pkglen(p + k, n);
-	memcpy(p + k, body, n);
-	return k + n;
+	return aml_pkg(p, (const uint8_t[]){ 0x5b, 0x82 }, 2, body, n);
 }
 
 /* Scope (\_SB) { Device (PCI0) {...} } */
 static unsigned aml_sb(uint8_t *p)
 {
 	uint8_t body[1100];
-	unsigned n = 0, k = 0;
+	unsigned n = 0;
 
 	body[n++] = '\\';
 	memcpy(body + n, "_SB_", 4);
 	n += 4;
 	n += aml_pci0(body + n);
-	p[k++] = 0x10; /* Scope */
-	k += aml_pkglen(p + k, n);
-	memcpy(p + k, body, n);
-	return k + n;
+	return aml_pkg(p, (const uint8_t[]){ 0x10 }, 1, body, n); /* Scope */
 }
 
 static void put16(uint8_t *p, uint16_t v)

@@ -112,33 +112,6 @@ static void blk_config_read(struct virtio_dev *vd, uint32_t off, void *data,
 	memcpy(data, k->config + off, len);
 }
 
-/* Slice the request's segments: `len` bytes from byte `off` of the part
- * starting at segment `first` with `count` segments, into io->iov. */
-static int slice(struct blk_io *io, unsigned first, unsigned count,
-		 uint64_t off, uint64_t len)
-{
-	const struct iovec *v = io->req.iov + first;
-	int n = 0;
-
-	for (unsigned i = 0; i < count && len; i++) {
-		uint64_t l = v[i].iov_len;
-
-		if (off >= l) {
-			off -= l;
-			continue;
-		}
-		l -= off;
-		if (l > len)
-			l = len;
-		io->iov[n].iov_base = (uint8_t *)v[i].iov_base + off;
-		io->iov[n].iov_len = l;
-		n++;
-		len -= l;
-		off = 0;
-	}
-	return n;
-}
-
 /* Is [sector, sector + bytes) inside the disk? */
 static int in_range(const struct blk *k, uint64_t sector, uint64_t bytes)
 {
@@ -161,8 +134,8 @@ static uint8_t do_rw(struct blk *k, struct blk_io *io, uint32_t type,
 		return VIRTIO_BLK_S_IOERR;
 	if (!in_range(k, sector, len))
 		return VIRTIO_BLK_S_IOERR;
-	n = wr ? slice(io, 0, r->nr, BLK_HDR, len) :
-		 slice(io, r->nr, r->nw, 0, len);
+	n = wr ? virtq_req_slice(r, 0, r->nr, BLK_HDR, len, io->iov) :
+		 virtq_req_slice(r, r->nr, r->nw, 0, len, io->iov);
 	got = wr ? k->b->ops->pwritev(k->b, io->iov, n, sector * BLK_SECTOR) :
 		   k->b->ops->preadv(k->b, io->iov, n, sector * BLK_SECTOR);
 	if (got < 0 || (uint64_t)got != len)

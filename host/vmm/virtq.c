@@ -235,13 +235,17 @@ int virtq_should_signal(struct virtq *q)
 	return (uint16_t)(now - ev - 1) < (uint16_t)(now - old);
 }
 
-size_t virtq_req_read(const struct virtq_req *r, uint64_t off, void *dst,
-		      size_t len)
+/* Copy between buf and the segments [first, first + count) of r, from
+ * byte off of that part; to_guest marks what it writes dirty. */
+static size_t copy_segs(const struct virtq_req *r, unsigned first,
+			unsigned count, uint64_t off, void *buf, size_t len,
+			int to_guest)
 {
 	size_t done = 0;
 
-	for (unsigned i = 0; i < r->nr && done < len; i++) {
+	for (unsigned i = first; i < first + count && done < len; i++) {
 		const struct iovec *v = &r->iov[i];
+		uint8_t *g = (uint8_t *)v->iov_base + off;
 		size_t n;
 
 		if (off >= v->iov_len) {
@@ -251,35 +255,52 @@ size_t virtq_req_read(const struct virtq_req *r, uint64_t off, void *dst,
 		n = v->iov_len - off;
 		if (n > len - done)
 			n = len - done;
-		memcpy((uint8_t *)dst + done, (uint8_t *)v->iov_base + off, n);
+		if (to_guest) {
+			memcpy(g, (const uint8_t *)buf + done, n);
+			if (r->mem) /* a request from virtq_pop has it */
+				gmem_mark(r->mem, g, n);
+		} else {
+			memcpy((uint8_t *)buf + done, g, n);
+		}
 		done += n;
 		off = 0;
 	}
 	return done;
 }
 
+size_t virtq_req_read(const struct virtq_req *r, uint64_t off, void *dst,
+		      size_t len)
+{
+	return copy_segs(r, 0, r->nr, off, dst, len, 0);
+}
+
 size_t virtq_req_write(const struct virtq_req *r, uint64_t off, const void *src,
 		       size_t len)
 {
-	size_t done = 0;
+	return copy_segs(r, r->nr, r->nw, off, (void *)src, len, 1);
+}
 
-	for (unsigned i = r->nr; i < r->nr + r->nw && done < len; i++) {
-		const struct iovec *v = &r->iov[i];
-		size_t n;
+int virtq_req_slice(const struct virtq_req *r, unsigned first, unsigned count,
+		    uint64_t off, uint64_t len, struct iovec *out)
+{
+	const struct iovec *v = r->iov + first;
+	int k = 0;
 
-		if (off >= v->iov_len) {
-			off -= v->iov_len;
+	for (unsigned i = 0; i < count && len; i++) {
+		uint64_t l = v[i].iov_len;
+
+		if (off >= l) {
+			off -= l;
 			continue;
 		}
-		n = v->iov_len - off;
-		if (n > len - done)
-			n = len - done;
-		memcpy((uint8_t *)v->iov_base + off,
-		       (const uint8_t *)src + done, n);
-		if (r->mem) /* a request from virtq_pop has it */
-			gmem_mark(r->mem, (uint8_t *)v->iov_base + off, n);
-		done += n;
+		l -= off;
+		if (l > len)
+			l = len;
+		out[k].iov_base = (uint8_t *)v[i].iov_base + off;
+		out[k].iov_len = l;
+		k++;
+		len -= l;
 		off = 0;
 	}
-	return done;
+	return k;
 }

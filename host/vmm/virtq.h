@@ -121,5 +121,9 @@ size_t virtq_req_read(const struct virtq_req *r, uint64_t off, void *dst,
 		      size_t len);
 size_t virtq_req_write(const struct virtq_req *r, uint64_t off, const void *src,
 		       size_t len);
+/* Point out[] at len bytes from byte off of the segments [first, first +
+ * count) of r (no copy); returns how many iovecs it used (at most count). */
+int virtq_req_slice(const struct virtq_req *r, unsigned first, unsigned count,
+		    uint64_t off, uint64_t len, struct iovec *out);
 
 #endif
