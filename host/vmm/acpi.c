@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "host/vmm/le.h"
 #include "host/vmm/pci.h"
 #include "host/vmm/vmm.h"
 
@@ -232,21 +233,6 @@ static unsigned aml_sb(uint8_t *p)
 	n += 4;
 	n += aml_pci0(body + n);
 	return aml_pkg(p, (const uint8_t[]){ 0x10 }, 1, body, n); /* Scope */
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, 2);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
 }
 
 static uint8_t checksum(const uint8_t *p, size_t n)

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "host/vmm/le.h"
 #include "host/vmm/vmm.h"
 #include "lib/sys.h"
 
@@ -46,20 +47,6 @@ static void update_sci(struct platform *p)
 		p->r.sci_level = level;
 		vm_irq_line(p->vm, VMM_IRQ_SCI, level);
 	}
-}
-
-static void put_le(void *data, uint32_t len, uint64_t v)
-{
-	memset(data, 0, len);
-	memcpy(data, &v, len < 8 ? len : 8);
-}
-
-static uint64_t get_le(const void *data, uint32_t len)
-{
-	uint64_t v = 0;
-
-	memcpy(&v, data, len < 8 ? len : 8);
-	return v;
 }
 
 static void pm_read(void *dev, uint64_t off, void *data, uint32_t len)

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "host/vmm/le.h"
 #include "host/vmm/pci.h"
 #include "host/vmm/vmm.h"
 #include "lib/buf.h"
@@ -21,24 +22,6 @@
 #define PCI_MSIX_MASKED 1u
 /* Version of pci_dev_save's layout. */
 #define PCI_STATE_VERSION 1
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, 2);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
 
 static uint16_t cfg16(const struct pci_dev *d, unsigned off)
 {

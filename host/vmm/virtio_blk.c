@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/vmm/le.h"
 #include "host/vmm/blk_pool.h"
 #include "host/vmm/virtio_blk.h"
 #include "host/vmm/virtio_pci.h"
@@ -54,21 +55,6 @@ struct blk {
 	/* Counters, for status and tests. */
 	_Atomic uint64_t reads, writes, flushes, errors, rbytes, wbytes;
 };
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, 2);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
 
 static uint64_t blk_features(struct virtio_dev *vd)
 {

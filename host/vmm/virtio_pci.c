@@ -10,6 +10,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "host/vmm/le.h"
 #include "host/vmm/virtio_pci.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -40,20 +41,6 @@
 #define VPCI_STATE_VERSION 1
 
 static const struct pci_dev_ops vpci_pci_ops;
-
-static uint64_t get_le(const void *data, uint32_t len)
-{
-	uint64_t v = 0;
-
-	memcpy(&v, data, len < 8 ? len : 8);
-	return v;
-}
-
-static void put_le(void *data, uint32_t len, uint64_t v)
-{
-	memset(data, 0, len);
-	memcpy(data, &v, len < 8 ? len : 8);
-}
 
 int virtio_has_feature(const struct virtio_dev *vd, unsigned f)
 {
