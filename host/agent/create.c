@@ -229,6 +229,28 @@ static Canopy__V1__VmSpec *spec_copy(const Canopy__V1__VmSpec *spec)
 	return copy;
 }
 
+/* Why the id could not be claimed, in j->msg; the -errno. */
+static int claim_failed(struct agent *ag, struct agent_create_job *j)
+{
+	int rc = agent_vm_find(ag, j->id) || errno == EEXIST ? -EEXIST : -errno;
+	int busy = 0;
+
+	for (struct agent_create_job *o = ag->jobs; o; o = o->next)
+		busy |= strcmp(o->id, j->id) == 0;
+	if (rc == -EEXIST && !agent_vm_find(ag, j->id) && !busy)
+		snprintf(j->msg, sizeof(j->msg),
+			 "VM %s: its directory %.300s exists but holds no VM "
+			 "this agent could load (see its log); remove it or "
+			 "use another id",
+			 j->id, j->dir);
+	else
+		snprintf(j->msg, sizeof(j->msg), "VM %s %s", j->id,
+			 rc == -EEXIST ? "already exists on this host; delete "
+					 "it first or use another id" :
+					 cn_strerror(rc));
+	return rc;
+}
+
 /* Volumes of the datastore disks and a slot to change them. 0 or -errno
  * with j->msg. */
 static int ds_prepare(struct agent *ag, struct agent_create_job *j,
@@ -288,12 +310,7 @@ void agent_create_start(struct agent *ag, uint64_t rid,
 	/* The directory is the claim on the id (also against a CREATE still
 	 * running in a worker). */
 	if (agent_vm_find(ag, j->id) || mkdir(j->dir, 0700) < 0) {
-		rc = agent_vm_find(ag, j->id) || errno == EEXIST ? -EEXIST :
-								   -errno;
-		snprintf(j->msg, sizeof(j->msg), "VM %s %s", j->id,
-			 rc == -EEXIST ? "already exists on this host; delete "
-					 "it first or use another id" :
-					 cn_strerror(rc));
+		rc = claim_failed(ag, j);
 		goto fail;
 	}
 	j->spec = spec_copy(cmd->spec);

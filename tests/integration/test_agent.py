@@ -179,6 +179,8 @@ def test_concurrent_creates_and_leftovers(mgr, agents, tmp_path):
     assert (vms / "half" / "d.img").stat().st_size == 1 << 20
     st = mgr.command("host1", "DELETE", "junk")
     assert st.code == NOT_FOUND
+    st = mgr.command("host1", "CREATE", "junk", spec())
+    assert st.code == ALREADY_EXISTS and "holds no VM" in st.message, st
 
 
 @pytest.mark.parametrize("vm_id", [
