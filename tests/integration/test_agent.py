@@ -420,7 +420,7 @@ def test_datastore_disks_need_slots(build_dir, mgr, agents, tmp_path):
     ds = os.path.join(str(build_dir), "bin", "canopy-ds")
     # Short heartbeats: every change waits a few intervals for its locks.
     subprocess.run([ds, "format", str(img), "--name", "ds1", "--size",
-                    "64M", "--hb-interval", "100", "--hb-timeout", "1000"],
+                    "64M", "--hb-interval", "200", "--hb-timeout", "4000"],
                    check=True, capture_output=True)
     a = agents(mgr, extra=["--datastore", "ds1=%s" % img])
     mgr.wait_body("register")

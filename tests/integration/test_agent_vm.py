@@ -365,7 +365,7 @@ def test_datastore_disk_end_to_end(build_dir, tmp_path, mgr):
     ds = os.path.join(str(build_dir), "bin", "canopy-ds")
     img = tmp_path / "ds.img"
     subprocess.run([ds, "format", str(img), "--name", "ds1", "--size",
-                    "64M", "--hb-interval", "100", "--hb-timeout", "1000"],
+                    "64M", "--hb-interval", "200", "--hb-timeout", "4000"],
                    check=True, capture_output=True)
     run = tmp_path / "run"
     extra = ["--datastore", "ds1=%s" % img, "--ds-slots", "20-21",
