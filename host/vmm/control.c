@@ -168,14 +168,20 @@ static void do_save(struct control_client *cl, const Request *rq, Reply *r,
 {
 	struct vm *vm = cl->ctl->vm;
 	uint64_t bytes = 0, us = 0;
-	int rc;
+	int rc, paused = 0;
 
 	if (!rq->save->path || !rq->save->path[0]) {
 		set_error(r, s, -EINVAL, "save: a snapshot path is required");
 		return;
 	}
+	/* Stopping after the save: pause first and never run again, so the
+	 * guest does nothing (no frame sent, no write) the snapshot lacks. */
+	if (rq->save->stop_after && vm->state == VM_RUNNING)
+		paused = vmm_pause(vm) == 0;
 	rc = snapshot_save(vm, rq->save->path, &bytes, &us, msg, msglen);
 	if (rc < 0) {
+		if (paused)
+			(void)!vmm_resume(vm);
 		set_error(r, s, rc, msg);
 		return;
 	}

@@ -107,40 +107,6 @@ void vnet_stats_get(const struct vnet *n, struct vnet_stats *o)
 	o->rx_no_buf = n->rx_no_buf;
 }
 
-/* Put the chain just popped back on the ring: it is taken again next
- * time, so nothing is in flight between two callbacks. */
-static void unpop(struct virtq *q)
-{
-	q->last_avail--;
-}
-
-/* len bytes from byte off of segments [first, first + count) into n->iov;
- * the number of iovecs. */
-static int slice(struct vnet *n, unsigned first, unsigned count, uint64_t off,
-		 uint64_t len)
-{
-	const struct iovec *v = n->req.iov + first;
-	int k = 0;
-
-	for (unsigned i = 0; i < count && len; i++) {
-		uint64_t l = v[i].iov_len;
-
-		if (off >= l) {
-			off -= l;
-			continue;
-		}
-		l -= off;
-		if (l > len)
-			l = len;
-		n->iov[k].iov_base = (uint8_t *)v[i].iov_base + off;
-		n->iov[k].iov_len = l;
-		k++;
-		len -= l;
-		off = 0;
-	}
-	return k;
-}
-
 /* One tx chain: 1 sent or dropped (pushed), VNET_BLOCKED, -EINVAL. */
 static int tx_one(struct vnet *n, struct virtq *q)
 {
@@ -157,11 +123,11 @@ static int tx_one(struct vnet *n, struct virtq *q)
 		virtq_push(q, r->head, 0);
 		return 1;
 	}
-	k = slice(n, 0, r->nr, NET_HDR_LEN, flen);
+	k = virtq_req_slice(r, 0, r->nr, NET_HDR_LEN, flen, n->iov);
 	got = n->b->ops->send(n->b, n->iov, k);
 	if (got == -EAGAIN || got == -ENOBUFS) {
 		n->tx_full++;
-		unpop(q);
+		virtq_unpop(q);
 		return VNET_BLOCKED;
 	}
 	if (got < 0 || (uint64_t)got != flen) {
@@ -210,7 +176,8 @@ static int rx_into(struct vnet *n, struct virtq *q)
 	uint64_t cap = 0;
 	uint8_t hdr[NET_HDR_LEN] = { 0 };
 	uint16_t nbuf = 1; /* num_buffers: one chain per frame */
-	int k = slice(n, r->nr, r->nw, NET_HDR_LEN, r->wlen - NET_HDR_LEN);
+	int k = virtq_req_slice(r, r->nr, r->nw, NET_HDR_LEN,
+				r->wlen - NET_HDR_LEN, n->iov);
 	ssize_t got;
 
 	/* One system call takes at most VNET_IOV_MAX iovecs, the scratch
@@ -266,7 +233,7 @@ int vnet_rx(struct vnet *n, struct virtq *q, unsigned budget, unsigned *pushed)
 			rc = rx_into(n, q);
 		while (rc == 2 && tries++ < budget);
 		if (rc != 1) {
-			unpop(q);
+			virtq_unpop(q);
 			return rc == 0 ? VNET_IDLE : VNET_MORE;
 		}
 		(*pushed)++;
@@ -396,9 +363,9 @@ static void backend_dead(struct vnet *n)
 		 vd->name, n->b->desc);
 	n->dead = 1;
 	n->active = 0;
-	vd->watch_fd[n->watch] = -1; /* worker thread: no virtio_dev_unwatch */
+	virtio_dev_unwatch(vd, (unsigned)n->watch);
 	if (n->watch_out >= 0)
-		vd->watch_fd[n->watch_out] = -1;
+		virtio_dev_unwatch(vd, (unsigned)n->watch_out);
 	n->config[6] = 0; /* status: link down */
 	virtio_config_changed(vd);
 }

@@ -674,6 +674,12 @@ void virtio_dev_watch_events(struct virtio_dev *vd, unsigned idx, short events)
 		vd->watch_events[idx] = events;
 }
 
+void virtio_dev_unwatch(struct virtio_dev *vd, unsigned idx)
+{
+	if (idx < vd->nwatch)
+		vd->watch_fd[idx] = -1; /* poll() skips negative fds */
+}
+
 /* ---- snapshots and pause ------------------------------------------------ */
 
 struct vpci_state {

@@ -148,6 +148,9 @@ void virtio_pci_destroy(struct virtio_dev *vd);
 CN_MUST_CHECK int virtio_dev_watch(struct virtio_dev *vd, int fd, short events);
 /* Change the events polled for watch idx (worker thread). */
 void virtio_dev_watch_events(struct virtio_dev *vd, unsigned idx, short events);
+/* Stop polling watch idx for good, e.g. a dead backend whose fd would
+ * report POLLERR/POLLHUP for ever (worker thread). */
+void virtio_dev_unwatch(struct virtio_dev *vd, unsigned idx);
 
 /* Worker thread: the running queue q, or NULL if the driver did not set
  * it up. */

@@ -202,6 +202,11 @@ int virtq_pop(struct virtq *q, struct virtq_req *r)
 	return 1;
 }
 
+void virtq_unpop(struct virtq *q)
+{
+	q->last_avail--;
+}
+
 void virtq_push(struct virtq *q, uint16_t head, uint32_t written)
 {
 	uint8_t *e = q->used + 4 + 8 * (size_t)(q->used_idx & (q->size - 1));

@@ -103,6 +103,10 @@ CN_MUST_CHECK int virtq_start(struct virtq *q);
  * stop using the queue: DEVICE_NEEDS_RESET). */
 CN_MUST_CHECK int virtq_pop(struct virtq *q, struct virtq_req *r);
 
+/* Put the chain virtq_pop just returned back on the ring (the device
+ * could not take it now); the next pop returns it again. */
+void virtq_unpop(struct virtq *q);
+
 /* Give back the chain that started at head, with `written` bytes written
  * into its writable part. */
 void virtq_push(struct virtq *q, uint16_t head, uint32_t written);
