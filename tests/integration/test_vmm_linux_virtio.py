@@ -1,7 +1,10 @@
 """Debian's stock kernel in canopy-vmm (inside a QEMU node, nested KVM)
 drives our virtio devices with its own drivers: an ext4 disk made on the
 host is mounted and read, a file written by the guest is found on the host
-afterwards, and inflating the balloon lowers the guest's MemTotal."""
+afterwards, discard and write-zeroes reach a second disk, the hw_random
+core takes virtio-rng and /dev/hwrng gives random bytes, and inflating the
+balloon lowers the guest's MemTotal. One node boot checks them all (node
+boots are the slow part of make check)."""
 import os
 import re
 import shutil
@@ -21,7 +24,7 @@ canopy-vmm --name linux --kernel /node/guest/vmlinuz \\
     --initrd /node/guest/initrd.gz --memory 384 --cpus 1 \\
     --serial file:/tmp/guest.log --control /tmp/ctl \\
     --disk path=/dev/vda,serial=canopy-ext4 --balloon \\
-    --disk path=/tmp/scratch.img \\
+    --disk path=/tmp/scratch.img --rng on \\
     --cmdline "console=ttyS0 panic=-1 quiet CMDLINE_EXTRA" &
 vmm=$!
 i=0
@@ -86,6 +89,14 @@ def test_debian_kernel_uses_virtio_blk_and_balloon(build_dir, tmp_path, irq):
         assert int(v.group(1)) == 0 and int(x.group(1)) > 0, text[-3000:]
     assert "canopy-guest: scratch discard ok, write-zeroes ok" in text, \
         text[-3000:]
+    h = re.search(r"canopy-guest: hwrng (\S+) bytes (\d+) distinct (\d+)",
+                  text)
+    assert h, "no hwrng in the guest:\n" + text[-4000:]
+    assert h.group(1).startswith("virtio_rng"), h.group(0)
+    assert int(h.group(2)) == 16384 and int(h.group(3)) == 256, h.group(0)
+    r = re.search(r'msg="entropy source removed" dev=virtio-rng0 '
+                  r'requests=(\d+)', text)
+    assert r and int(r.group(1)) > 0, text[-3000:]
     # The discarded MiB is a hole again in the scratch file (tmpfs).
     blocks = re.search(r"canopy-node: scratch blocks (\d+)", text)
     assert blocks and int(blocks.group(1)) * 512 <= 7 * (1 << 20), text
