@@ -250,13 +250,14 @@ static size_t copy_segs(const struct virtq_req *r, unsigned first,
 
 	for (unsigned i = first; i < first + count && done < len; i++) {
 		const struct iovec *v = &r->iov[i];
-		uint8_t *g = (uint8_t *)v->iov_base + off;
+		uint8_t *g;
 		size_t n;
 
 		if (off >= v->iov_len) {
 			off -= v->iov_len;
 			continue;
 		}
+		g = (uint8_t *)v->iov_base + off; /* only once off is inside */
 		n = v->iov_len - off;
 		if (n > len - done)
 			n = len - done;
