@@ -93,7 +93,8 @@ struct virtio_dev_ops {
 
 struct virtio_queue {
 	struct virtq vq;
-	uint16_t size, msix_vector, enabled, ready;
+	uint16_t size, msix_vector, enabled;
+	_Atomic uint16_t ready; /* also cleared by needs_reset on any thread */
 	uint64_t desc, driver, device;
 	int kick_fd; /* eventfd: the driver notified this queue */
 	int ioev_on; /* kick_fd registered as a KVM ioeventfd */
