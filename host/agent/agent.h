@@ -39,6 +39,8 @@ struct agent_create_job;
 #define AGENT_START_POLL_MS 50
 /* Exit counts kept per VM. */
 #define AGENT_EXITS_MAX 24
+/* Largest slice of a console log one ConsoleRead returns. */
+#define AGENT_CONSOLE_READ_MAX (64u * 1024)
 /* Datastores given with --datastore. */
 #define AGENT_DATASTORES_MAX 16
 /* Datastore heartbeat slots (ids 1..64 of a volume). */
@@ -200,6 +202,14 @@ void agent_power_pause(struct agent *ag, struct agent_vm *vm, int pause);
 void agent_power_exited(struct agent *ag, struct agent_vm *vm);
 /* Ask vm's VMM for its status to adopt it (start-up scan). */
 void agent_power_adopt(struct agent *ag, struct agent_vm *vm);
+
+/* ---- console.c: ConsoleRead ------------------------------------------ */
+
+/* Answer a ConsoleRead request (env->request_id != 0) with ConsoleData, or
+ * a CommandResult for a bad id (INVALID_ARGUMENT), an unknown VM
+ * (NOT_FOUND) or a read error. The log is opened with O_NOFOLLOW; one
+ * pread of at most AGENT_CONSOLE_READ_MAX bytes on the loop thread. */
+void agent_console_handle(struct agent *ag, const Canopy__V1__Envelope *env);
 
 /* ---- datastore.c: datastores and their heartbeat slots ------------- */
 

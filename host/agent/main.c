@@ -374,9 +374,15 @@ static void on_message(void *arg, const Canopy__V1__Envelope *env)
 		agent_command_handle(ag, env);
 		return;
 	}
-	if (env->body_case == CANOPY__V1__ENVELOPE__BODY_VM_COMMAND)
+	if (env->body_case == CANOPY__V1__ENVELOPE__BODY_CONSOLE_READ &&
+	    env->request_id) {
+		agent_console_handle(ag, env);
+		return;
+	}
+	if (env->body_case == CANOPY__V1__ENVELOPE__BODY_VM_COMMAND ||
+	    env->body_case == CANOPY__V1__ENVELOPE__BODY_CONSOLE_READ)
 		snprintf(msg, sizeof(msg),
-			 "a VmCommand must be a request "
+			 "a VmCommand or ConsoleRead must be a request "
 			 "(request_id set)");
 	else
 		snprintf(msg, sizeof(msg),
