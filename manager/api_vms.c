@@ -7,9 +7,8 @@
 #include "manager/list.h"
 #include "manager/manager.h"
 
-/* Read vm name into *out; answers c and returns nonzero on failure. */
-static int vm_read(struct manager *m, struct api_call *c, const char *name,
-		   Canopy__V1__Vm **out)
+int mgr_vm_read(struct manager *m, struct api_call *c, const char *name,
+		Canopy__V1__Vm **out)
 {
 	char key[MGR_KEY_MAX];
 	int rc;
@@ -124,7 +123,7 @@ static void power(struct manager *m, struct api_call *c, const char *name,
 	char why[256];
 	int rc;
 
-	if (vm_read(m, c, name, &vm))
+	if (mgr_vm_read(m, c, name, &vm))
 		return;
 	if (mgr_op_check(op, vm->id, vm->desired, vm->state, why,
 			 sizeof(why)) != CN_OK) {
@@ -172,7 +171,7 @@ void api_get_vm(void *arg, struct api_call *c, const ProtobufCMessage *r)
 	const Canopy__V1__GetVmRequest *req = (const void *)r;
 	Canopy__V1__Vm *vm;
 
-	if (vm_read(arg, c, req->name, &vm))
+	if (mgr_vm_read(arg, c, req->name, &vm))
 		return;
 	api_reply(c, &vm->base);
 	canopy__v1__vm__free_unpacked(vm, NULL);

@@ -214,6 +214,18 @@ void mgr_events_stop(struct manager *m);
 CN_MUST_CHECK int mgr_retention_start(struct manager *m);
 void mgr_retention_stop(struct manager *m);
 
+/* ---- api_vms.c, api_console.c -------------------------------------------- */
+
+/* Read vm name into *out (free with canopy__v1__vm__free_unpacked); answers
+ * c (INVALID_ARGUMENT, NOT_FOUND, store errors) and returns nonzero on
+ * failure. */
+CN_MUST_CHECK int mgr_vm_read(struct manager *m, struct api_call *c,
+			      const char *name, Canopy__V1__Vm **out);
+/* Largest slice of a console one ReadConsole returns, and how long the
+ * manager waits for the agent's answer. */
+#define MGR_CONSOLE_READ_MAX (64u * 1024)
+#define MGR_CONSOLE_TIMEOUT_MS 5000
+
 /* ---- handlers (api_*.c), referenced by methods.c ---------------------------- */
 
 void api_get_cluster(void *arg, struct api_call *c, const ProtobufCMessage *r);
@@ -230,6 +242,7 @@ void api_stop_vm(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_pause_vm(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_resume_vm(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_delete_vm(void *arg, struct api_call *c, const ProtobufCMessage *r);
+void api_read_console(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_list_tasks(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_get_task(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_wait_task(void *arg, struct api_call *c, const ProtobufCMessage *r);

@@ -22,6 +22,7 @@ static const struct api_method methods[] = {
 	M("VmService", "PauseVm", vm_power_request, api_pause_vm),
 	M("VmService", "ResumeVm", vm_power_request, api_resume_vm),
 	M("VmService", "DeleteVm", delete_vm_request, api_delete_vm),
+	M("VmService", "ReadConsole", read_console_request, api_read_console),
 	M("DatastoreService", "ListDatastores", list_datastores_request,
 	  api_list_datastores),
 	M("TaskService", "ListTasks", list_tasks_request, api_list_tasks),

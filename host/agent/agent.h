@@ -207,7 +207,8 @@ void agent_power_adopt(struct agent *ag, struct agent_vm *vm);
 
 /* Answer a ConsoleRead request (env->request_id != 0) with ConsoleData, or
  * a CommandResult for a bad id (INVALID_ARGUMENT), an unknown VM
- * (NOT_FOUND) or a read error. The log is opened with O_NOFOLLOW; one
+ * (NOT_FOUND), a VM that never ran here (no console.log:
+ * FAILED_PRECONDITION) or a read error. The log is opened with O_NOFOLLOW; one
  * pread of at most AGENT_CONSOLE_READ_MAX bytes on the loop thread. */
 void agent_console_handle(struct agent *ag, const Canopy__V1__Envelope *env);
 

@@ -22,7 +22,7 @@ static void refuse(struct agent *ag, uint64_t rid, int code, const char *msg)
 
 /*
  * Read at most max bytes at offset of the log in dir into buf. Fills
- * d's sizes; a log that does not exist yet is empty. Bytes read or -errno.
+ * d's size. Bytes read or -errno (-ENOENT: the VM never ran here).
  */
 static ssize_t log_read(const char *dir, uint64_t offset, uint8_t *buf,
 			size_t max, Canopy__V1__ConsoleData *d)
@@ -37,7 +37,7 @@ static ssize_t log_read(const char *dir, uint64_t offset, uint8_t *buf,
 		return -ENAMETOOLONG;
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
+		return -errno;
 	if (fstat(fd, &st) < 0) {
 		rc = -errno;
 		goto out_close;
@@ -93,6 +93,14 @@ void agent_console_handle(struct agent *ag, const Canopy__V1__Envelope *env)
 	}
 	/* act */
 	n = log_read(vm->dir, req->offset, buf, max, &d);
+	if (n == -ENOENT) {
+		snprintf(msg, sizeof(msg),
+			 "VM %s has not run on this host yet, so it has no "
+			 "console output; start it first",
+			 vm->id);
+		agent_reply(ag, rid, CN_FAILED_PRECONDITION, msg);
+		goto out;
+	}
 	if (n < 0) {
 		rc = (int)n;
 		snprintf(msg, sizeof(msg),

@@ -9,7 +9,7 @@ import pytest
 from canopy_testlib import protos
 from canopy_testlib.fakemgr import Agent, FakeManager, agent_pb
 
-INVALID_ARGUMENT, NOT_FOUND = 3, 5
+INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION = 3, 5, 9
 CAP = 64 * 1024
 
 
@@ -47,7 +47,11 @@ def data(rep):
 
 def test_slices_offsets_and_cap(setup):
     mgr, a, vmdir = setup
-    # No log yet (never started): empty.
+    # No log yet (never started): start it first.
+    rep = read(mgr, "web1")
+    assert rep.result.status.code == FAILED_PRECONDITION
+    assert "start it first" in rep.result.status.message
+    (vmdir / "console.log").write_bytes(b"")
     d = data(read(mgr, "web1"))
     assert (d.data, d.next_offset, d.size) == (b"", 0, 0)
     log = bytes(random.Random(1).getrandbits(8) for _ in range(100000))

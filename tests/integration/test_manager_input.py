@@ -205,6 +205,7 @@ METHODS = [
     ("VmService", "GetVm"), ("VmService", "StartVm"),
     ("VmService", "StopVm"), ("VmService", "PauseVm"),
     ("VmService", "ResumeVm"), ("VmService", "DeleteVm"),
+    ("VmService", "ReadConsole"),
     ("DatastoreService", "ListDatastores"), ("TaskService", "ListTasks"),
     ("TaskService", "GetTask"), ("TaskService", "CancelTask"),
     ("EventService", "ListEvents"),

@@ -38,7 +38,7 @@ def test_api_services():
         "ClusterService": ["GetCluster"],
         "HostService": ["ListHosts", "GetHost", "RemoveHost"],
         "VmService": ["CreateVm", "ListVms", "GetVm", "StartVm", "StopVm",
-                      "PauseVm", "ResumeVm", "DeleteVm"],
+                      "PauseVm", "ResumeVm", "DeleteVm", "ReadConsole"],
         "DatastoreService": ["ListDatastores"],
         "TaskService": ["ListTasks", "GetTask", "WaitTask", "CancelTask"],
         "EventService": ["ListEvents", "WatchEvents"],

@@ -1,0 +1,146 @@
+/* canopy-managerd: VmService.ReadConsole, forwarded to the VM's agent. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/bus.h"
+#include "lib/log.h"
+#include "manager/manager.h"
+
+/* A ReadConsole waiting for its agent's answer. */
+struct console_req {
+	struct manager *m;
+	struct api_call *c; /* NULL once the client went away */
+	char host[MGR_KEY_MAX];
+	char vm[MGR_KEY_MAX];
+};
+
+static void on_cancel(void *arg, struct api_call *c)
+{
+	struct console_req *r = arg;
+
+	r->c = NULL; /* the bus callback frees r */
+	api_fail(c, CN_CANCELLED, "the client cancelled the call");
+}
+
+static void reply_data(struct api_call *c, const Canopy__V1__ConsoleData *d)
+{
+	Canopy__V1__ReadConsoleResponse resp =
+		CANOPY__V1__READ_CONSOLE_RESPONSE__INIT;
+
+	resp.data = d->data;
+	resp.next_offset = d->next_offset;
+	resp.size = d->size;
+	api_reply(c, &resp.base);
+}
+
+/* Map the agent's answer (or the bus failure status) onto the call. */
+static void answer(struct console_req *r, int status,
+		   const Canopy__V1__Envelope *env)
+{
+	const Canopy__V1__Status *st;
+
+	if (status == -ETIMEDOUT) {
+		api_fail(r->c, CN_DEADLINE_EXCEEDED,
+			 "host %s did not answer the console read of vm %s "
+			 "within %u ms; check the host's canopy-agent",
+			 r->host, r->vm, MGR_CONSOLE_TIMEOUT_MS);
+	} else if (status) {
+		api_fail(r->c, CN_UNAVAILABLE,
+			 "the console read of vm %s on host %s was dropped "
+			 "(%s); retry",
+			 r->vm, r->host, cn_strerror(status));
+	} else if (env->body_case == CANOPY__V1__ENVELOPE__BODY_CONSOLE_DATA) {
+		reply_data(r->c, env->console_data);
+	} else if (env->body_case == CANOPY__V1__ENVELOPE__BODY_RESULT &&
+		   env->result->status &&
+		   env->result->status->code > CN_CANCELLED &&
+		   env->result->status->code < CN_CODE_COUNT) {
+		st = env->result->status;
+		api_fail(r->c, (enum cn_code)st->code, "host %s: %.900s",
+			 r->host, st->message ? st->message : "");
+	} else {
+		api_fail(r->c, CN_INTERNAL,
+			 "host %s sent no console data for vm %s; check the "
+			 "version of its canopy-agent",
+			 r->host, r->vm);
+	}
+}
+
+static void on_reply(void *arg, int status, const Canopy__V1__Envelope *env)
+{
+	struct console_req *r = arg;
+
+	if (r->c)
+		answer(r, status, env);
+	free(r);
+}
+
+/* Send the ConsoleRead for req to r->host. 0 or -errno. */
+static int forward(struct manager *m, struct console_req *r,
+		   const Canopy__V1__ReadConsoleRequest *req)
+{
+	Canopy__V1__Envelope env = CANOPY__V1__ENVELOPE__INIT;
+	Canopy__V1__ConsoleRead cr = CANOPY__V1__CONSOLE_READ__INIT;
+
+	if (!m->bus)
+		return -ENOTCONN;
+	cr.vm_id = r->vm;
+	cr.offset = req->offset;
+	cr.max = req->max_bytes && req->max_bytes < MGR_CONSOLE_READ_MAX ?
+			 req->max_bytes :
+			 MGR_CONSOLE_READ_MAX;
+	env.body_case = CANOPY__V1__ENVELOPE__BODY_CONSOLE_READ;
+	env.console_read = &cr;
+	return bus_server_request(m->bus, r->host, &env, MGR_CONSOLE_TIMEOUT_MS,
+				  on_reply, r, NULL);
+}
+
+void api_read_console(void *arg, struct api_call *c, const ProtobufCMessage *rq)
+{
+	const Canopy__V1__ReadConsoleRequest *req = (const void *)rq;
+	struct manager *m = arg;
+	struct console_req *r = NULL;
+	Canopy__V1__Vm *vm;
+	struct mgr_host *h;
+	int rc;
+
+	if (mgr_vm_read(m, c, req->name, &vm))
+		return;
+	if (!vm->host[0]) {
+		api_fail(c, CN_FAILED_PRECONDITION,
+			 "vm %s is off; start it first", vm->id);
+		goto out;
+	}
+	h = mgr_host_find(m, vm->host);
+	if (!h || !h->up ||
+	    h->rec->state != CANOPY__V1__HOST_STATE__HOST_STATE_CONNECTED) {
+		api_fail(c, CN_UNAVAILABLE,
+			 "vm %s is on host %s, which is disconnected; wait for "
+			 "the host to reconnect",
+			 vm->id, vm->host);
+		goto out;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		api_fail(c, CN_RESOURCE_EXHAUSTED, "out of memory; retry");
+		goto out;
+	}
+	r->m = m;
+	r->c = c;
+	snprintf(r->host, sizeof(r->host), "%s", vm->host);
+	snprintf(r->vm, sizeof(r->vm), "%s", vm->id);
+	rc = forward(m, r, req);
+	if (rc) {
+		api_fail(c, CN_UNAVAILABLE,
+			 "cannot ask host %s for the console of vm %s: %s; "
+			 "retry when the host is connected",
+			 vm->host, vm->id, cn_strerror(rc));
+		free(r);
+		goto out;
+	}
+	api_call_on_cancel(c, on_cancel, r);
+out:
+	canopy__v1__vm__free_unpacked(vm, NULL);
+}
