@@ -1,4 +1,4 @@
-/* canopy CLI: `vm list|show|start|stop|pause|resume|delete`. */
+/* canopy CLI: `vm list|show|start|stop|pause|resume|delete|console`. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -272,5 +272,17 @@ const struct cli_cmd cli_vm_cmds[] = {
 	POWER_CMD("pause", vm_pause, "Pause a running VM."),
 	POWER_CMD("resume", vm_resume, "Resume a paused VM."),
 	POWER_CMD("delete", vm_delete, "Delete a VM (it must be off)."),
+	{ .object = "vm",
+	  .verb = "console",
+	  .args = "NAME [--follow] [--from-start]",
+	  .summary = "Print a VM's serial console (read-only).",
+	  .help = "  --follow            keep printing new output until the "
+		  "VM stops\n"
+		  "                      (or Ctrl-C)\n"
+		  "  --from-start        everything, not only the last 16 KiB\n",
+	  .opts = cli_vm_console_opts,
+	  .min_pos = 1,
+	  .max_pos = 1,
+	  .run = cli_vm_console },
 	{ 0 },
 };

@@ -30,6 +30,16 @@ extern const struct cli_optdef cli_vm_create_opts[];
 /* `vm create NAME ...`. */
 CN_MUST_CHECK int cli_vm_create(struct cli *c, const struct cli_args *a);
 
+/* `vm console`: the default view is the last CLI_CONSOLE_TAIL bytes;
+ * --follow polls every CLI_CONSOLE_POLL_MS. */
+#define CLI_CONSOLE_TAIL (16u * 1024)
+#define CLI_CONSOLE_POLL_MS 200
+extern const struct cli_optdef cli_vm_console_opts[];
+/* `vm console NAME [--follow] [--from-start]`: print the VM's serial
+ * console (control bytes escaped); with --follow keep printing new output
+ * until the VM stops. */
+CN_MUST_CHECK int cli_vm_console(struct cli *c, const struct cli_args *a);
+
 /* Call a VmService method that returns a task, then follow it unless
  * --no-wait was given (cli_task_after). */
 CN_MUST_CHECK int cli_vm_task_call(struct cli *c, const struct cli_args *a,

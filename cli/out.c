@@ -313,3 +313,31 @@ void cli_fmt_bar(char *buf, size_t size, unsigned percent, unsigned width)
 		buf[o++] = i < fill ? '#' : '.';
 	snprintf(buf + o, size - o, "] %3u%%", percent);
 }
+
+size_t cli_console_escape(char *dst, size_t size, const uint8_t *src, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0, i;
+	uint8_t b;
+
+	if (!size)
+		return 0;
+	for (i = 0; i < n; i++) {
+		b = src[i];
+		if ((b >= 0x20 && b < 0x7f) || b == '\n' || b == '\r' ||
+		    b == '\t') {
+			if (o + 1 >= size)
+				break;
+			dst[o++] = (char)b;
+			continue;
+		}
+		if (o + 4 >= size)
+			break;
+		dst[o++] = '\\';
+		dst[o++] = 'x';
+		dst[o++] = hex[b >> 4];
+		dst[o++] = hex[b & 15];
+	}
+	dst[o] = '\0';
+	return o;
+}

@@ -49,6 +49,11 @@ void cli_kv_print(FILE *f, size_t n, const char *const *keys,
 /* Copy untrusted text for a terminal: control characters (and DEL) become
  * '?', at most max display characters, longer text ends in "...". */
 void cli_text_clean(char *dst, size_t size, const char *src, size_t max);
+/* Copy n bytes of untrusted console output for a terminal: printable
+ * ASCII, \n, \r and \t as they are, every other byte (controls, DEL,
+ * bytes >= 0x80) as "\xNN". Stops before dst (size bytes, NUL-terminated)
+ * would overflow; 4 * n + 1 bytes always suffice. Returns the length. */
+size_t cli_console_escape(char *dst, size_t size, const uint8_t *src, size_t n);
 /* Display width of UTF-8 text (code points; invalid bytes count one). */
 size_t cli_text_width(const char *s);
 

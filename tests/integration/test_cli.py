@@ -161,7 +161,8 @@ def test_usage_errors_exit_2(canopy, home, args, msg):
     (["canopy", "v"], "vm"),
     (["canopy", ""], "cluster host datastore vm task event completion "
      "--server --output --timeout --help"),
-    (["canopy", "vm", "c"], "create"),
+    (["canopy", "vm", "c"], "create console"),
+    (["canopy", "vm", "console", "web1", "--f"], "--follow --from-start"),
     (["canopy", "--server", "x:1", "vm", "create", "web", "--m"],
      "--memory"),
     (["canopy", "-o", ""], "table json"),

@@ -311,6 +311,44 @@ static void test_pb_json(void **state)
 	assert_null(cli_pb_enum_name(&canopy__v1__task_state__descriptor, 99));
 }
 
+static void test_console_escape(void **state)
+{
+	const uint8_t in[] = "ok\x1b[2J\t\r\n\x00\x7f\x80\xff~ \\";
+	char out[4 * sizeof(in) + 1], small[8];
+	uint8_t all[256];
+	char big[4 * 256 + 1];
+	size_t n, i;
+
+	(void)state;
+	n = cli_console_escape(out, sizeof(out), in, sizeof(in) - 1);
+	assert_string_equal(out, "ok\\x1b[2J\t\r\n\\x00\\x7f\\x80"
+				 "\\xff~ \\");
+	assert_int_equal(n, strlen(out));
+	/* Every byte value: only printable ASCII and \t \r \n come out. */
+	for (i = 0; i < 256; i++)
+		all[i] = (uint8_t)i;
+	n = cli_console_escape(big, sizeof(big), all, sizeof(all));
+	assert_int_equal(n, strlen(big));
+	for (i = 0; i < n; i++)
+		assert_true((big[i] >= 0x20 && big[i] < 0x7f) ||
+			    big[i] == '\t' || big[i] == '\r' || big[i] == '\n');
+	/* Too small: stops before an escape would be cut, NUL-terminated. */
+	n = cli_console_escape(small, sizeof(small),
+			       (const uint8_t *)"a\x01"
+						"bcd",
+			       5);
+	assert_string_equal(small, "a\\x01bc"); /* 7 bytes and the NUL */
+	assert_int_equal(n, 7);
+	n = cli_console_escape(small, sizeof(small),
+			       (const uint8_t *)"abcd\x01", 5);
+	assert_string_equal(small, "abcd"); /* "\\x01" does not fit */
+	assert_int_equal(n, 4);
+	n = cli_console_escape(small, 4, (const uint8_t *)"\x01", 1);
+	assert_string_equal(small, "");
+	assert_int_equal(n, 0);
+	assert_int_equal(cli_console_escape(small, 0, in, 3), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +362,7 @@ int main(void)
 		cmocka_unit_test(test_json_escaping),
 		cmocka_unit_test(test_json_writer),
 		cmocka_unit_test(test_pb_json),
+		cmocka_unit_test(test_console_escape),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

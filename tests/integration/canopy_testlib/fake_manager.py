@@ -17,7 +17,7 @@ SERVICES = {
     "ClusterService": ["GetCluster"],
     "HostService": ["ListHosts", "GetHost", "RemoveHost"],
     "VmService": ["CreateVm", "ListVms", "GetVm", "StartVm", "StopVm",
-                  "PauseVm", "ResumeVm", "DeleteVm"],
+                  "PauseVm", "ResumeVm", "DeleteVm", "ReadConsole"],
     "DatastoreService": ["ListDatastores"],
     "TaskService": ["ListTasks", "GetTask", "WaitTask", "CancelTask"],
     "EventService": ["ListEvents", "WatchEvents"],
@@ -45,6 +45,8 @@ class FakeManager:
         self.scripts = {}
         self.events = []
         self.datastores = []
+        self.consoles = {}  # vm name -> bytes of its console log
+        self.console_stuck = False  # ReadConsole never advances
         self.calls = []
         self.fail = {}
         self.delay = {}
@@ -204,6 +206,20 @@ class FakeManager:
 
     def DeleteVm(self, req):
         return self._power("vm.delete", req)
+
+    def ReadConsole(self, req):
+        vm = self._vm(req.name)
+        if not vm.host:
+            raise Abort(grpc.StatusCode.FAILED_PRECONDITION,
+                        "vm %s is off; start it first" % req.name)
+        log = bytes(self.consoles.get(req.name, b""))
+        cap = min(req.max_bytes or 65536, 65536)
+        data = log[req.offset:req.offset + cap]
+        nxt = req.offset + len(data) if req.offset < len(log) else len(log)
+        if self.console_stuck:
+            data, nxt = log[:cap], req.offset
+        return self.api.ReadConsoleResponse(data=data, next_offset=nxt,
+                                            size=len(log))
 
     def ListDatastores(self, req):
         return self.api.ListDatastoresResponse(datastores=self.datastores)
