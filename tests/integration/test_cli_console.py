@@ -7,7 +7,7 @@ import subprocess
 import threading
 import time
 
-import pytest
+import grpc
 
 from test_cli import canopy, fake, home, ok, run  # noqa: F401 (fixtures)
 
@@ -93,13 +93,13 @@ def test_errors(canopy, home, fake):
     assert r.error_line() == ("vm 'nope' not found; 'canopy vm list' shows "
                               "the VMs")
     r = run(canopy, home, "vm", "console", "off1", server=fake.address)
-    assert r.rc != 0 and r.error_line() == "vm off1 is off; start it first"
+    assert r.rc == 5 and r.error_line() == "vm off1 is off; start it first"
     fake.fail["ReadConsole"] = (
-        __import__("grpc").StatusCode.UNAVAILABLE,
+        grpc.StatusCode.UNAVAILABLE,
         "vm web1 is on host h1, which is disconnected; wait for the host "
         "to reconnect")
     r = run(canopy, home, "vm", "console", "web1", server=fake.address)
-    assert r.rc != 0 and "host h1, which is disconnected" in r.err
+    assert r.rc == 7 and "host h1, which is disconnected" in r.err
     r = run(canopy, home, "vm", "console", server=fake.address)
     assert r.rc == 2
     r = run(canopy, home, "vm", "console", "web1", "--tail",
@@ -111,4 +111,4 @@ def test_errors(canopy, home, fake):
     fake.garbage.add("ReadConsole")
     del fake.fail["ReadConsole"]
     r = run(canopy, home, "vm", "console", "web1", server=fake.address)
-    assert r.rc != 0 and r.out == ""
+    assert r.rc == 1 and r.out == "" and len(r.err.splitlines()) == 1

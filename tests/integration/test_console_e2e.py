@@ -126,7 +126,7 @@ def test_read_console_through_the_manager(cluster):
     assert code == grpc.StatusCode.FAILED_PRECONDITION
     assert msg.startswith("host node1: ") and "start it first" in msg
     rc, out, err = c.canopy("vm", "console", "web1")
-    assert rc != 0 and out == "" and "start it first" in err
+    assert rc == 5 and out == "" and "start it first" in err
 
     log = bytes(range(256)) * 400  # 100 KiB, every byte value
     (c.run_dir / "vms" / "web1" / "console.log").write_bytes(log)
@@ -162,7 +162,7 @@ def test_read_console_through_the_manager(cluster):
     assert code == grpc.StatusCode.UNAVAILABLE
     assert "host node1" in msg and "disconnected" in msg
     rc, _, err = c.canopy("vm", "console", "web1")
-    assert rc != 0 and "node1" in err
+    assert rc == 7 and "node1" in err
     assert c.m.proc.poll() is None
 
 
