@@ -104,6 +104,12 @@ def test_symlinked_log_not_followed(setup, tmp_path):
     rep = read(mgr, "web1")
     assert rep.WhichOneof("body") == "result"
     assert rep.result.status.code != 0
+    # So is a FIFO (opening it must not block the agent's loop).
+    os.rmdir(vmdir / "console.log")
+    os.mkfifo(vmdir / "console.log")
+    rep = read(mgr, "web1")
+    assert rep.WhichOneof("body") == "result"
+    assert rep.result.status.code != 0
     assert a.alive()
 
 
