@@ -190,9 +190,10 @@ format-check: | $(DEPS_STAMP)
 format: | $(DEPS_STAMP)
 	$(Q)$(CLANG_FORMAT) -i $(FORMAT_SRCS)
 
-# The lab (deploy/lab.sh, docs/cli.md): etcd, canopy-managerd, two
-# canopy-agent hosts and one test-guest VM on this machine, as root; running
-# it again replaces the old lab. `make lab-stop` ends everything it started.
+# The lab (deploy/lab.sh, docs/cli.md): etcd, canopy-managerd, three
+# canopy-agent hosts and two test-guest VMs on this machine, as root; running
+# it again replaces the old lab. `make lab-down` (= lab-stop) ends everything
+# it started and removes its namespaces, bridge and directory.
 lab: $(BINS) $(EXTRA_TARGETS) | $(DEPS_STAMP)
 	$(Q)CANOPY_BUILD=$(abspath $(B)) ./deploy/lab.sh start
 

@@ -1,12 +1,14 @@
 #!/bin/sh
-# The Canopy lab on this machine: one etcd, canopy-managerd, two canopy-agent
-# hosts (lab-h1, lab-h2), each in its own network namespace with an address
-# on a lab bridge, a shared datastore image both mount, and one VM running
-# the test guest, driven with the canopy CLI. The manager's agent bus listens on the bridge; its API and etcd stay
-# on 127.0.0.1.
+# The Canopy lab on this machine: one etcd, canopy-managerd, three
+# canopy-agent hosts (lab-h1..lab-h3), each in its own network namespace with
+# an address on a lab bridge, a shared datastore image all mount, and two VMs
+# running the test guest (lab-vm1 on lab-h1, lab-vm2 on lab-h2), driven with
+# the canopy CLI. The manager's agent bus listens on the bridge; its API and
+# etcd stay on 127.0.0.1.
 #
 #   deploy/lab.sh start    stop any old lab, start a new one (needs root
-#                          for /dev/kvm and the VMMs), create and start a VM
+#                          for /dev/kvm and the VMMs), create and start two
+#                          VMs
 #   deploy/lab.sh stop     stop everything the lab started: VMMs, agents,
 #                          manager, etcd; nothing of it is left running
 #   deploy/lab.sh status   what runs, `canopy host list` and `vm list`
@@ -18,7 +20,7 @@
 #                  default, so `canopy` needs no --server)
 #   LAB_BUS_PORT   the agent bus on 127.0.0.1             (7444)
 #   LAB_ETCD_PORT, LAB_ETCD_PEER_PORT   etcd on 127.0.0.1 (23790, 23800)
-#   LAB_VM_MEMORY  MiB of the lab VM                      (64)
+#   LAB_VM_MEMORY  MiB of each lab VM                     (64)
 #   LAB_SUBNET     the bridge's /24: the bridge is .1, lab-hN is .1N
 #                  (10.77.0)
 #   LAB_NETNS      1: hosts in network namespaces; 0: plain processes on
@@ -37,8 +39,8 @@ VM_MEMORY=${LAB_VM_MEMORY:-64}
 SUBNET=${LAB_SUBNET:-10.77.0}
 NETNS=${LAB_NETNS:-1}
 BRIDGE=cnyb$API_PORT
-HOSTS="lab-h1 lab-h2"
-VM=lab-vm1
+HOSTS="lab-h1 lab-h2 lab-h3"
+VMS="lab-vm1:lab-h1 lab-vm2:lab-h2"
 SERVER=127.0.0.1:$API_PORT
 PIDS=$LAB_DIR/pids
 LOGS=$LAB_DIR/logs
@@ -193,7 +195,7 @@ connected_hosts() {
 	canopy -o json host list 2>/dev/null | grep -c '"HOST_STATE_CONNECTED"' || true
 }
 
-both_connected() { [ "$(connected_hosts)" -ge 2 ]; }
+all_connected() { [ "$(connected_hosts)" -ge 3 ]; }
 
 need() {
 	[ -x "$1" ] || fail "$1 missing: run 'make' first (or set CANOPY_BUILD)"
@@ -253,19 +255,30 @@ do_start() {
 			spawn "$h" "$@" --address 127.0.0.1
 		fi
 	done
-	wait_for "two connected hosts" 30 both_connected
-	canopy host list
+	wait_for "three connected hosts" 30 all_connected
 
-	canopy vm create "$VM" --memory "$VM_MEMORY" --cpus 1 \
-		--kernel "$BUILD/guest/canopy-testguest.elf" \
-		--cmdline "count=1000" ||
-		fail "vm create failed (logs: $LOGS)"
-	canopy vm start "$VM" || fail "vm start failed (logs: $LOGS)"
+	for vh in $VMS; do
+		vm=${vh%%:*}
+		canopy vm create "$vm" --memory "$VM_MEMORY" --cpus 1 \
+			--kernel "$BUILD/guest/canopy-testguest.elf" \
+			--cmdline "count=1000" --host "${vh#*:}" >/dev/null ||
+			fail "vm create $vm failed (logs: $LOGS)"
+		canopy vm start "$vm" >/dev/null ||
+			fail "vm start $vm failed (logs: $LOGS)"
+	done
+	echo
+	canopy host list
 	echo
 	canopy vm list
-	host=$(canopy -o json vm show "$VM" | sed -n 's/^  "host": "\(.*\)",$/\1/p')
-	console=$LAB_DIR/$host/vms/$VM/console.log
-	[ -n "$host" ] && [ -f "$console" ] || console=""
+	console=""
+	for vh in $VMS; do
+		vm=${vh%%:*}
+		host=$(canopy -o json vm show "$vm" | sed -n 's/^  "host": "\(.*\)",$/\1/p')
+		c=$LAB_DIR/$host/vms/$vm/console.log
+		[ -n "$host" ] && [ -f "$c" ] || c="(not found under $LAB_DIR/lab-h*/vms/)"
+		console="$console
+  console:   $c"
+	done
 	if [ "$API_PORT" = 7443 ]; then
 		server_note="(the CLI's default server, $SERVER, is this lab's manager)"
 	else
@@ -273,14 +286,14 @@ do_start() {
 	fi
 	cat <<EOF
 
-The lab is up (state and logs in $LAB_DIR).
-  console:   ${console:-"(not found under $LAB_DIR/lab-h*/vms/)"}
-             (tail -f it: the guest prints 'count N' every second)
-  use it:    canopy cluster status; canopy host list; canopy vm show $VM
-             canopy vm stop $VM; canopy vm start $VM; canopy event list
+The lab is up (state and logs in $LAB_DIR).$console
+             (tail -f one: the guest prints 'count N' every second)
+  use it:    canopy cluster status; canopy host list; canopy vm show lab-vm1
+             canopy vm stop lab-vm1; canopy vm start lab-vm1; canopy event list
              canopy --help   (canopy is $BUILD/bin/canopy; docs/cli.md)
              $server_note
-  stop it:   make lab-stop   (or deploy/lab.sh stop)
+  stop it:   make lab-down   (or deploy/lab.sh stop): processes, namespaces,
+             bridge and $LAB_DIR are removed
 EOF
 }
 

@@ -1,10 +1,10 @@
 """`make lab`'s script (deploy/lab.sh) end to end with the real programs:
-etcd, canopy-managerd, two canopy-agent hosts (each in its own network
-namespace on a lab bridge) and canopy-vmm running the test guest, driven
-through the canopy CLI. Start, check through the CLI that
-both hosts are connected and the VM runs (its console counts), use the
-cluster a little, start again (the old lab is replaced), then stop and check
-that no process, namespace or bridge of the lab is left."""
+etcd, canopy-managerd, three canopy-agent hosts (each in its own network
+namespace on a lab bridge) and canopy-vmm running the test guest in two VMs
+on two hosts, driven through the canopy CLI. Start, check through the CLI
+that the three hosts are connected and both VMs run (their consoles count),
+start again (the old lab is replaced), then stop (what `make lab-down` runs)
+and check that no process, namespace or bridge of the lab is left."""
 import json
 import os
 import shutil
@@ -107,47 +107,55 @@ def test_lab_start_use_restart_stop(lab):
     lab_dir, sh, cli, api, subnet = lab
     p = sh("start")
     assert p.returncode == 0, (p.stdout, p.stderr, logs(lab_dir))
-    assert "lab-vm1" in p.stdout and "console:" in p.stdout
-    assert "deploy/lab.sh stop" in p.stdout
+    assert "lab-vm1" in p.stdout and "lab-vm2" in p.stdout
+    assert "make lab-down" in p.stdout
+    # It prints `canopy host list`, then `canopy vm list`.
+    assert p.stdout.index("lab-h3") < p.stdout.index("lab-vm1")
 
+    names = ["lab-h1", "lab-h2", "lab-h3"]
     hosts = json.loads(cli("-o", "json", "host", "list"))
-    assert sorted(h["id"] for h in hosts) == ["lab-h1", "lab-h2"]
+    assert sorted(h["id"] for h in hosts) == names
     assert all(h["state"] == "HOST_STATE_CONNECTED" for h in hosts)
     # Each host in its own network namespace, with its address on the
     # lab bridge.
-    assert sorted(h["address"] for h in hosts) == [subnet + ".11",
-                                                   subnet + ".12"]
-    assert lab_network(api) == {"cny%d-lab-h1" % api, "cny%d-lab-h2" % api,
-                                "cnyb%d" % api}
-    # Both hosts mount the lab's shared datastore.
+    assert sorted(h["address"] for h in hosts) == [
+        subnet + ".11", subnet + ".12", subnet + ".13"]
+    assert lab_network(api) == {"cny%d-%s" % (api, n) for n in names} | {
+        "cnyb%d" % api}
+    # Every host mounts the lab's shared datastore.
     ds = json.loads(cli("-o", "json", "datastore", "list"))
     assert [d["name"] for d in ds] == ["lab-ds"]
-    assert sorted(ds[0]["hosts"]) == ["lab-h1", "lab-h2"]
-    vm = json.loads(cli("-o", "json", "vm", "show", "lab-vm1"))
-    assert vm["state"] == "VM_RUN_STATE_RUNNING" and vm["host"]
-    # The console the script names is the VM's, on the host it runs on.
-    console = [ln.split()[1] for ln in p.stdout.splitlines()
-               if ln.strip().startswith("console:")][0]
-    assert console == os.path.join(lab_dir, vm["host"], "vms", "lab-vm1",
-                                   "console.log")
+    assert sorted(ds[0]["hosts"]) == names
+    # Two VMs running, on two different hosts.
+    vms = json.loads(cli("-o", "json", "vm", "list"))
+    assert sorted(v["spec"]["name"] for v in vms) == ["lab-vm1", "lab-vm2"]
+    assert all(v["state"] == "VM_RUN_STATE_RUNNING" for v in vms), vms
+    assert len({v["host"] for v in vms}) == 2, vms
+    # The consoles the script names are the VMs', on the hosts they run on.
+    consoles = [ln.split()[1] for ln in p.stdout.splitlines()
+                if ln.strip().startswith("console:")]
+    assert sorted(consoles) == sorted(
+        os.path.join(lab_dir, v["host"], "vms", v["spec"]["name"],
+                     "console.log")
+        for v in vms)
     deadline = time.monotonic() + 10
-    while console_counts(console) < 2 and time.monotonic() < deadline:
+    while (min(console_counts(c) for c in consoles) < 2
+           and time.monotonic() < deadline):
         time.sleep(0.2)
-    assert console_counts(console) >= 2, logs(lab_dir)
+    assert min(console_counts(c) for c in consoles) >= 2, logs(lab_dir)
     tasks = json.loads(cli("-o", "json", "task", "list"))
     assert {t["kind"] for t in tasks} >= {"vm.create", "vm.start"}
     assert all(t["state"] == "TASK_STATE_SUCCEEDED" for t in tasks)
-    assert "lab-vm1" in cli("vm", "list")
     first = {pid for pid, comm in lab_processes(lab_dir)
              if comm == "canopy-vmm"}
-    assert len(first) == 1
+    assert len(first) == 2
 
     # Starting again replaces the old lab: none of its processes survive.
     p = sh("start")
     assert p.returncode == 0, (p.stdout, p.stderr, logs(lab_dir))
     now = lab_processes(lab_dir)
     assert not first & {pid for pid, _ in now}
-    assert sorted(c for _, c in now).count("canopy-vmm") == 1
+    assert sorted(c for _, c in now).count("canopy-vmm") == 2
 
     p = sh("stop")
     assert p.returncode == 0, (p.stdout, p.stderr)
