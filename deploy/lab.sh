@@ -109,8 +109,11 @@ net_up() {
 	# are this port's, so they can only be ours.
 	ip link del "$BRIDGE" 2>/dev/null || true
 	for h in $HOSTS; do
+		i=$((i + 1))
+		ip link del "cnyv$API_PORT$i" 2>/dev/null || true
 		ip netns del "$(netns_of "$h")" 2>/dev/null || true
 	done
+	i=0
 	echo "bridge $BRIDGE" >>"$NETFILE"
 	ip link add "$BRIDGE" type bridge || fail "cannot create bridge $BRIDGE"
 	ip addr add "$SUBNET.1/24" dev "$BRIDGE"
@@ -120,6 +123,7 @@ net_up() {
 		ns=$(netns_of "$h")
 		echo "netns $ns" >>"$NETFILE"
 		ip netns add "$ns" || fail "cannot create network namespace $ns"
+		echo "veth cnyv$API_PORT$i" >>"$NETFILE"
 		ip link add "cnyv$API_PORT$i" type veth peer name eth0 netns "$ns"
 		ip link set "cnyv$API_PORT$i" master "$BRIDGE" up
 		ip -n "$ns" addr add "$SUBNET.1$i/24" dev eth0
@@ -128,9 +132,13 @@ net_up() {
 	done
 }
 
-# Undo what NETFILE lists (the veths go with their namespaces).
+# Undo what NETFILE lists: the veths first (deleting a namespace takes its
+# veth only once the kernel gets round to it, after `ip netns del` returns).
 net_down() {
 	[ -f "$NETFILE" ] || return 0
+	while read -r kind name; do
+		[ "$kind" = veth ] && { ip link del "$name" 2>/dev/null || true; }
+	done <"$NETFILE"
 	while read -r kind name; do
 		case $kind in
 		netns) ip netns del "$name" 2>/dev/null || true ;;

@@ -78,13 +78,14 @@ def lab(tmp_path):
 
 
 def lab_network(api):
-    """The lab's namespaces and bridge that exist."""
+    """The lab's namespaces, bridge and host-side veths that exist."""
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True,
                         text=True).stdout.split()
     links = os.listdir("/sys/class/net")
     tag = "cny%d-" % api
     return ({n for n in ns if n.startswith(tag)} |
-            {n for n in links if n == "cnyb%d" % api})
+            {n for n in links if n == "cnyb%d" % api or
+             n.startswith("cnyv%d" % api)})
 
 
 def logs(lab_dir):
@@ -121,7 +122,7 @@ def test_lab_start_use_restart_stop(lab):
     assert sorted(h["address"] for h in hosts) == [
         subnet + ".11", subnet + ".12", subnet + ".13"]
     assert lab_network(api) == {"cny%d-%s" % (api, n) for n in names} | {
-        "cnyb%d" % api}
+        "cnyb%d" % api} | {"cnyv%d%d" % (api, i) for i in (1, 2, 3)}
     # Every host mounts the lab's shared datastore.
     ds = json.loads(cli("-o", "json", "datastore", "list"))
     assert [d["name"] for d in ds] == ["lab-ds"]
