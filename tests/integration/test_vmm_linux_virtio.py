@@ -33,6 +33,12 @@ while ! grep -q "canopy-guest: memtotal" /tmp/guest.log 2>/dev/null &&
     sleep 0.2; i=$((i+1))
 done
 vmmctl /tmp/ctl balloon 192
+# Bounded: a guest that never powers off is killed and its log shown.
+i=0
+while kill -0 $vmm 2>/dev/null && [ $i -lt 1500 ]; do
+    sleep 0.2; i=$((i+1))
+done
+kill -0 $vmm 2>/dev/null && { echo "canopy-node: guest hung"; kill -9 $vmm; }
 wait $vmm
 echo "canopy-node: vmm exit $?"
 echo "canopy-node: scratch blocks $(stat -c %b /tmp/scratch.img)"
