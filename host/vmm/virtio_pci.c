@@ -77,15 +77,39 @@ static void unpark(struct virtio_dev *vd)
 
 /* ---- interrupts --------------------------------------------------------- */
 
+/* The INTx line follows the ISR: both change under isr_lock, so a driver's
+ * ISR read (which clears it and drops the line) racing with a new interrupt
+ * can never leave the ISR set with the line low (a lost interrupt: the
+ * guest would wait for that completion forever). */
+static void intx_raise(struct virtio_dev *vd, uint8_t isr_bit)
+{
+	pthread_mutex_lock(&vd->isr_lock);
+	atomic_fetch_or(&vd->isr, isr_bit);
+	pci_intx_set(&vd->pci, 1);
+	pthread_mutex_unlock(&vd->isr_lock);
+}
+
+static uint8_t isr_take(struct virtio_dev *vd)
+{
+	uint8_t v;
+
+	pthread_mutex_lock(&vd->isr_lock);
+	v = atomic_exchange(&vd->isr, 0);
+	pci_intx_set(&vd->pci, 0);
+	pthread_mutex_unlock(&vd->isr_lock);
+	return v;
+}
+
 static void interrupt(struct virtio_dev *vd, uint16_t vector, uint8_t isr_bit)
 {
-	atomic_fetch_or(&vd->isr, isr_bit);
 	if (pci_msix_enabled(&vd->pci)) {
-		if (vector != VIRTIO_MSI_NO_VECTOR)
-			(void)pci_msix_notify(&vd->pci, vector);
-		return;
+		atomic_fetch_or(&vd->isr, isr_bit);
+		/* -ENOENT: the driver turned MSI-X off meanwhile. */
+		if (vector == VIRTIO_MSI_NO_VECTOR ||
+		    pci_msix_notify(&vd->pci, vector) != -ENOENT)
+			return;
 	}
-	pci_intx_set(&vd->pci, 1);
+	intx_raise(vd, isr_bit);
 }
 
 void virtio_queue_signal(struct virtio_dev *vd, unsigned q)
@@ -199,8 +223,7 @@ static void dev_reset(struct virtio_dev *vd)
 	vd->queue_sel = 0;
 	vd->config_vector = VIRTIO_MSI_NO_VECTOR;
 	atomic_store(&vd->status, 0);
-	atomic_store(&vd->isr, 0);
-	pci_intx_set(&vd->pci, 0);
+	(void)isr_take(vd);
 	unpark(vd);
 }
 
@@ -439,8 +462,7 @@ static void bar_access(struct virtio_dev *vd, uint64_t off, void *data,
 		return;
 	}
 	if (off == VPCI_ISR && !wr) { /* read clears, drops INTx */
-		put_le(data, len, atomic_exchange(&vd->isr, 0));
-		pci_intx_set(&vd->pci, 0);
+		put_le(data, len, isr_take(vd));
 		return;
 	}
 	if (off >= VPCI_DEVCFG && off - VPCI_DEVCFG < vd->ops->config_size) {
@@ -881,6 +903,7 @@ static struct virtio_dev *vd_alloc(struct vm *vm,
 	pthread_mutex_init(&vd->lock, NULL);
 	pthread_mutex_init(&vd->wlock, NULL);
 	pthread_mutex_init(&vd->ioev_lock, NULL);
+	pthread_mutex_init(&vd->isr_lock, NULL);
 	pthread_cond_init(&vd->wcond, NULL);
 	vd->host_features = (ops->features ? ops->features(vd) : 0) |
 			    (1ull << VIRTIO_F_VERSION_1) |
@@ -896,6 +919,7 @@ static void vd_free(struct virtio_dev *vd)
 	close_fds(vd);
 	pthread_cond_destroy(&vd->wcond);
 	pthread_mutex_destroy(&vd->ioev_lock);
+	pthread_mutex_destroy(&vd->isr_lock);
 	pthread_mutex_destroy(&vd->wlock);
 	pthread_mutex_destroy(&vd->lock);
 	free(vd);

@@ -116,6 +116,7 @@ struct virtio_dev {
 	_Atomic uint8_t config_gen;
 	uint16_t config_vector, queue_sel;
 	_Atomic uint8_t isr;
+	pthread_mutex_t isr_lock; /* isr and the INTx line change together */
 	uint32_t cfgcap_off; /* PCI configuration access capability */
 	struct virtio_queue q[VIRTIO_MAX_QUEUES];
 	/* Worker thread and its parking protocol. */

@@ -27,6 +27,10 @@ static void print_status(const Canopy__V1__VmmStatus *st)
 	       (unsigned long long)st->memory_mib,
 	       (unsigned long long)st->balloon_mib,
 	       (unsigned long long)st->balloon_target_mib);
+	printf("uptime_ms %llu\n", (unsigned long long)st->uptime_ms);
+	for (size_t i = 0; i < st->n_exits; i++)
+		printf("exits_%s %llu\n", st->exits[i]->reason,
+		       (unsigned long long)st->exits[i]->count);
 	if (st->guest_memory)
 		printf("guest_used_bytes %llu\nguest_total_bytes %llu\n",
 		       (unsigned long long)st->guest_memory->used_bytes,

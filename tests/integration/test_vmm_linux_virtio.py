@@ -38,7 +38,11 @@ i=0
 while kill -0 $vmm 2>/dev/null && [ $i -lt 1500 ]; do
     sleep 0.2; i=$((i+1))
 done
-kill -0 $vmm 2>/dev/null && { echo "canopy-node: guest hung"; kill -9 $vmm; }
+if kill -0 $vmm 2>/dev/null; then
+    # Spinning or halted? Two looks at the exit counts, 2 s apart.
+    echo "canopy-node: guest hung"; vmmctl /tmp/ctl status; sleep 2
+    vmmctl /tmp/ctl status; kill -9 $vmm
+fi
 wait $vmm
 echo "canopy-node: vmm exit $?"
 echo "canopy-node: scratch blocks $(stat -c %b /tmp/scratch.img)"
