@@ -77,6 +77,14 @@ CN_MUST_CHECK int etcd_call_unary(struct etcd_client *c, const char *method,
 				  const ProtobufCMessageDescriptor *resp_desc,
 				  ProtobufCMessage **resp);
 
+/* Send a RangeRequest the caller built and convert the answer (kvs,
+ * header revision, more, count) into a new *out (free with
+ * etcd_kvs_free). 0, -EBADMSG for a response without a header, -ENOMEM or
+ * a call error, recorded on c. */
+CN_MUST_CHECK int etcd_kv_range_run(struct etcd_client *c,
+				    const Etcdserverpb__RangeRequest *req,
+				    struct etcd_kvs **out);
+
 /* Copy a server KeyValue into dst (validated, NUL-terminated copies).
  * 0, -EBADMSG (NULL kv) or -ENOMEM. */
 CN_MUST_CHECK int etcd_kv_copy(struct etcd_kv *dst,

@@ -126,31 +126,16 @@ static int header_rev(struct etcd_client *c, const char *what,
 	return 0;
 }
 
-int etcd_kv_range(struct etcd_client *c, const char *key,
-		  const struct etcd_range_opts *opts, struct etcd_kvs **out)
+int etcd_kv_range_run(struct etcd_client *c,
+		      const Etcdserverpb__RangeRequest *req,
+		      struct etcd_kvs **out)
 {
-	Etcdserverpb__RangeRequest req = ETCDSERVERPB__RANGE_REQUEST__INIT;
 	Etcdserverpb__RangeResponse *resp = NULL;
-	char end[ETCD_MAX_KEY_LEN + 1];
 	struct etcd_kvs *r = NULL;
 	int rc;
 
 	*out = NULL;
-	etcd_clear_error(c);
-	rc = key_fields(c, key, opts && opts->prefix, &req.key, &req.range_end,
-			end);
-	if (rc)
-		return rc;
-	if (opts && (opts->limit < 0 || opts->revision < 0)) {
-		etcd_set_error(c, "range: limit and revision must be >= 0");
-		return -EINVAL;
-	}
-	if (opts) {
-		req.limit = opts->limit;
-		req.keys_only = opts->keys_only;
-		req.revision = opts->revision;
-	}
-	rc = etcd_call_unary(c, "/etcdserverpb.KV/Range", &req.base,
+	rc = etcd_call_unary(c, "/etcdserverpb.KV/Range", &req->base,
 			     &etcdserverpb__range_response__descriptor,
 			     (ProtobufCMessage **)&resp);
 	if (rc)
@@ -176,6 +161,31 @@ out_r:
 out_resp:
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
 	return rc;
+}
+
+int etcd_kv_range(struct etcd_client *c, const char *key,
+		  const struct etcd_range_opts *opts, struct etcd_kvs **out)
+{
+	Etcdserverpb__RangeRequest req = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	char end[ETCD_MAX_KEY_LEN + 1];
+	int rc;
+
+	*out = NULL;
+	etcd_clear_error(c);
+	rc = key_fields(c, key, opts && opts->prefix, &req.key, &req.range_end,
+			end);
+	if (rc)
+		return rc;
+	if (opts && (opts->limit < 0 || opts->revision < 0)) {
+		etcd_set_error(c, "range: limit and revision must be >= 0");
+		return -EINVAL;
+	}
+	if (opts) {
+		req.limit = opts->limit;
+		req.keys_only = opts->keys_only;
+		req.revision = opts->revision;
+	}
+	return etcd_kv_range_run(c, &req, out);
 }
 
 int etcd_kv_get(struct etcd_client *c, const char *key, struct etcd_kvs **out)

@@ -32,9 +32,7 @@ int etcd_kv_range_between(struct etcd_client *c, const char *key,
 			  struct etcd_kvs **out)
 {
 	Etcdserverpb__RangeRequest req = ETCDSERVERPB__RANGE_REQUEST__INIT;
-	Etcdserverpb__RangeResponse *resp = NULL;
 	static const char all[1] = { 0 };
-	struct etcd_kvs *r;
 	int rc;
 
 	*out = NULL;
@@ -49,33 +47,5 @@ int etcd_kv_range_between(struct etcd_client *c, const char *key,
 	req.range_end.len = end && *end ? strlen(end) : 1;
 	req.limit = limit;
 	req.keys_only = keys_only;
-	rc = etcd_call_unary(c, "/etcdserverpb.KV/Range", &req.base,
-			     &etcdserverpb__range_response__descriptor,
-			     (ProtobufCMessage **)&resp);
-	if (rc)
-		return rc;
-	r = calloc(1, sizeof(*r));
-	if (!r) {
-		rc = -ENOMEM;
-		goto out_resp;
-	}
-	if (!resp->header) {
-		etcd_set_error(c, "range: response without a header");
-		rc = -EBADMSG;
-		goto out_r;
-	}
-	r->revision = resp->header->revision;
-	rc = etcd_kvs_copy(&r->kvs, resp->kvs, resp->n_kvs);
-	if (rc)
-		goto out_r;
-	r->n_kvs = resp->n_kvs;
-	r->more = resp->more;
-	r->count = resp->count;
-	*out = r;
-	r = NULL;
-out_r:
-	free(r);
-out_resp:
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	return rc;
+	return etcd_kv_range_run(c, &req, out);
 }
