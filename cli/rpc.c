@@ -5,12 +5,12 @@
 #include <string.h>
 
 #include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
 #include "cli/rpc.h"
+#include "lib/grpc_call.h"
 
 struct cli_rpc {
 	grpc_channel *chan;
@@ -97,49 +97,13 @@ static gpr_timespec deadline_in(unsigned ms)
 			    gpr_time_from_millis(ms, GPR_TIMESPAN));
 }
 
-static grpc_byte_buffer *encode(const ProtobufCMessage *msg)
-{
-	size_t len = protobuf_c_message_get_packed_size(msg);
-	grpc_slice s = grpc_slice_malloc(len);
-	grpc_byte_buffer *bb;
-
-	protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
-	bb = grpc_raw_byte_buffer_create(&s, 1);
-	grpc_slice_unref(s);
-	return bb;
-}
-
-static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *desc,
-				grpc_byte_buffer *bb)
-{
-	grpc_byte_buffer_reader rd;
-	ProtobufCMessage *m;
-	grpc_slice s;
-
-	if (!bb || !grpc_byte_buffer_reader_init(&rd, bb))
-		return NULL;
-	s = grpc_byte_buffer_reader_readall(&rd);
-	m = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s),
-				      GRPC_SLICE_START_PTR(s));
-	grpc_slice_unref(s);
-	grpc_byte_buffer_reader_destroy(&rd);
-	return m;
-}
-
-/* Fill st from a finished call's status (details are untrusted text). */
+/* Fill st from a finished call's status (detail already cleaned). */
 static void status_fill(struct cli_rpc *r, struct cli_status *st,
-			grpc_status_code code, grpc_slice details)
+			grpc_status_code code, const char *detail)
 {
-	size_t n = GRPC_SLICE_LENGTH(details), i;
-	const unsigned char *p = GRPC_SLICE_START_PTR(details);
-
 	memset(st, 0, sizeof(*st));
 	st->code = (int)code;
-	if (n > sizeof(st->msg) - 1)
-		n = sizeof(st->msg) - 1;
-	for (i = 0; i < n; i++)
-		st->msg[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
-	st->msg[n] = '\0';
+	snprintf(st->msg, sizeof(st->msg), "%s", detail);
 	if (code == GRPC_STATUS_UNAVAILABLE &&
 	    grpc_channel_check_connectivity_state(r->chan, 0) !=
 		    GRPC_CHANNEL_READY)
@@ -153,96 +117,42 @@ static void status_local(struct cli_status *st, int code, const char *msg)
 	snprintf(st->msg, sizeof(st->msg), "%s", msg);
 }
 
-/* Run one batch on call and wait for it. */
-static bool batch(struct cli_rpc *r, grpc_call *call, const grpc_op *ops,
-		  size_t n)
-{
-	grpc_event ev;
-
-	if (grpc_call_start_batch(call, ops, n, call, NULL) != GRPC_CALL_OK)
-		return false;
-	/* The call's deadline bounds this wait. */
-	ev = grpc_completion_queue_pluck(
-		r->cq, call, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-	return ev.type == GRPC_OP_COMPLETE && ev.success;
-}
-
-/* What one unary call receives. */
-struct unary {
-	grpc_metadata_array md_init, md_trail;
-	grpc_slice details;
-	grpc_status_code code;
-	grpc_byte_buffer *resp;
-};
-
-/* Send reqb and receive everything, in one batch on call. */
-static bool unary_run(struct cli_rpc *r, grpc_call *call,
-		      grpc_byte_buffer *reqb, struct unary *u)
-{
-	grpc_op ops[6];
-
-	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[1].op = GRPC_OP_SEND_MESSAGE;
-	ops[1].data.send_message.send_message = reqb;
-	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-	ops[3].data.recv_initial_metadata.recv_initial_metadata = &u->md_init;
-	ops[4].op = GRPC_OP_RECV_MESSAGE;
-	ops[4].data.recv_message.recv_message = &u->resp;
-	ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-	ops[5].data.recv_status_on_client.trailing_metadata = &u->md_trail;
-	ops[5].data.recv_status_on_client.status = &u->code;
-	ops[5].data.recv_status_on_client.status_details = &u->details;
-	return batch(r, call, ops, CN_ARRAY_SIZE(ops));
-}
-
 int cli_rpc_unary(struct cli_rpc *r, const char *method,
 		  const ProtobufCMessage *req,
 		  const ProtobufCMessageDescriptor *resp_desc,
 		  unsigned timeout_ms, ProtobufCMessage **resp,
 		  struct cli_status *st)
 {
-	struct unary u = { .details = grpc_empty_slice(),
-			   .code = GRPC_STATUS_UNKNOWN };
+	struct cn_grpc_unary u;
 	grpc_byte_buffer *reqb;
-	grpc_call *call;
-	int rc = 0;
+	int rc;
 
 	*resp = NULL;
-	reqb = encode(req);
+	reqb = cn_grpc_msg_encode(req);
 	if (!reqb) {
 		status_local(st, GRPC_STATUS_INTERNAL, "out of memory");
 		return -ENOMEM;
 	}
-	call = grpc_channel_create_call(r->chan, NULL, GRPC_PROPAGATE_DEFAULTS,
-					r->cq,
-					grpc_slice_from_static_string(method),
-					NULL, deadline_in(timeout_ms), NULL);
-	grpc_metadata_array_init(&u.md_init);
-	grpc_metadata_array_init(&u.md_trail);
-	if (!unary_run(r, call, reqb, &u)) {
+	rc = cn_grpc_unary_run(r->chan, r->cq, method, deadline_in(timeout_ms),
+			       reqb, &u);
+	grpc_byte_buffer_destroy(reqb);
+	if (rc) {
 		status_local(st, GRPC_STATUS_INTERNAL,
 			     "the gRPC call could not be run");
-		rc = -EIO;
-	} else {
-		status_fill(r, st, u.code, u.details);
-		if (u.code != GRPC_STATUS_OK)
-			rc = -EREMOTEIO;
-		else if (!(*resp = decode(resp_desc, u.resp)))
-			rc = -EBADMSG;
+		return -EIO;
 	}
-	if (rc == -EBADMSG)
-		status_local(st, GRPC_STATUS_INTERNAL,
-			     "the server sent a response that does not decode");
+	status_fill(r, st, u.status, u.detail);
+	if (u.status != GRPC_STATUS_OK)
+		return -EREMOTEIO;
+	*resp = cn_grpc_msg_decode(resp_desc, u.resp);
 	if (u.resp)
 		grpc_byte_buffer_destroy(u.resp);
-	grpc_byte_buffer_destroy(reqb);
-	grpc_slice_unref(u.details);
-	grpc_metadata_array_destroy(&u.md_init);
-	grpc_metadata_array_destroy(&u.md_trail);
-	grpc_call_unref(call);
-	return rc;
+	if (!*resp) {
+		status_local(st, GRPC_STATUS_INTERNAL,
+			     "the server sent a response that does not decode");
+		return -EBADMSG;
+	}
+	return 0;
 }
 
 int cli_rpc_stream_start(struct cli_rpc *r, const char *method,
@@ -252,13 +162,12 @@ int cli_rpc_stream_start(struct cli_rpc *r, const char *method,
 	struct cli_stream *s;
 	grpc_byte_buffer *reqb;
 	grpc_op ops[3];
-	bool ok;
 
 	*out = NULL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	reqb = encode(req);
+	reqb = cn_grpc_msg_encode(req);
 	if (!reqb) {
 		free(s);
 		return -ENOMEM;
@@ -275,8 +184,7 @@ int cli_rpc_stream_start(struct cli_rpc *r, const char *method,
 	ops[1].data.send_message.send_message = reqb;
 	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
 	/* A failed send shows as the status read by cli_stream_next. */
-	ok = batch(r, s->call, ops, CN_ARRAY_SIZE(ops));
-	(void)ok;
+	(void)!cn_grpc_batch(s->call, r->cq, ops, CN_ARRAY_SIZE(ops));
 	grpc_byte_buffer_destroy(reqb);
 	*out = s;
 	return 0;
@@ -297,12 +205,15 @@ static int stream_status(struct cli_stream *s, struct cli_status *st)
 	op.data.recv_status_on_client.trailing_metadata = &md_trail;
 	op.data.recv_status_on_client.status = &code;
 	op.data.recv_status_on_client.status_details = &details;
-	if (!batch(s->r, s->call, &op, 1)) {
+	if (cn_grpc_batch(s->call, s->r->cq, &op, 1)) {
 		status_local(st, GRPC_STATUS_INTERNAL,
 			     "the gRPC stream could not be read");
 		rc = -EIO;
 	} else {
-		status_fill(s->r, st, code, details);
+		char detail[CN_GRPC_DETAIL_MAX];
+
+		cn_grpc_slice_text(detail, sizeof(detail), details);
+		status_fill(s->r, st, code, detail);
 		rc = code == GRPC_STATUS_OK ? 0 : -EREMOTEIO;
 	}
 	s->ended = true;
@@ -332,9 +243,9 @@ int cli_stream_next(struct cli_stream *s,
 	}
 	ops[n].op = GRPC_OP_RECV_MESSAGE;
 	ops[n++].data.recv_message.recv_message = &bb;
-	if (!batch(s->r, s->call, ops, n) || !bb)
+	if (cn_grpc_batch(s->call, s->r->cq, ops, n) || !bb)
 		return stream_status(s, st);
-	*msg = decode(desc, bb);
+	*msg = cn_grpc_msg_decode(desc, bb);
 	grpc_byte_buffer_destroy(bb);
 	if (!*msg) {
 		grpc_call_cancel(s->call, NULL);

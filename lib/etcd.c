@@ -7,16 +7,14 @@
 #include <time.h>
 
 #include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
 #include "lib/etcd_internal.h"
+#include "lib/grpc_call.h"
 
 /* Pause between two rounds over all endpoints. */
 #define ETCD_ROUND_PAUSE_MS 100
-/* Status details longer than this are cut in error sentences. */
-#define ETCD_DETAIL_MAX 200
 
 uint64_t etcd_now_ms(void)
 {
@@ -157,49 +155,6 @@ void etcd_client_destroy(struct etcd_client *c)
 	grpc_shutdown();
 }
 
-grpc_byte_buffer *etcd_msg_encode(const ProtobufCMessage *msg)
-{
-	size_t len = protobuf_c_message_get_packed_size(msg);
-	grpc_slice s = grpc_slice_malloc(len);
-	grpc_byte_buffer *bb;
-
-	protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
-	bb = grpc_raw_byte_buffer_create(&s, 1);
-	grpc_slice_unref(s);
-	return bb;
-}
-
-ProtobufCMessage *etcd_msg_decode(const ProtobufCMessageDescriptor *desc,
-				  grpc_byte_buffer *bb)
-{
-	grpc_byte_buffer_reader r;
-	ProtobufCMessage *m;
-	grpc_slice s;
-
-	if (!bb || !grpc_byte_buffer_reader_init(&r, bb))
-		return NULL;
-	s = grpc_byte_buffer_reader_readall(&r);
-	m = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s),
-				      GRPC_SLICE_START_PTR(s));
-	grpc_slice_unref(s);
-	grpc_byte_buffer_reader_destroy(&r);
-	return m;
-}
-
-void etcd_slice_text(char *dst, size_t size, grpc_slice s)
-{
-	size_t n = GRPC_SLICE_LENGTH(s), i;
-	const unsigned char *p = GRPC_SLICE_START_PTR(s);
-
-	if (n > size - 1)
-		n = size - 1;
-	if (n > ETCD_DETAIL_MAX)
-		n = ETCD_DETAIL_MAX;
-	for (i = 0; i < n; i++)
-		dst[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
-	dst[n] = '\0';
-}
-
 /* The result of one attempt on one endpoint. */
 struct attempt {
 	grpc_status_code status;
@@ -225,57 +180,25 @@ static void attempt_run(struct etcd_client *c, size_t ep, const char *method,
 			grpc_byte_buffer *req, uint64_t deadline,
 			struct attempt *a)
 {
-	grpc_metadata_array md_init, md_trail;
-	grpc_slice details = grpc_empty_slice();
-	grpc_op ops[6];
-	grpc_call *call;
-	grpc_event ev;
+	struct cn_grpc_unary u;
+	int rc;
 
 	memset(a, 0, sizeof(*a));
-	memset(ops, 0, sizeof(ops));
 	if (!chan_get(c, ep, a))
 		return;
-	call = grpc_channel_create_call(c->chans[ep], NULL,
-					GRPC_PROPAGATE_DEFAULTS, c->cq,
-					grpc_slice_from_static_string(method),
-					NULL, etcd_deadline_at(deadline), NULL);
-	grpc_metadata_array_init(&md_init);
-	grpc_metadata_array_init(&md_trail);
-	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[1].op = GRPC_OP_SEND_MESSAGE;
-	ops[1].data.send_message.send_message = req;
-	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-	ops[3].data.recv_initial_metadata.recv_initial_metadata = &md_init;
-	ops[4].op = GRPC_OP_RECV_MESSAGE;
-	ops[4].data.recv_message.recv_message = &a->resp;
-	ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-	ops[5].data.recv_status_on_client.trailing_metadata = &md_trail;
-	ops[5].data.recv_status_on_client.status = &a->status;
-	ops[5].data.recv_status_on_client.status_details = &details;
-	if (grpc_call_start_batch(call, ops, CN_ARRAY_SIZE(ops), call, NULL) !=
-	    GRPC_CALL_OK) {
+	rc = cn_grpc_unary_run(c->chans[ep], c->cq, method,
+			       etcd_deadline_at(deadline), req, &u);
+	if (rc == -EIO) {
 		a->status = GRPC_STATUS_INTERNAL;
 		snprintf(a->detail, sizeof(a->detail), "cannot start the call");
-		goto out_call;
-	}
-	/* The call's own deadline bounds this wait. */
-	ev = grpc_completion_queue_pluck(
-		c->cq, call, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-	if (ev.type != GRPC_OP_COMPLETE || !ev.success) {
+	} else if (rc) {
 		a->status = GRPC_STATUS_UNAVAILABLE;
 		snprintf(a->detail, sizeof(a->detail), "call did not complete");
 	} else {
-		etcd_slice_text(a->detail, sizeof(a->detail), details);
-	}
-out_call:
-	grpc_slice_unref(details);
-	grpc_metadata_array_destroy(&md_init);
-	grpc_metadata_array_destroy(&md_trail);
-	grpc_call_unref(call);
-	if (a->status != GRPC_STATUS_OK && a->resp) {
-		grpc_byte_buffer_destroy(a->resp);
-		a->resp = NULL;
+		a->status = u.status;
+		snprintf(a->detail, sizeof(a->detail), "%.*s", ETCD_DETAIL_MAX,
+			 u.detail);
+		a->resp = u.resp;
 	}
 }
 
@@ -359,7 +282,7 @@ int etcd_call_unary(struct etcd_client *c, const char *method,
 
 	*resp = NULL;
 	etcd_clear_error(c);
-	reqb = etcd_msg_encode(req);
+	reqb = cn_grpc_msg_encode(req);
 	if (!reqb) {
 		etcd_set_error(c, "%s: cannot encode the request", method);
 		return -ENOMEM;
@@ -368,7 +291,7 @@ int etcd_call_unary(struct etcd_client *c, const char *method,
 	grpc_byte_buffer_destroy(reqb);
 	if (rc)
 		return rc;
-	*resp = etcd_msg_decode(resp_desc, respb);
+	*resp = cn_grpc_msg_decode(resp_desc, respb);
 	grpc_byte_buffer_destroy(respb);
 	if (!*resp) {
 		etcd_set_error(c, "%s: malformed response from %s", method,

@@ -23,6 +23,8 @@
 #define ETCD_ENDPOINT_MAX 256
 /* Size of a stored error sentence. */
 #define ETCD_ERR_MAX 512
+/* Status details longer than this are cut in error sentences. */
+#define ETCD_DETAIL_MAX 200
 /* Largest response accepted from a server. */
 #define ETCD_MAX_RECV_BYTES (64 * 1024 * 1024)
 
@@ -95,15 +97,6 @@ void etcd_kv_clear(struct etcd_kv *kv);
 CN_MUST_CHECK int etcd_kvs_copy(struct etcd_kv **out,
 				Etcdserverpb__KeyValue *const *src, size_t n);
 
-/* Encode a protobuf-c message into a new gRPC byte buffer (NULL on
- * failure); decode one (NULL on malformed input). */
-grpc_byte_buffer *etcd_msg_encode(const ProtobufCMessage *msg);
-ProtobufCMessage *etcd_msg_decode(const ProtobufCMessageDescriptor *desc,
-				  grpc_byte_buffer *bb);
-
-/* Copy a gRPC status detail (untrusted) into dst as printable text, at
- * most 200 characters. */
-void etcd_slice_text(char *dst, size_t size, grpc_slice s);
 /* Monotonic milliseconds. */
 uint64_t etcd_now_ms(void);
 /* Realtime gRPC deadline at monotonic time ms. */

@@ -9,6 +9,7 @@
 #include <grpc/support/time.h>
 
 #include "lib/etcd_internal.h"
+#include "lib/grpc_call.h"
 
 /* Wake-up period of the thread to look at the stop flag. */
 #define ETCD_WATCH_TICK_MS 100
@@ -53,7 +54,7 @@ static grpc_byte_buffer *create_request(struct etcd_watch *w)
 	req.request_union_case =
 		ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
 	req.create_request = &cr;
-	return etcd_msg_encode(&req.base);
+	return cn_grpc_msg_encode(&req.base);
 }
 
 static int start_read(struct stream *s)
@@ -208,7 +209,7 @@ static int handle(struct etcd_watch *w, struct stream *s)
 	char msg[ETCD_ERR_MAX];
 	int rc = 0;
 
-	r = (Etcdserverpb__WatchResponse *)etcd_msg_decode(
+	r = (Etcdserverpb__WatchResponse *)cn_grpc_msg_decode(
 		&etcdserverpb__watch_response__descriptor, s->recv_bb);
 	grpc_byte_buffer_destroy(s->recv_bb);
 	s->recv_bb = NULL;
@@ -301,9 +302,9 @@ static void stream_close(struct etcd_watch *w, struct stream *s)
 /* Why the stream ended, as a sentence for etcd_watch_last_error. */
 static void note_end(struct etcd_watch *w, struct stream *s)
 {
-	char detail[ETCD_ERR_MAX];
+	char detail[ETCD_DETAIL_MAX + 1];
 
-	etcd_slice_text(detail, sizeof(detail), s->details);
+	cn_grpc_slice_text(detail, sizeof(detail), s->details);
 	etcd_watch_note(w, "watch stream on %s ended (gRPC status %d: %s)",
 			w->eps.host_port[w->cur], (int)s->status, detail);
 }

@@ -20,3 +20,7 @@ BUS_TESTS := $(B)/tests/unit/test_bus $(B)/tests/unit/test_bus_input
 $(BUS_TESTS): $(B)/tests/unit/%: $(B)/tests/unit/%.o \
 		$(B)/tests/unit/bus_fixture.o $(LIBCANOPY)
 	$(call link,$@,$(call unit_objs,$^),$(LIBS_CMOCKA) $(LIBS_PROTO) $(LIBS_ZMQ))
+
+# The gRPC call helpers' unit test (lib/grpc_call.c) links gRPC.
+$(B)/tests/unit/test_grpc_call: $(B)/tests/unit/test_grpc_call.o $(LIBCANOPY)
+	$(call link,$@,$(call unit_objs,$^),$(LIBS_CMOCKA) $(LIBS_PROTO) $(LIBS_GRPC))
