@@ -9,13 +9,15 @@ $(VMM_LIB): $(filter-out $(B)/host/vmm/main.o,$(VMM_OBJS))
 	$(Q)rm -f $@
 	$(Q)ar rcs $@ $^
 
-$(B)/bin/canopy-vmm: $(B)/host/vmm/main.o $(VMM_LIB) $(DS_LIB) $(LIBCANOPY)
+# The migration stream (vmotion/module.mk) after the VMM archive that uses it.
+VMOTION_LIB := $(B)/vmotion/libvmotion.a
+$(B)/bin/canopy-vmm: $(B)/host/vmm/main.o $(VMM_LIB) $(VMOTION_LIB) $(DS_LIB) $(LIBCANOPY)
 	$(call link,$@,$^,$(LIBS_PROTO))
 
 BINS += $(B)/bin/canopy-vmm
 
 # Unit tests of the VMM's pure parts link its archive.
-$(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test_vmm_*.c)): $(VMM_LIB) $(DS_LIB)
+$(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test_vmm_*.c)): $(VMM_LIB) $(VMOTION_LIB) $(DS_LIB)
 
 # The virtqueue and virtio device-model tests share a fake guest (guard-paged
 # RAM and a tiny split-ring driver).

@@ -11,7 +11,7 @@ FUZZ_B := build-fuzz
 FUZZ_SECS ?= 60
 FUZZ_SMOKE_SECS ?= 10
 FUZZ_CC := clang
-FUZZ_NAMES := virtq blk
+FUZZ_NAMES := virtq blk mig
 FUZZ_BINS := $(patsubst %,$(FUZZ_B)/fuzz_%,$(FUZZ_NAMES))
 # The warnings of the main build, not fatal here: the gcc build with -Werror
 # is the gate, and a warning only clang gives in a device model must not
@@ -20,7 +20,7 @@ FUZZ_BINS := $(patsubst %,$(FUZZ_B)/fuzz_%,$(FUZZ_NAMES))
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-D_GNU_SOURCE -I. $(filter-out -Werror,$(WARN)) -Wno-cast-align
-FUZZ_HDRS = $(wildcard tests/fuzz/*.h host/vmm/*.h lib/*.h)
+FUZZ_HDRS = $(wildcard tests/fuzz/*.h host/vmm/*.h lib/*.h vmotion/*.h)
 
 # fuzz_rule(NAME, OTHER SOURCES): build-fuzz/fuzz_NAME.
 define fuzz_rule
@@ -32,6 +32,7 @@ endef
 $(eval $(call fuzz_rule,virtq,host/vmm/virtq.c))
 $(eval $(call fuzz_rule,blk,host/vmm/virtq.c host/vmm/blk_pool.c lib/log.c \
 	lib/buf.c lib/sys.c))
+$(eval $(call fuzz_rule,mig,vmotion/stream.c lib/buf.c))
 
 # fuzz_run(SECONDS): run every harness; stop at the first crash with the
 # end of its log.
