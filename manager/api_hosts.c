@@ -4,9 +4,68 @@
 #include <string.h>
 
 #include "lib/bus.h"
+#include "lib/etcd.h"
 #include "lib/log.h"
+#include "manager/index.h"
 #include "manager/list.h"
 #include "manager/manager.h"
+
+/* The index once it has applied revision rev, or NULL: the caller then
+ * counts in etcd (the index is loading, or its watch failed). */
+static const struct mgr_index *index_at(struct manager *m, int64_t rev)
+{
+	const struct mgr_index *ix;
+	int rc = mgr_index_at(m, rev, &ix);
+
+	if (rc) {
+		log_debug("manager",
+			  "inventory index not usable: counting in etcd",
+			  "err=\"%s\"", cn_strerror(rc));
+		return NULL;
+	}
+	return ix;
+}
+
+/* The current store revision: one O(1) read of the leader key. */
+static int store_rev(struct manager *m, int64_t *rev)
+{
+	struct etcd_range_opts o = { .keys_only = true, .limit = 1 };
+	struct etcd_kvs *r = NULL;
+	int rc;
+
+	rc = etcd_kv_range(m->etcd, MGR_KEY_LEADER, &o, &r);
+	if (!rc)
+		*rev = r->revision;
+	etcd_kvs_free(r);
+	return rc;
+}
+
+/* Hosts, VMs and running VMs: from the index at the current revision,
+ * else three etcd counts. */
+static int cluster_counts(struct manager *m, int64_t *hosts, int64_t *vms,
+			  int64_t *running)
+{
+	const struct mgr_index *ix = NULL;
+	int64_t rev = 0;
+	int rc;
+
+	rc = store_rev(m, &rev);
+	if (rc)
+		return rc;
+	ix = index_at(m, rev);
+	if (ix) {
+		*hosts = ix->hosts;
+		*vms = ix->vms;
+		*running = ix->running;
+		return 0;
+	}
+	rc = mgr_count(m, MGR_PREFIX_HOSTS, hosts);
+	if (!rc)
+		rc = mgr_count(m, MGR_PREFIX_VMS, vms);
+	if (!rc)
+		rc = mgr_count(m, MGR_PREFIX_RUNNING, running);
+	return rc;
+}
 
 void api_get_cluster(void *arg, struct api_call *c, const ProtobufCMessage *r)
 {
@@ -16,11 +75,7 @@ void api_get_cluster(void *arg, struct api_call *c, const ProtobufCMessage *r)
 	struct mgr_host *h;
 	int rc;
 
-	rc = mgr_count(m, MGR_PREFIX_HOSTS, &hosts);
-	if (!rc)
-		rc = mgr_count(m, MGR_PREFIX_VMS, &vms);
-	if (!rc)
-		rc = mgr_count(m, MGR_PREFIX_RUNNING, &running);
+	rc = cluster_counts(m, &hosts, &vms, &running);
 	if (rc) {
 		mgr_fail_store(m, c, rc, "counting hosts and vms");
 		return;
@@ -40,7 +95,8 @@ void api_get_cluster(void *arg, struct api_call *c, const ProtobufCMessage *r)
 	api_reply(c, &cl.base);
 }
 
-/* Fill rec->vms with the number of VMs placed on it. */
+/* Fill rec->vms with the number of VMs placed on it: an exact etcd count
+ * of its placement keys (O(VMs on the host)). */
 static int host_vm_count(struct manager *m, Canopy__V1__Host *rec)
 {
 	char prefix[MGR_KEY_MAX];
@@ -54,12 +110,23 @@ static int host_vm_count(struct manager *m, Canopy__V1__Host *rec)
 	return rc;
 }
 
+/* Fill rec->vms from the index when there is one, else count in etcd. */
+static int host_vms(struct manager *m, const struct mgr_index *ix,
+		    Canopy__V1__Host *rec)
+{
+	if (!ix)
+		return host_vm_count(m, rec);
+	rec->vms = mgr_index_host_vms(ix, rec->id);
+	return 0;
+}
+
 void api_list_hosts(void *arg, struct api_call *c, const ProtobufCMessage *r)
 {
 	const Canopy__V1__ListHostsRequest *req = (const void *)r;
 	Canopy__V1__ListHostsResponse resp =
 		CANOPY__V1__LIST_HOSTS_RESPONSE__INIT;
 	struct manager *m = arg;
+	const struct mgr_index *ix = NULL;
 	struct etcd_kvs *kvs = NULL;
 	Canopy__V1__Host **hosts = NULL;
 	char next[MGR_KEY_MAX];
@@ -71,12 +138,14 @@ void api_list_hosts(void *arg, struct api_call *c, const ProtobufCMessage *r)
 			   next);
 	if (!rc && !(hosts = calloc(n ? n : 1, sizeof(*hosts))))
 		rc = -ENOMEM;
+	if (!rc && n) /* counts no older than the page */
+		ix = index_at(m, kvs->revision);
 	for (i = 0; !rc && i < n; i++) {
 		hosts[k] =
 			canopy__v1__host__unpack(NULL, kvs->kvs[i].value_len,
 						 (uint8_t *)kvs->kvs[i].value);
 		if (hosts[k])
-			rc = host_vm_count(m, hosts[k++]);
+			rc = host_vms(m, ix, hosts[k++]);
 	}
 	if (rc == -EINVAL)
 		mgr_fail_token(c);
@@ -96,7 +165,7 @@ void api_list_hosts(void *arg, struct api_call *c, const ProtobufCMessage *r)
 
 /* Read host id; answers c and returns nonzero on failure. */
 static int host_read(struct manager *m, struct api_call *c, const char *id,
-		     Canopy__V1__Host **out)
+		     Canopy__V1__Host **out, int64_t *rev)
 {
 	char key[MGR_KEY_MAX];
 	int rc;
@@ -109,8 +178,8 @@ static int host_read(struct manager *m, struct api_call *c, const char *id,
 			 id);
 		return 1;
 	}
-	rc = mgr_get_msg(m, key, &canopy__v1__host__descriptor,
-			 (ProtobufCMessage **)out);
+	rc = mgr_get_msg_rev(m, key, &canopy__v1__host__descriptor,
+			     (ProtobufCMessage **)out, rev);
 	if (rc == -ENOENT)
 		api_fail(c, CN_NOT_FOUND,
 			 "host %s is not known; list hosts with 'canopy host "
@@ -127,14 +196,15 @@ void api_get_host(void *arg, struct api_call *c, const ProtobufCMessage *r)
 	struct manager *m = arg;
 	Canopy__V1__Host *rec;
 	struct mgr_host *h;
+	int64_t rev = 0;
 	int rc;
 
-	if (host_read(m, c, req->id, &rec))
+	if (host_read(m, c, req->id, &rec, &rev))
 		return;
 	h = mgr_host_find(m, rec->id);
 	if (h) /* the leader's copy has the latest last_seen */
 		rec->last_seen_unix_ms = h->rec->last_seen_unix_ms;
-	rc = host_vm_count(m, rec);
+	rc = host_vms(m, index_at(m, rev), rec);
 	if (rc)
 		mgr_fail_store(m, c, rc, "counting the host's vms");
 	else
@@ -167,9 +237,10 @@ void api_remove_host(void *arg, struct api_call *c, const ProtobufCMessage *r)
 	char key[MGR_KEY_MAX];
 	int rc;
 
-	if (host_read(m, c, req->id, &rec))
+	if (host_read(m, c, req->id, &rec, NULL))
 		return;
 	h = mgr_host_find(m, rec->id);
+	/* Exact, not the index: removal must never drop a host with VMs. */
 	rc = host_vm_count(m, rec);
 	if (rc)
 		mgr_fail_store(m, c, rc, "counting the host's vms");

@@ -12,6 +12,7 @@
 #include "lib/etcd.h"
 #include "lib/log.h"
 #include "lib/loop.h"
+#include "manager/index.h"
 #include "manager/manager.h"
 
 /* Options as given on the command line or in the config file. */
@@ -230,6 +231,9 @@ static void start(struct manager *m)
 	if (rc)
 		die("--etcd '%s': %s", m->opt.etcd,
 		    why ? why : cn_strerror(rc));
+	rc = mgr_index_start(m);
+	if (rc)
+		die("cannot start the inventory index: %s", cn_strerror(rc));
 	rc = api_server_create(m->l, m->opt.listen, mgr_api_gate, m, &m->api);
 	if (rc)
 		die("cannot serve the API on %s: %s (is another manager "
@@ -257,6 +261,7 @@ int main(int argc, char **argv)
 	rc = loop_run(m.l);
 	mgr_leader_stop(&m);
 	api_server_destroy(m.api);
+	mgr_index_stop(&m);
 	etcd_client_destroy(m.etcd);
 	loop_destroy(m.l);
 	config_free(cf);

@@ -6,7 +6,8 @@
  *
  * Modules: main.c (options, start-up), leader.c (election), store.c (etcd
  * values, fenced writes), hosts.c (agent bus), tasks.c (task engine),
- * events.c (event log), api_*.c (handlers), methods.c (method table).
+ * events.c (event log), index.c and index_sync.c (inventory counts kept
+ * from an etcd watch), api_*.c (handlers), methods.c (method table).
  */
 #ifndef CANOPY_MANAGER_MANAGER_H
 #define CANOPY_MANAGER_MANAGER_H
@@ -65,6 +66,7 @@ struct mgr_host {
 struct mgr_task; /* tasks.c */
 struct mgr_waiter; /* tasks.c: WaitTask streams */
 struct mgr_watcher; /* events.c: WatchEvents streams */
+struct mgr_index_sync; /* index_sync.c: the inventory index */
 
 struct manager {
 	struct mgr_options opt;
@@ -91,6 +93,8 @@ struct manager {
 	uint32_t task_counter;
 	uint64_t sweep_timer; /* disconnect hosts not heard after takeover */
 	uint64_t retention_timer; /* retention.c */
+	/* every manager, leader or standby */
+	struct mgr_index_sync *index; /* index_sync.c */
 };
 
 /* ---- store.c: etcd values and fenced writes ------------------------------ */
@@ -100,6 +104,11 @@ struct manager {
 CN_MUST_CHECK int mgr_get_msg(struct manager *m, const char *key,
 			      const ProtobufCMessageDescriptor *desc,
 			      ProtobufCMessage **out);
+/* mgr_get_msg that also gives the store revision of the read in *rev (if
+ * not NULL). */
+CN_MUST_CHECK int mgr_get_msg_rev(struct manager *m, const char *key,
+				  const ProtobufCMessageDescriptor *desc,
+				  ProtobufCMessage **out, int64_t *rev);
 /* Write msg at key if we still hold the leader key (a txn comparing its
  * lease with ours), with up to 4 extra ops (NULL/0 for none) and an
  * optional compare (NULL). 0, -ESTALE when the extra compare failed,

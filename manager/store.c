@@ -43,6 +43,13 @@ size_t mgr_page_size(uint32_t asked)
 int mgr_get_msg(struct manager *m, const char *key,
 		const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
 {
+	return mgr_get_msg_rev(m, key, desc, out, NULL);
+}
+
+int mgr_get_msg_rev(struct manager *m, const char *key,
+		    const ProtobufCMessageDescriptor *desc,
+		    ProtobufCMessage **out, int64_t *rev)
+{
 	struct etcd_kvs *r = NULL;
 	int rc;
 
@@ -50,6 +57,8 @@ int mgr_get_msg(struct manager *m, const char *key,
 	rc = etcd_kv_get(m->etcd, key, &r);
 	if (rc)
 		return rc;
+	if (rev)
+		*rev = r->revision;
 	*out = protobuf_c_message_unpack(desc, NULL, r->kvs[0].value_len,
 					 (const uint8_t *)r->kvs[0].value);
 	etcd_kvs_free(r);
