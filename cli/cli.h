@@ -63,6 +63,13 @@ struct cli_cmd {
 	int (*run)(struct cli *c, const struct cli_args *a);
 };
 
+/* A command taking exactly one positional argument and no options. */
+#define CLI_CMD_1(obj, v, arg, sum, fn)                                \
+	{                                                              \
+		.object = obj, .verb = v, .args = arg, .summary = sum, \
+		.min_pos = 1, .max_pos = 1, .run = fn                  \
+	}
+
 /* An object of the command line and its verbs. */
 struct cli_object {
 	const char *name;
@@ -109,19 +116,47 @@ CN_MUST_CHECK int cli_stream(struct cli *c, const char *method,
 			     const ProtobufCMessage *req,
 			     struct cli_stream **out);
 
-/* Every page of a paged list call: req must have a string field
- * "page_token", the response a field "next_page_token". The pages are
- * returned in *pages (n in *npages); free with cli_pages_free. 0 or a
- * negative errno with the error recorded. */
+/* Every page of a paged list call (list.c): req must have a string field
+ * "page_token", the response a field "next_page_token" (a call without
+ * them gives one page). The pages are returned in *pages (n in *npages);
+ * free with cli_pages_free. 0 or a negative errno with the error
+ * recorded. */
 CN_MUST_CHECK int cli_list_pages(struct cli *c, const char *method,
 				 ProtobufCMessage *req,
 				 const ProtobufCMessageDescriptor *resp_desc,
 				 ProtobufCMessage ***pages, size_t *npages);
 void cli_pages_free(ProtobufCMessage **pages, size_t n);
-/* Print the repeated message field `field` of every page as one JSON
- * array on c->out. */
-void cli_pages_json(struct cli *c, ProtobufCMessage *const *pages, size_t n,
-		    const char *field);
+
+/* A list command's output (list.c): the items of the repeated message
+ * field `field` of every page, as one JSON array with -o json, else as a
+ * table with these headers and one row an item. */
+struct cli_list {
+	const char *method; /* "/canopy.v1.HostService/ListHosts" */
+	const ProtobufCMessageDescriptor *resp_desc; /* a page */
+	const char *field; /* "hosts" */
+	size_t ncols;
+	const char *const *hdr; /* ncols static headers */
+	/* Add item's row to t (now: unix ms, for ages). 0 or -ENOMEM. */
+	int (*row)(struct cli_table *t, const ProtobufCMessage *item,
+		   uint64_t now);
+	bool reverse; /* print the items last first (newest-first lists) */
+};
+
+/* Print the items of n pages as l says. 0, or -EIO with "out of memory"
+ * recorded. */
+CN_MUST_CHECK int cli_list_print(struct cli *c, const struct cli_list *l,
+				 ProtobufCMessage *const *pages, size_t n);
+/* Fetch every page of l->method for req (cli_list_pages) and print them
+ * (cli_list_print). 0 or a negative errno with the error recorded. */
+CN_MUST_CHECK int cli_list_run(struct cli *c, const struct cli_list *l,
+			       ProtobufCMessage *req);
+/* A show command: call method with req and print the answer (a
+ * resp_desc message) as JSON with -o json, else with print. 0 or a
+ * negative errno with the error recorded. */
+CN_MUST_CHECK int
+cli_show_run(struct cli *c, const char *method, const ProtobufCMessage *req,
+	     const ProtobufCMessageDescriptor *resp_desc,
+	     void (*print)(struct cli *c, const ProtobufCMessage *m));
 
 /* Wall-clock time in unix milliseconds. */
 uint64_t cli_now_ms(void);

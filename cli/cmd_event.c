@@ -20,9 +20,10 @@ static void sev_text(char *buf, size_t size, const Canopy__V1__Event *e)
 		      e->severity, "EVENT_SEVERITY_");
 }
 
-static int event_row(struct cli_table *t, const Canopy__V1__Event *e,
+static int event_row(struct cli_table *t, const ProtobufCMessage *m,
 		     uint64_t now)
 {
+	const Canopy__V1__Event *e = (const Canopy__V1__Event *)m;
 	char seq[24], age[32], sev[16];
 	const char *row[] = { seq, age, sev, e->kind, e->object, e->message };
 
@@ -33,34 +34,20 @@ static int event_row(struct cli_table *t, const Canopy__V1__Event *e,
 }
 
 /* Events arrive newest first: print them oldest first. */
-static int print_list(struct cli *c, const Canopy__V1__ListEventsResponse *r)
+static int print_list(struct cli *c, Canopy__V1__ListEventsResponse *r)
 {
 	static const char *const hdr[] = { "SEQ",  "AGE",    "SEVERITY",
 					   "KIND", "OBJECT", "MESSAGE" };
-	struct cli_table t;
-	struct cli_json j;
-	uint64_t now = cli_now_ms();
-	size_t i;
-	int rc = 0;
+	static const struct cli_list l = {
+		.field = "events",
+		.ncols = CN_ARRAY_SIZE(hdr),
+		.hdr = hdr,
+		.row = event_row,
+		.reverse = true,
+	};
+	ProtobufCMessage *page = &r->base;
 
-	if (c->json) {
-		cli_json_init(&j, c->out);
-		cli_json_begin_array(&j);
-		for (i = r->n_events; i-- > 0;)
-			cli_pb_json(&j, &r->events[i]->base);
-		cli_json_end_array(&j);
-		cli_json_finish(&j);
-		return 0;
-	}
-	cli_table_init(&t, CN_ARRAY_SIZE(hdr), hdr);
-	for (i = r->n_events; !rc && i-- > 0;)
-		rc = event_row(&t, r->events[i], now);
-	if (rc)
-		rc = cli_fail(c, CLI_EXIT_FAIL, "out of memory");
-	else
-		cli_table_print(&t, c->out);
-	cli_table_free(&t);
-	return rc;
+	return cli_list_print(c, &l, &page, 1);
 }
 
 /* One followed event: a JSON object per line, or a plain line. */

@@ -57,9 +57,10 @@ static void host_memory(char *buf, size_t size, const Canopy__V1__Host *h)
 	snprintf(buf, size, "%s / %s", used, total);
 }
 
-static int host_row(struct cli_table *t, const Canopy__V1__Host *h,
+static int host_row(struct cli_table *t, const ProtobufCMessage *m,
 		    uint64_t now)
 {
+	const Canopy__V1__Host *h = (const Canopy__V1__Host *)m;
 	char state[32], cpus[16], mem[80], vms[16], seen[32];
 	const char *row[] = { h->id, h->hostname, state,      cpus,
 			      mem,   vms,	  h->address, seen };
@@ -78,41 +79,22 @@ static int host_list(struct cli *c, const struct cli_args *a)
 	static const char *const hdr[] = { "ID",      "HOSTNAME", "STATE",
 					   "CPUS",    "MEMORY",	  "VMS",
 					   "ADDRESS", "LAST SEEN" };
+	static const struct cli_list l = {
+		.method = M_LIST_HOSTS,
+		.resp_desc = &canopy__v1__list_hosts_response__descriptor,
+		.field = "hosts",
+		.ncols = CN_ARRAY_SIZE(hdr),
+		.hdr = hdr,
+		.row = host_row,
+	};
 	Canopy__V1__ListHostsRequest req = CANOPY__V1__LIST_HOSTS_REQUEST__INIT;
-	ProtobufCMessage **pages;
-	struct cli_table t;
-	uint64_t now = cli_now_ms();
-	size_t n, i, k;
-	int rc;
 
-	rc = cli_list_pages(c, M_LIST_HOSTS, &req.base,
-			    &canopy__v1__list_hosts_response__descriptor,
-			    &pages, &n);
-	if (rc)
-		return rc;
-	if (c->json) {
-		cli_pages_json(c, pages, n, "hosts");
-		goto out;
-	}
-	cli_table_init(&t, CN_ARRAY_SIZE(hdr), hdr);
-	for (i = 0; !rc && i < n; i++) {
-		Canopy__V1__ListHostsResponse *r = (void *)pages[i];
-
-		for (k = 0; !rc && k < r->n_hosts; k++)
-			rc = host_row(&t, r->hosts[k], now);
-	}
-	if (rc)
-		rc = cli_fail(c, CLI_EXIT_FAIL, "out of memory");
-	else
-		cli_table_print(&t, c->out);
-	cli_table_free(&t);
-out:
-	cli_pages_free(pages, n);
-	return rc;
+	return cli_list_run(c, &l, &req.base);
 }
 
-static void host_print(struct cli *c, const Canopy__V1__Host *h)
+static void host_print(struct cli *c, const ProtobufCMessage *m)
 {
+	const Canopy__V1__Host *h = (const Canopy__V1__Host *)m;
 	char state[32], cpus[16], mem[80], vms[16], seen[32], ds[512];
 	const char *keys[] = { "ID",	     "Hostname", "State",  "Address",
 			       "Version",    "CPUs",	 "Memory", "VMs",
@@ -140,20 +122,10 @@ static void host_print(struct cli *c, const Canopy__V1__Host *h)
 static int host_show(struct cli *c, const struct cli_args *a)
 {
 	Canopy__V1__GetHostRequest req = CANOPY__V1__GET_HOST_REQUEST__INIT;
-	Canopy__V1__Host *h;
-	int rc;
 
 	req.id = (char *)a->pos[0];
-	rc = cli_call(c, M_GET_HOST, &req.base, &canopy__v1__host__descriptor,
-		      (ProtobufCMessage **)&h);
-	if (rc)
-		return rc;
-	if (c->json)
-		cli_print_json(c, &h->base);
-	else
-		host_print(c, h);
-	protobuf_c_message_free_unpacked(&h->base, NULL);
-	return 0;
+	return cli_show_run(c, M_GET_HOST, &req.base,
+			    &canopy__v1__host__descriptor, host_print);
 }
 
 static int host_remove(struct cli *c, const struct cli_args *a)
@@ -203,26 +175,17 @@ const struct cli_cmd cli_host_cmds[] = {
 	  .args = "",
 	  .summary = "List hosts with state, capacity and use.",
 	  .run = host_list },
-	{ .object = "host",
-	  .verb = "show",
-	  .args = "ID",
-	  .summary = "Show one host.",
-	  .min_pos = 1,
-	  .max_pos = 1,
-	  .run = host_show },
-	{ .object = "host",
-	  .verb = "remove",
-	  .args = "ID",
-	  .summary = "Remove a host from the inventory (the server refuses "
-		     "while it runs VMs).",
-	  .min_pos = 1,
-	  .max_pos = 1,
-	  .run = host_remove },
+	CLI_CMD_1("host", "show", "ID", "Show one host.", host_show),
+	CLI_CMD_1("host", "remove", "ID",
+		  "Remove a host from the inventory (the server refuses "
+		  "while it runs VMs).",
+		  host_remove),
 	{ 0 },
 };
 
-static int ds_row(struct cli_table *t, const Canopy__V1__Datastore *d)
+static int ds_row(struct cli_table *t, const ProtobufCMessage *m, uint64_t now)
 {
+	const Canopy__V1__Datastore *d = (const Canopy__V1__Datastore *)m;
 	char cap[32], free_[32], hosts[256];
 	const char *row[] = { d->name, d->uuid, cap, free_, hosts };
 	size_t i, o = 0;
@@ -245,34 +208,19 @@ static int datastore_list(struct cli *c, const struct cli_args *a)
 {
 	static const char *const hdr[] = { "NAME", "UUID", "CAPACITY", "FREE",
 					   "HOSTS" };
+	static const struct cli_list l = {
+		.method = M_LIST_DATASTORES,
+		.resp_desc = &canopy__v1__list_datastores_response__descriptor,
+		.field = "datastores",
+		.ncols = CN_ARRAY_SIZE(hdr),
+		.hdr = hdr,
+		.row = ds_row,
+	};
 	Canopy__V1__ListDatastoresRequest req =
 		CANOPY__V1__LIST_DATASTORES_REQUEST__INIT;
-	ProtobufCMessage *resp;
-	Canopy__V1__ListDatastoresResponse *r;
-	struct cli_table t;
-	size_t i;
-	int rc;
 
-	rc = cli_call(c, M_LIST_DATASTORES, &req.base,
-		      &canopy__v1__list_datastores_response__descriptor, &resp);
-	if (rc)
-		return rc;
-	if (c->json) {
-		cli_pages_json(c, &resp, 1, "datastores");
-		goto out;
-	}
-	r = (Canopy__V1__ListDatastoresResponse *)resp;
-	cli_table_init(&t, CN_ARRAY_SIZE(hdr), hdr);
-	for (i = 0; !rc && i < r->n_datastores; i++)
-		rc = ds_row(&t, r->datastores[i]);
-	if (rc)
-		rc = cli_fail(c, CLI_EXIT_FAIL, "out of memory");
-	else
-		cli_table_print(&t, c->out);
-	cli_table_free(&t);
-out:
-	protobuf_c_message_free_unpacked(resp, NULL);
-	return rc;
+	/* Not paged: the request has no page token, so one call. */
+	return cli_list_run(c, &l, &req.base);
 }
 
 const struct cli_cmd cli_datastore_cmds[] = {

@@ -39,9 +39,10 @@ static void task_took(char *buf, size_t size, const Canopy__V1__Task *t,
 		cli_fmt_duration(buf, size, end - t->start_unix_ms);
 }
 
-static int task_row(struct cli_table *t, const Canopy__V1__Task *k,
+static int task_row(struct cli_table *t, const ProtobufCMessage *m,
 		    uint64_t now)
 {
+	const Canopy__V1__Task *k = (const Canopy__V1__Task *)m;
 	char state[32], pct[8], start[32], took[32];
 	const char *row[] = { k->id, k->kind,  k->object, state,
 			      pct,   k->phase, start,	  took };
@@ -58,42 +59,23 @@ static int task_list(struct cli *c, const struct cli_args *a)
 	static const char *const hdr[] = { "ID",      "KIND",	  "OBJECT",
 					   "STATE",   "PROGRESS", "PHASE",
 					   "STARTED", "DURATION" };
+	static const struct cli_list l = {
+		.method = M_LIST_TASKS,
+		.resp_desc = &canopy__v1__list_tasks_response__descriptor,
+		.field = "tasks",
+		.ncols = CN_ARRAY_SIZE(hdr),
+		.hdr = hdr,
+		.row = task_row,
+	};
 	Canopy__V1__ListTasksRequest req = CANOPY__V1__LIST_TASKS_REQUEST__INIT;
-	ProtobufCMessage **pages;
-	struct cli_table t;
-	uint64_t now = cli_now_ms();
-	size_t n, i, k;
-	int rc;
 
 	req.active_only = cli_args_has(a, "active");
-	rc = cli_list_pages(c, M_LIST_TASKS, &req.base,
-			    &canopy__v1__list_tasks_response__descriptor,
-			    &pages, &n);
-	if (rc)
-		return rc;
-	if (c->json) {
-		cli_pages_json(c, pages, n, "tasks");
-		goto out;
-	}
-	cli_table_init(&t, CN_ARRAY_SIZE(hdr), hdr);
-	for (i = 0; !rc && i < n; i++) {
-		Canopy__V1__ListTasksResponse *r = (void *)pages[i];
-
-		for (k = 0; !rc && k < r->n_tasks; k++)
-			rc = task_row(&t, r->tasks[k], now);
-	}
-	if (rc)
-		rc = cli_fail(c, CLI_EXIT_FAIL, "out of memory");
-	else
-		cli_table_print(&t, c->out);
-	cli_table_free(&t);
-out:
-	cli_pages_free(pages, n);
-	return rc;
+	return cli_list_run(c, &l, &req.base);
 }
 
-static void task_print(struct cli *c, const Canopy__V1__Task *t)
+static void task_print(struct cli *c, const ProtobufCMessage *m)
 {
+	const Canopy__V1__Task *t = (const Canopy__V1__Task *)m;
 	char state[32], pct[8], start[32], took[32], err[CLI_RPC_MSG_MAX + 64];
 	const char *keys[] = { "ID",	   "Kind",    "Object",	 "State",
 			       "Progress", "Phase",   "Started", "Duration",
@@ -138,17 +120,11 @@ static int task_get(struct cli *c, const char *method, const char *id,
 
 static int task_show(struct cli *c, const struct cli_args *a)
 {
-	Canopy__V1__Task *t;
-	int rc = task_get(c, M_GET_TASK, a->pos[0], &t);
+	Canopy__V1__GetTaskRequest req = CANOPY__V1__GET_TASK_REQUEST__INIT;
 
-	if (rc)
-		return rc;
-	if (c->json)
-		cli_print_json(c, &t->base);
-	else
-		task_print(c, t);
-	protobuf_c_message_free_unpacked(&t->base, NULL);
-	return 0;
+	req.id = (char *)a->pos[0];
+	return cli_show_run(c, M_GET_TASK, &req.base,
+			    &canopy__v1__task__descriptor, task_print);
 }
 
 static int task_cancel(struct cli *c, const struct cli_args *a)
@@ -300,26 +276,13 @@ const struct cli_cmd cli_task_cmds[] = {
 	  .help = "  --active            only queued and running tasks\n",
 	  .opts = list_opts,
 	  .run = task_list },
-	{ .object = "task",
-	  .verb = "show",
-	  .args = "ID",
-	  .summary = "Show one task: state, progress, result or error.",
-	  .min_pos = 1,
-	  .max_pos = 1,
-	  .run = task_show },
-	{ .object = "task",
-	  .verb = "wait",
-	  .args = "ID",
-	  .summary = "Follow a task to its end; exit 1 if it fails.",
-	  .min_pos = 1,
-	  .max_pos = 1,
-	  .run = task_wait_cmd },
-	{ .object = "task",
-	  .verb = "cancel",
-	  .args = "ID",
-	  .summary = "Ask the server to cancel a task.",
-	  .min_pos = 1,
-	  .max_pos = 1,
-	  .run = task_cancel },
+	CLI_CMD_1("task", "show", "ID",
+		  "Show one task: state, progress, result or error.",
+		  task_show),
+	CLI_CMD_1("task", "wait", "ID",
+		  "Follow a task to its end; exit 1 if it fails.",
+		  task_wait_cmd),
+	CLI_CMD_1("task", "cancel", "ID", "Ask the server to cancel a task.",
+		  task_cancel),
 	{ 0 },
 };

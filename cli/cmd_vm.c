@@ -11,8 +11,19 @@
 #define M_GET_VM "/canopy.v1.VmService/GetVm"
 #define M_DELETE_VM "/canopy.v1.VmService/DeleteVm"
 
-static int vm_row(struct cli_table *t, const Canopy__V1__Vm *vm, uint64_t now)
+/* The VM's desired power and its run state as words (buffers of size). */
+static void vm_states(char *power, char *state, size_t size,
+		      const Canopy__V1__Vm *vm)
 {
+	cli_enum_text(power, size, &canopy__v1__power_state__descriptor,
+		      vm->desired, "POWER_STATE_");
+	cli_enum_text(state, size, &canopy__v1__vm_run_state__descriptor,
+		      vm->state, "VM_RUN_STATE_");
+}
+
+static int vm_row(struct cli_table *t, const ProtobufCMessage *m, uint64_t now)
+{
+	const Canopy__V1__Vm *vm = (const Canopy__V1__Vm *)m;
 	char power[32], state[32], cpus[16], mem[32], age[32];
 	const Canopy__V1__VmSpec *s = vm->spec;
 	const char *row[] = { s ? s->name : vm->id,
@@ -23,12 +34,7 @@ static int vm_row(struct cli_table *t, const Canopy__V1__Vm *vm, uint64_t now)
 			      mem,
 			      age };
 
-	cli_enum_text(power, sizeof(power),
-		      &canopy__v1__power_state__descriptor, vm->desired,
-		      "POWER_STATE_");
-	cli_enum_text(state, sizeof(state),
-		      &canopy__v1__vm_run_state__descriptor, vm->state,
-		      "VM_RUN_STATE_");
+	vm_states(power, state, sizeof(power), vm);
 	snprintf(cpus, sizeof(cpus), "%u", s ? s->cpus : 0);
 	cli_fmt_mib(mem, sizeof(mem), s ? s->memory_mib : 0);
 	cli_fmt_age(age, sizeof(age), vm->created_unix_ms, now);
@@ -39,39 +45,19 @@ static int vm_list(struct cli *c, const struct cli_args *a)
 {
 	static const char *const hdr[] = { "NAME", "POWER",  "STATE",  "HOST",
 					   "CPUS", "MEMORY", "CREATED" };
+	static const struct cli_list l = {
+		.method = M_LIST_VMS,
+		.resp_desc = &canopy__v1__list_vms_response__descriptor,
+		.field = "vms",
+		.ncols = CN_ARRAY_SIZE(hdr),
+		.hdr = hdr,
+		.row = vm_row,
+	};
 	Canopy__V1__ListVmsRequest req = CANOPY__V1__LIST_VMS_REQUEST__INIT;
-	ProtobufCMessage **pages;
-	struct cli_table t;
-	uint64_t now = cli_now_ms();
-	size_t n, i, k;
-	int rc;
 
 	if (cli_args_get(a, "host"))
 		req.host = (char *)cli_args_get(a, "host");
-	rc = cli_list_pages(c, M_LIST_VMS, &req.base,
-			    &canopy__v1__list_vms_response__descriptor, &pages,
-			    &n);
-	if (rc)
-		return rc;
-	if (c->json) {
-		cli_pages_json(c, pages, n, "vms");
-		goto out;
-	}
-	cli_table_init(&t, CN_ARRAY_SIZE(hdr), hdr);
-	for (i = 0; !rc && i < n; i++) {
-		Canopy__V1__ListVmsResponse *r = (void *)pages[i];
-
-		for (k = 0; !rc && k < r->n_vms; k++)
-			rc = vm_row(&t, r->vms[k], now);
-	}
-	if (rc)
-		rc = cli_fail(c, CLI_EXIT_FAIL, "out of memory");
-	else
-		cli_table_print(&t, c->out);
-	cli_table_free(&t);
-out:
-	cli_pages_free(pages, n);
-	return rc;
+	return cli_list_run(c, &l, &req.base);
 }
 
 /* "ds1:web1/disk0 10 GiB ro" for disk i. */
@@ -107,8 +93,9 @@ static size_t spec_lines(const Canopy__V1__VmSpec *s, const char **keys,
 	return n;
 }
 
-static void vm_print(struct cli *c, const Canopy__V1__Vm *vm)
+static void vm_print(struct cli *c, const ProtobufCMessage *m)
 {
+	const Canopy__V1__Vm *vm = (const Canopy__V1__Vm *)m;
 	static const Canopy__V1__VmSpec empty = CANOPY__V1__VM_SPEC__INIT;
 	const Canopy__V1__VmSpec *s = vm->spec ? vm->spec : &empty;
 	char power[32], state[32], cpus[16], mem[32], age[32], rss[32];
@@ -133,12 +120,7 @@ static void vm_print(struct cli *c, const Canopy__V1__Vm *vm)
 				 age };
 	size_t n = 13;
 
-	cli_enum_text(power, sizeof(power),
-		      &canopy__v1__power_state__descriptor, vm->desired,
-		      "POWER_STATE_");
-	cli_enum_text(state, sizeof(state),
-		      &canopy__v1__vm_run_state__descriptor, vm->state,
-		      "VM_RUN_STATE_");
+	vm_states(power, state, sizeof(power), vm);
 	snprintf(cpus, sizeof(cpus), "%u", s->cpus);
 	cli_fmt_mib(mem, sizeof(mem), s->memory_mib);
 	if (vm->rss_bytes)
@@ -153,20 +135,10 @@ static void vm_print(struct cli *c, const Canopy__V1__Vm *vm)
 static int vm_show(struct cli *c, const struct cli_args *a)
 {
 	Canopy__V1__GetVmRequest req = CANOPY__V1__GET_VM_REQUEST__INIT;
-	Canopy__V1__Vm *vm;
-	int rc;
 
 	req.name = (char *)a->pos[0];
-	rc = cli_call(c, M_GET_VM, &req.base, &canopy__v1__vm__descriptor,
-		      (ProtobufCMessage **)&vm);
-	if (rc)
-		return rc;
-	if (c->json)
-		cli_print_json(c, &vm->base);
-	else
-		vm_print(c, vm);
-	protobuf_c_message_free_unpacked(&vm->base, NULL);
-	return 0;
+	return cli_show_run(c, M_GET_VM, &req.base, &canopy__v1__vm__descriptor,
+			    vm_print);
 }
 
 int cli_vm_task_call(struct cli *c, const struct cli_args *a,
@@ -252,13 +224,8 @@ const struct cli_cmd cli_vm_cmds[] = {
 	  .help = "  --host H            only VMs on host H\n",
 	  .opts = list_opts,
 	  .run = vm_list },
-	{ .object = "vm",
-	  .verb = "show",
-	  .args = "NAME",
-	  .summary = "Show one VM: state, host, spec.",
-	  .min_pos = 1,
-	  .max_pos = 1,
-	  .run = vm_show },
+	CLI_CMD_1("vm", "show", "NAME", "Show one VM: state, host, spec.",
+		  vm_show),
 	POWER_CMD("start", vm_start, "Power a VM on."),
 	{ .object = "vm",
 	  .verb = "stop",
