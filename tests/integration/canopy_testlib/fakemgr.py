@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+import traceback
 
 import zmq
 
@@ -42,11 +43,24 @@ class FakeManager:
         self.out = []
         self.seq = 0
         self.stopping = False
+        self.error = None       # the traceback that ended the thread
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     # ---- background thread: the only user of the socket ----------------
     def _run(self):
+        # Whatever ends this thread, the socket is closed (else close()
+        # blocks for ever in ctx.term()) and waiters learn why at once.
+        try:
+            self._loop()
+        except BaseException:
+            with self.lock:
+                self.error = traceback.format_exc()
+                self.lock.notify_all()
+        finally:
+            self.sock.close(0)
+
+    def _loop(self):
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         next_hb = time.monotonic()
@@ -70,7 +84,6 @@ class FakeManager:
                     env = self.envelope(h, heartbeat=agent_pb().AgentHeartbeat(
                         seq=self.seq))
                     self._send(h, env.SerializeToString())
-        self.sock.close(0)
 
     def _send(self, host, body):
         try:
@@ -101,7 +114,11 @@ class FakeManager:
     def close(self):
         self.stopping = True
         self.thread.join(5)
+        if self.thread.is_alive():  # its socket is open: term() would block
+            raise AssertionError("fake manager thread did not stop in 5 s")
         self.ctx.term()
+        if self.error:  # never lost, even when nothing waited
+            raise AssertionError("fake manager thread died:\n" + self.error)
 
     def envelope(self, host, request_id=0, **body):
         return agent_pb().Envelope(version=1, host_id=host,
@@ -124,6 +141,10 @@ class FakeManager:
                 for h, e in self.messages[start:]:
                     if pred(h, e):
                         return e
+                if self.error:
+                    raise AssertionError("fake manager thread died while "
+                                         "waiting for %s:\n%s" % (
+                                             what, self.error))
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(
