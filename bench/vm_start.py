@@ -5,7 +5,8 @@ run sends StartVm over gRPC and measures the time until its task has
 SUCCEEDED and until the guest's banner can be read with ReadConsole (the
 path `canopy vm console` uses; polled every 5 ms from a second thread), then
 StopVm --hard and waits for STOPPED. The CLI: wall time of `canopy vm start
-NAME` (it waits for the task). Baseline in the same run: canopy-vmm exec'd
+NAME` (it waits for the task), and of `canopy vm show NAME` (one call: the
+CLI's own fixed cost). Baseline in the same run: canopy-vmm exec'd
 directly with the same options, its control socket polled until RUNNING and
 its serial file until the banner (as bench/agent_start.py).
 Test guest `count`, 64 MiB, 1 vCPU. Needs /dev/kvm and etcd.
@@ -173,20 +174,29 @@ def via_api(st):
     return [(t - t0) * 1000 for t in (accepted[0], t1, out[0])]
 
 
-def via_cli(st):
-    cmd = [os.path.join(BUILD, "bin", "canopy"), "--server", st.m.addr,
-           "vm", "start", NAME]
+def cli(st, *args):
+    """Run `canopy --server ADDR args`; its wall time in ms."""
+    cmd = [os.path.join(BUILD, "bin", "canopy"), "--server", st.m.addr]
     env = {"HOME": "/nonexistent", "PATH": "/usr/bin:/bin"}
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                       env=env)
+    p = subprocess.run(cmd + list(args), capture_output=True, text=True,
+                       timeout=60, env=env)
     t1 = time.perf_counter()
     if p.returncode != 0:
-        raise RuntimeError("canopy vm start: %d %s" % (p.returncode, p.stderr))
+        raise RuntimeError("canopy %s: %d %s" % (" ".join(args),
+                                                 p.returncode, p.stderr))
+    return (t1 - t0) * 1000
+
+
+def via_cli(st):
+    """`canopy vm start` wall time; `canopy vm show` (one unary call) as
+    the CLI's fixed cost: process start, channel connect."""
+    start = cli(st, "vm", "start", NAME)
     if st.vm().state != st.c.VM_RUN_STATE_RUNNING:
         raise RuntimeError("canopy vm start returned, VM not running")
+    show = cli(st, "vm", "show", NAME)
     st.stop_vm()
-    return (t1 - t0) * 1000
+    return start, show
 
 
 def main():
@@ -199,14 +209,16 @@ def main():
         st.task("CreateVm", st.a.CreateVmRequest(spec=st.c.VmSpec(
             name=NAME, cpus=1, memory_mib=64, kernel=GUEST,
             cmdline="count=1000")))
-        api_ok, api_banner, cli, base_ok, base_banner = [], [], [], [], []
-        accepted = []
+        api_ok, api_banner, base_ok, base_banner = [], [], [], []
+        accepted, cli_start, cli_show = [], [], []
         for i in range(runs):
             t, a, b = via_api(st)
             accepted.append(t)
             api_ok.append(a)
             api_banner.append(b)
-            cli.append(via_cli(st))
+            a, b = via_cli(st)
+            cli_start.append(a)
+            cli_show.append(b)
             a, b = direct(tmp, i)
             base_ok.append(a)
             base_banner.append(b)
@@ -217,8 +229,10 @@ def main():
         compare("StartVm -> banner through ReadConsole", api_banner,
                 base_banner, "ms", "exec + serial file",
                 ours_name="canopy API")
-        compare("`canopy vm start` wall time (VMM running)", cli, base_ok,
-                "ms", "exec + poll", ours_name="canopy CLI")
+        compare("`canopy vm start` wall time (VMM running)", cli_start,
+                base_ok, "ms", "exec + poll", ours_name="canopy CLI")
+        print("`canopy vm show` wall time (the CLI's fixed cost)")
+        print("  %-10s  %s" % ("canopy CLI", fmt(summary(cli_show), "ms")))
         print("load after: %s" % (os.getloadavg(),))
     finally:
         st.close()
