@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "host/vmm/migrate.h"
 #include "host/vmm/virtio_balloon.h"
 #include "host/vmm/vmm.h"
 #include "lib/err.h"
@@ -33,6 +34,9 @@ struct control {
 	int lfd;
 	char *path;
 	struct control_client *clients[CONTROL_MAX_CLIENTS];
+	/* The client waiting for the migrate_send reply, and its id. */
+	struct control_client *mig_client;
+	uint64_t mig_id;
 };
 
 typedef Canopy__V1__VmmReply Reply;
@@ -45,6 +49,8 @@ static void client_close(struct control_client *cl)
 	for (unsigned i = 0; i < CONTROL_MAX_CLIENTS; i++)
 		if (ctl->clients[i] == cl)
 			ctl->clients[i] = NULL;
+	if (ctl->mig_client == cl)
+		ctl->mig_client = NULL;
 	loop_fd_del(ctl->vm->loop, cl->fd, LOOP_READ | LOOP_WRITE);
 	sys_close(cl->fd);
 	frame_reader_free(&cl->rd);
@@ -194,6 +200,52 @@ static void do_save(struct control_client *cl, const Request *rq, Reply *r,
 		vmm_finish(vm, VMM_EXIT_OK, "stopped after saving a snapshot");
 }
 
+/* Start an outgoing migration; the reply waits for its end. 1 when the
+ * reply is deferred. */
+static int do_migrate(struct control_client *cl, const Request *rq, Reply *r,
+		      Canopy__V1__Status *s, char *msg, size_t msglen)
+{
+	int rc;
+
+	if (cl->ctl->mig_client || migrate_busy(cl->ctl->vm)) {
+		set_error(r, s, -EBUSY, "a migration is already running");
+		return 0;
+	}
+	rc = migrate_send_start(cl->ctl->vm, rq->migrate_send, msg, msglen);
+	if (rc < 0) {
+		if (!msg[0])
+			snprintf(msg, msglen, "migrate_send: %s",
+				 strerror(-rc));
+		set_error(r, s, rc, msg);
+		return 0;
+	}
+	cl->ctl->mig_client = cl;
+	cl->ctl->mig_id = rq->id;
+	return 1;
+}
+
+void control_migrate_done(struct vm *vm, int rc, const char *msg,
+			  const Canopy__V1__VmmMigrateResult *res)
+{
+	struct control *ctl = vm->ctl;
+	struct control_client *cl = ctl ? ctl->mig_client : NULL;
+	Reply r = CANOPY__V1__VMM_REPLY__INIT;
+	Canopy__V1__Status s = CANOPY__V1__STATUS__INIT;
+
+	if (!cl)
+		return; /* the client went away; status still tells */
+	ctl->mig_client = NULL;
+	r.id = ctl->mig_id;
+	if (rc < 0) {
+		set_error(&r, &s, rc, msg);
+	} else {
+		r.result_case = CANOPY__V1__VMM_REPLY__RESULT_MIGRATED;
+		r.migrated = (Canopy__V1__VmmMigrateResult *)res;
+	}
+	if (frame_queue_pb(&cl->wr, &r.base) == 0)
+		(void)!frame_flush(&cl->wr, cl->fd);
+}
+
 static int do_lifecycle(struct vm *vm, const Request *rq)
 {
 	switch (rq->op_case) {
@@ -217,14 +269,24 @@ static int handle(struct control_client *cl, const Request *rq)
 	Canopy__V1__ExitCount ex[VMM_EXIT_KINDS], *exp[VMM_EXIT_KINDS];
 	Canopy__V1__VmmDirtyBitmap d = CANOPY__V1__VMM_DIRTY_BITMAP__INIT;
 	Canopy__V1__VmmSaveResult sv = CANOPY__V1__VMM_SAVE_RESULT__INIT;
+	Canopy__V1__MigrationProgress mp = CANOPY__V1__MIGRATION_PROGRESS__INIT;
 	char msg[256] = "";
 	int rc;
 
 	r.id = rq->id;
+	if (migrate_busy(vm) &&
+	    rq->op_case != CANOPY__V1__VMM_REQUEST__OP_STATUS &&
+	    rq->op_case != CANOPY__V1__VMM_REQUEST__OP_BALLOON) {
+		set_error(&r, &s, -EBUSY,
+			  "a migration is running; wait for it to end");
+		return frame_queue_pb(&cl->wr, &r.base);
+	}
 	switch (rq->op_case) {
 	case CANOPY__V1__VMM_REQUEST__OP_STATUS:
 		fill_status(vm, &st, ex, exp);
 		fill_balloon(vm, &st, &gm);
+		if (migrate_progress(vm, &mp))
+			st.migration = &mp;
 		r.result_case = CANOPY__V1__VMM_REPLY__RESULT_VM_STATUS;
 		r.vm_status = &st;
 		break;
@@ -244,6 +306,10 @@ static int handle(struct control_client *cl, const Request *rq)
 		break;
 	case CANOPY__V1__VMM_REQUEST__OP_DIRTY_LOG:
 		do_dirty(cl, rq, &r, &s, &d, msg, sizeof(msg));
+		break;
+	case CANOPY__V1__VMM_REQUEST__OP_MIGRATE_SEND:
+		if (do_migrate(cl, rq, &r, &s, msg, sizeof(msg)))
+			return 0;
 		break;
 	case CANOPY__V1__VMM_REQUEST__OP_BALLOON:
 		rc = balloon_set_target(vm, rq->balloon->target_mib, msg,

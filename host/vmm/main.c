@@ -27,6 +27,7 @@ static const char usage[] =
 	"                  [--net tap=NAME[,mac=M] | "
 	"--net unix=PATH[,local=PATH][,mac=M]]...\n"
 	"                  [--balloon] [--rng on|off]\n"
+	"                  [--incoming tcp:HOST:PORT]  (receive a live migration)\n"
 	"A --config FILE holds the same keys as 'key = value' lines; options\n"
 	"given on the command line win over the file.\n"
 	"Exit status: 0 guest powered off or stopped, 2 bad usage or\n"
@@ -55,6 +56,7 @@ enum {
 	OPT_NET = 'N',
 	OPT_BALLOON = 'b',
 	OPT_RNG = 'R',
+	OPT_INCOMING = 'I',
 };
 
 static const struct option long_opts[] = {
@@ -75,6 +77,7 @@ static const struct option long_opts[] = {
 	{ "net", required_argument, NULL, OPT_NET },
 	{ "balloon", no_argument, NULL, OPT_BALLOON },
 	{ "rng", required_argument, NULL, OPT_RNG },
+	{ "incoming", required_argument, NULL, OPT_INCOMING },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -181,6 +184,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			if (parse_on_off("rng", optarg, &o->cfg.rng) < 0)
 				return -EINVAL;
 			break;
+		case OPT_INCOMING:
+			o->cfg.incoming = optarg;
+			break;
 		case OPT_HUGE:
 			o->cfg.hugepages = o->hugepages_set = 1;
 			break;
@@ -282,7 +288,12 @@ static int validate(struct opts *o)
 	uint64_t v, host = host_mem_mib();
 	int rc;
 
-	if (!o->cfg.kernel && !o->cfg.restore) {
+	if (o->cfg.incoming && o->cfg.restore) {
+		fprintf(stderr, "canopy-vmm: --incoming and --restore "
+				"exclude each other\n");
+		return -EINVAL;
+	}
+	if (!o->cfg.kernel && !o->cfg.restore && !o->cfg.incoming) {
 		fprintf(stderr, "canopy-vmm: --kernel FILE is required\n%s",
 			usage);
 		return -EINVAL;

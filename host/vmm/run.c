@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "host/vmm/migrate.h"
 #include "host/vmm/vmm.h"
 #include "lib/log.h"
 #include "lib/loop.h"
@@ -78,6 +79,10 @@ int vmm_setup(struct vm *vm, char *err, size_t errlen)
 		return vm_mem_wait(vm, err, errlen) ?:
 			       snapshot_restore(vm, vm->cfg.restore, err,
 						errlen);
+	/* The same for a VM arriving by live migration. */
+	if (vm->cfg.incoming)
+		return vm_mem_wait(vm, err, errlen) ?:
+			       migrate_recv(vm, err, errlen);
 	rc = boot_load(vm, err, errlen);
 	return rc ?: vm_mem_wait(vm, err, errlen);
 }
@@ -96,6 +101,7 @@ const char *vm_state_name(enum vm_state s)
 
 void vmm_teardown(struct vm *vm)
 {
+	migrate_send_abort(vm);
 	vcpu_stop_all(vm);
 	control_stop(vm);
 	devices_destroy(vm);
@@ -370,6 +376,7 @@ int vmm_run(struct vm *vm)
 	if (rc < 0) {
 		vmm_finish(vm, VMM_EXIT_CRASH, "cannot start vCPU threads");
 	} else {
+		migrate_recv_started(vm);
 		log_info("vmm", "vm started", "vm=%s cpus=%u mem_mib=%llu",
 			 vm->cfg.name, vm->ncpus,
 			 (unsigned long long)vm->cfg.mem_mib);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -81,6 +82,7 @@ static const int allowed[] = {
 	SYS_prctl,
 	SYS_sched_getaffinity,
 	SYS_restart_syscall,
+	SYS_shutdown, /* migration: end a stream being aborted */
 #if defined(__SANITIZE_ADDRESS__)
 	/* LeakSanitizer stops the world at exit from a ptrace helper that
 	 * lists /proc/PID/task with the legacy open and getdents. */
@@ -112,9 +114,9 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 	_exit(VMM_EXIT_CRASH);
 }
 
-/* Filter length: arch check and nr load (4), the ioctl rule (7), two
- * instructions per allowed call, the final trap. */
-#define FILTER_MAX (4 + 7 + CN_ARRAY_SIZE(allowed) * 2 + 1)
+/* Filter length: arch check and nr load (4), the ioctl rule (7), the
+ * socket rule (7), two instructions per allowed call, the final trap. */
+#define FILTER_MAX (4 + 7 + 7 + CN_ARRAY_SIZE(allowed) * 2 + 1)
 
 int vmm_seccomp_install(void)
 {
@@ -136,6 +138,14 @@ int vmm_seccomp_install(void)
 	JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOCTL_TCGETS, 2, 0);
 	STMT(BPF_ALU | BPF_AND | BPF_K, 0xff00);
 	JUMP(BPF_JMP | BPF_JEQ | BPF_K, KVMIO_TYPE << 8, 0, 1);
+	STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP);
+	/* socket: only the migration stream's (migrate_io.c mig_connect). */
+	JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 0, 6);
+	STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]));
+	JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_INET, 0, 3);
+	STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1]));
+	JUMP(BPF_JMP | BPF_JEQ | BPF_K, SOCK_STREAM | SOCK_CLOEXEC, 0, 1);
 	STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
 	STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP);
 	for (size_t i = 0; i < CN_ARRAY_SIZE(allowed); i++) {

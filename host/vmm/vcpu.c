@@ -202,6 +202,30 @@ static int vcpu_park(struct vcpu *c)
 	return quit;
 }
 
+/* Auto-converge (migrate_send.c): the migration kicks the vCPUs every
+ * 10 ms / (1 - t) and each kick sleeps t / (1 - t) * 10 ms, so the vCPU
+ * runs 10 ms of every period: a share t taken away. 1 ms steps, so a
+ * pause or a stop is not held up. */
+#define VCPU_THROTTLE_PERIOD_US 10000u
+
+static void vcpu_throttle(struct vcpu *c)
+{
+	unsigned t = atomic_load(&c->vm->throttle_pct);
+	uint64_t us;
+
+	if (!t || t > 99)
+		return;
+	us = (uint64_t)VCPU_THROTTLE_PERIOD_US * t / (100 - t);
+	for (uint64_t slept = 0; slept < us && !c->vm->pause_req &&
+				 atomic_load(&c->vm->throttle_pct);
+	     slept += 1000)
+		usleep(1000);
+	/* The kick that came while sleeping is served by the sleep; a pause
+	 * request keeps its kick so KVM_RUN returns at once. */
+	if (!c->vm->pause_req)
+		c->run->immediate_exit = 0;
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *c = arg;
@@ -216,6 +240,7 @@ static void *vcpu_thread(void *arg)
 			if (errno == EINTR || errno == EAGAIN) {
 				c->run->immediate_exit = 0;
 				count_exit(c, VMM_EXIT_INTR);
+				vcpu_throttle(c);
 				continue;
 			}
 			vm_request(c->vm, VM_REQ_FAIL, "vCPU %u: KVM_RUN: %s",
@@ -260,6 +285,11 @@ static void kick_all(struct vm *vm)
 		c->run->immediate_exit = 1;
 		pthread_kill(c->thread, VCPU_KICK_SIGNAL);
 	}
+}
+
+void vm_kick_all(struct vm *vm)
+{
+	kick_all(vm);
 }
 
 static unsigned started_count(struct vm *vm)

@@ -166,6 +166,7 @@ struct vm_config {
 	unsigned nnets;
 	int balloon; /* --balloon: add a virtio-balloon device */
 	int rng; /* --rng on: add a virtio-rng device */
+	const char *incoming; /* --incoming tcp:HOST:PORT (migrate.h) */
 };
 
 struct serial;
@@ -220,6 +221,13 @@ struct vm {
 	int exit_status; /* process exit status once stopped */
 	uint64_t stop_timer; /* graceful stop deadline timer, 0 = none */
 	struct control *ctl; /* control socket server, NULL without one */
+
+	/* Live migration (migrate.h): the outgoing one (kept after it ends
+	 * for status), the incoming one until the vCPUs run, and the share
+	 * of vCPU time auto-converge takes away (0..99, any thread). */
+	struct migrate *mig;
+	struct mig_in *mig_in;
+	_Atomic unsigned throttle_pct;
 };
 
 #define VMM_BOOT_PVH 1
@@ -305,6 +313,9 @@ CN_MUST_CHECK int vcpu_start_all(struct vm *vm);
  * holds no lock. Idempotent. */
 void vm_pause_all(struct vm *vm);
 void vm_resume_all(struct vm *vm);
+/* Kick every running vCPU out of KVM_RUN once (a throttled vCPU then
+ * sleeps its share). Any thread. */
+void vm_kick_all(struct vm *vm);
 /* Ask all vCPU threads to exit and join them. */
 void vcpu_stop_all(struct vm *vm);
 /* From a vCPU thread: ask the I/O thread to act on the VM. */

@@ -1,0 +1,98 @@
+/*
+ * Live migration endpoints of canopy-vmm (docs/migration-protocol.md): the
+ * connection both sides share (migrate_io.c), the source (migrate_send.c:
+ * a migration thread driven by the control request migrate_send) and the
+ * destination (migrate_recv.c: --incoming tcp:HOST:PORT, before the VM
+ * runs). Stream records are vmotion/stream.h.
+ */
+#ifndef CANOPY_VMM_MIGRATE_H
+#define CANOPY_VMM_MIGRATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/buf.h"
+#include "lib/compiler.h"
+#include "vmotion/stream.h"
+
+struct vm;
+struct Canopy__V1__VmmMigrateSendRequest;
+struct Canopy__V1__MigrationProgress;
+struct Canopy__V1__VmmMigrateResult;
+
+/* Wait this long for any record from the peer (ms). */
+#define MIG_IO_TIMEOUT_MS 30000
+
+/* One end of a migration stream: the socket, the CRC-32C and byte count
+ * of what was sent (source) or received (destination) since the header,
+ * and an optional bandwidth limit. Owned by one thread. */
+struct mig_conn {
+	int fd;
+	uint32_t crc;
+	uint64_t bytes;
+	uint64_t limit_bps; /* bytes/s, 0 = unlimited */
+	uint64_t t0_ns, sent_since_t0; /* for the limit */
+	struct buf in; /* the last record received (head + body) */
+};
+
+void mig_conn_init(struct mig_conn *c, int fd);
+void mig_conn_close(struct mig_conn *c);
+/* Send n iovec-like pieces; counted in crc and bytes; sleeps to keep the
+ * bandwidth limit. 0 or -errno. */
+CN_MUST_CHECK int mig_conn_send(struct mig_conn *c, const void *p1, size_t n1,
+				const void *p2, size_t n2);
+/* Send a buffer's contents and empty it. */
+CN_MUST_CHECK int mig_conn_send_buf(struct mig_conn *c, struct buf *b);
+/* Receive one whole record into c->in (head validated: type known, length
+ * within its limit), r pointing into it; counted in crc and bytes unless
+ * it is an END record. -ECONNRESET on EOF, -ETIMEDOUT after timeout_ms,
+ * -EPROTO / -EMSGSIZE for a bad head. */
+CN_MUST_CHECK int mig_conn_recv(struct mig_conn *c, struct mig_rec *r,
+				int timeout_ms);
+/* Connect to "tcp:HOST:PORT" or "HOST:PORT" (numeric IPv4; callable under
+ * the seccomp filter). fd or -errno. */
+CN_MUST_CHECK int mig_connect(const char *address, int timeout_ms);
+/* Split "tcp:HOST:PORT" into host (NUL-terminated, hostlen) and port. */
+CN_MUST_CHECK int mig_address_parse(const char *address, char *host,
+				    size_t hostlen, uint16_t *port);
+
+/* This VM's header: memory, vCPUs, the device list and the CPUID set it
+ * shows (KVM's supported set). The receiver's supported set for the check
+ * comes from the same call. I/O or migration thread. */
+CN_MUST_CHECK int mig_header_local(struct vm *vm, struct mig_header *h,
+				   char *devices, size_t devlen);
+/* Send every vCPU, the irqchip/PIT/clock and every device's state
+ * (snapshot savers) as STATE records. VM paused. */
+CN_MUST_CHECK int mig_state_send(struct vm *vm, struct mig_conn *c);
+/* Apply one STATE record by name. */
+CN_MUST_CHECK int mig_state_apply(struct vm *vm, const char *name,
+				  const uint8_t *p, uint32_t len);
+
+/* Source (migrate_send.c). Start the migration thread for rq; the reply
+ * comes through control_migrate_done. -EBUSY if one runs, -EINVAL with
+ * msg for a bad request. I/O thread. */
+CN_MUST_CHECK int
+migrate_send_start(struct vm *vm,
+		   const struct Canopy__V1__VmmMigrateSendRequest *rq,
+		   char *msg, size_t msglen);
+/* Is an outgoing migration running (other lifecycle requests wait)? */
+int migrate_busy(struct vm *vm);
+/* Progress for status (NULL-safe; strings live in vm's migration). */
+int migrate_progress(struct vm *vm, struct Canopy__V1__MigrationProgress *p);
+/* Stop and join a running migration (teardown); the VM resumes if it was
+ * paused for it and nothing was committed. */
+void migrate_send_abort(struct vm *vm);
+
+/* Destination (migrate_recv.c). Listen on cfg.incoming, take one source,
+ * receive its stream into this (not yet running) VM, send the ACK and wait
+ * for COMMIT. -errno with the reason in err: the VM must not run. */
+CN_MUST_CHECK int migrate_recv(struct vm *vm, char *err, size_t errlen);
+/* The vCPUs run: tell the source (STARTED), announce the NICs' MACs. */
+void migrate_recv_started(struct vm *vm);
+
+/* control.c: the reply to the pending migrate_send request (result or the
+ * error code and message). I/O thread. */
+void control_migrate_done(struct vm *vm, int rc, const char *msg,
+			  const struct Canopy__V1__VmmMigrateResult *res);
+
+#endif

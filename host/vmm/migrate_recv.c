@@ -1,0 +1,269 @@
+/* Live migration, destination: --incoming tcp:HOST:PORT receives a VM. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "host/vmm/migrate.h"
+#include "host/vmm/vmm.h"
+#include "lib/log.h"
+#include "lib/sys.h"
+
+/* The destination between COMMIT and its vCPUs running. */
+struct mig_in {
+	struct mig_conn conn;
+	uint64_t end_ns; /* END received */
+};
+
+/* Wait for a source at most this long (ms); an agent normally connects
+ * within a second of starting the destination. */
+#define MIG_ACCEPT_TIMEOUT_MS 600000
+
+static int listen_accept(struct vm *vm, char *err, size_t errlen)
+{
+	char host[64];
+	uint16_t port;
+	int lfd, fd, rc;
+
+	if (mig_address_parse(vm->cfg.incoming, host, sizeof(host), &port) <
+	    0) {
+		snprintf(
+			err, errlen,
+			"--incoming %s: expected tcp:HOST:PORT (PORT may be 0)",
+			vm->cfg.incoming);
+		return -EINVAL;
+	}
+	lfd = sys_tcp_listen(host, port, 1);
+	if (lfd < 0) {
+		snprintf(err, errlen, "--incoming %s: %s", vm->cfg.incoming,
+			 strerror(-lfd));
+		return lfd;
+	}
+	log_info("vmm", "waiting for an incoming migration",
+		 "vm=%s listen=%s:%d", vm->cfg.name, host, sys_sock_port(lfd));
+	rc = sys_wait_fd(lfd, POLLIN, MIG_ACCEPT_TIMEOUT_MS);
+	fd = rc > 0 ? sys_accept(lfd, 0) : rc == 0 ? -ETIMEDOUT : rc;
+	sys_close(lfd);
+	if (fd < 0)
+		snprintf(err, errlen, "incoming migration: no source: %s",
+			 strerror(-fd));
+	return fd;
+}
+
+/* The HEADER: decode, compare with this VM, answer. */
+static int take_header(struct vm *vm, struct mig_conn *c, char *err,
+		       size_t errlen)
+{
+	static struct mig_header src, local; /* large; main thread only */
+	char devices[MIG_MAX_DEVICES], why[MIG_MAX_REASON] = "";
+	struct mig_rec r;
+	struct buf out;
+	int rc = mig_conn_recv(c, &r, MIG_IO_TIMEOUT_MS);
+
+	if (rc == 0)
+		rc = r.type == MIG_REC_HEADER ? mig_header_decode(&r, &src) :
+						-EPROTO;
+	if (rc < 0)
+		snprintf(why, sizeof(why),
+			 "not a canopy migration stream "
+			 "of version %d (%s)",
+			 MIG_VERSION, strerror(-rc));
+	else
+		rc = mig_header_local(vm, &local, devices, sizeof(devices)) ?:
+			     mig_header_check(&src, &local, local.cpuid,
+					      local.ncpuid, why, sizeof(why));
+	buf_init(&out, 0);
+	if (mig_verdict_encode(&out, MIG_REC_HEADER_REPLY, rc == 0, why) == 0)
+		(void)!mig_conn_send_buf(c, &out);
+	buf_free(&out);
+	if (rc < 0)
+		snprintf(err, errlen, "incoming migration refused: %s", why);
+	else
+		log_info("vmm", "migration header accepted",
+			 "vm=%s mem_mib=%llu cpus=%u", vm->cfg.name,
+			 (unsigned long long)(src.mem_bytes >> 20), src.cpus);
+	return rc;
+}
+
+static int take_pages(struct vm *vm, const struct mig_rec *r)
+{
+	struct mig_pages pg;
+	uint64_t off, len;
+	int rc = mig_pages_decode(r, vm->ram_size / MIG_PAGE_SIZE, &pg);
+
+	if (rc < 0)
+		return rc;
+	off = pg.first * MIG_PAGE_SIZE;
+	len = (uint64_t)pg.count * MIG_PAGE_SIZE;
+	if (!pg.zero) {
+		memcpy(vm->ram + off, pg.data, len);
+		return 0;
+	}
+	/* Zero pages: give the memory back rather than write zeros. */
+	if (fallocate(vm->mem_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)off, (off_t)len) < 0)
+		memset(vm->ram + off, 0, len);
+	return 0;
+}
+
+/* Every record up to END; END's checksum checked. */
+static int take_stream(struct vm *vm, struct mig_conn *c, char *why,
+		       size_t whylen)
+{
+	struct mig_round rd;
+	struct mig_rec r;
+	const char *name = "?";
+	const uint8_t *body;
+	uint32_t len, crc;
+	uint64_t bytes;
+	int rc;
+
+	for (;;) {
+		rc = mig_conn_recv(c, &r, MIG_IO_TIMEOUT_MS);
+		if (rc < 0) {
+			snprintf(why, whylen, "stream broken: %s",
+				 rc == -ECONNRESET ? "the source closed it "
+						     "(truncated stream)" :
+						     strerror(-rc));
+			return rc;
+		}
+		switch (r.type) {
+		case MIG_REC_PAGES:
+			rc = take_pages(vm, &r);
+			break;
+		case MIG_REC_ROUND_END:
+			rc = mig_round_decode(&r, &rd);
+			if (rc == 0)
+				log_debug("vmm", "migration round received",
+					  "round=%u pages=%llu", rd.round,
+					  (unsigned long long)rd.pages);
+			break;
+		case MIG_REC_STATE:
+			rc = mig_state_decode(&r, &name, &body, &len);
+			if (rc == 0)
+				rc = mig_state_apply(vm, name, body, len);
+			if (rc < 0) {
+				snprintf(why, whylen,
+					 "state section '%.24s': %s", name,
+					 rc == -ENOENT ? "unknown section" :
+							 "invalid contents");
+				return rc;
+			}
+			break;
+		case MIG_REC_END:
+			rc = mig_end_decode(&r, &crc, &bytes);
+			if (rc == 0 && (crc != c->crc || bytes != c->bytes)) {
+				snprintf(why, whylen,
+					 "checksum mismatch: the stream is "
+					 "corrupt (%llu bytes, crc %08x, "
+					 "expected %08x)",
+					 (unsigned long long)c->bytes, c->crc,
+					 crc);
+				return -EBADMSG;
+			}
+			return rc;
+		default:
+			rc = -EPROTO;
+		}
+		if (rc < 0) {
+			snprintf(why, whylen, "bad %s record: %s",
+				 mig_rec_name(r.type), strerror(-rc));
+			return rc;
+		}
+	}
+}
+
+/* After END: ACK, then the source's COMMIT. */
+static int ack_and_commit(struct mig_conn *c, char *why, size_t whylen)
+{
+	struct mig_rec r;
+	struct buf out;
+	int rc;
+
+	buf_init(&out, 0);
+	rc = mig_verdict_encode(&out, MIG_REC_ACK, 1, NULL) ?:
+		     mig_conn_send_buf(c, &out);
+	buf_free(&out);
+	if (rc < 0) {
+		snprintf(why, whylen, "cannot send the ACK: %s", strerror(-rc));
+		return rc;
+	}
+	rc = mig_conn_recv(c, &r, MIG_IO_TIMEOUT_MS);
+	if (rc == 0 && r.type != MIG_REC_COMMIT)
+		rc = -EPROTO;
+	if (rc < 0)
+		snprintf(why, whylen, "no COMMIT from the source (%s)",
+			 strerror(-rc));
+	return rc;
+}
+
+int migrate_recv(struct vm *vm, char *err, size_t errlen)
+{
+	struct mig_in *in = calloc(1, sizeof(*in));
+	char why[MIG_MAX_REASON] = "";
+	struct buf out;
+	int fd, rc;
+
+	if (!in)
+		return -ENOMEM;
+	fd = listen_accept(vm, err, errlen);
+	if (fd < 0) {
+		free(in);
+		return fd;
+	}
+	mig_conn_init(&in->conn, fd);
+	log_warn("vmm", "migration stream is not encrypted",
+		 "vm=%s why=\"TLS for vMotion is not available yet\"",
+		 vm->cfg.name);
+	rc = take_header(vm, &in->conn, err, errlen);
+	if (rc < 0)
+		goto fail;
+	in->conn.crc = 0; /* the checksum covers what follows the header */
+	in->conn.bytes = 0;
+	rc = take_stream(vm, &in->conn, why, sizeof(why));
+	in->end_ns = sys_mono_ns();
+	if (rc < 0) {
+		/* Tell the source (it resumes); nothing runs here. */
+		buf_init(&out, 0);
+		if (mig_verdict_encode(&out, MIG_REC_ACK, 0, why) == 0)
+			(void)!mig_conn_send_buf(&in->conn, &out);
+		buf_free(&out);
+	} else {
+		rc = ack_and_commit(&in->conn, why, sizeof(why));
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "incoming migration failed: %s", why);
+		goto fail;
+	}
+	log_info("vmm", "migration committed", "vm=%s bytes=%llu", vm->cfg.name,
+		 (unsigned long long)in->conn.bytes);
+	vm->mig_in = in;
+	return 0;
+fail:
+	mig_conn_close(&in->conn);
+	free(in);
+	return rc;
+}
+
+void migrate_recv_started(struct vm *vm)
+{
+	struct mig_in *in = vm->mig_in;
+	struct buf out;
+	uint64_t us;
+
+	if (!in)
+		return;
+	us = (sys_mono_ns() - in->end_ns) / 1000;
+	buf_init(&out, 0);
+	if (mig_started_encode(&out, us) == 0)
+		(void)!mig_conn_send_buf(&in->conn, &out);
+	buf_free(&out);
+	log_info("vmm", "migrated VM running", "vm=%s end_to_run_us=%llu",
+		 vm->cfg.name, (unsigned long long)us);
+	mig_conn_close(&in->conn);
+	free(in);
+	vm->mig_in = NULL;
+}

@@ -1,0 +1,597 @@
+/* Live migration, source: pre-copy rounds, auto-converge, stop-and-copy,
+ * commit. One migration thread; the I/O thread polls its progress. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "host/vmm/migrate.h"
+#include "host/vmm/vmm.h"
+#include "lib/log.h"
+#include "lib/loop.h"
+#include "lib/sys.h"
+#include "proto/canopy_vmm.pb-c.h"
+
+/* Defaults of a request that leaves them 0. */
+#define MIG_DEFAULT_DOWNTIME_MS 100
+#define MIG_DEFAULT_ROUNDS 30
+#define MIG_DEFAULT_TIMEOUT_MS 120000
+#define MIG_CONNECT_MS 5000
+/* Auto-converge: first step and step of the vCPU throttle, its ceiling,
+ * and the kick period the throttled vCPUs sleep in proportion to. */
+#define MIG_THROTTLE_FIRST 20
+#define MIG_THROTTLE_STEP 20
+#define MIG_THROTTLE_MAX 99
+#define MIG_THROTTLE_PERIOD_NS 10000000ull
+/* Wait for the destination's STARTED after COMMIT (ms). */
+#define MIG_STARTED_MS 10000
+
+struct migrate {
+	struct vm *vm;
+	pthread_t thread, throttler;
+	int throttler_on;
+	_Atomic int stop_throttler;
+	_Atomic int cancel;
+	int running; /* the thread is yet to be joined (I/O thread) */
+	/* The request. */
+	char address[128];
+	uint64_t target_ms, limit_bps;
+	uint32_t max_rounds;
+	uint64_t timeout_ms;
+	/* Progress, under lock; read by status. */
+	pthread_mutex_t lock;
+	char phase[24];
+	uint32_t round;
+	uint64_t remaining, dirty_rate_bps, bw_bps, expect_ms;
+	char error[256];
+	/* Migration thread only, then the I/O thread after the join. */
+	struct mig_conn conn;
+	struct mig_header hdr;
+	char devices[MIG_MAX_DEVICES];
+	uint8_t *bounce;
+	uint64_t pages, t0_ns, pause_ns, downtime_ms, total_ms, final_pages;
+	unsigned throttle_max; /* highest auto-converge level used */
+	int rc, paused, committed;
+};
+
+static void set_phase(struct migrate *m, const char *phase)
+{
+	pthread_mutex_lock(&m->lock);
+	snprintf(m->phase, sizeof(m->phase), "%s", phase);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Record why the migration failed; returns rc. */
+static int fail(struct migrate *m, int rc, const char *fmt, ...)
+	CN_PRINTF(3, 4);
+
+static int fail(struct migrate *m, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&m->lock);
+	va_start(ap, fmt);
+	vsnprintf(m->error, sizeof(m->error), fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+static int page_zero(const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)(const void *)p;
+
+	for (unsigned i = 0; i < MIG_PAGE_SIZE / 8; i++)
+		if (w[i])
+			return 0;
+	return 1;
+}
+
+static int bit(const uint64_t *bm, uint64_t i)
+{
+	return (int)(bm[i / 64] >> (i % 64) & 1);
+}
+
+/* Send one run of count pages from first (all zero or all data). */
+static int send_run(struct migrate *m, uint64_t first, uint32_t count, int zero)
+{
+	uint8_t h[MIG_REC_HEAD + 16];
+	struct buf b;
+	int rc;
+
+	buf_init(&b, 0);
+	rc = mig_pages_put(&b, first, count, zero);
+	if (rc == 0)
+		memcpy(h, buf_ptr(&b), sizeof(h));
+	buf_free(&b);
+	if (rc < 0)
+		return rc;
+	if (zero)
+		return mig_conn_send(&m->conn, h, sizeof(h), NULL, 0);
+	/* A copy: the guest may write the page while it is on the wire,
+	 * and the checksum must cover the bytes sent. */
+	memcpy(m->bounce, m->vm->ram + first * MIG_PAGE_SIZE,
+	       (size_t)count * MIG_PAGE_SIZE);
+	return mig_conn_send(&m->conn, h, sizeof(h), m->bounce,
+			     (size_t)count * MIG_PAGE_SIZE);
+}
+
+/* Send every page set in bm; counts in *sent and *zeros. */
+static int send_pages(struct migrate *m, const uint64_t *bm, uint64_t *sent,
+		      uint64_t *zeros)
+{
+	uint64_t i = 0;
+	int rc = 0;
+
+	*sent = *zeros = 0;
+	while (i < m->pages && rc == 0) {
+		uint64_t first;
+		uint32_t n = 0;
+		int zero;
+
+		if (!bm[i / 64]) {
+			i = (i / 64 + 1) * 64;
+			continue;
+		}
+		if (!bit(bm, i)) {
+			i++;
+			continue;
+		}
+		first = i;
+		zero = page_zero(m->vm->ram + i * MIG_PAGE_SIZE);
+		while (i < m->pages && n < MIG_MAX_RUN && bit(bm, i) &&
+		       page_zero(m->vm->ram + i * MIG_PAGE_SIZE) == zero) {
+			i++;
+			n++;
+		}
+		rc = send_run(m, first, n, zero);
+		*sent += n;
+		*zeros += zero ? n : 0;
+		if (atomic_load(&m->cancel))
+			rc = -ECANCELED;
+	}
+	return rc;
+}
+
+static uint64_t popcount_bm(const uint64_t *bm, uint64_t pages)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < (pages + 63) / 64; i++)
+		n += (uint64_t)__builtin_popcountll(bm[i]);
+	return n;
+}
+
+static void *throttler(void *arg)
+{
+	struct migrate *m = arg;
+
+	while (!atomic_load(&m->stop_throttler)) {
+		unsigned t = atomic_load(&m->vm->throttle_pct);
+		uint64_t ns = MIG_THROTTLE_PERIOD_NS * 100 / (100 - (t % 100));
+		struct timespec ts = { (time_t)(ns / 1000000000ull),
+				       (long)(ns % 1000000000ull) };
+
+		vm_kick_all(m->vm);
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+/* Auto-converge: take more vCPU time away. */
+static void throttle_up(struct migrate *m)
+{
+	unsigned t = atomic_load(&m->vm->throttle_pct);
+
+	t = t ? t + MIG_THROTTLE_STEP : MIG_THROTTLE_FIRST;
+	if (t > MIG_THROTTLE_MAX)
+		t = MIG_THROTTLE_MAX;
+	atomic_store(&m->vm->throttle_pct, t);
+	m->throttle_max = t;
+	if (!m->throttler_on)
+		m->throttler_on =
+			pthread_create(&m->throttler, NULL, throttler, m) == 0;
+	log_info("vmm", "migration auto-converge", "vm=%s throttle_pct=%u",
+		 m->vm->cfg.name, t);
+}
+
+static void throttle_off(struct migrate *m)
+{
+	atomic_store(&m->vm->throttle_pct, 0);
+	if (m->throttler_on) {
+		atomic_store(&m->stop_throttler, 1);
+		pthread_join(m->throttler, NULL);
+		m->throttler_on = 0;
+	}
+}
+
+/* One round's figures into the progress; 1 if the rest fits the target. */
+static int round_done(struct migrate *m, uint32_t round, uint64_t sent,
+		      uint64_t zeros, uint64_t dirty, uint64_t round_ns,
+		      uint64_t bytes_total, uint64_t ns_total)
+{
+	struct mig_round rd = { .round = round,
+				.pages = sent,
+				.zero_pages = zeros,
+				.bytes = 0,
+				.duration_us = round_ns / 1000,
+				.dirty_pages = dirty };
+	uint64_t bw = ns_total ? bytes_total * 1000000000ull / ns_total : 0;
+	uint64_t remaining = dirty * MIG_PAGE_SIZE;
+	struct buf b;
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	m->round = round;
+	m->remaining = remaining;
+	m->bw_bps = bw;
+	m->dirty_rate_bps = round_ns ? remaining * 1000000000ull / round_ns : 0;
+	m->expect_ms = bw ? remaining * 1000 / bw : ~0ull;
+	rd.bytes = m->conn.bytes;
+	pthread_mutex_unlock(&m->lock);
+	buf_init(&b, 0);
+	rc = mig_round_encode(&b, &rd) ?: mig_conn_send_buf(&m->conn, &b);
+	buf_free(&b);
+	log_info("vmm", "migration round",
+		 "vm=%s round=%u pages=%llu "
+		 "zero=%llu dirty=%llu bw_mib_s=%llu expect_ms=%llu",
+		 m->vm->cfg.name, round, (unsigned long long)sent,
+		 (unsigned long long)zeros, (unsigned long long)dirty,
+		 (unsigned long long)(bw >> 20),
+		 (unsigned long long)m->expect_ms);
+	if (rc < 0)
+		return rc;
+	return m->expect_ms <= m->target_ms;
+}
+
+/* Pre-copy: round 1 sends all of RAM, each next round what was dirtied
+ * meanwhile, until the rest fits the downtime target. On return *bm holds
+ * the pages still to send. */
+static int precopy(struct migrate *m, uint64_t **bm)
+{
+	uint64_t words = (m->pages + 63) / 64, t_start = sys_mono_ns();
+	uint64_t bytes0 = m->conn.bytes, sent, zeros, pages, *next;
+	int rc;
+
+	*bm = calloc(words + 1, sizeof(uint64_t));
+	if (!*bm)
+		return -ENOMEM;
+	memset(*bm, 0xff, m->pages / 64 * sizeof(uint64_t));
+	if (m->pages % 64)
+		(*bm)[m->pages / 64] = (1ull << (m->pages % 64)) - 1;
+	for (uint32_t round = 1;; round++) {
+		uint64_t t = sys_mono_ns(), dirty, now;
+
+		set_phase(m, "precopy");
+		rc = send_pages(m, *bm, &sent, &zeros);
+		if (rc < 0)
+			return fail(m, rc, "sending round %u: %s", round,
+				    strerror(-rc));
+		rc = dirty_log_get(m->vm, &next, &pages);
+		if (rc < 0)
+			return fail(m, rc, "dirty log: %s", strerror(-rc));
+		free(*bm);
+		*bm = next;
+		dirty = popcount_bm(next, pages);
+		now = sys_mono_ns();
+		rc = round_done(m, round, sent, zeros, dirty, now - t,
+				m->conn.bytes - bytes0, now - t_start);
+		if (rc != 0)
+			return rc < 0 ? fail(m, rc, "stream: %s",
+					     strerror(-rc)) :
+					0;
+		if (round >= m->max_rounds ||
+		    (now - t_start) / 1000000 >= m->timeout_ms)
+			return fail(m, -ETIMEDOUT,
+				    "did not converge: %llu MiB still dirty "
+				    "after %u rounds, expected downtime %llu "
+				    "ms > %llu ms target (vCPU throttle %u%%)",
+				    (unsigned long long)(m->remaining >> 20),
+				    round, (unsigned long long)m->expect_ms,
+				    (unsigned long long)m->target_ms,
+				    atomic_load(&m->vm->throttle_pct));
+		/* Dirtied faster than half of what a round sends. */
+		if (round >= 2 && dirty * 2 > sent)
+			throttle_up(m);
+	}
+}
+
+static void vm_set_state(struct vm *vm, enum vm_state s)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->state = s;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+/* Pause, the last pages, the state, END; then ACK, COMMIT, STARTED. */
+static int stop_and_copy(struct migrate *m, uint64_t *bm)
+{
+	uint64_t *last, pages, zeros, rs;
+	struct mig_verdict v;
+	struct mig_rec r;
+	struct buf b;
+	int rc;
+
+	set_phase(m, "stop-and-copy");
+	m->pause_ns = sys_mono_ns();
+	m->paused = m->vm->state == VM_RUNNING; /* resume on failure */
+	vm_pause_all(m->vm);
+	vm_set_state(m->vm, VM_PAUSED);
+	rc = dirty_log_get(m->vm, &last, &pages);
+	if (rc < 0)
+		return fail(m, rc, "dirty log: %s", strerror(-rc));
+	for (uint64_t i = 0; i < (pages + 63) / 64; i++)
+		last[i] |= bm[i];
+	rc = send_pages(m, last, &m->final_pages, &zeros);
+	free(last);
+	if (rc == 0)
+		rc = mig_state_send(m->vm, &m->conn);
+	buf_init(&b, 0);
+	if (rc == 0)
+		rc = mig_end_encode(&b, m->conn.crc, m->conn.bytes) ?:
+			     mig_conn_send_buf(&m->conn, &b);
+	buf_free(&b);
+	if (rc < 0)
+		return fail(m, rc, "sending the final state: %s",
+			    strerror(-rc));
+	set_phase(m, "commit");
+	rc = mig_conn_recv(&m->conn, &r, MIG_IO_TIMEOUT_MS);
+	if (rc == 0)
+		rc = r.type == MIG_REC_ACK ? mig_verdict_decode(&r, &v) :
+					     -EPROTO;
+	if (rc < 0)
+		return fail(m, rc,
+			    "no acknowledgement from the destination: %s",
+			    strerror(-rc));
+	if (!v.ok)
+		return fail(m, -EPROTO,
+			    "the destination rejected the stream: "
+			    "%s",
+			    v.reason);
+	buf_init(&b, 0);
+	rc = mig_commit_encode(&b) ?: mig_conn_send_buf(&m->conn, &b);
+	buf_free(&b);
+	if (rc < 0)
+		return fail(m, rc, "cannot send COMMIT: %s", strerror(-rc));
+	/* From here the destination owns the VM: never resume here. */
+	m->committed = 1;
+	rc = mig_conn_recv(&m->conn, &r, MIG_STARTED_MS);
+	if (rc == 0 && mig_started_decode(&r, &rs) == 0)
+		m->downtime_ms =
+			(sys_mono_ns() - m->pause_ns + 999999) / 1000000;
+	else
+		log_warn("vmm",
+			 "migration: the destination did not confirm "
+			 "it runs the VM",
+			 "vm=%s", m->vm->cfg.name);
+	return 0;
+}
+
+static int header(struct migrate *m)
+{
+	struct mig_verdict v;
+	struct mig_rec r;
+	struct buf b;
+	int rc;
+
+	set_phase(m, "header");
+	rc = mig_header_local(m->vm, &m->hdr, m->devices, sizeof(m->devices));
+	buf_init(&b, 0);
+	if (rc == 0)
+		rc = mig_header_encode(&b, &m->hdr) ?:
+			     mig_conn_send_buf(&m->conn, &b);
+	buf_free(&b);
+	if (rc == 0)
+		rc = mig_conn_recv(&m->conn, &r, MIG_IO_TIMEOUT_MS);
+	if (rc == 0)
+		rc = r.type == MIG_REC_HEADER_REPLY ?
+			     mig_verdict_decode(&r, &v) :
+			     -EPROTO;
+	if (rc < 0)
+		return fail(m, rc, "header exchange with %s: %s", m->address,
+			    strerror(-rc));
+	if (!v.ok)
+		return fail(m, -EPERM, "the destination refused the VM: %s",
+			    v.reason);
+	return 0;
+}
+
+static int run(struct migrate *m)
+{
+	uint64_t *bm = NULL;
+	int fd, rc;
+
+	set_phase(m, "connecting");
+	fd = mig_connect(m->address, MIG_CONNECT_MS);
+	if (fd < 0)
+		return fail(m, fd, "cannot connect to %s: %s", m->address,
+			    strerror(-fd));
+	mig_conn_init(&m->conn, fd);
+	m->conn.limit_bps = m->limit_bps;
+	log_warn("vmm", "migration stream is not encrypted",
+		 "vm=%s to=%s why=\"TLS for vMotion is not available yet\"",
+		 m->vm->cfg.name, m->address);
+	rc = header(m);
+	if (rc < 0)
+		return rc;
+	m->conn.crc = 0; /* the checksum covers what follows the header */
+	m->conn.bytes = 0;
+	rc = dirty_log_start(m->vm);
+	if (rc < 0)
+		return fail(m, rc, "dirty log: %s", strerror(-rc));
+	rc = precopy(m, &bm);
+	throttle_off(m);
+	if (rc == 0)
+		rc = stop_and_copy(m, bm);
+	free(bm);
+	return rc;
+}
+
+static void on_done(void *arg)
+{
+	struct migrate *m = arg;
+	Canopy__V1__VmmMigrateResult res = CANOPY__V1__VMM_MIGRATE_RESULT__INIT;
+	struct vm *vm = m->vm;
+
+	pthread_join(m->thread, NULL);
+	m->running = 0;
+	mig_conn_close(&m->conn);
+	free(m->bounce);
+	m->bounce = NULL;
+	m->total_ms = (sys_mono_ns() - m->t0_ns) / 1000000;
+	if (!m->committed) {
+		set_phase(m, "failed");
+		log_error("vmm", "migration failed", "vm=%s to=%s why=\"%s\"",
+			  vm->cfg.name, m->address, m->error);
+		control_migrate_done(vm, m->rc, m->error, NULL);
+		return;
+	}
+	set_phase(m, "completed");
+	res.downtime_ms = m->downtime_ms;
+	res.total_ms = m->total_ms;
+	res.bytes = m->conn.bytes;
+	res.rounds = m->round;
+	res.throttle_pct = m->throttle_max;
+	res.final_pages = m->final_pages;
+	log_info("vmm", "migrated",
+		 "vm=%s to=%s downtime_ms=%llu total_ms=%llu", vm->cfg.name,
+		 m->address, (unsigned long long)m->downtime_ms,
+		 (unsigned long long)m->total_ms);
+	control_migrate_done(vm, 0, "", &res);
+	vmm_finish(vm, VMM_EXIT_OK, "migrated");
+}
+
+static void *thread_main(void *arg)
+{
+	struct migrate *m = arg;
+	struct vm *vm = m->vm;
+
+	m->rc = run(m);
+	throttle_off(m);
+	if (!m->committed) {
+		(void)!dirty_log_stop(vm);
+		if (m->paused) {
+			vm_set_state(vm, VM_RUNNING);
+			vm_resume_all(vm);
+			m->paused = 0;
+		}
+		if (m->rc == 0)
+			m->rc = -EIO;
+	}
+	if (loop_post(vm->loop, on_done, m) < 0)
+		log_error("vmm", "migration result lost", "vm=%s",
+			  vm->cfg.name);
+	return NULL;
+}
+
+static void migrate_free(struct migrate *m)
+{
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
+int migrate_send_start(struct vm *vm,
+		       const Canopy__V1__VmmMigrateSendRequest *rq, char *msg,
+		       size_t msglen)
+{
+	struct migrate *m;
+	char host[64];
+	uint16_t port;
+	int rc;
+
+	if (vm->mig && vm->mig->running)
+		return -EBUSY;
+	if (vm->state != VM_RUNNING && vm->state != VM_PAUSED) {
+		snprintf(msg, msglen, "migrate_send: the VM is %s",
+			 vm_state_name(vm->state));
+		return -EBUSY;
+	}
+	if (!rq->address ||
+	    mig_address_parse(rq->address, host, sizeof(host), &port) < 0 ||
+	    port == 0 || strlen(rq->address) >= sizeof(m->address)) {
+		snprintf(msg, msglen,
+			 "migrate_send: address '%.64s': expected "
+			 "tcp:IPV4:PORT",
+			 rq->address ? rq->address : "");
+		return -EINVAL;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->vm = vm;
+	pthread_mutex_init(&m->lock, NULL);
+	snprintf(m->address, sizeof(m->address), "%s", rq->address);
+	m->target_ms = rq->max_downtime_ms ?: MIG_DEFAULT_DOWNTIME_MS;
+	m->limit_bps = rq->bandwidth_limit_mib_s << 20;
+	m->max_rounds = rq->max_rounds ?: MIG_DEFAULT_ROUNDS;
+	m->timeout_ms = rq->timeout_ms ?: MIG_DEFAULT_TIMEOUT_MS;
+	m->pages = vm->ram_size / MIG_PAGE_SIZE;
+	m->t0_ns = sys_mono_ns();
+	m->conn.fd = -1;
+	m->bounce = malloc((size_t)MIG_MAX_RUN * MIG_PAGE_SIZE);
+	snprintf(m->phase, sizeof(m->phase), "connecting");
+	rc = m->bounce ? -pthread_create(&m->thread, NULL, thread_main, m) :
+			 -ENOMEM;
+	if (rc < 0) {
+		free(m->bounce);
+		migrate_free(m);
+		snprintf(msg, msglen, "migrate_send: %s", strerror(-rc));
+		return rc;
+	}
+	m->running = 1;
+	if (vm->mig)
+		migrate_free(vm->mig);
+	vm->mig = m;
+	log_info("vmm", "migration started", "vm=%s to=%s max_downtime_ms=%llu",
+		 vm->cfg.name, m->address, (unsigned long long)m->target_ms);
+	return 0;
+}
+
+int migrate_busy(struct vm *vm)
+{
+	return vm->mig && vm->mig->running;
+}
+
+int migrate_progress(struct vm *vm, Canopy__V1__MigrationProgress *p)
+{
+	struct migrate *m = vm->mig;
+
+	if (!m)
+		return 0;
+	pthread_mutex_lock(&m->lock);
+	p->phase = m->phase;
+	p->round = m->round;
+	p->remaining_mib = m->remaining >> 20;
+	p->dirty_rate_mib_s = m->dirty_rate_bps >> 20;
+	p->bandwidth_mib_s = m->bw_bps >> 20;
+	p->expected_downtime_ms = m->expect_ms == ~0ull ? 0 : m->expect_ms;
+	p->throttle_pct = atomic_load(&vm->throttle_pct);
+	p->transferred_mib = m->conn.bytes >> 20;
+	p->error = m->error;
+	pthread_mutex_unlock(&m->lock);
+	return 1;
+}
+
+void migrate_send_abort(struct vm *vm)
+{
+	struct migrate *m = vm->mig;
+
+	if (!m)
+		return;
+	if (m->running) {
+		atomic_store(&m->cancel, 1);
+		/* A blocked send or receive ends with the connection. */
+		if (m->conn.fd >= 0)
+			shutdown(m->conn.fd, SHUT_RDWR);
+		pthread_join(m->thread, NULL);
+		mig_conn_close(&m->conn);
+		free(m->bounce);
+	}
+	migrate_free(m);
+	vm->mig = NULL;
+}
