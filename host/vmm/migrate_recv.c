@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "host/vmm/migrate.h"
+#include "host/vmm/virtio_net.h"
 #include "host/vmm/vmm.h"
 #include "lib/log.h"
 #include "lib/sys.h"
@@ -261,8 +262,9 @@ void migrate_recv_started(struct vm *vm)
 	if (mig_started_encode(&out, us) == 0)
 		(void)!mig_conn_send_buf(&in->conn, &out);
 	buf_free(&out);
-	log_info("vmm", "migrated VM running", "vm=%s end_to_run_us=%llu",
-		 vm->cfg.name, (unsigned long long)us);
+	log_info("vmm", "migrated VM running",
+		 "vm=%s end_to_run_us=%llu announced_nics=%u", vm->cfg.name,
+		 (unsigned long long)us, virtio_net_announce(vm));
 	mig_conn_close(&in->conn);
 	free(in);
 	vm->mig_in = NULL;

@@ -484,6 +484,37 @@ static const struct virtio_dev_ops net_ops = {
 	.destroy = net_destroy,
 };
 
+/* RARP "reverse request" for our own MAC, broadcast, padded to 60 bytes. */
+#define VNET_ETH_RARP 0x8035
+#define VNET_RARP_LEN 60
+
+unsigned virtio_net_announce(struct vm *vm)
+{
+	uint8_t f[VNET_RARP_LEN] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	unsigned sent = 0;
+
+	for (unsigned i = 0; i < vm->nvirtio; i++) {
+		struct virtio_dev *vd = vm->virtio[i];
+		struct vnet *n = vd ? vd->priv : NULL;
+		struct iovec iov = { f, sizeof(f) };
+
+		if (!vd || vd->ops != &net_ops || n->dead)
+			continue;
+		memcpy(f + 6, n->mac, NET_MAC_LEN);
+		f[12] = VNET_ETH_RARP >> 8;
+		f[13] = VNET_ETH_RARP & 0xff;
+		f[14] = 0, f[15] = 1; /* Ethernet */
+		f[16] = 0x08, f[17] = 0x00; /* IPv4 */
+		f[18] = NET_MAC_LEN, f[19] = 4;
+		f[20] = 0, f[21] = 3; /* reverse request */
+		memcpy(f + 22, n->mac, NET_MAC_LEN); /* sender: us, 0.0.0.0 */
+		memcpy(f + 32, n->mac, NET_MAC_LEN); /* target: us, 0.0.0.0 */
+		if (n->b->ops->send(n->b, &iov, 1) == (ssize_t)sizeof(f))
+			sent++;
+	}
+	return sent;
+}
+
 int virtio_net_add(struct vm *vm, struct pci *bus, struct net_backend *b,
 		   const uint8_t mac[NET_MAC_LEN], char *err, size_t errlen)
 {

@@ -136,4 +136,10 @@ CN_MUST_CHECK int virtio_net_add(struct vm *vm, struct pci *bus,
 				 const uint8_t mac[NET_MAC_LEN], char *err,
 				 size_t errlen);
 
+/* After a live migration: send one RARP frame (as QEMU's announce) from
+ * every NIC's backend so switches learn the MAC's new port. Returns the
+ * number of frames sent. Any thread; the backends' sends are single
+ * system calls. */
+unsigned virtio_net_announce(struct vm *vm);
+
 #endif

@@ -405,3 +405,37 @@ def test_shared_disk_keeps_its_data(vms, guest, tmp_path):
     text = dst.console_text()
     assert re.search(r"^blk: read ok sectors 98304$", text, re.M), text
     assert "corrupt" not in text
+
+
+def test_nic_mac_announced_from_destination(vms, guest, tmp_path):
+    """After arrival the destination's virtio-net backend sends a RARP
+    frame for the NIC's MAC (the switch learns the new port)."""
+    sw_path = str(tmp_path / "switch")
+    sw = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sw.bind(sw_path)
+    sw.settimeout(10)
+    mac = "52:54:00:12:34:56"
+    src = vms("--kernel", guest, "--cmdline", "count=50", "--memory", "64",
+              "--net", "unix=%s,local=%s,mac=%s" % (sw_path,
+                                                     tmp_path / "src-nic",
+                                                     mac), name="src")
+    ctl = src.wait_control()
+    src.wait_console(lambda t: "count 2" in t, what="counting")
+    dst, port = destination(vms, "dst", extra=(
+        "--net", "unix=%s,local=%s,mac=%s" % (sw_path, tmp_path / "dst-nic",
+                                               mac)))
+    rep = migrate(ctl, port)
+    assert rep.status.code == 0, rep.status.message
+    # The guest sends nothing itself (count workload): this frame is the
+    # destination's announce (the sender is its autobound socket).
+    frame = sw.recv(2048)
+    raw = bytes.fromhex(mac.replace(":", ""))
+    assert len(frame) == 60
+    assert frame[:6] == b"\xff" * 6 and frame[6:12] == raw
+    assert frame[12:14] == b"\x80\x35"  # RARP
+    assert frame[20:22] == b"\x00\x03" and frame[22:28] == raw
+    assert "announced_nics=1" in dst.log_text()
+    n = dst.console_text().count("count ")
+    dst.wait_console(lambda t: t.count("count ") >= n + 3,
+                     what="counting after arrival")
+    sw.close()
