@@ -1,7 +1,6 @@
 /* canopy-agent: command line and configuration, set-up, the bus callbacks
  * and the main loop. */
 #include <errno.h>
-#include <getopt.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +13,7 @@
 #include "host/agent/agent.h"
 #include "lib/bus.h"
 #include "lib/config.h"
+#include "lib/opts.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/loop.h"
@@ -30,56 +30,35 @@ static const char usage[] =
 	"A --config FILE holds the same keys as 'key = value' lines (datastore:\n"
 	"a comma-separated list); options on the command line win.\n";
 
-static const char *const config_keys[] = {
-	"manager",   "host-id",	  "run-dir",	      "vmm",
-	"address",   "datastore", "stats-interval",   "manager-timeout",
-	"log-level", "ds-slots",  "curve-server-key", "curve-keys",
-	"log-file",  NULL,
-};
-
-enum {
-	OPT_MANAGER = 'm',
-	OPT_HOST_ID = 'i',
-	OPT_RUN_DIR = 'r',
-	OPT_VMM = 'v',
-	OPT_ADDRESS = 'a',
-	OPT_DATASTORE = 'd',
-	OPT_STATS = 's',
-	OPT_MGR_TIMEOUT = 't',
-	OPT_DS_SLOTS = 'S',
-	OPT_CURVE_SERVER = 'K',
-	OPT_CURVE_KEYS = 'k',
-	OPT_LOG_FILE = 'l',
-	OPT_LOGLEVEL = 'L',
-	OPT_CONFIG = 'f',
-	OPT_HELP = 'h',
-};
-
-static const struct option long_opts[] = {
-	{ "manager", required_argument, NULL, OPT_MANAGER },
-	{ "host-id", required_argument, NULL, OPT_HOST_ID },
-	{ "run-dir", required_argument, NULL, OPT_RUN_DIR },
-	{ "vmm", required_argument, NULL, OPT_VMM },
-	{ "address", required_argument, NULL, OPT_ADDRESS },
-	{ "datastore", required_argument, NULL, OPT_DATASTORE },
-	{ "stats-interval", required_argument, NULL, OPT_STATS },
-	{ "manager-timeout", required_argument, NULL, OPT_MGR_TIMEOUT },
-	{ "ds-slots", required_argument, NULL, OPT_DS_SLOTS },
-	{ "curve-server-key", required_argument, NULL, OPT_CURVE_SERVER },
-	{ "curve-keys", required_argument, NULL, OPT_CURVE_KEYS },
-	{ "log-file", required_argument, NULL, OPT_LOG_FILE },
-	{ "log-level", required_argument, NULL, OPT_LOGLEVEL },
-	{ "config", required_argument, NULL, OPT_CONFIG },
-	{ "help", no_argument, NULL, OPT_HELP },
-	{ NULL, 0, NULL, 0 },
-};
-
-/* Options as given, before the config file fills the gaps. */
+/* The options as given: the agent's own, and the strings validate()
+ * checks into them. */
 struct cmdline {
+	struct agent_opts o;
 	const char *stats, *mgr_timeout, *ds_slots, *log_level, *log_file;
-	const char *config;
 	char *ds_list; /* datastore list from the config file (strtok'd) */
 };
+
+/* Options the handler takes. */
+enum { AGENT_OPT_DATASTORE };
+
+#define STR(n, fld) OPT_STR(n, struct cmdline, fld)
+static const struct opt_def opt_defs[] = {
+	STR("manager", o.manager),
+	STR("host-id", o.host_id),
+	STR("run-dir", o.run_dir),
+	STR("vmm", o.vmm),
+	STR("address", o.address),
+	{ .name = "datastore", .kind = OPT_CALL, .id = AGENT_OPT_DATASTORE },
+	STR("stats-interval", stats),
+	STR("manager-timeout", mgr_timeout),
+	STR("ds-slots", ds_slots),
+	STR("curve-server-key", o.curve_server_key),
+	STR("curve-keys", o.curve_keys),
+	STR("log-file", log_file),
+	STR("log-level", log_level),
+	{ 0 },
+};
+#undef STR
 
 static int add_datastore(struct agent_opts *o, const char *s)
 {
@@ -92,118 +71,31 @@ static int add_datastore(struct agent_opts *o, const char *s)
 	return 0;
 }
 
-/* Where the value of a string option goes, or NULL for the others. */
-static const char **opt_field(int c, struct agent_opts *o, struct cmdline *cl)
+/* --datastore NAME=DEV (again for each); in the config file, one
+ * comma-separated list. */
+static int on_option(void *base, int id, const char *val, bool from_config)
 {
-	switch (c) {
-	case OPT_MANAGER:
-		return &o->manager;
-	case OPT_HOST_ID:
-		return &o->host_id;
-	case OPT_RUN_DIR:
-		return &o->run_dir;
-	case OPT_VMM:
-		return &o->vmm;
-	case OPT_ADDRESS:
-		return &o->address;
-	case OPT_STATS:
-		return &cl->stats;
-	case OPT_MGR_TIMEOUT:
-		return &cl->mgr_timeout;
-	case OPT_DS_SLOTS:
-		return &cl->ds_slots;
-	case OPT_CURVE_SERVER:
-		return &o->curve_server_key;
-	case OPT_CURVE_KEYS:
-		return &o->curve_keys;
-	case OPT_LOG_FILE:
-		return &cl->log_file;
-	case OPT_LOGLEVEL:
-		return &cl->log_level;
-	case OPT_CONFIG:
-		return &cl->config;
-	default:
-		return NULL;
-	}
-}
+	struct cmdline *cl = base;
+	char *save = NULL, *tok;
 
-static int parse_args(int argc, char **argv, struct agent_opts *o,
-		      struct cmdline *cl)
-{
-	const char **field;
-	int c;
-
-	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
-		field = opt_field(c, o, cl);
-		if (field) {
-			*field = optarg;
-		} else if (c == OPT_DATASTORE) {
-			if (add_datastore(o, optarg) < 0)
-				return -EINVAL;
-		} else if (c == OPT_HELP) {
-			fputs(usage, stdout);
-			exit(0);
-		} else {
-			fputs(usage, stderr);
-			return -EINVAL;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "canopy-agent: unexpected argument '%s'\n%s",
-			argv[optind], usage);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-/* Fill what the command line left unset from the config file; its strings
- * live as long as the process (*keep is never freed). */
-static int apply_config(struct agent_opts *o, struct cmdline *cl,
-			struct config **keep)
-{
-	char err[512], *save = NULL, *tok;
-	struct config *c = NULL;
-	const char *v;
-	int rc = config_load(cl->config, &c, err, sizeof(err));
-
-	if (rc == 0)
-		rc = config_check_keys(c, config_keys, err, sizeof(err));
-	if (rc < 0) {
-		fprintf(stderr, "canopy-agent: %s\n", err);
-		config_free(c);
-		return rc;
-	}
-	*keep = c;
-#define FILL(field, key)                                          \
-	do {                                                      \
-		if (!(field) && (v = config_get(c, key)) != NULL) \
-			(field) = v;                              \
-	} while (0)
-	FILL(o->manager, "manager");
-	FILL(o->host_id, "host-id");
-	FILL(o->run_dir, "run-dir");
-	FILL(o->vmm, "vmm");
-	FILL(o->address, "address");
-	FILL(cl->stats, "stats-interval");
-	FILL(cl->mgr_timeout, "manager-timeout");
-	FILL(cl->ds_slots, "ds-slots");
-	FILL(o->curve_server_key, "curve-server-key");
-	FILL(o->curve_keys, "curve-keys");
-	FILL(cl->log_file, "log-file");
-	FILL(cl->log_level, "log-level");
-#undef FILL
-	v = config_get(c, "datastore");
-	if (o->n_datastores || !v)
-		return 0;
-	cl->ds_list = strdup(v);
+	if (!from_config)
+		return add_datastore(&cl->o, val);
+	cl->ds_list = strdup(val);
 	if (!cl->ds_list)
 		return -ENOMEM;
 	for (tok = strtok_r(cl->ds_list, ",", &save); tok;
 	     tok = strtok_r(NULL, ",", &save))
-		if (add_datastore(o, tok) < 0)
+		if (add_datastore(&cl->o, tok) < 0)
 			return -EINVAL;
 	return 0;
 }
+
+static const struct opt_prog agent_prog = {
+	.name = "canopy-agent",
+	.usage = usage,
+	.defs = opt_defs,
+	.handle = on_option,
+};
 
 /* NAME=DEV with NAME a VM-id-like word and DEV an existing path. */
 static int check_datastore(const char *s)
@@ -535,16 +427,15 @@ int main(int argc, char **argv)
 	struct config *keep = NULL;
 	int rc;
 
-	rc = parse_args(argc, argv, &ag.opts, &cl);
-	if (rc == 0 && cl.config)
-		rc = apply_config(&ag.opts, &cl, &keep);
+	rc = opt_parse(&agent_prog, argc, argv, &cl, &keep);
 	if (rc == 0)
-		rc = validate(&ag.opts, &cl);
-	if (rc < 0) {
+		rc = validate(&cl.o, &cl);
+	if (rc != 0) {
 		config_free(keep);
 		free(cl.ds_list);
-		return 2;
+		return rc == OPT_HELP ? 0 : 2;
 	}
+	ag.opts = cl.o;
 	if (!ag.opts.vmm)
 		ag.opts.vmm = default_vmm();
 	if (agent_start(&ag) < 0)
