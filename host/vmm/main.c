@@ -1,6 +1,5 @@
 /* canopy-vmm: command line and configuration, then set-up and run. */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include "host/vmm/vmm.h"
 #include "lib/config.h"
 #include "lib/log.h"
+#include "lib/opts.h"
 
 /* Defaults of a VM started without those options. */
 #define VMM_DEFAULT_MEM_MIB 256
@@ -33,60 +33,47 @@ static const char usage[] =
 	"Exit status: 0 guest powered off or stopped, 2 bad usage or\n"
 	"configuration, 3 KVM unusable, 4 guest crashed or VMM failure.\n";
 
-static const char *const config_keys[] = {
-	"kernel",  "initrd",  "cmdline", "memory",    "cpus", "serial",
-	"control", "restore", "name",	 "hugepages", NULL,
-};
-
-enum {
-	OPT_KERNEL = 'k',
-	OPT_INITRD = 'i',
-	OPT_CMDLINE = 'a',
-	OPT_MEMORY = 'm',
-	OPT_CPUS = 'c',
-	OPT_SERIAL = 's',
-	OPT_CONTROL = 'C',
-	OPT_RESTORE = 'r',
-	OPT_NAME = 'n',
-	OPT_CONFIG = 'f',
-	OPT_HUGE = 'H',
-	OPT_LOGLEVEL = 'L',
-	OPT_HELP = 'h',
-	OPT_DISK = 'd',
-	OPT_NET = 'N',
-	OPT_BALLOON = 'b',
-	OPT_RNG = 'R',
-	OPT_INCOMING = 'I',
-};
-
-static const struct option long_opts[] = {
-	{ "kernel", required_argument, NULL, OPT_KERNEL },
-	{ "initrd", required_argument, NULL, OPT_INITRD },
-	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
-	{ "memory", required_argument, NULL, OPT_MEMORY },
-	{ "cpus", required_argument, NULL, OPT_CPUS },
-	{ "serial", required_argument, NULL, OPT_SERIAL },
-	{ "control", required_argument, NULL, OPT_CONTROL },
-	{ "restore", required_argument, NULL, OPT_RESTORE },
-	{ "name", required_argument, NULL, OPT_NAME },
-	{ "config", required_argument, NULL, OPT_CONFIG },
-	{ "hugepages", no_argument, NULL, OPT_HUGE },
-	{ "log-level", required_argument, NULL, OPT_LOGLEVEL },
-	{ "help", no_argument, NULL, OPT_HELP },
-	{ "disk", required_argument, NULL, OPT_DISK },
-	{ "net", required_argument, NULL, OPT_NET },
-	{ "balloon", no_argument, NULL, OPT_BALLOON },
-	{ "rng", required_argument, NULL, OPT_RNG },
-	{ "incoming", required_argument, NULL, OPT_INCOMING },
-	{ NULL, 0, NULL, 0 },
-};
-
 /* Options as given, before the config file fills the gaps. */
 struct opts {
 	struct vm_config cfg;
-	const char *memory, *cpus, *config;
-	int hugepages_set;
+	const char *memory, *cpus;
 };
+
+/* Options the handler takes (none of them config keys). */
+enum { VMM_OPT_DISK, VMM_OPT_NET, VMM_OPT_RNG, VMM_OPT_LOGLEVEL };
+
+#define STR(n, fld) OPT_STR(n, struct opts, fld)
+#define CALL(n, i)                                                      \
+	{                                                               \
+		.name = n, .kind = OPT_CALL, .id = i, .no_config = true \
+	}
+static const struct opt_def opt_defs[] = {
+	STR("kernel", cfg.kernel),
+	STR("initrd", cfg.initrd),
+	STR("cmdline", cfg.cmdline),
+	STR("memory", memory),
+	STR("cpus", cpus),
+	STR("serial", cfg.serial),
+	STR("control", cfg.control),
+	STR("restore", cfg.restore),
+	STR("name", cfg.name),
+	OPT_SWITCH("hugepages", struct opts, cfg.hugepages),
+	CALL("log-level", VMM_OPT_LOGLEVEL),
+	CALL("disk", VMM_OPT_DISK),
+	CALL("net", VMM_OPT_NET),
+	{ .name = "balloon",
+	  .kind = OPT_BOOL,
+	  .off = offsetof(struct opts, cfg.balloon),
+	  .no_config = true },
+	CALL("rng", VMM_OPT_RNG),
+	{ .name = "incoming",
+	  .kind = OPT_STRING,
+	  .off = offsetof(struct opts, cfg.incoming),
+	  .no_config = true },
+	{ 0 },
+};
+#undef CALL
+#undef STR
 
 static int parse_u64(const char *what, const char *s, uint64_t min,
 		     uint64_t max, uint64_t *out)
@@ -123,141 +110,52 @@ static int parse_on_off(const char *what, const char *s, int *out)
 	return -EINVAL;
 }
 
-static int parse_args(int argc, char **argv, struct opts *o)
+/* --disk and --net (again for each), --rng on|off, --log-level. */
+static int on_option(void *base, int id, const char *val, bool from_config)
 {
-	int c;
+	struct opts *o = base;
+	enum log_level l;
 
-	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
-		switch (c) {
-		case OPT_KERNEL:
-			o->cfg.kernel = optarg;
-			break;
-		case OPT_INITRD:
-			o->cfg.initrd = optarg;
-			break;
-		case OPT_CMDLINE:
-			o->cfg.cmdline = optarg;
-			break;
-		case OPT_MEMORY:
-			o->memory = optarg;
-			break;
-		case OPT_CPUS:
-			o->cpus = optarg;
-			break;
-		case OPT_SERIAL:
-			o->cfg.serial = optarg;
-			break;
-		case OPT_CONTROL:
-			o->cfg.control = optarg;
-			break;
-		case OPT_RESTORE:
-			o->cfg.restore = optarg;
-			break;
-		case OPT_NAME:
-			o->cfg.name = optarg;
-			break;
-		case OPT_CONFIG:
-			o->config = optarg;
-			break;
-		case OPT_DISK:
-			if (o->cfg.ndisks >= VMM_MAX_DISKS) {
-				fprintf(stderr,
-					"canopy-vmm: at most %d --disk options\n",
-					VMM_MAX_DISKS);
-				return -EINVAL;
-			}
-			o->cfg.disk[o->cfg.ndisks++] = optarg;
-			break;
-		case OPT_NET:
-			if (o->cfg.nnets >= VMM_MAX_NICS) {
-				fprintf(stderr,
-					"canopy-vmm: at most %d --net options\n",
-					VMM_MAX_NICS);
-				return -EINVAL;
-			}
-			o->cfg.net[o->cfg.nnets++] = optarg;
-			break;
-		case OPT_BALLOON:
-			o->cfg.balloon = 1;
-			break;
-		case OPT_RNG:
-			if (parse_on_off("rng", optarg, &o->cfg.rng) < 0)
-				return -EINVAL;
-			break;
-		case OPT_INCOMING:
-			o->cfg.incoming = optarg;
-			break;
-		case OPT_HUGE:
-			o->cfg.hugepages = o->hugepages_set = 1;
-			break;
-		case OPT_LOGLEVEL: {
-			enum log_level l;
-
-			if (log_level_parse(optarg, &l) < 0) {
-				fprintf(stderr,
-					"canopy-vmm: --log-level %s: expected "
-					"debug, info, warn or error\n",
-					optarg);
-				return -EINVAL;
-			}
-			log_set_level(l);
-			break;
-		}
-		case OPT_HELP:
-			fputs(usage, stdout);
-			exit(0);
-		default:
-			fputs(usage, stderr);
+	switch (id) {
+	case VMM_OPT_DISK:
+		if (o->cfg.ndisks >= VMM_MAX_DISKS) {
+			fprintf(stderr,
+				"canopy-vmm: at most %d --disk options\n",
+				VMM_MAX_DISKS);
 			return -EINVAL;
 		}
+		o->cfg.disk[o->cfg.ndisks++] = val;
+		return 0;
+	case VMM_OPT_NET:
+		if (o->cfg.nnets >= VMM_MAX_NICS) {
+			fprintf(stderr,
+				"canopy-vmm: at most %d --net options\n",
+				VMM_MAX_NICS);
+			return -EINVAL;
+		}
+		o->cfg.net[o->cfg.nnets++] = val;
+		return 0;
+	case VMM_OPT_RNG:
+		return parse_on_off("rng", val, &o->cfg.rng);
+	default:
+		if (log_level_parse(val, &l) < 0) {
+			fprintf(stderr,
+				"canopy-vmm: --log-level %s: expected "
+				"debug, info, warn or error\n",
+				val);
+			return -EINVAL;
+		}
+		log_set_level(l);
+		return 0;
 	}
-	if (optind < argc) {
-		fprintf(stderr, "canopy-vmm: unexpected argument '%s'\n%s",
-			argv[optind], usage);
-		return -EINVAL;
-	}
-	return 0;
 }
 
-/* Fill what the command line left unset from the config file. The file's
- * strings live as long as the process: *keep is never freed. */
-static int apply_config(struct opts *o, struct config **keep)
-{
-	char err[512];
-	struct config *c;
-	const char *v;
-	int rc = config_load(o->config, &c, err, sizeof(err));
-
-	if (rc == 0)
-		rc = config_check_keys(c, config_keys, err, sizeof(err));
-	if (rc < 0) {
-		fprintf(stderr, "canopy-vmm: %s\n", err);
-		return rc;
-	}
-	*keep = c;
-#define FILL(field, key)                                          \
-	do {                                                      \
-		if (!(field) && (v = config_get(c, key)) != NULL) \
-			(field) = v;                              \
-	} while (0)
-	FILL(o->cfg.kernel, "kernel");
-	FILL(o->cfg.initrd, "initrd");
-	FILL(o->cfg.cmdline, "cmdline");
-	FILL(o->memory, "memory");
-	FILL(o->cpus, "cpus");
-	FILL(o->cfg.serial, "serial");
-	FILL(o->cfg.control, "control");
-	FILL(o->cfg.restore, "restore");
-	FILL(o->cfg.name, "name");
-#undef FILL
-	if (!o->hugepages_set &&
-	    config_get_bool(c, "hugepages", &o->cfg.hugepages, err,
-			    sizeof(err)) == -EINVAL) {
-		fprintf(stderr, "canopy-vmm: %s\n", err);
-		return -EINVAL;
-	}
-	return 0;
-}
+static const struct opt_prog vmm_prog = {
+	.name = "canopy-vmm",
+	.usage = usage,
+	.defs = opt_defs,
+	.handle = on_option,
+};
 
 static uint64_t host_mem_mib(void)
 {
@@ -344,12 +242,13 @@ int main(int argc, char **argv)
 	sigset_t set;
 	int rc;
 
-	if (parse_args(argc, argv, &o) < 0)
-		return VMM_EXIT_USAGE;
-	if (o.config && apply_config(&o, &keep) < 0)
-		return VMM_EXIT_USAGE;
-	if (validate(&o) < 0)
-		return VMM_EXIT_USAGE;
+	rc = opt_parse(&vmm_prog, argc, argv, &o, &keep);
+	if (rc == 0)
+		rc = validate(&o);
+	if (rc != 0) {
+		config_free(keep);
+		return rc == OPT_HELP ? 0 : VMM_EXIT_USAGE;
+	}
 	/* The kick signal is for vCPU threads only; they unblock it. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
