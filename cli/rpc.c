@@ -79,12 +79,7 @@ void cli_rpc_close(struct cli_rpc *r)
 	if (!r)
 		return;
 	grpc_channel_destroy(r->chan);
-	grpc_completion_queue_shutdown(r->cq);
-	while (grpc_completion_queue_pluck(
-		       r->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
-		       .type != GRPC_QUEUE_SHUTDOWN)
-		;
-	grpc_completion_queue_destroy(r->cq);
+	cn_grpc_cq_destroy(r->cq);
 	free(r);
 	grpc_shutdown();
 }

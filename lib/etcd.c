@@ -145,12 +145,7 @@ void etcd_client_destroy(struct etcd_client *c)
 	for (i = 0; i < c->eps.n; i++)
 		if (c->chans[i])
 			grpc_channel_destroy(c->chans[i]);
-	grpc_completion_queue_shutdown(c->cq);
-	while (grpc_completion_queue_pluck(
-		       c->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
-		       .type != GRPC_QUEUE_SHUTDOWN)
-		;
-	grpc_completion_queue_destroy(c->cq);
+	cn_grpc_cq_destroy(c->cq);
 	free(c);
 	grpc_shutdown();
 }

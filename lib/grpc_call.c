@@ -64,6 +64,18 @@ int cn_grpc_batch(grpc_call *call, grpc_completion_queue *cq,
 	return 0;
 }
 
+void cn_grpc_cq_destroy(grpc_completion_queue *cq)
+{
+	if (!cq)
+		return;
+	grpc_completion_queue_shutdown(cq);
+	while (grpc_completion_queue_pluck(
+		       cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+		       .type != GRPC_QUEUE_SHUTDOWN)
+		;
+	grpc_completion_queue_destroy(cq);
+}
+
 /* The six ops of a unary call, receiving into res and the given arrays. */
 static void unary_ops(grpc_op *ops, grpc_byte_buffer *req,
 		      grpc_metadata_array *md_init,

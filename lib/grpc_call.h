@@ -43,6 +43,10 @@ void cn_grpc_slice_text(char *dst, size_t size, grpc_slice s);
 CN_MUST_CHECK int cn_grpc_batch(grpc_call *call, grpc_completion_queue *cq,
 				const grpc_op *ops, size_t n);
 
+/* Shut down a pluck queue whose calls have all ended, take what is left
+ * on it and destroy it. NULL is ignored. */
+void cn_grpc_cq_destroy(grpc_completion_queue *cq);
+
 /* What a unary call received. */
 struct cn_grpc_unary {
 	grpc_status_code status; /* the server's (or gRPC's) status */

@@ -111,12 +111,7 @@ static int call_port(int port, unsigned ms, struct cn_grpc_unary *u)
 			       u);
 	grpc_byte_buffer_destroy(bb);
 	grpc_channel_destroy(ch);
-	grpc_completion_queue_shutdown(cq);
-	while (grpc_completion_queue_pluck(
-		       cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
-		       .type != GRPC_QUEUE_SHUTDOWN)
-		;
-	grpc_completion_queue_destroy(cq);
+	cn_grpc_cq_destroy(cq);
 	return rc;
 }
 
