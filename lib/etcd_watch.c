@@ -309,6 +309,20 @@ static void note_end(struct etcd_watch *w, struct stream *s)
 			w->eps.host_port[w->cur], (int)s->status, detail);
 }
 
+/* A completion that came in as the watch stops: only note that its batch
+ * is done, so that stream_close does not wait for it again. */
+static void tag_done(struct stream *s, grpc_event ev)
+{
+	if (ev.type != GRPC_OP_COMPLETE)
+		return;
+	if ((uintptr_t)ev.tag == TAG_START)
+		s->pend_start = false;
+	else if ((uintptr_t)ev.tag == TAG_READ)
+		s->pend_read = false;
+	else if ((uintptr_t)ev.tag == TAG_STATUS)
+		s->pend_status = false;
+}
+
 /* Run one stream on endpoint w->cur until it ends or the watch stops. */
 static int stream_run(struct etcd_watch *w)
 {
@@ -331,6 +345,7 @@ static int stream_run(struct etcd_watch *w)
 			etcd_deadline_at(etcd_now_ms() + ETCD_WATCH_TICK_MS),
 			NULL);
 		if (etcd_watch_stopping(w)) {
+			tag_done(&s, ev);
 			rc = -ECANCELED;
 		} else if (ev.type == GRPC_QUEUE_TIMEOUT) {
 			if (!s.created && etcd_now_ms() > create_by) {

@@ -424,3 +424,39 @@ def test_compaction_past_the_watch_rereads(etcd, tmp_path):
             ag.close()
         m.close()
         proxy.close()
+
+
+def test_stop_while_changes_stream_in(etcd, tmp_path):
+    """SIGTERM while the watch is receiving events ends the manager at
+    once (a completion that came in as the watch stopped was lost and the
+    watch thread waited for it forever: lib/etcd_watch.c)."""
+    stop = threading.Event()
+
+    def writer():
+        db = Etcd(etcd.endpoints[0])
+        i = 0
+        try:
+            while not stop.is_set():
+                i += 1
+                db.put(b"/canopy/tasks/0000000000000-%06x" % (i % 64), b"x")
+        finally:
+            db.close()
+
+    th = threading.Thread(target=writer, daemon=True)
+    th.start()
+    try:
+        for i in range(8):
+            m = mgrlib.Manager(tmp_path, etcd.endpoints, "s%d" % i)
+            m.start()
+            ready_line(m)
+            time.sleep(0.1)
+            t0 = time.monotonic()
+            try:
+                m.close()  # SIGTERM, waits 10 s, raises if still alive
+            finally:
+                m.kill(signal.SIGKILL)
+            assert time.monotonic() - t0 < 3, m.log_text()[-2000:]
+            assert "canopy-managerd stopped" in m.log_text()
+    finally:
+        stop.set()
+        th.join(5)
