@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "host/vmm/migrate.h"
 #include "host/vmm/vmm.h"
@@ -55,6 +56,7 @@ struct migrate {
 	char devices[MIG_MAX_DEVICES];
 	uint8_t *bounce;
 	uint64_t pages, t0_ns, pause_ns, downtime_ms, total_ms, final_pages;
+	uint64_t t_paused, t_pages, t_end; /* switchover timeline (ns) */
 	unsigned throttle_max; /* highest auto-converge level used */
 	int rc, paused, committed;
 };
@@ -121,10 +123,35 @@ static int send_run(struct migrate *m, uint64_t first, uint32_t count, int zero)
 			     (size_t)count * MIG_PAGE_SIZE);
 }
 
+/* Where guest RAM has backing pages: [from, to) is the data extent at or
+ * after the last page asked about; pages before `from` are holes of the
+ * memfd, zero without reading them (a read would allocate them). */
+struct extent {
+	uint64_t from, to;
+};
+
+static int is_zero(struct migrate *m, struct extent *x, uint64_t i)
+{
+	if (i >= x->to) {
+		off_t d = lseek(m->vm->mem_fd, (off_t)(i * MIG_PAGE_SIZE),
+				SEEK_DATA);
+		off_t h = d < 0 ? -1 : lseek(m->vm->mem_fd, d, SEEK_HOLE);
+
+		x->from = d < 0 ? m->pages : (uint64_t)d / MIG_PAGE_SIZE;
+		x->to = h < 0 ? m->pages :
+				(uint64_t)(h + MIG_PAGE_SIZE - 1) /
+					MIG_PAGE_SIZE;
+		if (x->to <= i) /* no answer we can use: read the page */
+			x->from = 0, x->to = m->pages;
+	}
+	return i < x->from || page_zero(m->vm->ram + i * MIG_PAGE_SIZE);
+}
+
 /* Send every page set in bm; counts in *sent and *zeros. */
 static int send_pages(struct migrate *m, const uint64_t *bm, uint64_t *sent,
 		      uint64_t *zeros)
 {
+	struct extent x = { 0, 0 };
 	uint64_t i = 0;
 	int rc = 0;
 
@@ -143,9 +170,9 @@ static int send_pages(struct migrate *m, const uint64_t *bm, uint64_t *sent,
 			continue;
 		}
 		first = i;
-		zero = page_zero(m->vm->ram + i * MIG_PAGE_SIZE);
+		zero = is_zero(m, &x, i);
 		while (i < m->pages && n < MIG_MAX_RUN && bit(bm, i) &&
-		       page_zero(m->vm->ram + i * MIG_PAGE_SIZE) == zero) {
+		       is_zero(m, &x, i) == zero) {
 			i++;
 			n++;
 		}
@@ -281,10 +308,15 @@ static int precopy(struct migrate *m, uint64_t **bm)
 		now = sys_mono_ns();
 		rc = round_done(m, round, sent, zeros, dirty, now - t,
 				m->conn.bytes - bytes0, now - t_start);
-		if (rc != 0)
-			return rc < 0 ? fail(m, rc, "stream: %s",
-					     strerror(-rc)) :
-					0;
+		if (rc < 0)
+			return fail(m, rc, "stream: %s", strerror(-rc));
+		/* The rest fits the target; one more round while rounds still
+		 * halve what is dirty, for a shorter pause. */
+		if (rc == 1 &&
+		    (dirty == 0 || dirty * 2 > sent || round >= m->max_rounds))
+			return 0;
+		if (rc == 1)
+			continue;
 		if (round >= m->max_rounds ||
 		    (now - t_start) / 1000000 >= m->timeout_ms)
 			return fail(m, -ETIMEDOUT,
@@ -308,12 +340,10 @@ static void vm_set_state(struct vm *vm, enum vm_state s)
 	pthread_mutex_unlock(&vm->lock);
 }
 
-/* Pause, the last pages, the state, END; then ACK, COMMIT, STARTED. */
-static int stop_and_copy(struct migrate *m, uint64_t *bm)
+/* Pause, the last pages, the state, END. */
+static int final_copy(struct migrate *m, uint64_t *bm)
 {
-	uint64_t *last, pages, zeros, rs;
-	struct mig_verdict v;
-	struct mig_rec r;
+	uint64_t *last, pages, zeros;
 	struct buf b;
 	int rc;
 
@@ -322,6 +352,7 @@ static int stop_and_copy(struct migrate *m, uint64_t *bm)
 	m->paused = m->vm->state == VM_RUNNING; /* resume on failure */
 	vm_pause_all(m->vm);
 	vm_set_state(m->vm, VM_PAUSED);
+	m->t_paused = sys_mono_ns();
 	rc = dirty_log_get(m->vm, &last, &pages);
 	if (rc < 0)
 		return fail(m, rc, "dirty log: %s", strerror(-rc));
@@ -329,6 +360,7 @@ static int stop_and_copy(struct migrate *m, uint64_t *bm)
 		last[i] |= bm[i];
 	rc = send_pages(m, last, &m->final_pages, &zeros);
 	free(last);
+	m->t_pages = sys_mono_ns();
 	if (rc == 0)
 		rc = mig_state_send(m->vm, &m->conn);
 	buf_init(&b, 0);
@@ -336,9 +368,22 @@ static int stop_and_copy(struct migrate *m, uint64_t *bm)
 		rc = mig_end_encode(&b, m->conn.crc, m->conn.bytes) ?:
 			     mig_conn_send_buf(&m->conn, &b);
 	buf_free(&b);
+	m->t_end = sys_mono_ns();
 	if (rc < 0)
 		return fail(m, rc, "sending the final state: %s",
 			    strerror(-rc));
+	return 0;
+}
+
+/* ACK, COMMIT, STARTED. */
+static int commit(struct migrate *m)
+{
+	struct mig_verdict v;
+	struct mig_rec r;
+	struct buf b;
+	uint64_t rs = 0, t_ack;
+	int rc;
+
 	set_phase(m, "commit");
 	rc = mig_conn_recv(&m->conn, &r, MIG_IO_TIMEOUT_MS);
 	if (rc == 0)
@@ -350,9 +395,9 @@ static int stop_and_copy(struct migrate *m, uint64_t *bm)
 			    strerror(-rc));
 	if (!v.ok)
 		return fail(m, -EPROTO,
-			    "the destination rejected the stream: "
-			    "%s",
+			    "the destination rejected the stream: %s",
 			    v.reason);
+	t_ack = sys_mono_ns();
 	buf_init(&b, 0);
 	rc = mig_commit_encode(&b) ?: mig_conn_send_buf(&m->conn, &b);
 	buf_free(&b);
@@ -369,6 +414,16 @@ static int stop_and_copy(struct migrate *m, uint64_t *bm)
 			 "migration: the destination did not confirm "
 			 "it runs the VM",
 			 "vm=%s", m->vm->cfg.name);
+	log_info("vmm", "migration switchover",
+		 "vm=%s pause_us=%llu final_pages=%llu pages_us=%llu "
+		 "state_us=%llu ack_us=%llu dst_end_to_run_us=%llu",
+		 m->vm->cfg.name,
+		 (unsigned long long)(m->t_paused - m->pause_ns) / 1000,
+		 (unsigned long long)m->final_pages,
+		 (unsigned long long)(m->t_pages - m->t_paused) / 1000,
+		 (unsigned long long)(m->t_end - m->t_pages) / 1000,
+		 (unsigned long long)(t_ack - m->t_end) / 1000,
+		 (unsigned long long)rs);
 	return 0;
 }
 
@@ -427,7 +482,7 @@ static int run(struct migrate *m)
 	rc = precopy(m, &bm);
 	throttle_off(m);
 	if (rc == 0)
-		rc = stop_and_copy(m, bm);
+		rc = final_copy(m, bm) ?: commit(m);
 	free(bm);
 	return rc;
 }

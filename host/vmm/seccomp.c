@@ -83,6 +83,7 @@ static const int allowed[] = {
 	SYS_sched_getaffinity,
 	SYS_restart_syscall,
 	SYS_shutdown, /* migration: end a stream being aborted */
+	SYS_setsockopt, /* migration: TCP_NODELAY on the stream */
 #if defined(__SANITIZE_ADDRESS__)
 	/* LeakSanitizer stops the world at exit from a ptrace helper that
 	 * lists /proc/PID/task with the legacy open and getdents. */

@@ -1,0 +1,209 @@
+#!/usr/bin/python3
+"""Live migration on 127.0.0.1: canopy-vmm (--incoming, control request
+migrate_send) against QEMU (-incoming tcp:, QMP migrate, query-migrate),
+the same test guest and memory size, idle (`count`) and with the `dirty`
+workload at a few rates. Figures: downtime and total time, median and
+spread of RUNS runs, interleaved. Both get the same downtime target
+(100 ms) and no bandwidth cap.
+
+Downtime is measured differently by the two, each by its own account:
+canopy: source pause -> the destination's STARTED record back at the
+source (its vCPUs run); QEMU: query-migrate "downtime" (source stop ->
+end of the completion phase on the source).
+Usage: bench/migrate.py [RUNS] [MEM_MIB]"""
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchlib import BUILD, compare, machine
+
+from canopy_testlib import protos
+from canopy_testlib.vmm import Control
+
+GUEST = os.path.join(BUILD, "guest", "canopy-testguest.elf")
+VMM = os.path.join(BUILD, "bin", "canopy-vmm")
+TARGET_MS = 100
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.01)
+    raise SystemExit("timed out waiting for " + what)
+
+
+def read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def warm(console, workload):
+    """The workload is up: two dirty rounds, or three counts."""
+    if workload.startswith("dirty"):
+        return len(re.findall(r"^dirty: round \d+ .* ok$", read(console),
+                              re.M)) >= 2
+    return read(console).count("count ") >= 3
+
+
+def check_after(console, workload):
+    """The guest carries on at the destination, uncorrupted."""
+    if workload.startswith("dirty"):
+        n = len(re.findall(r"^dirty: round", read(console), re.M))
+        wait_for(lambda: len(re.findall(r"^dirty: round", read(console),
+                                        re.M)) >= n + 1, 20,
+                 "a dirty round after arrival")
+        if "CORRUPT" in read(console):
+            raise SystemExit("guest memory corrupt after migration:\n"
+                             + read(console)[-2000:])
+    else:
+        n = read(console).count("count ")
+        wait_for(lambda: read(console).count("count ") > n, 10,
+                 "a count after arrival")
+
+
+def canopy_once(d, mem, workload):
+    src_con, dst_con = os.path.join(d, "c-src"), os.path.join(d, "c-dst")
+    ctl_path, log = os.path.join(d, "c.sock"), os.path.join(d, "c-dst.log")
+    for p in (src_con, dst_con, ctl_path):
+        if os.path.exists(p):
+            os.unlink(p)
+    src = subprocess.Popen([VMM, "--kernel", GUEST, "--cmdline", workload,
+                            "--memory", str(mem), "--serial",
+                            "file:" + src_con, "--control", ctl_path,
+                            "--log-level", "error"])
+    with open(log, "wb") as lf:
+        dst = subprocess.Popen([VMM, "--incoming", "tcp:127.0.0.1:0",
+                                "--memory", str(mem), "--serial",
+                                "file:" + dst_con], stdout=lf,
+                               stderr=subprocess.STDOUT)
+    try:
+        port = int(wait_for(lambda: re.search(r"listen=127\.0\.0\.1:(\d+)",
+                                              read(log)), 10, "listen")[1])
+        wait_for(lambda: os.path.exists(ctl_path), 10, "control socket")
+        ctl = Control(ctl_path, timeout=300)
+        wait_for(lambda: warm(src_con, workload), 30, "workload start")
+        V = protos.vmm()
+        rep = ctl.call(migrate_send=V.VmmMigrateSendRequest(
+            address="tcp:127.0.0.1:%d" % port, max_downtime_ms=TARGET_MS))
+        if rep.status.code:
+            raise SystemExit("canopy migration failed: "
+                             + rep.status.message)
+        check_after(dst_con, workload)
+        r = rep.migrated
+        return r.downtime_ms, r.total_ms, r.bytes
+    finally:
+        for p in (src, dst):
+            p.kill()
+            p.wait()
+
+
+def qmp(path):
+    s = socket.socket(socket.AF_UNIX)
+    wait_for(lambda: os.path.exists(path), 10, "QMP socket")
+    s.connect(path)
+    f = s.makefile("rw")
+    json.loads(f.readline())  # greeting
+
+    def call(cmd, **args):
+        f.write(json.dumps({"execute": cmd, "arguments": args}) + "\n")
+        f.flush()
+        while True:
+            m = json.loads(f.readline())
+            if "return" in m or "error" in m:
+                if "error" in m:
+                    raise SystemExit("QMP %s: %s" % (cmd, m["error"]))
+                return m["return"]
+
+    call("qmp_capabilities")
+    return s, call
+
+
+def qemu_cmd(mem, workload, console, qmp_path, incoming=None):
+    cmd = ["qemu-system-x86_64", "-M", "q35", "-accel", "kvm",
+           "-cpu", "host,-arch-capabilities", "-m", str(mem), "-nodefaults",
+           "-no-user-config", "-display", "none", "-vga", "none",
+           "-nic", "none", "-no-reboot", "-serial", "file:" + console,
+           "-kernel", GUEST, "-append", workload,
+           "-qmp", "unix:%s,server=on,wait=off" % qmp_path]
+    if incoming:
+        cmd += ["-incoming", incoming]
+    return cmd
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def qemu_once(d, mem, workload):
+    src_con, dst_con = os.path.join(d, "q-src"), os.path.join(d, "q-dst")
+    sq, dq = os.path.join(d, "q-src.qmp"), os.path.join(d, "q-dst.qmp")
+    for p in (src_con, dst_con, sq, dq):
+        if os.path.exists(p):
+            os.unlink(p)
+    port = free_port()
+    src = subprocess.Popen(qemu_cmd(mem, workload, src_con, sq))
+    dst = subprocess.Popen(qemu_cmd(mem, workload, dst_con, dq,
+                                    "tcp:127.0.0.1:%d" % port))
+    try:
+        s, call = qmp(sq)
+        wait_for(lambda: warm(src_con, workload), 30, "workload start")
+        call("migrate-set-parameters", **{"downtime-limit": TARGET_MS,
+                                          "max-bandwidth": 100 << 30})
+        call("migrate", uri="tcp:127.0.0.1:%d" % port)
+        info = wait_for(lambda: (lambda i: i if i.get("status") in
+                                 ("completed", "failed") else None)(
+                                     call("query-migrate")), 300,
+                        "QEMU migration")
+        if info["status"] != "completed":
+            raise SystemExit("QEMU migration failed: %s" % info)
+        check_after(dst_con, workload)
+        s.close()
+        return (info["downtime"], info["total-time"],
+                info["ram"]["transferred"])
+    finally:
+        for p in (src, dst):
+            p.kill()
+            p.wait()
+
+
+def main():
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    mem = int(sys.argv[2]) if len(sys.argv) > 2 else 1024
+    print("live migration on 127.0.0.1, %d MiB guest, downtime target "
+          "%d ms, %d runs each; %s" % (mem, TARGET_MS, runs, machine()))
+    cases = [("idle (count)", "count=100"),
+             ("dirty 64 MiB at 10k pages/s (39 MiB/s)",
+              "dirty=64,rate=10000,verify=500"),
+             ("dirty 64 MiB at 50k pages/s (195 MiB/s)",
+              "dirty=64,rate=50000,verify=500")]
+    with tempfile.TemporaryDirectory() as d:
+        for title, workload in cases:
+            ours, base = [], []
+            for _ in range(runs):  # interleaved: drift hits both alike
+                ours.append(canopy_once(d, mem, workload))
+                base.append(qemu_once(d, mem, workload))
+            compare(title + ": downtime", [o[0] for o in ours],
+                    [b[0] for b in base], "ms", "qemu")
+            compare(title + ": total time", [o[1] for o in ours],
+                    [b[1] for b in base], "ms", "qemu")
+            compare(title + ": bytes sent", [o[2] / 2**20 for o in ours],
+                    [b[2] / 2**20 for b in base], "MiB", "qemu")
+
+
+if __name__ == "__main__":
+    main()
