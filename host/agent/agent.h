@@ -19,6 +19,7 @@ struct loop;
 struct bus_client;
 struct vmmctl_call;
 struct agent_create_job;
+struct agent_image;
 
 /* The agent's version, reported at registration. */
 #define AGENT_VERSION "0.1.0"
@@ -64,6 +65,8 @@ struct agent_opts {
 	 * neither). */
 	const char *curve_server_key;
 	const char *curve_keys;
+	/* CA bundle for image downloads (NULL: the system's). */
+	const char *image_ca_file;
 };
 
 /* A command being carried out for the manager; one per VM at a time. */
@@ -119,6 +122,7 @@ struct agent {
 	char vms_dir[AGENT_PATH_MAX];
 	struct agent_vm *vms;
 	struct agent_create_job *jobs; /* CREATEs in worker threads */
+	struct agent_image *images; /* image imports (image_import.c) */
 	int sigfd;
 	uint64_t stats_timer;
 	unsigned stats_outstanding; /* status calls of the current round */
@@ -231,6 +235,21 @@ CN_MUST_CHECK int agent_ds_file_change(const char *dev, uint32_t slot,
 				       const char *file, uint64_t size,
 				       int remove, char *msg, size_t len);
 
+/* The same session for longer work (image import, worker threads only):
+ * open joins the volume dev as host slot and renews its heartbeat from a
+ * thread until close, which leaves cleanly. open: 0 or -errno with err. */
+struct agent_ds_sess;
+struct ds_host;
+struct ds_hb_watch;
+CN_MUST_CHECK int agent_ds_sess_open(const char *dev, uint32_t slot,
+				     struct agent_ds_sess **out, char *err,
+				     size_t len);
+struct ds_host *agent_ds_sess_host(struct agent_ds_sess *s);
+struct ds_hb_watch *agent_ds_sess_watch(struct agent_ds_sess *s);
+/* 1 once the session missed its heartbeat: stop writing (self-fence). */
+int agent_ds_sess_fenced(struct agent_ds_sess *s);
+void agent_ds_sess_close(struct agent_ds_sess *s);
+
 /* Give each datastore disk of vm a volume and a slot for its VMM, and
  * record them in the VM's directory. 0, -EBADFD (no such datastore or no
  * --ds-slots), -ENOSPC, or -errno; msg says what to do. */
@@ -240,6 +259,19 @@ CN_MUST_CHECK int agent_vm_ds_assign(struct agent *ag, struct agent_vm *vm,
 void agent_vm_ds_release(struct agent *ag, struct agent_vm *vm);
 /* An adopted VMM: take back the slots it recorded. */
 void agent_vm_ds_restore(struct agent *ag, struct agent_vm *vm);
+
+/* ---- image_import.c: ImageImport, ImageCancel (host/agent/image.h) -- */
+
+/* Validate an ImageImport request, start its worker; the answer (accepted
+ * or refused) is sent when the worker has looked at the datastore. */
+void agent_image_handle(struct agent *ag, const Canopy__V1__Envelope *env);
+/* Cancel the import of a task (its partial file is deleted). */
+void agent_image_cancel(struct agent *ag, const Canopy__V1__Envelope *env);
+/* At start-up, before any thread (image_fetch.c): libcurl's global
+ * set-up and a readable --image-ca-file. 0, or -errno after printing why. */
+CN_MUST_CHECK int agent_images_init(struct agent *ag);
+/* At exit, after the loop stopped: cancel every import and wait. */
+void agent_images_stop_all(struct agent *ag);
 
 /* ---- curve.c: CURVE keys for the bus -------------------------------- */
 

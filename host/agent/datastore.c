@@ -137,6 +137,49 @@ static void sess_end(struct ds_sess *s)
 	ds_close(&s->ds);
 }
 
+int agent_ds_sess_open(const char *dev, uint32_t slot,
+		       struct agent_ds_sess **out, char *err, size_t len)
+{
+	struct ds_sess *s = malloc(sizeof(*s));
+	int rc;
+
+	*out = NULL;
+	if (!s) {
+		snprintf(err, len, "out of memory");
+		return -ENOMEM;
+	}
+	rc = sess_start(s, dev, slot, err, len);
+	if (rc < 0) {
+		free(s);
+		return rc;
+	}
+	*out = (struct agent_ds_sess *)s;
+	return 0;
+}
+
+struct ds_host *agent_ds_sess_host(struct agent_ds_sess *as)
+{
+	return &((struct ds_sess *)as)->h;
+}
+
+struct ds_hb_watch *agent_ds_sess_watch(struct agent_ds_sess *as)
+{
+	return &((struct ds_sess *)as)->w;
+}
+
+int agent_ds_sess_fenced(struct agent_ds_sess *as)
+{
+	return atomic_load(&((struct ds_sess *)as)->fenced);
+}
+
+void agent_ds_sess_close(struct agent_ds_sess *as)
+{
+	if (!as)
+		return;
+	sess_end((struct ds_sess *)as);
+	free(as);
+}
+
 int agent_ds_file_change(const char *dev, uint32_t slot, const char *file,
 			 uint64_t size, int remove, char *msg, size_t len)
 {

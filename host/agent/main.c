@@ -25,6 +25,7 @@ static const char usage[] =
 	"                    [--ds-slots FIRST-LAST] [--stats-interval SEC]\n"
 	"                    [--manager-timeout SEC]\n"
 	"                    [--curve-server-key KEY --curve-keys FILE]\n"
+	"                    [--image-ca-file PEM]\n"
 	"                    [--log-level LEVEL] [--log-file PATH]\n"
 	"                    [--config FILE]\n"
 	"A --config FILE holds the same keys as 'key = value' lines (datastore:\n"
@@ -54,6 +55,7 @@ static const struct opt_def opt_defs[] = {
 	STR("ds-slots", ds_slots),
 	STR("curve-server-key", o.curve_server_key),
 	STR("curve-keys", o.curve_keys),
+	STR("image-ca-file", o.image_ca_file),
 	STR("log-file", log_file),
 	STR("log-level", log_level),
 	{ 0 },
@@ -271,11 +273,23 @@ static void on_message(void *arg, const Canopy__V1__Envelope *env)
 		agent_console_handle(ag, env);
 		return;
 	}
+	if (env->body_case == CANOPY__V1__ENVELOPE__BODY_IMAGE_IMPORT &&
+	    env->request_id) {
+		agent_image_handle(ag, env);
+		return;
+	}
+	if (env->body_case == CANOPY__V1__ENVELOPE__BODY_IMAGE_CANCEL &&
+	    env->request_id) {
+		agent_image_cancel(ag, env);
+		return;
+	}
 	if (env->body_case == CANOPY__V1__ENVELOPE__BODY_VM_COMMAND ||
-	    env->body_case == CANOPY__V1__ENVELOPE__BODY_CONSOLE_READ)
+	    env->body_case == CANOPY__V1__ENVELOPE__BODY_CONSOLE_READ ||
+	    env->body_case == CANOPY__V1__ENVELOPE__BODY_IMAGE_IMPORT ||
+	    env->body_case == CANOPY__V1__ENVELOPE__BODY_IMAGE_CANCEL)
 		snprintf(msg, sizeof(msg),
-			 "a VmCommand or ConsoleRead must be a request "
-			 "(request_id set)");
+			 "a VmCommand, ConsoleRead, ImageImport or "
+			 "ImageCancel must be a request (request_id set)");
 	else
 		snprintf(msg, sizeof(msg),
 			 "canopy-agent does not accept "
@@ -438,7 +452,7 @@ int main(int argc, char **argv)
 	ag.opts = cl.o;
 	if (!ag.opts.vmm)
 		ag.opts.vmm = default_vmm();
-	if (agent_start(&ag) < 0)
+	if (agent_images_init(&ag) < 0 || agent_start(&ag) < 0)
 		return 1;
 	log_info("agent", "started", "host=%s manager=%s run_dir=%s vmm=%s",
 		 ag.opts.host_id, ag.opts.manager, ag.opts.run_dir,
@@ -447,6 +461,7 @@ int main(int argc, char **argv)
 	/* Leave every VMM running: they are in their own sessions. */
 	ag.stats_round = 0;
 	agent_create_join_all(&ag);
+	agent_images_stop_all(&ag);
 	while (ag.vms)
 		agent_vm_free(&ag, ag.vms);
 	bus_client_destroy(ag.bus);

@@ -10,9 +10,11 @@ $(AGENT_LIB): $(filter-out $(B)/host/agent/main.o,$(AGENT_OBJS))
 	$(Q)ar rcs $@ $^
 
 $(B)/bin/canopy-agent: $(B)/host/agent/main.o $(AGENT_LIB) $(DS_LIB) $(LIBCANOPY)
-	$(call link,$@,$^,$(LIBS_ZMQ) $(LIBS_PROTO))
+	$(call link,$@,$^,$(LIBS_ZMQ) $(LIBS_PROTO) $(LIBS_IMAGE))
 
 BINS += $(B)/bin/canopy-agent
+# Image import (image_fetch.c): libcurl and libcrypto (SHA-256).
+LIBS_IMAGE = $(call PC,libcurl) $(call PC,libcrypto)
 
 # Unit tests of the agent link its archive.
 $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test_agent_*.c)): $(AGENT_LIB)
