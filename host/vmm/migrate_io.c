@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,11 +23,14 @@
 
 void mig_conn_init(struct mig_conn *c, int fd)
 {
+	struct timeval tv = { .tv_sec = MIG_IO_TIMEOUT_MS / 1000 };
 	int one = 1;
 
 	/* Records end in small writes (END, ACK, COMMIT): without this,
 	 * Nagle and the peer's delayed ACK add 40 ms to the switchover. */
 	(void)!setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* A peer that stops reading fails a write after the I/O timeout. */
+	(void)!setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
 	c->t0_ns = sys_mono_ns();
@@ -78,7 +82,7 @@ int mig_conn_send(struct mig_conn *c, const void *p1, size_t n1, const void *p2,
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0)
-			return -errno;
+			return errno == EAGAIN ? -ETIMEDOUT : -errno;
 		while (cnt > 0 && (size_t)w >= v->iov_len) {
 			w -= (ssize_t)v->iov_len;
 			v++;
