@@ -201,11 +201,14 @@ static void *throttler(void *arg)
 	while (!atomic_load(&m->stop_throttler)) {
 		unsigned t = atomic_load(&m->vm->throttle_pct);
 		uint64_t ns = MIG_THROTTLE_PERIOD_NS * 100 / (100 - (t % 100));
-		struct timespec ts = { (time_t)(ns / 1000000000ull),
-				       (long)(ns % 1000000000ull) };
+		uint64_t until = sys_mono_ns() + ns;
+		struct timespec ts = { 0, (long)MIG_THROTTLE_PERIOD_NS / 2 };
 
 		vm_kick_all(m->vm);
-		nanosleep(&ts, NULL);
+		/* The period reaches 1 s at 99 %: stop promptly all the same. */
+		while (sys_mono_ns() < until &&
+		       !atomic_load(&m->stop_throttler))
+			nanosleep(&ts, NULL);
 	}
 	return NULL;
 }
@@ -480,9 +483,13 @@ static int run(struct migrate *m)
 	if (rc < 0)
 		return fail(m, rc, "dirty log: %s", strerror(-rc));
 	rc = precopy(m, &bm);
+	/* The throttle stays until the vCPUs are paused: a guest that fell
+	 * behind its own schedule would catch up in a burst of writes. */
+	if (rc == 0)
+		rc = final_copy(m, bm);
 	throttle_off(m);
 	if (rc == 0)
-		rc = final_copy(m, bm) ?: commit(m);
+		rc = commit(m);
 	free(bm);
 	return rc;
 }
