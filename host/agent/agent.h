@@ -19,6 +19,7 @@ struct loop;
 struct bus_client;
 struct vmmctl_call;
 struct agent_create_job;
+struct agent_mig;
 struct agent_image;
 
 /* The agent's version, reported at registration. */
@@ -107,6 +108,7 @@ struct agent_vm {
 	uint64_t op_timer; /* polling / deadline timer of op */
 	struct vmmctl_call *op_call; /* control call of op */
 	struct vmmctl_call *stats_call; /* status call of a stats round */
+	struct agent_mig *mig; /* a migration in or out (migrate.c), or NULL */
 };
 
 /* This agent's CURVE key pair (Z85, NUL-terminated). */
@@ -206,6 +208,36 @@ void agent_power_pause(struct agent *ag, struct agent_vm *vm, int pause);
 void agent_power_exited(struct agent *ag, struct agent_vm *vm);
 /* Ask vm's VMM for its status to adopt it (start-up scan). */
 void agent_power_adopt(struct agent *ag, struct agent_vm *vm);
+
+/* ---- migrate.c: vMotion (docs/migration-protocol.md, "Orchestration") */
+
+/* Destination: MigrateIncoming (request): make the VM from its spec
+ * (datastore disks only), start canopy-vmm --incoming on our --address
+ * (port 0: the VMM picks; read back from its log) and answer MigrateReady
+ * once it listens, or a CommandResult with the error (nothing left). The
+ * VM becomes an ordinary VM of this host once its VMM runs it; if the VMM
+ * exits before that, its directory is removed without a report. */
+void agent_migrate_incoming(struct agent *ag, const Canopy__V1__Envelope *env);
+/* Destination: MigrateAbort: kill the receiving VMM unless the VM runs
+ * (its control socket exists: committed, FAILED_PRECONDITION). */
+void agent_migrate_abort(struct agent *ag, const Canopy__V1__Envelope *env);
+/* Source: MigrateSend: answer at once, run migrate_send on the VMM, relay
+ * MigrateProgress and end with one MigrateDone. After a commit the VMM's
+ * exit removes the VM from this host (not a crash: no report). */
+void agent_migrate_send(struct agent *ag, const Canopy__V1__Envelope *env);
+/* The VMM of vm exited: 1 when migrate.c handled it (vm may be freed),
+ * 0 when vm has no migration. */
+int agent_migrate_exited(struct agent *ag, struct agent_vm *vm);
+/* Hand a migration message (a request) to the functions above: 1 when it
+ * was one (answered), 0 when env is something else. */
+int agent_migrate_dispatch(struct agent *ag, const Canopy__V1__Envelope *env);
+/* Whether vm has a migration in or out. */
+int agent_migrate_busy(const struct agent_vm *vm);
+/* Free vm's migration state (agent_vm_free). */
+void agent_migrate_forget(struct agent *ag, struct agent_vm *vm);
+/* Append --incoming tcp:ADDR:0 to a receiving VMM's argv. 0 or -ENOMEM. */
+CN_MUST_CHECK int agent_migrate_argv(const struct agent_vm *vm,
+				     struct agent_argv *av);
 
 /* ---- console.c: ConsoleRead ------------------------------------------ */
 

@@ -154,7 +154,7 @@ void agent_command_handle(struct agent *ag, const Canopy__V1__Envelope *env)
 		bad(ag, rid, CN_NOT_FOUND, msg);
 		return;
 	}
-	if (vm->op || vm->op_call) {
+	if (vm->op || vm->op_call || agent_migrate_busy(vm)) {
 		snprintf(msg, sizeof(msg),
 			 "VM %s is busy with another command or its VMM is "
 			 "being adopted; retry when that is done",

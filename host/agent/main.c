@@ -283,6 +283,8 @@ static void on_message(void *arg, const Canopy__V1__Envelope *env)
 		agent_image_cancel(ag, env);
 		return;
 	}
+	if (agent_migrate_dispatch(ag, env))
+		return;
 	if (env->body_case == CANOPY__V1__ENVELOPE__BODY_VM_COMMAND ||
 	    env->body_case == CANOPY__V1__ENVELOPE__BODY_CONSOLE_READ ||
 	    env->body_case == CANOPY__V1__ENVELOPE__BODY_IMAGE_IMPORT ||

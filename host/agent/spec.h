@@ -124,5 +124,7 @@ CN_MUST_CHECK int agent_vmm_argv_build(const char *vmm, const char *vm_dir,
 				       const struct agent_ds_disk *ds,
 				       struct agent_argv *out);
 void agent_argv_free(struct agent_argv *a);
+/* Append a copy of s to a. 0 or -ENOMEM. */
+CN_MUST_CHECK int agent_argv_add(struct agent_argv *a, const char *s);
 
 #endif

@@ -69,6 +69,7 @@ void agent_vm_free(struct agent *ag, struct agent_vm *vm)
 		loop_fd_del(ag->loop, vm->pidfd, LOOP_READ);
 		sys_close(vm->pidfd);
 	}
+	agent_migrate_forget(ag, vm);
 	free(vm->op);
 	if (vm->spec)
 		canopy__v1__vm_spec__free_unpacked(vm->spec, NULL);

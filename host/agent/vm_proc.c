@@ -82,6 +82,8 @@ static void on_exit_fd(struct loop *l, int fd, unsigned mask, void *arg)
 		vm->stats_call = NULL;
 		agent_stats_call_done(ag);
 	}
+	if (agent_migrate_exited(ag, vm))
+		return; /* a migration's VMM: migrate.c decides */
 	agent_power_exited(ag, vm);
 	agent_vm_report(ag, vm);
 }
@@ -147,6 +149,8 @@ int agent_vmm_spawn(struct agent *ag, struct agent_vm *vm, char *msg,
 
 	rc = agent_vmm_argv_build(ag->opts.vmm, vm->dir, vm->id, vm->spec,
 				  vm->ds, &av);
+	if (rc == 0)
+		rc = agent_migrate_argv(vm, &av);
 	if (rc < 0) {
 		snprintf(msg, len,
 			 "cannot build the canopy-vmm command line: %s",

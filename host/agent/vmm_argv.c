@@ -74,6 +74,11 @@ static int push_disk(struct agent_argv *a, const char *vm_dir,
 		    d->serial && *d->serial ? d->serial : "");
 }
 
+int agent_argv_add(struct agent_argv *a, const char *s)
+{
+	return push(a, "%s", s);
+}
+
 int agent_vmm_argv_build(const char *vmm, const char *vm_dir, const char *vm_id,
 			 const Canopy__V1__VmSpec *spec,
 			 const struct agent_ds_disk *ds, struct agent_argv *out)
