@@ -232,6 +232,12 @@ static void on_message(void *arg, const char *id,
 	case CANOPY__V1__ENVELOPE__BODY_VM_STATE:
 		on_vm_report(m, id, env->vm_state);
 		break;
+	case CANOPY__V1__ENVELOPE__BODY_IMAGE_PROGRESS:
+		mgr_image_progress(m, id, env->image_progress);
+		break;
+	case CANOPY__V1__ENVELOPE__BODY_IMAGE_DONE:
+		mgr_image_done(m, id, env->image_done);
+		break;
 	default:
 		reply_status(m, id, env, CN_INVALID_ARGUMENT,
 			     "the manager does not take this message");
@@ -278,6 +284,7 @@ static void on_peer_down(void *arg, const char *id)
 			   CANOPY__V1__HOST_STATE__HOST_STATE_DISCONNECTED,
 			   "stopped sending heartbeats");
 	mgr_tasks_host_down(m, id);
+	mgr_images_host_down(m, id);
 }
 
 const struct bus_server_ops mgr_bus_ops = {

@@ -190,6 +190,7 @@ static void cleanup(void *arg)
 	mgr_events_stop(m);
 	mgr_hosts_stop(m);
 	mgr_tasks_stop(m);
+	mgr_images_stop(m);
 	m->stepping = false;
 }
 

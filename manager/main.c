@@ -19,6 +19,8 @@
 struct args {
 	const char *etcd, *listen, *bus, *id, *host_timeout, *cmd_timeout;
 	const char *level, *config, *log_file, *task_keep, *event_keep;
+	const char *image_max; /* --image-max-bytes */
+	int image_http; /* --image-allow-http */
 };
 
 static void usage(FILE *f)
@@ -28,6 +30,7 @@ static void usage(FILE *f)
 	      "         [--command-timeout MS] [--log-level LEVEL]\n"
 	      "         [--task-retention SEC] [--event-retention COUNT]\n"
 	      "         [--log-file PATH] [--config FILE]\n"
+	      "         [--image-max-bytes BYTES] [--image-allow-http]\n"
 	      "defaults: --listen 127.0.0.1:7443 --bus tcp://127.0.0.1:7444\n"
 	      "          --id <hostname> --host-timeout 10\n"
 	      "          --command-timeout 30000 --log-level info\n"
@@ -52,6 +55,8 @@ static void parse_argv(int argc, char **argv, struct args *a)
 		{ "task-retention", 1, NULL, 'R' },
 		{ "event-retention", 1, NULL, 'E' },
 		{ "config", 1, NULL, 'c' },
+		{ "image-max-bytes", 1, NULL, 'M' },
+		{ "image-allow-http", 0, NULL, 'H' },
 		{ "help", 0, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -91,6 +96,12 @@ static void parse_argv(int argc, char **argv, struct args *a)
 			break;
 		case 'E':
 			a->event_keep = optarg;
+			break;
+		case 'M':
+			a->image_max = optarg;
+			break;
+		case 'H':
+			a->image_http = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -183,6 +194,13 @@ static void options_set(struct manager *m, struct args *a)
 							"--event-retention", 1,
 							1000000000) :
 						 100000;
+	m->opt.image_max_bytes = MGR_IMAGE_MAX_BYTES_DEFAULT;
+	if (a->image_max &&
+	    mgr_image_size_parse(a->image_max, &m->opt.image_max_bytes))
+		die("--image-max-bytes '%s' is not a size of 1 byte .. 16 EiB "
+		    "(suffix K, M, G or T for KiB..TiB)",
+		    a->image_max);
+	m->opt.image_allow_http = a->image_http != 0;
 	if (a->level && log_level_parse(a->level, &lv))
 		die("--log-level '%s': use debug, info, warn or error",
 		    a->level);

@@ -53,6 +53,8 @@ struct mgr_options {
 	unsigned lease_ttl_s;
 	unsigned task_retention_s; /* finished tasks older are deleted */
 	uint64_t event_retention; /* events kept (the newest) */
+	uint64_t image_max_bytes; /* largest image import */
+	bool image_allow_http; /* image import URLs may be http:// */
 };
 
 /* A host the leader knows (loaded from etcd or registered over the bus). */
@@ -67,6 +69,7 @@ struct mgr_task; /* tasks.c */
 struct mgr_waiter; /* tasks.c: WaitTask streams */
 struct mgr_watcher; /* events.c: WatchEvents streams */
 struct mgr_index_sync; /* index_sync.c: the inventory index */
+struct mgr_image; /* api_images.c: image imports */
 
 struct manager {
 	struct mgr_options opt;
@@ -95,6 +98,7 @@ struct manager {
 	uint64_t retention_timer; /* retention.c */
 	/* every manager, leader or standby */
 	struct mgr_index_sync *index; /* index_sync.c */
+	struct mgr_image *images; /* image imports the leader runs */
 };
 
 /* ---- store.c: etcd values and fenced writes ------------------------------ */
@@ -235,6 +239,27 @@ CN_MUST_CHECK int mgr_vm_read(struct manager *m, struct api_call *c,
 #define MGR_CONSOLE_READ_MAX (64u * 1024)
 #define MGR_CONSOLE_TIMEOUT_MS 5000
 
+/* ---- api_images.c: image import (docs/images.md) ------------------------ */
+
+/* Default of --image-max-bytes: 64 GiB. */
+#define MGR_IMAGE_MAX_BYTES_DEFAULT (64ull << 30)
+/* Parse a byte count with an optional K/M/G/T (binary) suffix, 1 or more.
+ * 0 or -EINVAL. */
+CN_MUST_CHECK int mgr_image_size_parse(const char *s, uint64_t *out);
+/* Bus messages from host: ImageProgress and ImageDone. */
+void mgr_image_progress(struct manager *m, const char *host,
+			const Canopy__V1__ImageProgress *p);
+void mgr_image_done(struct manager *m, const char *host,
+		    const Canopy__V1__ImageDone *d);
+/* Cancel the import of task id: 1 when id is an image task (c answered),
+ * 0 when it is not one. */
+int mgr_image_cancel(struct manager *m, struct api_call *c, const char *id);
+/* Fail the imports running on host hid (it disconnected). */
+void mgr_images_host_down(struct manager *m, const char *hid);
+/* Forget imports (stepping down); their tasks are failed by the next
+ * leader's recovery. */
+void mgr_images_stop(struct manager *m);
+
 /* ---- handlers (api_*.c), referenced by methods.c ---------------------------- */
 
 void api_get_cluster(void *arg, struct api_call *c, const ProtobufCMessage *r);
@@ -252,6 +277,7 @@ void api_pause_vm(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_resume_vm(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_delete_vm(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_read_console(void *arg, struct api_call *c, const ProtobufCMessage *r);
+void api_import_image(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_list_tasks(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_get_task(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_wait_task(void *arg, struct api_call *c, const ProtobufCMessage *r);

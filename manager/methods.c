@@ -25,6 +25,8 @@ static const struct api_method methods[] = {
 	M("VmService", "ReadConsole", read_console_request, api_read_console),
 	M("DatastoreService", "ListDatastores", list_datastores_request,
 	  api_list_datastores),
+	M("ImageService", "ImportImage", import_image_request,
+	  api_import_image),
 	M("TaskService", "ListTasks", list_tasks_request, api_list_tasks),
 	M("TaskService", "GetTask", get_task_request, api_get_task),
 	M("TaskService", "WaitTask", wait_task_request, api_wait_task),

@@ -146,6 +146,8 @@ void mgr_task_cancel(struct manager *m, struct api_call *c, const char *id)
 	Canopy__V1__Task *rec, *copy;
 	struct mgr_task *t;
 
+	if (mgr_image_cancel(m, c, id))
+		return;
 	if (task_read(m, c, id, &rec))
 		return;
 	for (t = m->tasks; t; t = t->next)
