@@ -395,6 +395,17 @@ int mig_end_decode(const struct mig_rec *r, uint32_t *crc, uint64_t *bytes)
 	return 0;
 }
 
+int mig_end_verify(const struct mig_rec *r, uint32_t crc, uint64_t bytes)
+{
+	uint32_t want;
+	uint64_t n;
+	int rc = mig_end_decode(r, &want, &n);
+
+	if (rc < 0)
+		return rc;
+	return want == crc && n == bytes ? 0 : -EBADMSG;
+}
+
 int mig_verdict_encode(struct buf *b, uint32_t type, int ok, const char *reason)
 {
 	uint8_t f[VERDICT_FIXED];

@@ -139,6 +139,10 @@ CN_MUST_CHECK int mig_state_decode(const struct mig_rec *r, const char **name,
 CN_MUST_CHECK int mig_end_encode(struct buf *b, uint32_t crc, uint64_t bytes);
 CN_MUST_CHECK int mig_end_decode(const struct mig_rec *r, uint32_t *crc,
 				 uint64_t *bytes);
+/* Decode END and compare with what the receiver counted itself (crc,
+ * bytes): 0, -EINVAL for a malformed END, -EBADMSG on a mismatch. */
+CN_MUST_CHECK int mig_end_verify(const struct mig_rec *r, uint32_t crc,
+				 uint64_t bytes);
 
 /* HEADER_REPLY / ACK (type says which). */
 CN_MUST_CHECK int mig_verdict_encode(struct buf *b, uint32_t type, int ok,

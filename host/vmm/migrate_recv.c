@@ -155,8 +155,9 @@ static int take_stream(struct vm *vm, struct mig_conn *c, char *why,
 			}
 			break;
 		case MIG_REC_END:
-			rc = mig_end_decode(&r, &crc, &bytes);
-			if (rc == 0 && (crc != c->crc || bytes != c->bytes)) {
+			rc = mig_end_verify(&r, c->crc, c->bytes);
+			if (rc == -EBADMSG &&
+			    mig_end_decode(&r, &crc, &bytes) == 0) {
 				snprintf(why, whylen,
 					 "checksum mismatch: the stream is "
 					 "corrupt (%llu bytes, crc %08x, "
@@ -165,7 +166,9 @@ static int take_stream(struct vm *vm, struct mig_conn *c, char *why,
 					 crc);
 				return -EBADMSG;
 			}
-			return rc;
+			if (rc == 0)
+				return 0;
+			break;
 		default:
 			rc = -EPROTO;
 		}

@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -460,3 +461,20 @@ def test_nic_mac_announced_from_destination(vms, guest, tmp_path):
     dst.wait_console(lambda t: t.count("count ") >= n + 3,
                      what="counting after arrival")
     sw.close()
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--incoming", "tcp:127.0.0.1"], "--incoming tcp:127.0.0.1: expected "
+     "tcp:HOST:PORT"),
+    (["--incoming", "tcp:127.0.0.1:70000"], "expected tcp:HOST:PORT"),
+    (["--incoming", "tcp:no.such.host.invalid:0"], "--incoming "
+     "tcp:no.such.host.invalid:0: "),
+    (["--incoming", "tcp:127.0.0.1:0", "--restore", "/x"],
+     "--incoming and --restore exclude each other"),
+])
+def test_bad_incoming_options(build_dir, args, words):
+    r = subprocess.run([os.path.join(str(build_dir), "bin", "canopy-vmm"),
+                        "--serial", "none"] + args, capture_output=True,
+                       text=True, timeout=20)
+    assert r.returncode == 2, r.stderr
+    assert words in r.stderr, r.stderr

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "lib/crc32c.h"
 #include "vmotion/stream.h"
 
 #define RAM_PAGES 1024u /* 4 MiB of guest RAM in these tests */
@@ -265,6 +266,42 @@ static void test_round_state_end(void **state)
 	buf_free(&b);
 }
 
+/* The receiver's checksum check: CRC-32C over every byte before END. */
+static void test_end_checksum(void **state)
+{
+	struct mig_rec r;
+	struct buf s, e;
+	uint32_t crc;
+	size_t n;
+
+	buf_init(&s, 0);
+	buf_init(&e, 0);
+	assert_int_equal(mig_pages_put(&s, 0, 8, 1), 0);
+	assert_int_equal(mig_state_put(&s, "kvm", 4), 0);
+	assert_int_equal(buf_append(&s, "abcd", 4), 0);
+	n = buf_len(&s);
+	crc = crc32c(0, buf_ptr(&s), n);
+	assert_int_equal(mig_end_encode(&e, crc, n), 0);
+	assert_int_equal(rec_of(&e, &r), 0);
+	assert_int_equal(mig_end_verify(&r, crc, n), 0);
+	/* One bit flipped anywhere in the stream changes the CRC. */
+	for (size_t i = 0; i < n; i++) {
+		((uint8_t *)buf_ptr(&s))[i] ^= 0x10;
+		assert_int_equal(mig_end_verify(&r, crc32c(0, buf_ptr(&s), n),
+						n),
+				 -EBADMSG);
+		((uint8_t *)buf_ptr(&s))[i] ^= 0x10;
+	}
+	/* A truncated stream: fewer bytes than the source sent. */
+	assert_int_equal(mig_end_verify(&r, crc32c(0, buf_ptr(&s), n - 1),
+					n - 1),
+			 -EBADMSG);
+	r.len = 4;
+	assert_int_equal(mig_end_verify(&r, crc, n), -EINVAL);
+	buf_free(&s);
+	buf_free(&e);
+}
+
 static void test_verdicts(void **state)
 {
 	struct mig_verdict v;
@@ -345,6 +382,7 @@ int main(void)
 		cmocka_unit_test(test_heads),
 		cmocka_unit_test(test_pages),
 		cmocka_unit_test(test_round_state_end),
+		cmocka_unit_test(test_end_checksum),
 		cmocka_unit_test(test_verdicts),
 		cmocka_unit_test(test_rec_check_walks_a_stream),
 	};
