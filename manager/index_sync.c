@@ -30,7 +30,7 @@ struct mgr_index_sync {
 	struct mgr_index live; /* valid while ready */
 	bool ready;
 	struct etcd_watch *w;
-	int wfd; /* the watch's fd in the loop, -1: none */
+	uint64_t drain_timer; /* applies queued events while w runs */
 	/* the snapshot being read */
 	struct mgr_index next;
 	size_t pi; /* index into snap_prefixes */
@@ -46,9 +46,9 @@ static int load_tick(struct loop *l, uint64_t id, void *arg);
 
 static void watch_drop(struct mgr_index_sync *s)
 {
-	if (s->wfd >= 0)
-		loop_fd_del(s->m->l, s->wfd, LOOP_READ);
-	s->wfd = -1;
+	if (s->drain_timer)
+		(void)loop_timer_del(s->m->l, s->drain_timer);
+	s->drain_timer = 0;
 	etcd_watch_stop(s->w);
 	s->w = NULL;
 }
@@ -114,9 +114,18 @@ static int pump(struct mgr_index_sync *s, int wait_ms)
 	return -ENOTCONN;
 }
 
-static void on_watch(struct loop *l, int fd, unsigned mask, void *arg)
+/* Apply what the watch queued. A timer rather than the watch's fd in the
+ * loop: requests drain the queue themselves before they read the index,
+ * so between requests the index only has to keep the queue short, and a
+ * burst of writes costs the loop one wake-up per tick instead of one per
+ * revision. */
+static int drain_tick(struct loop *l, uint64_t id, void *arg)
 {
-	(void)pump(arg, 0);
+	struct mgr_index_sync *s = arg;
+
+	if (pump(s, 0) < 0)
+		return LOOP_TIMER_STOP; /* the reload stopped this timer */
+	return MGR_INDEX_DRAIN_MS;
 }
 
 /* The snapshot is complete: make it live and watch from the next revision. */
@@ -129,10 +138,9 @@ static int finish(struct mgr_index_sync *s)
 	rc = etcd_watch_start(s->m->etcd, MGR_INDEX_WATCH_PREFIX, &o, &s->w);
 	if (rc)
 		return rc;
-	s->wfd = etcd_watch_fd(s->w);
-	rc = loop_fd_add(s->m->l, s->wfd, LOOP_READ, on_watch, s);
-	if (rc) {
-		s->wfd = -1;
+	s->drain_timer =
+		loop_timer_add(s->m->l, MGR_INDEX_DRAIN_MS, drain_tick, s, &rc);
+	if (!s->drain_timer) {
 		watch_drop(s);
 		return rc;
 	}
@@ -237,7 +245,6 @@ int mgr_index_start(struct manager *m)
 	if (!s)
 		return -ENOMEM;
 	s->m = m;
-	s->wfd = -1;
 	m->index = s;
 	reload(s, "start", 0);
 	return s->timer ? 0 : -ENOMEM;
