@@ -274,13 +274,6 @@ static int handle(struct control_client *cl, const Request *rq)
 	int rc;
 
 	r.id = rq->id;
-	if (migrate_busy(vm) &&
-	    rq->op_case != CANOPY__V1__VMM_REQUEST__OP_STATUS &&
-	    rq->op_case != CANOPY__V1__VMM_REQUEST__OP_BALLOON) {
-		set_error(&r, &s, -EBUSY,
-			  "a migration is running; wait for it to end");
-		return frame_queue_pb(&cl->wr, &r.base);
-	}
 	switch (rq->op_case) {
 	case CANOPY__V1__VMM_REQUEST__OP_STATUS:
 		fill_status(vm, &st, ex, exp);
@@ -325,6 +318,21 @@ static int handle(struct control_client *cl, const Request *rq)
 	return rc;
 }
 
+/* While a migration runs, only status and balloon are served. */
+static int migrating(struct control_client *cl, const Request *rq)
+{
+	Reply r = CANOPY__V1__VMM_REPLY__INIT;
+	Canopy__V1__Status s = CANOPY__V1__STATUS__INIT;
+
+	if (!migrate_busy(cl->ctl->vm) ||
+	    rq->op_case == CANOPY__V1__VMM_REQUEST__OP_STATUS ||
+	    rq->op_case == CANOPY__V1__VMM_REQUEST__OP_BALLOON)
+		return 0;
+	r.id = rq->id;
+	set_error(&r, &s, -EBUSY, "a migration is running; wait for it to end");
+	return frame_queue_pb(&cl->wr, &r.base) ?: 1;
+}
+
 static int reply_error(struct control_client *cl, int neg_errno,
 		       const char *msg)
 {
@@ -351,7 +359,11 @@ static int client_process(struct control_client *cl)
 			rc = reply_error(cl, -EINVAL,
 					 "malformed request: not a VmmRequest");
 		} else {
-			rc = handle(cl, rq);
+			rc = migrating(cl, rq);
+			if (rc == 0)
+				rc = handle(cl, rq);
+			else if (rc == 1)
+				rc = 0;
 			canopy__v1__vmm_request__free_unpacked(rq, NULL);
 		}
 		if (rc < 0)

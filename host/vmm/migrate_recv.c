@@ -110,16 +110,54 @@ static int take_pages(struct vm *vm, const struct mig_rec *r)
 	return 0;
 }
 
-/* Every record up to END; END's checksum checked. */
-static int take_stream(struct vm *vm, struct mig_conn *c, char *why,
-		       size_t whylen)
+/* Act on one record of the stream; 1 after a good END. */
+static int take_record(struct vm *vm, struct mig_conn *c,
+		       const struct mig_rec *r, char *why, size_t whylen)
 {
 	struct mig_round rd;
-	struct mig_rec r;
 	const char *name = "?";
 	const uint8_t *body;
 	uint32_t len, crc;
 	uint64_t bytes;
+	int rc;
+
+	switch (r->type) {
+	case MIG_REC_PAGES:
+		return take_pages(vm, r);
+	case MIG_REC_ROUND_END:
+		rc = mig_round_decode(r, &rd);
+		if (rc == 0)
+			log_debug("vmm", "migration round received",
+				  "round=%u pages=%llu", rd.round,
+				  (unsigned long long)rd.pages);
+		return rc;
+	case MIG_REC_STATE:
+		rc = mig_state_decode(r, &name, &body, &len);
+		if (rc == 0)
+			rc = mig_state_apply(vm, name, body, len);
+		if (rc < 0)
+			snprintf(why, whylen, "state section '%.24s': %s", name,
+				 rc == -ENOENT ? "unknown section" :
+						 "invalid contents");
+		return rc;
+	case MIG_REC_END:
+		rc = mig_end_verify(r, c->crc, c->bytes);
+		if (rc == -EBADMSG && mig_end_decode(r, &crc, &bytes) == 0)
+			snprintf(why, whylen,
+				 "checksum mismatch: the stream is corrupt "
+				 "(%llu bytes, crc %08x, expected %08x)",
+				 (unsigned long long)c->bytes, c->crc, crc);
+		return rc == 0 ? 1 : rc;
+	default:
+		return -EPROTO;
+	}
+}
+
+/* Every record up to END; END's checksum checked. */
+static int take_stream(struct vm *vm, struct mig_conn *c, char *why,
+		       size_t whylen)
+{
+	struct mig_rec r;
 	int rc;
 
 	for (;;) {
@@ -131,50 +169,14 @@ static int take_stream(struct vm *vm, struct mig_conn *c, char *why,
 						     strerror(-rc));
 			return rc;
 		}
-		switch (r.type) {
-		case MIG_REC_PAGES:
-			rc = take_pages(vm, &r);
-			break;
-		case MIG_REC_ROUND_END:
-			rc = mig_round_decode(&r, &rd);
-			if (rc == 0)
-				log_debug("vmm", "migration round received",
-					  "round=%u pages=%llu", rd.round,
-					  (unsigned long long)rd.pages);
-			break;
-		case MIG_REC_STATE:
-			rc = mig_state_decode(&r, &name, &body, &len);
-			if (rc == 0)
-				rc = mig_state_apply(vm, name, body, len);
-			if (rc < 0) {
-				snprintf(why, whylen,
-					 "state section '%.24s': %s", name,
-					 rc == -ENOENT ? "unknown section" :
-							 "invalid contents");
-				return rc;
-			}
-			break;
-		case MIG_REC_END:
-			rc = mig_end_verify(&r, c->crc, c->bytes);
-			if (rc == -EBADMSG &&
-			    mig_end_decode(&r, &crc, &bytes) == 0) {
-				snprintf(why, whylen,
-					 "checksum mismatch: the stream is "
-					 "corrupt (%llu bytes, crc %08x, "
-					 "expected %08x)",
-					 (unsigned long long)c->bytes, c->crc,
-					 crc);
-				return -EBADMSG;
-			}
-			if (rc == 0)
-				return 0;
-			break;
-		default:
-			rc = -EPROTO;
-		}
+		why[0] = 0;
+		rc = take_record(vm, c, &r, why, whylen);
+		if (rc == 1)
+			return 0;
 		if (rc < 0) {
-			snprintf(why, whylen, "bad %s record: %s",
-				 mig_rec_name(r.type), strerror(-rc));
+			if (!why[0])
+				snprintf(why, whylen, "bad %s record: %s",
+					 mig_rec_name(r.type), strerror(-rc));
 			return rc;
 		}
 	}
