@@ -10,6 +10,7 @@
 #include "lib/sys.h"
 #include "manager/hosts.h"
 #include "manager/manager.h"
+#include "manager/migrate.h"
 #include "manager/tasks.h"
 
 /* Limits on what an agent may register. */
@@ -170,6 +171,7 @@ static void on_vm_report(struct manager *m, const char *host,
 			 "host=%s state=%d", host, (int)r->state);
 		return;
 	}
+	mgr_migrate_on_report(m, host, r); /* may record a migration first */
 	snprintf(reason, sizeof(reason), "%s", r->stop_reason); /* capped */
 	rc = mgr_get_msg(m, key, &canopy__v1__vm__descriptor,
 			 (ProtobufCMessage **)&vm);
@@ -237,6 +239,12 @@ static void on_message(void *arg, const char *id,
 		break;
 	case CANOPY__V1__ENVELOPE__BODY_IMAGE_DONE:
 		mgr_image_done(m, id, env->image_done);
+		break;
+	case CANOPY__V1__ENVELOPE__BODY_MIGRATE_PROGRESS:
+		mgr_migrate_on_progress(m, id, env->migrate_progress);
+		break;
+	case CANOPY__V1__ENVELOPE__BODY_MIGRATE_DONE:
+		mgr_migrate_on_done(m, id, env->migrate_done);
 		break;
 	default:
 		reply_status(m, id, env, CN_INVALID_ARGUMENT,

@@ -10,14 +10,14 @@ $(MGR_LIB): $(filter-out $(B)/manager/main.o,$(MGR_OBJS))
 	$(Q)rm -f $@
 	$(Q)ar rcs $@ $^
 
-$(B)/bin/canopy-managerd: $(B)/manager/main.o $(MGR_LIB) $(LIBCANOPY)
+$(B)/bin/canopy-managerd: $(B)/manager/main.o $(MGR_LIB) $(VMOTION_LIB) $(LIBCANOPY)
 	$(call link,$@,$^,$(MGR_LIBS))
 
 BINS += $(B)/bin/canopy-managerd
 
 # Unit tests of the manager's pure parts (tests/unit/test_mgr_*.c).
 MGR_TESTS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test_mgr_*.c))
-$(MGR_TESTS): $(B)/tests/unit/%: $(B)/tests/unit/%.o $(MGR_LIB) $(LIBCANOPY)
+$(MGR_TESTS): $(B)/tests/unit/%: $(B)/tests/unit/%.o $(MGR_LIB) $(VMOTION_LIB) $(LIBCANOPY)
 	$(call link,$@,$(call unit_objs,$^),$(LIBS_CMOCKA) $(MGR_LIBS))
 
 # The fake agent of the manager's integration tests links ZeroMQ.

@@ -178,6 +178,11 @@ static const struct op_info ops[MGR_OP_COUNT] = {
 			    CANOPY__V1__POWER_STATE__POWER_STATE_OFF,
 			    CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_STOPPED,
 			    "vm.deleted" },
+	[MGR_OP_MIGRATE] = { "vm.migrate",
+			     CANOPY__V1__VM_ACTION__VM_ACTION_UNSPECIFIED,
+			     CANOPY__V1__POWER_STATE__POWER_STATE_ON,
+			     CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_RUNNING,
+			     "vm.migrated" },
 };
 
 const char *mgr_op_kind(enum mgr_op op)

@@ -30,6 +30,7 @@ enum mgr_op {
 	MGR_OP_PAUSE,
 	MGR_OP_RESUME,
 	MGR_OP_DELETE,
+	MGR_OP_MIGRATE, /* vm.migrate: manager/migrate.c, no VmCommand */
 	MGR_OP_COUNT,
 };
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lib/log.h"
+#include "manager/migrate.h"
 #include "manager/task_state.h"
 #include "manager/tasks.h"
 
@@ -82,7 +83,10 @@ restart:
 				break;
 		if (u != t)
 			continue; /* an earlier task of this VM goes first */
-		start(t);
+		if (t->op == MGR_OP_MIGRATE)
+			mgr_migrate_start(t);
+		else
+			start(t);
 		goto restart; /* start may have ended and freed tasks */
 	}
 }

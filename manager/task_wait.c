@@ -6,6 +6,7 @@
 
 #include "lib/log.h"
 #include "manager/task_state.h"
+#include "manager/migrate.h"
 #include "manager/tasks.h"
 
 struct mgr_waiter {
@@ -146,7 +147,7 @@ void mgr_task_cancel(struct manager *m, struct api_call *c, const char *id)
 	Canopy__V1__Task *rec, *copy;
 	struct mgr_task *t;
 
-	if (mgr_image_cancel(m, c, id))
+	if (mgr_image_cancel(m, c, id) || mgr_migrate_cancel(m, c, id))
 		return;
 	if (task_read(m, c, id, &rec))
 		return;

@@ -7,6 +7,7 @@
 #include "lib/etcd.h"
 #include "lib/log.h"
 #include "lib/loop.h"
+#include "manager/migrate.h"
 #include "manager/task_state.h"
 #include "manager/tasks.h"
 
@@ -219,6 +220,7 @@ static void task_unlink(struct manager *m, struct mgr_task *t)
 		}
 	canopy__v1__task__free_unpacked(t->rec, NULL);
 	t->rec = NULL;
+	mgr_migrate_forget(t);
 	if (t->in_flight)
 		t->ended = true; /* the bus still holds t as its callback arg */
 	else
@@ -230,9 +232,10 @@ void mgr_tasks_host_down(struct manager *m, const char *hid)
 	struct mgr_task *t;
 	char msg[MGR_KEY_MAX + 128];
 
+	mgr_migrate_host_down(m, hid);
 again:
 	for (t = m->tasks; t; t = t->next) {
-		if (!t->running || strcmp(t->host, hid) != 0)
+		if (!t->running || t->mig || strcmp(t->host, hid) != 0)
 			continue;
 		snprintf(msg, sizeof(msg),
 			 "host %s disconnected while the task was running; "
@@ -318,7 +321,10 @@ static void recover_one(struct manager *m, const char *id)
 	if (mgr_get_msg(m, key, &canopy__v1__task__descriptor,
 			(ProtobufCMessage **)&rec))
 		return;
-	if (!mgr_task_final(rec->state)) {
+	if (!mgr_task_final(rec->state) && mgr_migrate_recover(m, rec))
+		log_info("manager", "a migration is being resolved", "task=%s",
+			 rec->id);
+	else if (!mgr_task_final(rec->state)) {
 		snprintf(msg, sizeof(msg),
 			 "manager %s %s while the task was %s; check the vm "
 			 "and run the operation again",

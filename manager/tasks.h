@@ -10,6 +10,8 @@
 
 #include "manager/manager.h"
 
+struct mgr_mig;
+
 /* An active (queued or running) task of the leader. */
 struct mgr_task {
 	struct mgr_task *next;
@@ -24,6 +26,7 @@ struct mgr_task {
 	bool running; /* sent to the agent */
 	bool in_flight; /* a bus request is pending */
 	bool ended; /* ended while in flight: the reply callback frees it */
+	struct mgr_mig *mig; /* vm.migrate only (manager/migrate.c) */
 };
 
 /* Store rec (and its active-index key), with vm (NULL: none) and cmp

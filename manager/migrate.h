@@ -1,0 +1,59 @@
+/*
+ * canopy-managerd: vMotion orchestration (migrate.c: the vm.migrate task;
+ * api_migrate.c: MigrateVm admission). docs/manager.md, "vMotion". Loop
+ * thread only, leader only.
+ */
+#ifndef CANOPY_MANAGER_MIGRATE_H
+#define CANOPY_MANAGER_MIGRATE_H
+
+#include <stdint.h>
+
+#include "manager/manager.h"
+
+struct mgr_task;
+
+/* How long the destination agent may take to listen, and how long a task
+ * whose outcome is unknown (source agent lost, manager failover) waits for
+ * the agents' reports before it fails asking to check both hosts. */
+#define MGR_MIGRATE_PREPARE_MS 15000
+#define MGR_MIGRATE_RESOLVE_MS 60000
+/* The longest a migration may stream before the manager gives up
+ * waiting for the source's verdict and resolves by reports. */
+#define MGR_MIGRATE_SEND_MS (6u * 60 * 1000)
+
+/* Attach the migration (to host dst, limits) to the queued task t that
+ * MigrateVm just submitted and record it in the task. 0 or -ENOMEM. */
+CN_MUST_CHECK int mgr_migrate_attach(struct mgr_task *t, const char *dst,
+				     uint32_t max_downtime_ms,
+				     uint64_t bandwidth_mib_s,
+				     uint64_t memory_mib);
+/* Start the task (mgr_tasks_kick): ask the destination to listen. */
+void mgr_migrate_start(struct mgr_task *t);
+/* Free t's migration (the task is being freed). */
+void mgr_migrate_forget(struct mgr_task *t);
+/* Migrations running with host as source or destination. */
+unsigned mgr_migrate_count(struct manager *m, const char *host);
+/* Bus one-way messages from host. */
+void mgr_migrate_on_progress(struct manager *m, const char *host,
+			     const Canopy__V1__MigrateProgress *p);
+void mgr_migrate_on_done(struct manager *m, const char *host,
+			 const Canopy__V1__MigrateDone *d);
+/* A VM state report from host: resolves a migration whose outcome is
+ * unknown (the destination runs the VM: committed; the source runs it:
+ * failed). */
+void mgr_migrate_on_report(struct manager *m, const char *host,
+			   const Canopy__V1__VmStateReport *r);
+/* host disconnected: a migration whose source it is waits for reports
+ * instead of guessing; one whose destination it is and that has not
+ * started streaming fails. */
+void mgr_migrate_host_down(struct manager *m, const char *host);
+/* CancelTask for id: 1 when id is a running vm.migrate task (c
+ * answered), else 0. */
+int mgr_migrate_cancel(struct manager *m, struct api_call *c, const char *id);
+/* A new leader found rec unfinished: 1 when it is a vm.migrate task taken
+ * over to be resolved from the agents' reports, else 0. */
+int mgr_migrate_recover(struct manager *m, const Canopy__V1__Task *rec);
+/* MigrateVm handler (api_migrate.c). */
+void api_migrate_vm(void *arg, struct api_call *c, const ProtobufCMessage *r);
+
+#endif
