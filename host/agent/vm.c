@@ -129,7 +129,9 @@ void agent_vm_report_fill(const struct agent_vm *vm,
 {
 	canopy__v1__vm_state_report__init(r);
 	r->vm_id = (char *)vm->id;
-	r->state = vm->state;
+	/* A VM migrating in or out is neither here nor gone yet. */
+	r->state = vm->mig ? CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_MIGRATING :
+			     vm->state;
 	if (vm->state == CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_STOPPED)
 		r->stop_reason = (char *)vm->reason;
 	if (!agent_vm_active(vm))
