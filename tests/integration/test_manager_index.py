@@ -203,8 +203,9 @@ def no_fallback(m):
 
 
 def move(db, name, old, new):
-    """Move VM name from host old to new the way a restart elsewhere does:
-    the Vm record and its placement key in one transaction."""
+    """Move VM name from host old to new the way a committed vMotion
+    (manager/migrate.c) or a restart elsewhere does: the Vm record's host,
+    the new placement key and the old one's delete in one transaction."""
     v = A().Vm.FromString(db.get(b"/canopy/vms/" + name.encode()))
     assert v.host == old
     v.host = new
