@@ -79,6 +79,11 @@ migrate_send_start(struct vm *vm,
 int migrate_busy(struct vm *vm);
 /* Progress for status (NULL-safe; strings live in vm's migration). */
 int migrate_progress(struct vm *vm, struct Canopy__V1__MigrationProgress *p);
+/* A guest request (reset, power-off, failure) came during a migration:
+ * it ends before commit, at the next page run or at the pause, and the
+ * request is acted on after (on_done signals vm->event_fd again). I/O
+ * thread. */
+void migrate_send_cancel(struct vm *vm);
 /* Stop and join a running migration (teardown); the VM resumes if it was
  * paused for it and nothing was committed. */
 void migrate_send_abort(struct vm *vm);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -299,6 +300,11 @@ static int precopy(struct migrate *m, uint64_t **bm)
 
 		set_phase(m, "precopy");
 		rc = send_pages(m, *bm, &sent, &zeros);
+		if (rc == -ECANCELED)
+			return fail(m, rc,
+				    "cancelled: the guest requested a "
+				    "reset or power-off (%s)",
+				    m->vm->reason);
 		if (rc < 0)
 			return fail(m, rc, "sending round %u: %s", round,
 				    strerror(-rc));
@@ -336,6 +342,17 @@ static int precopy(struct migrate *m, uint64_t **bm)
 	}
 }
 
+/* A guest request (run.c on_request) waits for the I/O thread. */
+static int request_pending(struct vm *vm)
+{
+	int r;
+
+	pthread_mutex_lock(&vm->lock);
+	r = vm->req != VM_REQ_NONE;
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
 static void vm_set_state(struct vm *vm, enum vm_state s)
 {
 	pthread_mutex_lock(&vm->lock);
@@ -356,6 +373,13 @@ static int final_copy(struct migrate *m, uint64_t *bm)
 	vm_pause_all(m->vm);
 	vm_set_state(m->vm, VM_PAUSED);
 	m->t_paused = sys_mono_ns();
+	/* The guest asked for a reset or a power-off before it stopped:
+	 * that is for this VMM to carry out, not to migrate. */
+	if (atomic_load(&m->cancel) || request_pending(m->vm))
+		return fail(m, -ECANCELED,
+			    "cancelled: the guest requested a "
+			    "reset or power-off (%s)",
+			    m->vm->reason);
 	rc = dirty_log_get(m->vm, &last, &pages);
 	if (rc < 0)
 		return fail(m, rc, "dirty log: %s", strerror(-rc));
@@ -502,6 +526,10 @@ static void on_done(void *arg)
 
 	pthread_join(m->thread, NULL);
 	m->running = 0;
+	/* A guest request that came meanwhile waited for us (run.c). */
+	if (!m->committed && request_pending(vm) &&
+	    eventfd_write(vm->event_fd, 1) < 0)
+		log_error("vmm", "eventfd write failed", "vm=%s", vm->cfg.name);
 	mig_conn_close(&m->conn);
 	free(m->bounce);
 	m->bounce = NULL;
@@ -539,7 +567,16 @@ static void *thread_main(void *arg)
 		(void)!dirty_log_stop(vm);
 		if (m->paused) {
 			vm_set_state(vm, VM_RUNNING);
-			vm_resume_all(vm);
+			/* A guest request keeps the vCPUs parked for the I/O
+			 * thread (on_done hands it over); devices run. */
+			if (request_pending(vm)) {
+				for (unsigned i = 0; i < vm->ndevs; i++)
+					if (vm->devs[i].ops->resume)
+						vm->devs[i].ops->resume(
+							vm->devs[i].dev);
+			} else {
+				vm_resume_all(vm);
+			}
 			m->paused = 0;
 		}
 		if (m->rc == 0)
@@ -637,6 +674,17 @@ int migrate_progress(struct vm *vm, Canopy__V1__MigrationProgress *p)
 	p->error = m->error;
 	pthread_mutex_unlock(&m->lock);
 	return 1;
+}
+
+void migrate_send_cancel(struct vm *vm)
+{
+	struct migrate *m = vm->mig;
+
+	if (!m || !m->running)
+		return;
+	atomic_store(&m->cancel, 1);
+	log_info("vmm", "migration cancelled", "vm=%s why=\"%s\"", vm->cfg.name,
+		 vm->reason);
 }
 
 void migrate_send_abort(struct vm *vm)

@@ -263,6 +263,11 @@ static void on_request(struct loop *l, int fd, unsigned mask, void *arg)
 	pthread_mutex_lock(&vm->lock);
 	req = vm->req;
 	pthread_mutex_unlock(&vm->lock);
+	/* Not while a migration reads the VM: it stops first (migrate.h). */
+	if (req != VM_REQ_NONE && migrate_busy(vm)) {
+		migrate_send_cancel(vm);
+		return;
+	}
 	switch (req) {
 	case VM_REQ_POWEROFF:
 		vmm_finish(vm, VMM_EXIT_OK, vm->reason);

@@ -478,3 +478,23 @@ def test_bad_incoming_options(build_dir, args, words):
                        text=True, timeout=20)
     assert r.returncode == 2, r.stderr
     assert words in r.stderr, r.stderr
+
+
+def test_guest_power_off_during_migration(vms, guest):
+    """The guest powers off in the middle of pre-copy: the migration is
+    cancelled before commit, the power-off is carried out by the source
+    (exit 0, the guest's reason), the destination never runs the VM."""
+    vm = vms("--kernel", guest, "--cmdline",
+             "dirty=16,rate=20000,verify=100,limit=25", "--memory", "64",
+             name="src")
+    ctl = vm.wait_control()
+    vm.wait_console(lambda t: len(rounds(t)) >= 2, what="two rounds")
+    dst, port = destination(vms, "dst")
+    rep = migrate(ctl, port, bandwidth_limit_mib_s=2)
+    assert rep.status.code != 0
+    assert "cancelled: the guest requested a reset or power-off" in \
+        rep.status.message, rep.status.message
+    assert vm.wait_exit() == 0
+    assert 'reason="guest powered off' in vm.log_text(), vm.log_text()
+    assert dst.wait_exit() != 0
+    assert "vm started" not in dst.log_text()
