@@ -240,6 +240,18 @@ const struct cli_cmd cli_vm_cmds[] = {
 	POWER_CMD("resume", vm_resume, "Resume a paused VM."),
 	POWER_CMD("delete", vm_delete, "Delete a VM (it must be off)."),
 	{ .object = "vm",
+	  .verb = "migrate",
+	  .args = "NAME --to HOST [--max-downtime MS] [--bandwidth MIB/S] "
+		  "[--no-wait]",
+	  .summary = "Live-migrate a running VM to another host.",
+	  .help = "  --to HOST           the destination host\n"
+		  "  --max-downtime MS   pause target (default 100)\n"
+		  "  --bandwidth MIB/S   limit the stream (default none)\n" WAIT_HELP,
+	  .opts = cli_vm_migrate_opts,
+	  .min_pos = 1,
+	  .max_pos = 1,
+	  .run = cli_vm_migrate },
+	{ .object = "vm",
 	  .verb = "console",
 	  .args = "NAME [--follow] [--from-start]",
 	  .summary = "Print a VM's serial console (read-only).",

@@ -40,6 +40,12 @@ extern const struct cli_optdef cli_vm_console_opts[];
  * until the VM stops. */
 CN_MUST_CHECK int cli_vm_console(struct cli *c, const struct cli_args *a);
 
+/* `vm migrate NAME --to HOST [--max-downtime MS] [--bandwidth MIB/S]
+ * [--no-wait]` (cmd_vm_migrate.c): MigrateVm, then follow the task and
+ * print its result (downtime and total time). */
+extern const struct cli_optdef cli_vm_migrate_opts[];
+CN_MUST_CHECK int cli_vm_migrate(struct cli *c, const struct cli_args *a);
+
 /* Call a VmService method that returns a task, then follow it unless
  * --no-wait was given (cli_task_after). */
 CN_MUST_CHECK int cli_vm_task_call(struct cli *c, const struct cli_args *a,
