@@ -605,8 +605,11 @@ int migrate_send_start(struct vm *vm,
 
 	if (vm->mig && vm->mig->running)
 		return -EBUSY;
-	if (vm->state != VM_RUNNING && vm->state != VM_PAUSED) {
-		snprintf(msg, msglen, "migrate_send: the VM is %s",
+	/* The destination runs what arrives: a paused VM would not stay so. */
+	if (vm->state != VM_RUNNING) {
+		snprintf(msg, msglen,
+			 "migrate_send: the VM is %s; only a running VM "
+			 "migrates (resume it first)",
 			 vm_state_name(vm->state));
 		return -EBUSY;
 	}

@@ -236,6 +236,11 @@ def test_unreachable_destination_and_bad_requests(vms, guest):
         rep = ctl.call(migrate_send=V.VmmMigrateSendRequest(address=addr))
         assert rep.status.code != 0
         assert "expected tcp:IPV4:PORT" in rep.status.message
+    ctl.pause()
+    rep = migrate(ctl, port)
+    assert "the VM is paused; only a running VM migrates" in \
+        rep.status.message, rep.status.message
+    ctl.resume()
     assert ctl.status().state == protos.common().VM_RUN_STATE_RUNNING
 
 
