@@ -1,0 +1,378 @@
+"""vMotion through the whole stack (needs /dev/kvm): etcd, canopy-managerd
+and two real canopy-agents on loopback, each with its own run directory,
+the test guest running `dirty` (it checks its own memory after each hop).
+`canopy vm migrate` back and forth; admission errors with their codes;
+failures before commit (destination VMM killed, cancel) leave the VM on
+the source; a source agent killed mid-stream is resolved from the agents'
+reports; a destination agent killed mid-stream does not stop the stream
+(its VMM is independent) and the restarted agent adopts the VM."""
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import grpc
+import pytest
+
+from canopy_testlib import etcd as etcdlib
+from canopy_testlib import manager as mgrlib
+
+A = mgrlib.api
+C = mgrlib.common
+
+pytestmark = pytest.mark.kvm
+
+GUEST_ARGS = "dirty=16,rate=20000,verify=100"
+
+
+@pytest.fixture(autouse=True)
+def _need_binaries():
+    for rel in ("bin/canopy-managerd", "bin/canopy-agent", "bin/canopy-vmm",
+                "bin/canopy", "guest/canopy-testguest.elf"):
+        if not os.path.exists(mgrlib.binary(rel)):
+            pytest.skip("SKIP: %s not built: run make" % rel)
+    if not os.path.exists(etcdlib.ETCD):
+        pytest.skip("SKIP (needs etcd): %s missing" % etcdlib.ETCD)
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        pytest.skip("SKIP (needs /dev/kvm)")
+
+
+class Agent:
+    def __init__(self, m, host, tmp_path):
+        self.host = host
+        self.run_dir = tmp_path / ("run-" + host)
+        self.cmd = [mgrlib.binary("bin/canopy-agent"), "--manager", m.bus,
+                    "--host-id", host, "--run-dir", str(self.run_dir),
+                    "--vmm", mgrlib.binary("bin/canopy-vmm"),
+                    "--address", "127.0.0.1", "--stats-interval", "1",
+                    "--manager-timeout", "3"]
+        self.log_path = tmp_path / ("agent-%s.log" % host)
+        self.proc = None
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.cmd, stdout=self.log,
+                                     stderr=self.log)
+        return self
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.log.close()
+
+    def vmm_pids(self, vm):
+        out = subprocess.run(
+            ["pgrep", "-f", "canopy-vmm --name %s .*%s/vms/%s/" % (
+                vm, self.run_dir, vm)],
+            capture_output=True, text=True).stdout.split()
+        return [int(p) for p in out]
+
+    def console(self, vm):
+        p = self.run_dir / "vms" / vm / "console.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def log_text(self):
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_until(fn, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            v = fn()
+        except grpc.RpcError:
+            v = None
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def rounds(text):
+    return [int(r) for r in re.findall(r"^dirty: round (\d+) pages \d+ "
+                                       r"writes \d+ ok$", text, re.M)]
+
+
+class Cluster:
+    def __init__(self, etcd, tmp_path):
+        self.m = mgrlib.Manager(tmp_path, etcd.endpoints, "m1",
+                                host_timeout=2, command_timeout_ms=20000)
+        self.agents = {h: Agent(self.m, h, tmp_path)
+                       for h in ("node1", "node2")}
+
+    def start(self):
+        self.m.start().wait_leader()
+        for ag in self.agents.values():
+            ag.start()
+        for h in self.agents:
+            self.wait_host(h, A().HOST_STATE_CONNECTED)
+        return self
+
+    def close(self):
+        for ag in self.agents.values():
+            for pid in ag.vmm_pids("web1"):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            ag.kill()
+        self.m.close()
+
+    def host(self, h):
+        return self.m.call("HostService", "GetHost", A().GetHostRequest(id=h),
+                           A().Host)
+
+    def wait_host(self, h, state, timeout=10):
+        wait_until(lambda: self.host(h).state == state, timeout,
+                   "%s in state %d" % (h, state))
+
+    def vm(self, name="web1"):
+        return self.m.call("VmService", "GetVm", A().GetVmRequest(name=name),
+                           A().Vm)
+
+    def task(self, tid):
+        return self.m.call("TaskService", "GetTask", A().GetTaskRequest(id=tid),
+                           A().Task)
+
+    def run_task(self, method, req):
+        t = self.m.call("VmService", method, req, A().Task)
+        last = list(self.m.stream("TaskService", "WaitTask",
+                                  A().WaitTaskRequest(id=t.id), A().Task,
+                                  timeout=90))[-1]
+        assert last.state == A().TASK_STATE_SUCCEEDED, last
+        return last
+
+    def wait_task(self, tid, timeout=90):
+        return list(self.m.stream("TaskService", "WaitTask",
+                                  A().WaitTaskRequest(id=tid), A().Task,
+                                  timeout=timeout))[-1]
+
+    def start_vm(self, host="node1", name="web1", args=GUEST_ARGS):
+        kernel = mgrlib.binary("guest/canopy-testguest.elf")
+        self.run_task("CreateVm", A().CreateVmRequest(host=host, spec=C().VmSpec(
+            name=name, cpus=1, memory_mib=64, kernel=kernel, cmdline=args)))
+        self.run_task("StartVm", A().VmPowerRequest(name=name))
+        ag = self.agents[host]
+        wait_until(lambda: len(rounds(ag.console(name))) >= 2, 20,
+                   "the guest's dirty rounds on " + host)
+
+    def migrate(self, to, **kw):
+        return self.m.call("VmService", "MigrateVm", A().MigrateVmRequest(
+            name="web1", to_host=to, **kw), A().Task)
+
+    def canopy(self, *args, timeout=90):
+        p = subprocess.run([mgrlib.binary("bin/canopy"), "--server",
+                            self.m.addr] + list(args), capture_output=True,
+                           text=True, timeout=timeout)
+        return p.returncode, p.stdout, p.stderr
+
+    def only_on(self, host, name="web1"):
+        """Exactly one VMM runs the VM, on host, and the record agrees."""
+        other = "node2" if host == "node1" else "node1"
+        assert len(self.agents[host].vmm_pids(name)) == 1
+        # A source VMM exits just after its answer (it never resumes).
+        wait_until(lambda: self.agents[other].vmm_pids(name) == [], 5,
+                   "no VMM of %s left on %s" % (name, other))
+        v = self.vm(name)
+        assert v.host == host, v
+        assert v.state == C().VM_RUN_STATE_RUNNING, v
+
+
+@pytest.fixture
+def cluster(etcd, tmp_path):
+    c = Cluster(etcd, tmp_path)
+    try:
+        yield c.start()
+    finally:
+        c.close()
+
+
+def wait_phase(c, tid, phase, timeout=20):
+    return wait_until(lambda: c.task(tid).migration.stage == phase and
+                      c.task(tid), timeout, "migration stage " + phase)
+
+
+def guest_keeps_going(ag, name="web1", more=2):
+    """New verified rounds after now, and never CORRUPT."""
+    seen = len(rounds(ag.console(name)))
+    wait_until(lambda: len(rounds(ag.console(name))) >= seen + more, 20,
+               "more dirty rounds")
+    assert "CORRUPT" not in ag.console(name)
+
+
+def test_migrate_back_and_forth(cluster):
+    c = cluster
+    c.start_vm()
+    n1, n2 = c.agents["node1"], c.agents["node2"]
+    before = rounds(n1.console("web1"))
+    rc, out, err = c.canopy("vm", "migrate", "web1", "--to", "node2")
+    assert rc == 0, err
+    assert re.search(r"migrated from host node1 to node2: downtime \d+ ms, "
+                     r"total \d+ ms", out), out
+    c.only_on("node2")
+    # The source forgot the VM: its directory is gone.
+    assert not (n1.run_dir / "vms" / "web1").exists()
+    # The guest goes on where it was: its round counter continues.
+    wait_until(lambda: rounds(n2.console("web1")), 20, "rounds on node2")
+    after = rounds(n2.console("web1"))
+    assert after[0] > before[-1] - 1, (before[-5:], after[:5])
+    guest_keeps_going(n2)
+    placed = c.m.call("VmService", "ListVms", A().ListVmsRequest(
+        host="node1"), A().ListVmsResponse)
+    assert [v.id for v in placed.vms] == []
+
+    # Back, through the API, with a downtime target; figures in the task.
+    t = c.migrate("node1", max_downtime_ms=200)
+    assert t.kind == "vm.migrate" and t.migration.to_host == "node1"
+    last = c.wait_task(t.id)
+    assert last.state == A().TASK_STATE_SUCCEEDED, last
+    mg = last.migration
+    assert mg.from_host == "node2" and mg.stage == "completed"
+    assert 0 < mg.downtime_ms < mg.total_ms, mg
+    assert mg.round >= 1
+    print("api figures: downtime %d ms, total %d ms, %d rounds" % (
+        mg.downtime_ms, mg.total_ms, mg.round))
+    c.only_on("node1")
+    guest_keeps_going(n1)
+
+    # And again with -o json.
+    rc, out, err = c.canopy("-o", "json", "vm", "migrate", "web1", "--to",
+                            "node2")
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["state"] == "TASK_STATE_SUCCEEDED", doc
+    assert int(doc["migration"]["downtime_ms"]) > 0, doc
+    c.only_on("node2")
+    guest_keeps_going(n2)
+    ev = c.m.call("EventService", "ListEvents", A().ListEventsRequest(
+        limit=50), A().ListEventsResponse)
+    assert sum(e.kind == "vm.migrated" for e in ev.events) == 3
+
+
+def test_admission_errors(cluster):
+    c = cluster
+    c.start_vm()
+
+    def code_of(**kw):
+        with pytest.raises(grpc.RpcError) as e:
+            c.migrate(**kw)
+        return e.value.code(), e.value.details()
+
+    code, msg = code_of(to="node9")
+    assert code == grpc.StatusCode.NOT_FOUND and "canopy host list" in msg
+    code, msg = code_of(to="node1")
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "already runs on host node1" in msg
+    code, msg = code_of(to="BAD HOST")
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "not a host id" in msg
+    code, msg = code_of(to="node2", max_downtime_ms=10 ** 6)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "max downtime" in msg
+    with pytest.raises(grpc.RpcError) as e:
+        c.m.call("VmService", "MigrateVm", A().MigrateVmRequest(
+            name="nope", to_host="node2"), A().Task)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    rc, _, err = c.canopy("vm", "migrate", "web1", "--to", "node1")
+    assert rc != 0 and "already runs on host node1" in err
+    rc, _, err = c.canopy("vm", "migrate", "web1", "--to", "node2",
+                          "--max-downtime", "x")
+    assert rc == 2, err
+
+    # A disconnected destination.
+    c.agents["node2"].kill()
+    c.wait_host("node2", A().HOST_STATE_DISCONNECTED)
+    code, msg = code_of(to="node2")
+    assert code == grpc.StatusCode.UNAVAILABLE and "disconnected" in msg
+
+    # A stopped VM.
+    c.run_task("StopVm", A().VmPowerRequest(name="web1", hard=True))
+    code, msg = code_of(to="node2")
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "is not running" in msg
+
+
+def slow(c, to="node2"):
+    """A migration slow enough to act during pre-copy (4 MiB/s)."""
+    t = c.migrate(to, bandwidth_limit_mib_s=4)
+    wait_phase(c, t.id, "precopy")
+    return t
+
+
+def test_destination_vmm_killed(cluster):
+    c = cluster
+    c.start_vm()
+    t = slow(c)
+    pids = c.agents["node2"].vmm_pids("web1")
+    assert len(pids) == 1
+    os.kill(pids[0], signal.SIGKILL)
+    last = c.wait_task(t.id)
+    assert last.state == A().TASK_STATE_FAILED, last
+    assert "keeps running on host node1" in last.error.message, last
+    c.only_on("node1")
+    wait_until(lambda: not (c.agents["node2"].run_dir / "vms" /
+                            "web1").exists(), 5, "node2 cleaned up")
+    guest_keeps_going(c.agents["node1"])
+    # And it still migrates afterwards.
+    last = c.wait_task(c.migrate("node2").id)
+    assert last.state == A().TASK_STATE_SUCCEEDED, last
+    c.only_on("node2")
+
+
+def test_cancel_mid_precopy(cluster):
+    c = cluster
+    c.start_vm()
+    t = slow(c)
+    got = c.m.call("TaskService", "CancelTask", A().CancelTaskRequest(
+        id=t.id), A().Task)
+    assert got.id == t.id
+    last = c.wait_task(t.id)
+    assert last.state == A().TASK_STATE_CANCELLED, last
+    assert "keeps running on host node1" in last.error.message
+    c.only_on("node1")
+    guest_keeps_going(c.agents["node1"])
+    with pytest.raises(grpc.RpcError) as e:  # ended: nothing to cancel
+        c.m.call("TaskService", "CancelTask", A().CancelTaskRequest(
+            id=t.id), A().Task)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_source_agent_killed_midstream(cluster):
+    """The source's VMM goes on streaming and commits without its agent:
+    the manager cannot hear the verdict and resolves from the reports."""
+    c = cluster
+    c.start_vm()
+    t = c.migrate("node2", bandwidth_limit_mib_s=16)
+    wait_phase(c, t.id, "precopy")
+    c.agents["node1"].kill()
+    last = c.wait_task(t.id, timeout=90)
+    assert last.state == A().TASK_STATE_SUCCEEDED, last
+    assert "found running there" in last.result, last
+    c.only_on("node2")
+    guest_keeps_going(c.agents["node2"])
+    c.agents["node1"].start()
+    c.wait_host("node1", A().HOST_STATE_CONNECTED)
+    time.sleep(1.5)  # its reports arrive: the record must not move back
+    c.only_on("node2")
+
+
+def test_destination_agent_killed_midstream(cluster):
+    """The receiving VMM does not depend on its agent: the stream goes on
+    and the source decides; the restarted agent adopts the VM."""
+    c = cluster
+    c.start_vm()
+    t = c.migrate("node2", bandwidth_limit_mib_s=16)
+    wait_phase(c, t.id, "precopy")
+    c.agents["node2"].kill()
+    last = c.wait_task(t.id, timeout=90)
+    assert last.state == A().TASK_STATE_SUCCEEDED, last
+    assert c.vm().host == "node2"
+    wait_until(lambda: c.agents["node1"].vmm_pids("web1") == [], 5,
+               "the source VMM gone")
+    c.agents["node2"].start()
+    c.wait_host("node2", A().HOST_STATE_CONNECTED)
+    wait_until(lambda: c.vm().state == C().VM_RUN_STATE_RUNNING, 10,
+               "the adopted vm reported running")
+    c.only_on("node2")
+    guest_keeps_going(c.agents["node2"])
