@@ -89,6 +89,7 @@ extern const struct cli_cmd cli_datastore_cmds[];
 extern const struct cli_cmd cli_vm_cmds[];
 extern const struct cli_cmd cli_task_cmds[];
 extern const struct cli_cmd cli_event_cmds[];
+extern const struct cli_cmd cli_image_cmds[];
 
 /* Record the error line (without "canopy: ") and exit status; returns
  * -EINVAL for CLI_EXIT_USAGE, else -EIO, for the command to return. */

@@ -37,6 +37,7 @@ static const struct cli_object objects[] = {
 	{ "host", "hosts running canopy-agent", cli_host_cmds },
 	{ "datastore", "shared datastores", cli_datastore_cmds },
 	{ "vm", "virtual machines", cli_vm_cmds },
+	{ "image", "importing disk images into datastores", cli_image_cmds },
 	{ "task", "long operations and their progress", cli_task_cmds },
 	{ "event", "the cluster's event log", cli_event_cmds },
 	{ "completion", "shell completion", completion_cmds },

@@ -159,7 +159,7 @@ def test_usage_errors_exit_2(canopy, home, args, msg):
 
 @pytest.mark.parametrize("words,want", [
     (["canopy", "v"], "vm"),
-    (["canopy", ""], "cluster host datastore vm task event completion "
+    (["canopy", ""], "cluster host datastore vm image task event completion "
      "--server --output --timeout --help"),
     (["canopy", "vm", "c"], "create console"),
     (["canopy", "vm", "console", "web1", "--f"], "--follow --from-start"),
