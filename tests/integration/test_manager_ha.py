@@ -159,6 +159,12 @@ def test_etcd_member_killed(etcd3, tmp_path):
                              a.WaitTaskRequest(id=t.id), a.Task))[-1]
         assert last.state == a.TASK_STATE_SUCCEEDED, last
         assert m.cluster().vms == 1
+        assert m.call("HostService", "GetHost", a.GetHostRequest(id="h1"),
+                      a.Host).vms == 1
+        # The inventory index's watch moved to another member and resumed
+        # there: no re-read of the inventory.
+        assert "inventory index ready" in m.log_text()
+        assert "inventory index re-reading" not in m.log_text()
     finally:
         if agent:
             agent.close()
