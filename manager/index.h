@@ -107,7 +107,8 @@ void mgr_index_stop(struct manager *m);
  * request's read revision; 0: as it is). Drains queued watch events and
  * waits at most MGR_INDEX_WAIT_MS. 0 with *out (valid until the loop runs
  * again), -EAGAIN when the index is loading or its watch failed (the
- * caller counts in etcd), -ETIMEDOUT when it did not catch up in time. */
+ * caller counts in etcd), -ETIMEDOUT when it did not catch up in time
+ * (the index then reads etcd again, as after a failed watch). */
 CN_MUST_CHECK int mgr_index_at(struct manager *m, int64_t rev,
 			       const struct mgr_index **out);
 

@@ -293,10 +293,11 @@ int mgr_index_at(struct manager *m, int64_t rev, const struct mgr_index **out)
 	barrier_at = now + MGR_INDEX_BARRIER_MS;
 	while (s->live.rev < rev) {
 		now = sys_mono_ms();
-		if (now >= deadline) {
+		if (now >= deadline) { /* a stuck watch: start afresh */
 			log_warn("manager", "inventory index is behind",
 				 "applied_rev=%lld wanted=%lld",
 				 (long long)s->live.rev, (long long)rev);
+			reload(s, "the watch fell behind", 0);
 			return -ETIMEDOUT;
 		}
 		if (!barrier_done && now >= barrier_at) {
