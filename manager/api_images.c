@@ -492,9 +492,10 @@ void mgr_image_progress(struct manager *m, const char *host,
 	if (!im || im->cancelling)
 		return;
 	rec = im->rec;
+	/* 99 at most: 100 is for the end, after the checksum and rename. */
 	pct = p->total_bytes ?
-		      (uint32_t)CN_MIN(99, p->done_bytes /
-						   (p->total_bytes / 100 + 1)) :
+		      (uint32_t)CN_MIN(99.0, (double)p->done_bytes * 100.0 /
+						     (double)p->total_bytes) :
 		      0;
 	snprintf(phase, sizeof(phase),
 		 "downloading on host %s: %.1f of %.1f MiB%s", im->host,
