@@ -461,3 +461,47 @@ def test_stop_while_changes_stream_in(etcd, tmp_path):
     finally:
         stop.set()
         th.join(5)
+
+
+def test_counts_right_while_loading(etcd, tmp_path):
+    """A manager starting on 6,000 VMs (4 hosts) answers right from its
+    first call on: while the index loads (one page of 1,000 keys per loop
+    turn) the counts come from etcd, then from the index."""
+    db = Etcd(etcd.endpoints[0])
+    n_hosts, n_vms = 4, 6000
+    try:
+        ops = []
+        for i in range(n_hosts):
+            h = A().Host(id="lh%d" % i, hostname="lh%d" % i, cpus=4,
+                         memory_mib=1024, state=A().HOST_STATE_DISCONNECTED)
+            ops.append((b"/canopy/hosts/lh%d" % i, h.SerializeToString()))
+        for i in range(n_vms):
+            ops.append((b"/canopy/vms/lv%05d" % i, b""))
+            ops.append((b"/canopy/placement/lh%d/lv%05d" % (i % n_hosts, i),
+                        b""))
+        for k in range(0, len(ops), 100):
+            db.txn(puts=ops[k:k + 100])
+    finally:
+        db.close()
+    m = mgrlib.Manager(tmp_path, etcd.endpoints, "m1", host_timeout=30)
+    try:
+        m.start()
+        want = {"lh%d" % i: n_vms // n_hosts for i in range(n_hosts)}
+        deadline = time.monotonic() + 15
+        answers = 0
+        while "inventory index ready" not in m.log_text() or answers < 5:
+            assert time.monotonic() < deadline, m.log_text()[-3000:]
+            try:
+                got = list_vms(m)
+            except grpc.RpcError as err:  # not leader yet
+                assert err.code() == grpc.StatusCode.UNAVAILABLE
+                continue
+            assert got == want
+            assert counts(m) == (n_hosts, n_vms, 0)
+            answers += 1
+        line = ready_line(m)
+        assert field(line, "pages") >= 13, line  # 6,000 x 2 + 4 keys
+        assert list_vms(m) == want
+        no_fallback(m)
+    finally:
+        m.close()
