@@ -116,6 +116,17 @@ static int mem_create(struct vm *vm, char *err, size_t errlen)
 			 (unsigned long long)vm->cfg.mem_mib, strerror(-rc));
 		return rc;
 	}
+	/* Huge pages come from a fixed pool: take them now, so a short pool
+	 * is a clear error here and not a SIGBUS on the first touch. */
+	if (vm->cfg.hugepages &&
+	    fallocate(vm->mem_fd, 0, 0, (off_t)vm->ram_size) < 0) {
+		rc = -errno;
+		snprintf(err, errlen,
+			 "guest memory: %llu MiB of 2 MiB huge pages: %s "
+			 "(reserve them: /proc/sys/vm/nr_hugepages)",
+			 (unsigned long long)vm->cfg.mem_mib, strerror(-rc));
+		return rc;
+	}
 	vm->ram = mmap(NULL, vm->ram_size, PROT_READ | PROT_WRITE,
 		       MAP_SHARED | MAP_NORESERVE, vm->mem_fd, 0);
 	if (vm->ram == MAP_FAILED) {

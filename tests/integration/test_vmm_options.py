@@ -82,3 +82,44 @@ def test_config_file_boots(build_dir, tmp_path):
     r = run_vmm(build_dir, "--config", conf, "--cpus", "2")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "tiny-guest: hello\n"
+
+
+def hugepages_free():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("HugePages_Free:"):
+                return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.kvm
+def test_hugepages_pool_too_small_is_an_error(build_dir):
+    """Guest RAM beyond the free huge pages: a clear error at start-up, not
+    a SIGBUS when the guest first touches the missing pages."""
+    mib = hugepages_free() * 2 + 64
+    r = run_vmm(build_dir, "--kernel", hello(build_dir), "--memory", mib,
+                "--hugepages")
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "huge pages: No space left on device" in r.stderr, r.stderr
+    assert "nr_hugepages" in r.stderr
+
+
+@pytest.mark.kvm
+def test_hugepages_boot(build_dir):
+    if os.geteuid() != 0:
+        pytest.skip("reserving huge pages needs root")
+    path = "/proc/sys/vm/nr_hugepages"
+    with open(path) as f:
+        before = int(f.read())
+    try:
+        with open(path, "w") as f:
+            f.write(str(before + 32))  # 64 MiB more
+        if hugepages_free() < 32:
+            pytest.skip("the kernel could not reserve 32 huge pages")
+        r = run_vmm(build_dir, "--kernel", hello(build_dir), "--memory",
+                    "64", "--serial", "stdio", "--hugepages")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "tiny-guest: hello\n"
+    finally:
+        with open(path, "w") as f:
+            f.write(str(before))
