@@ -75,6 +75,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if path.startswith("/to-http/"):
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1:%d/%s" % (
+                srv.plain_port, path.split("/", 2)[2]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if path.startswith("/redirect/"):
             self.send_response(302)
             self.send_header("Location", "/" + path.split("/", 2)[2])
@@ -95,9 +102,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 start, len(data) - 1, len(data)))
         else:
             self.send_response(200)
+        body = data[start:]
+        if path.startswith("/nolen/"):
+            # No Content-Length: the body ends when the connection closes.
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+            return
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
-        body = data[start:]
         if path.startswith("/drop/") and srv.drops.get(name, 0) > 0:
             # Half the body, then the connection is cut.
             srv.drops[name] -= 1
@@ -122,9 +136,13 @@ class Server(http.server.ThreadingHTTPServer):
 
     def __init__(self, cert, key, files):
         super().__init__(("127.0.0.1", 0), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        self.socket = ctx.wrap_socket(self.socket, server_side=True)
+        self.scheme = "http"
+        if cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+            self.socket = ctx.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
+        self.plain_port = 0
         self.files = files
         self.drops = {}
         self.requests = []
@@ -133,7 +151,8 @@ class Server(http.server.ThreadingHTTPServer):
         self.thread.start()
 
     def url(self, path):
-        return "https://127.0.0.1:%d/%s" % (self.server_address[1], path)
+        return "%s://127.0.0.1:%d/%s" % (self.scheme, self.server_address[1],
+                                         path)
 
     def close(self):
         self.stopping = True
@@ -174,6 +193,8 @@ def env(tmp_path_factory):
     }
     e.srv = Server(good[0], good[1], e.files)
     e.evil = Server(bad[0], bad[1], e.files)
+    e.plain = Server(None, None, e.files)
+    e.srv.plain_port = e.plain.server_address[1]
     e.dev = str(tmp / "ds.img")
     subprocess.run([_bin("canopy-ds"), "format", e.dev, "--name", DS,
                     "--size", "64M", "--hb-interval", "200",
@@ -203,6 +224,7 @@ def env(tmp_path_factory):
         e.etcd.close()
         e.srv.close()
         e.evil.close()
+        e.plain.close()
 
 
 def canopy(e, *args, timeout=60):
@@ -386,6 +408,22 @@ def test_not_found_on_server_fails(env):
     assert_nothing_left(e, "missing.img")
 
 
+def test_redirect_to_http_refused(env):
+    e = env
+    t = import_image(e, e.srv.url("to-http/small.img"), "tohttp.img")
+    assert_failed(wait_task(e, t.id), grpc.StatusCode.FAILED_PRECONDITION,
+                  "a redirect leads to a scheme that is not allowed")
+    assert_nothing_left(e, "tohttp.img")
+
+
+def test_no_content_length_refused(env):
+    e = env
+    t = import_image(e, e.srv.url("nolen/small.img"), "nolen.img")
+    assert_failed(wait_task(e, t.id), grpc.StatusCode.FAILED_PRECONDITION,
+                  "no Content-Length")
+    assert_nothing_left(e, "nolen.img")
+
+
 def test_cancel_stops_and_deletes(env):
     e = env
     a = api()
@@ -442,6 +480,46 @@ def test_credentials_never_logged(env):
     for text in (e.agent_log.read_text(), e.m.log_text()):
         assert "s3cr3t-pw" not in text
     assert "https://***@127.0.0.1" in e.agent_log.read_text()
+
+
+def test_http_only_with_manager_option(env, tmp_path):
+    """A second cluster whose manager runs with --image-allow-http: an
+    http:// URL is taken and downloaded (the module's manager refuses it,
+    test_bad_requests)."""
+    e = env
+    dev = str(tmp_path / "ds2.img")
+    subprocess.run([_bin("canopy-ds"), "format", dev, "--name", DS,
+                    "--size", "64M", "--hb-interval", "200",
+                    "--hb-timeout", "4000"], check=True, capture_output=True)
+    etcd = etcdlib.EtcdCluster(tmp_path, 1).start()
+    m = Manager(tmp_path, etcd.endpoints, "m2",
+                extra=["--image-allow-http"]).start()
+    log = open(tmp_path / "agent2.log", "ab")
+    agent = None
+    try:
+        m.wait_leader()
+        (tmp_path / "h2").mkdir()
+        agent = subprocess.Popen(
+            [_bin("canopy-agent"), "--manager", m.bus, "--host-id", HOST,
+             "--run-dir", str(tmp_path / "h2"), "--datastore",
+             "%s=%s" % (DS, dev), "--ds-slots", "1-2"],
+            stdout=log, stderr=log)
+        e2 = Env()
+        e2.m, e2.agent_log = m, tmp_path / "agent2.log"
+        wait_connected(e2)
+        data = e.files["aligned.img"]
+        t = import_image(e2, e.plain.url("aligned.img"), "plain.img",
+                         hashlib.sha256(data).hexdigest())
+        assert wait_task(e2, t.id).state == api().TASK_STATE_SUCCEEDED
+        e2.dev, e2.tmp = dev, tmp_path
+        assert ds_read(e2, "plain.img") == data
+    finally:
+        if agent and agent.poll() is None:
+            agent.terminate()
+            agent.wait(10)
+        log.close()
+        m.close()
+        etcd.close()
 
 
 def test_cli_import_and_no_connected_host(env):
