@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "datastore/ds.h"
+#include "host/vmm/blk_ds.h"
 #include "host/vmm/virtio_blk.h"
 #include "lib/log.h"
 #include "lib/sys.h"
@@ -27,6 +28,10 @@ struct blk_ds {
 	struct ds_hb_watch watch;
 	struct ds_file f;
 	int opened, joined;
+	int readonly;
+	/* Migration hand-over (blk_ds.h): opened without the lock and
+	 * waiting for it (destination), or released (source). */
+	int pending, released;
 	char file[DS_FILE_NAME_MAX + 1];
 	/* Heartbeat thread. */
 	pthread_t hb;
@@ -37,6 +42,21 @@ struct blk_ds {
 	uint8_t *bounce;
 	size_t bounce_len;
 };
+
+/* The registration table of this VMM's datastore disks (hand-over). */
+static struct blk_ds *registered[BLK_DS_MAX];
+static pthread_mutex_t registered_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void reg_set(struct blk_ds *d, int add)
+{
+	pthread_mutex_lock(&registered_lock);
+	for (size_t i = 0; i < BLK_DS_MAX; i++)
+		if (add ? !registered[i] : registered[i] == d) {
+			registered[i] = add ? d : NULL;
+			break;
+		}
+	pthread_mutex_unlock(&registered_lock);
+}
 
 static void fence(struct blk_ds *d, const char *why)
 {
@@ -127,8 +147,11 @@ static ssize_t ds_rw(struct blk_backend *b, const struct iovec *iov, int n,
 		for (int i = 0; i < n; pos += iov[i].iov_len, i++)
 			memcpy(p + pos, iov[i].iov_base, iov[i].iov_len);
 	pthread_mutex_lock(&d->hb_lock);
-	rc = wr ? ds_file_pwrite(&d->f, p, len, off, err, sizeof(err)) :
-		  ds_file_pread(&d->f, p, len, off);
+	if (!d->opened) /* the lock is not ours (hand-over): no I/O */
+		rc = -EIO;
+	else
+		rc = wr ? ds_file_pwrite(&d->f, p, len, off, err, sizeof(err)) :
+			  ds_file_pread(&d->f, p, len, off);
 	pthread_mutex_unlock(&d->hb_lock);
 	if (rc == -ETIMEDOUT)
 		fence(d, "the library refused I/O: heartbeat too old");
@@ -185,6 +208,7 @@ static void ds_teardown(struct blk_ds *d)
 
 static void ds_backend_close(struct blk_backend *b)
 {
+	reg_set((struct blk_ds *)b, 0);
 	ds_teardown((struct blk_ds *)b);
 }
 
@@ -228,7 +252,15 @@ static int ds_attach(struct blk_ds *d, const struct blk_spec *s, char *err,
 	}
 	if (rc == 0)
 		rc = hb_start(d);
-	if (rc == 0) {
+	if (rc == 0 && s->defer_lock) {
+		/* Incoming migration: the size now, the lock at the
+		 * hand-over (the source holds it until stop-and-copy). */
+		ds_hb_watch_init(&d->watch);
+		rc = ds_lookup(&d->ds, d->file, &d->f.ino);
+		if (rc == -ENOENT)
+			snprintf(e, sizeof(e), "no such file on the volume");
+		d->pending = rc == 0;
+	} else if (rc == 0) {
 		ds_hb_watch_init(&d->watch);
 		pthread_mutex_lock(&d->hb_lock);
 		rc = ds_file_open_mode(&d->f, &d->host, &d->watch, d->file,
@@ -263,9 +295,127 @@ int blk_ds_open(const struct blk_spec *s, struct blk_backend **out, char *err,
 	d->b.size = d->f.ino.size & ~511ull;
 	d->b.block_size = d->ds.g.sector;
 	d->b.readonly = s->readonly;
-	log_info("vmm", "datastore disk locked",
+	d->readonly = s->readonly;
+	log_info("vmm",
+		 d->pending ? "datastore disk opened, lock at the hand-over" :
+			      "datastore disk locked",
 		 "volume=%s file=%s host=%u mode=%s", s->ds_dev, d->file,
 		 s->ds_host, s->readonly ? "shared" : "exclusive");
+	reg_set(d, 1);
 	*out = &d->b;
 	return 0;
+}
+
+/* ---- migration hand-over (blk_ds.h) ---------------------------------- */
+
+/* Take d's lock and open its file; retries a busy lock until ms pass. */
+static int lock_take(struct blk_ds *d, uint64_t ms, char *err, size_t errlen)
+{
+	uint64_t end = sys_mono_ns() + ms * 1000000ull;
+	char e[256] = "";
+	int rc;
+
+	for (;;) {
+		pthread_mutex_lock(&d->hb_lock);
+		rc = ds_file_open_mode(&d->f, &d->host, &d->watch, d->file,
+				       d->readonly, e, sizeof(e));
+		d->opened = rc == 0;
+		pthread_mutex_unlock(&d->hb_lock);
+		if ((rc != -EBUSY && rc != -EAGAIN) || sys_mono_ns() >= end)
+			break;
+		sys_sleep_us(20000);
+	}
+	if (rc < 0)
+		snprintf(err, errlen, "datastore file %s: lock not taken: %s",
+			 d->file, e[0] ? e : strerror(-rc));
+	return rc;
+}
+
+/* Call fn on each registered disk (in order) until one fails. */
+static int each(int (*fn)(struct blk_ds *, char *, size_t), char *err,
+		size_t errlen)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&registered_lock);
+	for (size_t i = 0; i < BLK_DS_MAX && rc == 0; i++)
+		if (registered[i])
+			rc = fn(registered[i], err, errlen);
+	pthread_mutex_unlock(&registered_lock);
+	return rc;
+}
+
+static int release_one(struct blk_ds *d, char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	pthread_mutex_lock(&d->hb_lock);
+	if (d->opened) {
+		ds_file_close(&d->f); /* the lease is free on the volume */
+		d->opened = 0;
+		d->released = 1;
+	}
+	pthread_mutex_unlock(&d->hb_lock);
+	if (d->released)
+		log_info("vmm", "datastore lock released for the hand-over",
+			 "file=%s host=%u", d->file, d->host.id);
+	return 0;
+}
+
+static int acquire_one(struct blk_ds *d, char *err, size_t errlen)
+{
+	int rc;
+
+	if (!d->pending)
+		return 0;
+	rc = lock_take(d, BLK_DS_ACQUIRE_MS, err, errlen);
+	if (rc == 0) {
+		d->pending = 0;
+		log_info("vmm", "datastore lock taken over", "file=%s host=%u",
+			 d->file, d->host.id);
+	}
+	return rc;
+}
+
+static int reclaim_one(struct blk_ds *d, char *err, size_t errlen)
+{
+	int rc;
+
+	if (!d->released)
+		return 0;
+	rc = lock_take(d, BLK_DS_RECLAIM_MS, err, errlen);
+	d->released = 0;
+	if (rc < 0)
+		fence(d, "its lock could not be taken back after a failed "
+			 "migration");
+	else
+		log_info("vmm", "datastore lock taken back", "file=%s host=%u",
+			 d->file, d->host.id);
+	return rc;
+}
+
+int blk_ds_handover_release(char *err, size_t errlen)
+{
+	return each(release_one, err, errlen);
+}
+
+int blk_ds_handover_acquire(char *err, size_t errlen)
+{
+	return each(acquire_one, err, errlen);
+}
+
+int blk_ds_handover_reclaim(char *err, size_t errlen)
+{
+	return each(reclaim_one, err, errlen);
+}
+
+size_t blk_ds_count(void)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&registered_lock);
+	for (size_t i = 0; i < BLK_DS_MAX; i++)
+		n += registered[i] != NULL;
+	pthread_mutex_unlock(&registered_lock);
+	return n;
 }

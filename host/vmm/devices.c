@@ -18,6 +18,7 @@ static int add_disk(struct vm *vm, const char *opt, char *err, size_t errlen)
 	int rc = blk_spec_parse(opt, &spec, err, errlen);
 
 	spec.ds_name = vm->cfg.name;
+	spec.defer_lock = vm->cfg.incoming != NULL;
 	if (rc == 0)
 		rc = spec.ds_dev ? blk_ds_open(&spec, &b, err, errlen) :
 				   blk_file_open(&spec, &b, err, errlen);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "host/vmm/blk_ds.h"
 #include "host/vmm/migrate.h"
 #include "host/vmm/virtio_net.h"
 #include "host/vmm/vmm.h"
@@ -231,6 +232,10 @@ int migrate_recv(struct vm *vm, char *err, size_t errlen)
 	in->conn.bytes = 0;
 	rc = take_stream(vm, &in->conn, why, sizeof(why));
 	in->end_ns = sys_mono_ns();
+	/* END verified: the source released its disks' locks; take them
+	 * before the ACK, or refuse (blk_ds.h). */
+	if (rc == 0)
+		rc = blk_ds_handover_acquire(why, sizeof(why));
 	if (rc < 0) {
 		/* Tell the source (it resumes); nothing runs here. */
 		buf_init(&out, 0);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "host/vmm/blk_ds.h"
 #include "host/vmm/migrate.h"
 #include "host/vmm/vmm.h"
 #include "lib/log.h"
@@ -364,6 +365,7 @@ static void vm_set_state(struct vm *vm, enum vm_state s)
 static int final_copy(struct migrate *m, uint64_t *bm)
 {
 	uint64_t *last, pages, zeros;
+	char why[256];
 	struct buf b;
 	int rc;
 
@@ -380,6 +382,12 @@ static int final_copy(struct migrate *m, uint64_t *bm)
 			    "cancelled: the guest requested a "
 			    "reset or power-off (%s)",
 			    m->vm->reason);
+	/* Devices paused: every disk request is complete and durable. The
+	 * locks go before END so the destination can take them before its
+	 * ACK (blk_ds.h). */
+	rc = blk_ds_handover_release(why, sizeof(why));
+	if (rc < 0)
+		return fail(m, rc, "%s", why);
 	rc = dirty_log_get(m->vm, &last, &pages);
 	if (rc < 0)
 		return fail(m, rc, "dirty log: %s", strerror(-rc));
@@ -560,11 +568,18 @@ static void *thread_main(void *arg)
 {
 	struct migrate *m = arg;
 	struct vm *vm = m->vm;
+	char why[256];
 
 	m->rc = run(m);
 	throttle_off(m);
 	if (!m->committed) {
 		(void)!dirty_log_stop(vm);
+		/* The guest must not write before its disks are ours again. */
+		if (blk_ds_handover_reclaim(why, sizeof(why)) < 0)
+			log_error("vmm",
+				  "datastore disk fenced after a failed "
+				  "migration",
+				  "vm=%s why=\"%s\"", vm->cfg.name, why);
 		if (m->paused) {
 			vm_set_state(vm, VM_RUNNING);
 			/* A guest request keeps the vCPUs parked for the I/O

@@ -34,6 +34,9 @@ struct blk_spec {
 	const char *ds_name; /* name shown in that slot (the VM's) */
 	const char *serial; /* NULL: none */
 	int readonly, direct;
+	/* ds=: an incoming migration's disk: join and size now, take the
+	 * file's lock only at the hand-over (host/vmm/blk_ds.h). */
+	int defer_lock;
 };
 
 /* Parse "path=FILE|ds=DEV:FILE,host=ID[,readonly][,direct][,serial=ID]".
