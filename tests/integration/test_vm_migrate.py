@@ -445,3 +445,40 @@ def test_datastore_disk_lock_hand_over(etcd, tmp_path):
         assert bad == 0, "%d words differ from the guest's pattern" % bad
     finally:
         c.close()
+
+
+def test_manager_failover_mid_migration(etcd, tmp_path):
+    """The leader dies while the VM streams: the standby takes over, finds
+    the vm.migrate task unfinished and resolves it from the agents' reports
+    (exactly one VMM runs the VM; the record and the task agree with it)."""
+    from canopy_testlib.ports import free_port
+    bus = free_port()
+    c = Cluster(etcd, tmp_path)
+    c.m = mgrlib.Manager(tmp_path, etcd.endpoints, "m1", host_timeout=3,
+                         command_timeout_ms=20000, bus_port=bus)
+    m2 = mgrlib.Manager(tmp_path, etcd.endpoints, "m2", host_timeout=3,
+                        command_timeout_ms=20000, bus_port=bus)
+    for ag in c.agents.values():
+        ag.cmd[ag.cmd.index("--manager") + 1] = c.m.bus
+    try:
+        c.start()
+        m2.start()
+        c.start_vm()
+        t = c.migrate("node2", bandwidth_limit_mib_s=16)
+        wait_phase(c, t.id, "precopy")
+        c.m.kill()
+        c.m, m2 = m2, c.m
+        c.m.wait_leader(timeout=20)
+        last = c.wait_task(t.id, timeout=90)
+        assert last.state in (A().TASK_STATE_SUCCEEDED,
+                              A().TASK_STATE_FAILED), last
+        assert last.manager == "m2", last
+        where = "node2" if last.state == A().TASK_STATE_SUCCEEDED else "node1"
+        print("after failover: %s, on %s: %s %s" % (
+            A().TaskState.Name(last.state), where, last.result,
+            last.error.message))
+        c.only_on(where)
+        guest_keeps_going(c.agents[where])
+    finally:
+        c.close()
+        m2.close()
