@@ -91,7 +91,7 @@ void api_migrate_vm(void *arg, struct api_call *c, const ProtobufCMessage *r)
 	a.src = vm->host;
 	a.dst = req->to_host ? req->to_host : "";
 	a.dst_valid_name = mgr_name_valid(MGR_NAME_HOST, a.dst);
-	a.host_limit = VMO_HOST_LIMIT_DEFAULT;
+	a.host_limit = m->opt.migrations_per_host;
 	a.max_downtime_ms = req->max_downtime_ms;
 	disks_of(vm, &a, names);
 	hosts_of(m, vm, &a);

@@ -14,6 +14,7 @@
 #include "lib/loop.h"
 #include "manager/index.h"
 #include "manager/manager.h"
+#include "vmotion/orch.h"
 
 /* Options as given on the command line or in the config file. */
 struct args {
@@ -21,6 +22,7 @@ struct args {
 	const char *level, *config, *log_file, *task_keep, *event_keep;
 	const char *image_max; /* --image-max-bytes */
 	int image_http; /* --image-allow-http */
+	const char *mig_limit; /* --migrations-per-host */
 };
 
 static void usage(FILE *f)
@@ -31,6 +33,7 @@ static void usage(FILE *f)
 	      "         [--task-retention SEC] [--event-retention COUNT]\n"
 	      "         [--log-file PATH] [--config FILE]\n"
 	      "         [--image-max-bytes BYTES] [--image-allow-http]\n"
+	      "         [--migrations-per-host N]\n"
 	      "defaults: --listen 127.0.0.1:7443 --bus tcp://127.0.0.1:7444\n"
 	      "          --id <hostname> --host-timeout 10\n"
 	      "          --command-timeout 30000 --log-level info\n"
@@ -57,6 +60,7 @@ static void parse_argv(int argc, char **argv, struct args *a)
 		{ "config", 1, NULL, 'c' },
 		{ "image-max-bytes", 1, NULL, 'M' },
 		{ "image-allow-http", 0, NULL, 'H' },
+		{ "migrations-per-host", 1, NULL, 'P' },
 		{ "help", 0, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -102,6 +106,9 @@ static void parse_argv(int argc, char **argv, struct args *a)
 			break;
 		case 'H':
 			a->image_http = 1;
+			break;
+		case 'P':
+			a->mig_limit = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -194,6 +201,10 @@ static void options_set(struct manager *m, struct args *a)
 							"--event-retention", 1,
 							1000000000) :
 						 100000;
+	m->opt.migrations_per_host =
+		a->mig_limit ?
+			number(a->mig_limit, "--migrations-per-host", 1, 64) :
+			VMO_HOST_LIMIT_DEFAULT;
 	m->opt.image_max_bytes = MGR_IMAGE_MAX_BYTES_DEFAULT;
 	if (a->image_max &&
 	    mgr_image_size_parse(a->image_max, &m->opt.image_max_bytes))

@@ -53,6 +53,7 @@ struct mgr_options {
 	unsigned lease_ttl_s;
 	unsigned task_retention_s; /* finished tasks older are deleted */
 	uint64_t event_retention; /* events kept (the newest) */
+	unsigned migrations_per_host; /* vMotion: source or destination */
 	uint64_t image_max_bytes; /* largest image import */
 	bool image_allow_http; /* image import URLs may be http:// */
 };

@@ -98,9 +98,10 @@ def rounds(text):
 
 
 class Cluster:
-    def __init__(self, etcd, tmp_path, extra=None):
+    def __init__(self, etcd, tmp_path, extra=None, mgr_extra=()):
         self.m = mgrlib.Manager(tmp_path, etcd.endpoints, "m1",
-                                host_timeout=2, command_timeout_ms=20000)
+                                host_timeout=2, command_timeout_ms=20000,
+                                extra=mgr_extra)
         extra = extra or {}
         self.agents = {h: Agent(self.m, h, tmp_path, extra.get(h, ()))
                        for h in ("node1", "node2")}
@@ -115,7 +116,7 @@ class Cluster:
 
     def close(self):
         for ag in self.agents.values():
-            for pid in ag.vmm_pids("web1"):
+            for pid in ag.vmm_pids("web1") + ag.vmm_pids("web2"):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -482,3 +483,30 @@ def test_manager_failover_mid_migration(etcd, tmp_path):
     finally:
         c.close()
         m2.close()
+
+
+def test_per_host_limit(etcd, tmp_path):
+    """--migrations-per-host 1: a second migration from the same host is
+    refused while the first streams, and admitted once it has ended."""
+    c = Cluster(etcd, tmp_path, mgr_extra=["--migrations-per-host", "1"])
+    try:
+        c.start()
+        c.start_vm()
+        c.start_vm(name="web2", args="count=100000")
+        t = slow(c)
+        with pytest.raises(grpc.RpcError) as e:
+            c.m.call("VmService", "MigrateVm", A().MigrateVmRequest(
+                name="web2", to_host="node2"), A().Task)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "already runs 1 migrations (limit 1)" in e.value.details()
+        c.m.call("TaskService", "CancelTask", A().CancelTaskRequest(id=t.id),
+                 A().Task)
+        assert c.wait_task(t.id).state == A().TASK_STATE_CANCELLED
+        last = c.wait_task(c.m.call("VmService", "MigrateVm",
+                                    A().MigrateVmRequest(name="web2",
+                                                         to_host="node2"),
+                                    A().Task).id)
+        assert last.state == A().TASK_STATE_SUCCEEDED, last
+        assert c.vm("web2").host == "node2"
+    finally:
+        c.close()
