@@ -510,3 +510,84 @@ def test_per_host_limit(etcd, tmp_path):
         assert c.vm("web2").host == "node2"
     finally:
         c.close()
+
+
+def ip(*args, check=True):
+    return subprocess.run(["ip"] + list(args), capture_output=True,
+                          text=True, check=check)
+
+
+@pytest.fixture
+def netns():
+    """A bridge and namespaces for node1 and node2 with eth0 veths on it."""
+    if os.geteuid() != 0:
+        pytest.skip("SKIP (needs root): network namespaces")
+    from canopy_testlib.ports import free_port
+    tag = free_port()
+    subnet = "10.79.%d" % (tag % 250)
+    bridge = "cnymb%d" % tag
+    made = {"bridge": bridge, "ns": {}, "veth": {}, "subnet": subnet}
+    try:
+        ip("link", "add", bridge, "type", "bridge")
+        ip("addr", "add", subnet + ".1/24", "dev", bridge)
+        ip("link", "set", bridge, "up")
+        for i, h in enumerate(("node1", "node2"), 1):
+            ns, veth = "cnym%d-%s" % (tag, h), "cnymv%d%d" % (tag, i)
+            ip("netns", "add", ns)
+            made["ns"][h] = ns
+            ip("link", "add", veth, "type", "veth", "peer", "name", "eth0",
+               "netns", ns)
+            made["veth"][h] = veth
+            ip("link", "set", veth, "master", bridge, "up")
+            ip("-n", ns, "addr", "add", "%s.1%d/24" % (subnet, i), "dev",
+               "eth0")
+            ip("-n", ns, "link", "set", "eth0", "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+        yield made
+    finally:
+        for ns in made["ns"].values():
+            ip("netns", "del", ns, check=False)
+        ip("link", "del", bridge, check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_destination_link_down_at_precopy(netns, etcd, tmp_path):
+    """Each host in its own namespace; node2's veth goes down while the
+    VM streams to it: the source's stream times out and resumes the VM,
+    the task fails with the reason, the record stays on node1; with the
+    link back, node2 reconnects holding nothing of the VM. About 60 s:
+    the source's stream gives up on its record timeout (30 s)."""
+    from canopy_testlib.ports import free_port
+    c = Cluster(etcd, tmp_path)
+    c.m.bus = "tcp://%s.1:%d" % (netns["subnet"], free_port())
+    c.m.cmd[c.m.cmd.index("--bus") + 1] = c.m.bus
+    for i, (h, ag) in enumerate(sorted(c.agents.items()), 1):
+        ag.cmd[ag.cmd.index("--manager") + 1] = c.m.bus
+        ag.cmd[ag.cmd.index("--address") + 1] = "%s.1%d" % (
+            netns["subnet"], i)
+        ag.cmd = ["ip", "netns", "exec", netns["ns"][h]] + ag.cmd
+    try:
+        c.start()
+        c.start_vm()
+        t = slow(c)
+        ip("link", "set", netns["veth"]["node2"], "down")
+        t0 = time.monotonic()
+        last = c.wait_task(t.id, timeout=90)
+        print("link down -> task %s after %.1f s: %s" % (
+            A().TaskState.Name(last.state), time.monotonic() - t0,
+            last.error.message))
+        assert last.state == A().TASK_STATE_FAILED, last
+        assert "keeps running on host node1" in last.error.message
+        assert c.vm().host == "node1"
+        assert len(c.agents["node1"].vmm_pids("web1")) == 1
+        guest_keeps_going(c.agents["node1"])
+        ip("link", "set", netns["veth"]["node2"], "up")
+        c.wait_host("node2", A().HOST_STATE_CONNECTED, timeout=20)
+        wait_until(lambda: c.agents["node2"].vmm_pids("web1") == [], 40,
+                   "the receiving VMM on node2 gone")
+        wait_until(lambda: not (c.agents["node2"].run_dir / "vms" /
+                                "web1").exists(), 10, "node2 cleaned up")
+        c.only_on("node1")
+    finally:
+        c.close()
