@@ -573,8 +573,10 @@ static void test_random_rings(void **state)
 		      (unsigned long long)seed, (unsigned long long)seed);
 	for (unsigned i = 0; i < RAND_ROUNDS; i++)
 		rand_round(x, &s, &pushed);
-	/* The generator reaches the paths that complete requests too. */
-	assert_true(pushed > RAND_ROUNDS / 20);
+	/* The generator reaches the paths that complete requests too: about
+	 * one round in 20 pushes (4,993 for seed 51, 5,061 for 52), so the
+	 * bound sits at half of that, not at the mean (it failed for 51). */
+	assert_true(pushed > RAND_ROUNDS / 40);
 }
 
 int main(void)
