@@ -9,6 +9,8 @@
 
 #include "lib/bus.h"
 #include "lib/log.h"
+#include "lib/loop.h"
+#include "lib/sys.h"
 #include "lib/url.h"
 #include "manager/task_state.h"
 #include "manager/tasks.h"
@@ -32,6 +34,7 @@ struct mgr_image {
 	bool in_flight; /* a bus request holds this as its argument */
 	bool gone; /* dropped while in flight: the reply callback frees */
 	bool cancelling;
+	uint64_t heard_ms; /* monotonic: the host's last word on it */
 };
 
 int mgr_image_size_parse(const char *s, uint64_t *out)
@@ -286,6 +289,47 @@ static int send_cancel(struct mgr_image *im)
 	return rc;
 }
 
+/* Fail imports whose host went silent; runs while there are imports. */
+static int watch_tick(struct loop *l, uint64_t id, void *arg)
+{
+	struct manager *m = arg;
+	struct mgr_image *im, *next;
+	uint64_t now = sys_mono_ms();
+	char msg[MGR_KEY_MAX * 2 + MGR_IMAGE_NAME_MAX * 2 + 200];
+
+	(void)l;
+	(void)id;
+	for (im = m->images; im; im = next) {
+		next = im->next;
+		if (!im->rec || now - im->heard_ms < MGR_IMAGE_SILENCE_MS)
+			continue;
+		snprintf(msg, sizeof(msg),
+			 "host %s sent no progress of the import for %u s (its "
+			 "canopy-agent restarted?); check datastore %s for %s "
+			 "or %s.part and import again",
+			 im->host, MGR_IMAGE_SILENCE_MS / 1000, im->ds,
+			 im->name, im->name);
+		end(im, CN_UNAVAILABLE, msg);
+	}
+	if (m->images)
+		return MGR_IMAGE_SILENCE_MS / 4;
+	m->image_timer = 0;
+	return LOOP_TIMER_STOP;
+}
+
+static void watch_start(struct manager *m)
+{
+	int err = 0;
+
+	if (m->image_timer)
+		return;
+	m->image_timer = loop_timer_add(m->l, MGR_IMAGE_SILENCE_MS / 4,
+					watch_tick, m, &err);
+	if (!m->image_timer)
+		log_warn("manager", "no watch timer for image imports",
+			 "err=\"%s\"", cn_strerror(err));
+}
+
 /* The agent accepted: store the task and answer the call with it. */
 static void accepted(struct mgr_image *im)
 {
@@ -306,6 +350,8 @@ static void accepted(struct mgr_image *im)
 		drop(im);
 		return;
 	}
+	im->heard_ms = sys_mono_ms();
+	watch_start(im->m);
 	log_info("manager", "image import started",
 		 "task=%s host=%s datastore=%s name=%s url=\"%s\"", im->id,
 		 im->host, im->ds, im->name, im->safe_url);
@@ -489,7 +535,10 @@ void mgr_image_progress(struct manager *m, const char *host,
 	uint32_t pct;
 	char phase[MGR_KEY_MAX + 96];
 
-	if (!im || im->cancelling)
+	if (!im)
+		return;
+	im->heard_ms = sys_mono_ms();
+	if (im->cancelling)
 		return;
 	rec = im->rec;
 	/* 99 at most: 100 is for the end, after the checksum and rename. */
@@ -566,7 +615,7 @@ int mgr_image_cancel(struct manager *m, struct api_call *c, const char *id)
 void mgr_images_host_down(struct manager *m, const char *hid)
 {
 	struct mgr_image *im, *next;
-	char msg[MGR_KEY_MAX * 2 + 300];
+	char msg[MGR_KEY_MAX * 2 + MGR_IMAGE_NAME_MAX * 2 + 200];
 
 	for (im = m->images; im; im = next) {
 		next = im->next;
@@ -584,6 +633,9 @@ void mgr_images_stop(struct manager *m)
 {
 	struct mgr_image *im;
 
+	if (m->image_timer)
+		(void)loop_timer_del(m->l, m->image_timer);
+	m->image_timer = 0;
 	while ((im = m->images)) {
 		if (im->c)
 			api_fail(im->c, CN_UNAVAILABLE,

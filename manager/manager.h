@@ -100,6 +100,7 @@ struct manager {
 	/* every manager, leader or standby */
 	struct mgr_index_sync *index; /* index_sync.c */
 	struct mgr_image *images; /* image imports the leader runs */
+	uint64_t image_timer; /* api_images.c: silent imports fail */
 };
 
 /* ---- store.c: etcd values and fenced writes ------------------------------ */
@@ -242,6 +243,9 @@ CN_MUST_CHECK int mgr_vm_read(struct manager *m, struct api_call *c,
 
 /* ---- api_images.c: image import (docs/images.md) ------------------------ */
 
+/* An import whose host sent no progress (the agent sends it every
+ * second) for this long fails: the agent restarted or lost it. */
+#define MGR_IMAGE_SILENCE_MS 10000
 /* Default of --image-max-bytes: 64 GiB. */
 #define MGR_IMAGE_MAX_BYTES_DEFAULT (64ull << 30)
 /* Parse a byte count with an optional K/M/G/T (binary) suffix, 1 or more.

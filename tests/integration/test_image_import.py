@@ -522,6 +522,32 @@ def test_http_only_with_manager_option(env, tmp_path):
         etcd.close()
 
 
+def test_agent_killed_mid_import_fails_task(env):
+    """The agent dies during a download and comes back at once: the task
+    does not hang (host loss or the manager's silence watchdog fails it),
+    and the left NAME.part blocks a new import of NAME with a message
+    naming it."""
+    e = env
+    a = api()
+    t = import_image(e, e.srv.url("slow/slow.img"), "killed.img")
+    deadline = time.monotonic() + 10
+    while e.m.call("TaskService", "GetTask", a.GetTaskRequest(id=t.id),
+                   a.Task).progress == 0:
+        assert time.monotonic() < deadline, "no progress"
+        time.sleep(0.2)
+    args = e.agent.args
+    e.agent.kill()
+    e.agent.wait(10)
+    log = open(e.agent_log, "ab")
+    e.agent = subprocess.Popen(args, stdout=log, stderr=log)
+    log.close()
+    end = wait_task(e, t.id, timeout=30)
+    assert_failed(end, grpc.StatusCode.UNAVAILABLE, "killed.img.part")
+    wait_connected(e)
+    refused(e, grpc.StatusCode.ALREADY_EXISTS, "killed.img.part",
+            name="killed.img")
+
+
 def test_cli_import_and_no_connected_host(env):
     e = env
     data = e.files["aligned.img"]
