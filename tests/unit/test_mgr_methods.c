@@ -20,6 +20,7 @@ static const ProtobufCServiceDescriptor *const services[] = {
 	&canopy__v1__datastore_service__descriptor,
 	&canopy__v1__task_service__descriptor,
 	&canopy__v1__event_service__descriptor,
+	&canopy__v1__image_service__descriptor,
 };
 
 static void test_every_proto_method_served(void **state)
