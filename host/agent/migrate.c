@@ -181,6 +181,7 @@ static int listen_poll(struct loop *l, uint64_t id, void *arg)
 		 MIG_LISTEN_WAIT_MS, tail[0] ? tail : "(empty)");
 	agent_reply(vm->ag, mg->reply_id, CN_INTERNAL, msg);
 	mg->reply_id = 0;
+	mg->timer = 0;
 	agent_vmm_kill(vm); /* the exit drops the VM */
 	return LOOP_TIMER_STOP;
 }
@@ -331,13 +332,15 @@ void agent_migrate_incoming(struct agent *ag, const Canopy__V1__Envelope *env)
 	own_addr(ag, vm->mig->addr, sizeof(vm->mig->addr));
 	rc = incoming_spawn(ag, vm, msg, sizeof(msg));
 	if (rc < 0) {
+		/* Nothing left behind before the answer goes out (a VMM that
+		 * did start is killed: its exit drops the VM). */
+		vm->mig->reply_id = 0;
+		if (!agent_vm_active(vm))
+			incoming_drop(ag, vm);
 		agent_reply(ag, env->request_id,
 			    rc == -EBADFD ? CN_FAILED_PRECONDITION :
 					    cn_code_from_errno(rc),
 			    msg);
-		vm->mig->reply_id = 0;
-		if (!agent_vm_active(vm))
-			incoming_drop(ag, vm);
 	}
 }
 
@@ -567,19 +570,21 @@ int agent_migrate_exited(struct agent *ag, struct agent_vm *vm)
 	if (!mg)
 		return 0;
 	if (mg->incoming) {
-		if (mg->reply_id) {
-			char tail[600], msg[800];
+		char tail[600], msg[800];
+		uint64_t rid = mg->reply_id;
 
+		if (rid) {
 			agent_log_tail(vm->dir, vm->log_mark, tail,
 				       sizeof(tail));
 			snprintf(msg, sizeof(msg),
 				 "the receiving canopy-vmm exited: %s",
 				 tail[0] ? tail : vm->reason);
-			agent_reply(ag, mg->reply_id, CN_INTERNAL, msg);
 		}
 		log_info("agent", "incoming migration ended without the vm",
 			 "vm=%s reason=\"%s\"", vm->id, vm->reason);
-		incoming_drop(ag, vm);
+		incoming_drop(ag, vm); /* before the answer: nothing left */
+		if (rid)
+			agent_reply(ag, rid, CN_INTERNAL, msg);
 		return 1;
 	}
 	if (!mg->committed) {

@@ -1,0 +1,114 @@
+"""canopy-agent's vMotion messages against a fake manager (no KVM needed):
+every bad MigrateIncoming, MigrateSend and MigrateAbort is answered with
+its code and leaves nothing behind; a receiving VMM that exits before it
+listens is reported and its directory removed."""
+import time
+
+import pytest
+
+from canopy_testlib import protos
+from canopy_testlib.fakemgr import Agent, FakeManager, agent_pb
+
+OK, INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS = 0, 3, 5, 6
+FAILED_PRECONDITION, INTERNAL = 9, 13
+
+
+@pytest.fixture
+def mgr():
+    m = FakeManager()
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def agent(build_dir, tmp_path, mgr):
+    a = Agent(build_dir, tmp_path / "run", mgr.endpoint, "host1",
+              ["--vmm", "/bin/false"])
+    mgr.wait_body("register")
+    yield a
+    a.stop()
+
+
+def spec(**kw):
+    c = protos.common()
+    s = c.VmSpec(name="web1", cpus=1, memory_mib=64,
+                 kernel="/nonexistent/kernel.elf")
+    for d in kw.pop("disks", ()):
+        s.disks.add(**d)
+    for k, v in kw.items():
+        setattr(s, k, v)
+    return s
+
+
+def incoming(mgr, vm_id="web1", s=None, with_spec=True):
+    A = agent_pb()
+    m = A.MigrateIncoming(vm_id=vm_id, task_id="t1")
+    if with_spec:
+        m.spec.CopyFrom(s if s is not None else spec())
+    return mgr.request("host1", migrate_incoming=m)
+
+
+@pytest.mark.parametrize("vm_id,kw,with_spec,code,words", [
+    ("../x", {}, True, INVALID_ARGUMENT, ""),
+    ("web1", {}, False, INVALID_ARGUMENT, "without a spec"),
+    ("web1", {"cpus": 0}, True, INVALID_ARGUMENT, "cpus"),
+    ("web1", {"disks": [{"path": "disk0.img"}]}, True, INVALID_ARGUMENT,
+     "not on a datastore"),
+    ("web1", {"disks": [{"path": "ds9:web1/disk0"}]}, True,
+     FAILED_PRECONDITION, "datastore ds9 is not attached"),
+])
+def test_bad_incoming(mgr, agent, tmp_path, vm_id, kw, with_spec, code,
+                      words):
+    st = incoming(mgr, vm_id, spec(**kw), with_spec)
+    assert st.code == code, st
+    assert words in st.message, st
+    assert not (tmp_path / "run" / "vms" / "web1").exists()
+    assert agent.alive()
+
+
+def test_incoming_vmm_exits_early(mgr, agent, tmp_path):
+    """--vmm /bin/false: the receiver exits at once: reported, cleaned."""
+    st = incoming(mgr)
+    assert st.code == INTERNAL, st
+    assert "receiving canopy-vmm exited" in st.message
+    assert not (tmp_path / "run" / "vms" / "web1").exists()
+    # The id is free again: a second try gets the same clean answer.
+    assert incoming(mgr).code == INTERNAL
+
+
+def test_incoming_over_an_existing_vm(mgr, agent, tmp_path):
+    assert mgr.command("host1", "CREATE", "web1", spec()).code == OK
+    st = incoming(mgr)
+    assert st.code == ALREADY_EXISTS and "already exists" in st.message
+    assert (tmp_path / "run" / "vms" / "web1" / "spec.pb").exists()
+
+
+def test_bad_send_and_abort(mgr, agent):
+    A = agent_pb()
+
+    def send(**kw):
+        return mgr.request("host1", migrate_send=A.MigrateSend(**kw))
+
+    st = send(vm_id="web1", address="udp:1.2.3.4:5")
+    assert st.code == INVALID_ARGUMENT and "tcp:HOST:PORT" in st.message
+    st = send(vm_id="../x", address="tcp:127.0.0.1:5")
+    assert st.code == INVALID_ARGUMENT
+    st = send(vm_id="web1", address="tcp:" + "1" * 100)
+    assert st.code == INVALID_ARGUMENT
+    st = send(vm_id="nosuch", address="tcp:127.0.0.1:5")
+    assert st.code == NOT_FOUND
+    assert mgr.command("host1", "CREATE", "web1", spec()).code == OK
+    st = send(vm_id="web1", address="tcp:127.0.0.1:5")
+    assert st.code == FAILED_PRECONDITION and "not running" in st.message
+    st = mgr.request("host1", migrate_abort=A.MigrateAbort(vm_id="nosuch"))
+    assert st.code == OK
+    # An ordinary VM of this host is never killed by an abort.
+    st = mgr.request("host1", migrate_abort=A.MigrateAbort(vm_id="web1"))
+    assert st.code == FAILED_PRECONDITION and "committed" in st.message
+    # One-way migration messages cannot be answered: logged, dropped.
+    mgr.send("host1", mgr.envelope("host1", migrate_send=A.MigrateSend(
+        vm_id="web1", address="tcp:127.0.0.1:5")))
+    time.sleep(0.5)
+    assert agent.alive()
+    assert "not a request" in agent.log_text()
+    assert mgr.command("host1", "DELETE", "web1").code == OK
