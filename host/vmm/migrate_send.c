@@ -556,6 +556,7 @@ static void on_done(void *arg)
 	res.rounds = m->round;
 	res.throttle_pct = m->throttle_max;
 	res.final_pages = m->final_pages;
+	res.pause_to_end_us = (m->t_end - m->pause_ns) / 1000;
 	log_info("vmm", "migrated",
 		 "vm=%s to=%s downtime_ms=%llu total_ms=%llu", vm->cfg.name,
 		 m->address, (unsigned long long)m->downtime_ms,

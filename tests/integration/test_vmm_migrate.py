@@ -113,6 +113,8 @@ def test_migrate_three_hops_with_dirtier(vms, guest):
         res = rep.migrated
         assert res.rounds >= 1 and res.bytes > 0
         assert 0 < res.downtime_ms < 2000, res
+        # The source's share of it: paused until the last byte was sent.
+        assert 0 < res.pause_to_end_us <= res.downtime_ms * 1000, res
         assert res.total_ms >= res.downtime_ms
         # The source stops ("migrated") only after the destination runs.
         assert vm.wait_exit(timeout=10) == 0
