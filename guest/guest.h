@@ -69,7 +69,8 @@ extern struct guest_boot guest_boot;
 #define SYS_WRITE 0 /* (buf, len): COM1; returns len or -EFAULT */
 #define SYS_EXIT 1 /* (code): prints the exit line, powers off */
 #define SYS_PIT_TSC 2 /* (): TSC kHz measured against PIT channel 2 */
-#define SYS_NR 3
+#define SYS_READ 3 /* (buf, len): COM1 input waiting; bytes read (0: none) */
+#define SYS_NR 4
 
 #define GUEST_EFAULT 14 /* returned negated for a bad user buffer */
 #define GUEST_ENOSYS 38 /* returned negated for an unknown call */

@@ -52,6 +52,8 @@ __attribute__((noreturn)) void kern_exception(const struct kern_trap *t);
 /* kern_io.c: COM1, power-off and the PIT, all by port I/O at CPL0. */
 void kern_uart_init(void);
 void kern_uart_write(const char *buf, uint64_t len);
+/* Bytes waiting in the RX FIFO, at most len, without waiting; their count. */
+uint64_t kern_uart_read(char *buf, uint64_t len);
 void kern_puts(const char *s);
 void kern_put_hex(uint64_t v);
 void kern_put_dec(uint64_t v);

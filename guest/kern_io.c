@@ -11,6 +11,7 @@
 #define UART_LCR_8N1 0x03
 #define UART_FCR_ENABLE_CLEAR 0x07
 #define UART_MCR_DTR_RTS 0x03
+#define UART_LSR_DR 0x01
 #define UART_LSR_THRE 0x20
 #define UART_FIFO 16 /* bytes a 16550A takes once THRE is set */
 #define UART_THRE_POLLS 4096 /* then write anyway (a stuck UART) */
@@ -76,6 +77,16 @@ void kern_uart_write(const char *buf, uint64_t len)
 				 : "memory");
 		len -= n;
 	}
+}
+
+/* One LSR read and one RBR read per byte, while LSR says data ready. */
+uint64_t kern_uart_read(char *buf, uint64_t len)
+{
+	uint64_t n = 0;
+
+	while (n < len && (inb(COM1 + UART_LSR) & UART_LSR_DR))
+		buf[n++] = (char)inb(COM1);
+	return n;
 }
 
 void kern_puts(const char *s)

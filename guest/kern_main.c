@@ -51,7 +51,7 @@ struct idtr {
 static struct tss tss[GUEST_MAX_CPUS];
 static struct kern_cpu cpus[GUEST_MAX_CPUS];
 static uint64_t idt[2 * IDT_VECTORS] __attribute__((aligned(16)));
-/* User buffers passed to SYS_WRITE must lie in [GUEST_USER_BASE, this). */
+/* User buffers passed to SYS_WRITE and SYS_READ must lie in [GUEST_USER_BASE, this). */
 static uint64_t user_limit;
 
 static void assume_memory(struct guest_boot *b)
@@ -277,6 +277,11 @@ long kern_syscall(long nr, long a1, long a2, long a3)
 		kern_exit((uint64_t)a1 & 0xff);
 	case SYS_PIT_TSC:
 		return (long)kern_pit_tsc_khz();
+	case SYS_READ:
+		if (buf < GUEST_USER_BASE || buf > user_limit ||
+		    len > user_limit - buf)
+			return -GUEST_EFAULT;
+		return (long)kern_uart_read((char *)buf, len);
 	}
 	return -GUEST_ENOSYS;
 }

@@ -38,6 +38,8 @@ __attribute__((noreturn)) void user_main(void);
 /* user_lib.c: system calls, formatting, parsing. */
 long user_syscall(long nr, long a1, long a2, long a3);
 void user_write(const char *buf, size_t len);
+/* COM1 input already received, at most len bytes; 0 when none. */
+size_t user_read(char *buf, size_t len);
 __attribute__((noreturn)) void user_exit(int code);
 int user_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
 __attribute__((format(printf, 3, 4))) int user_snprintf(char *buf, size_t size,
@@ -76,6 +78,7 @@ int work_blk(struct user_ctx *u);
 int work_balloon(struct user_ctx *u);
 int work_net(struct user_ctx *u);
 int work_rng(struct user_ctx *u);
+int work_echo(struct user_ctx *u);
 
 static inline void user_relax(void)
 {

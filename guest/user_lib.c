@@ -17,6 +17,13 @@ void user_write(const char *buf, size_t len)
 	user_syscall(SYS_WRITE, (long)buf, (long)len, 0);
 }
 
+size_t user_read(char *buf, size_t len)
+{
+	long n = user_syscall(SYS_READ, (long)buf, (long)len, 0);
+
+	return n > 0 ? (size_t)n : 0;
+}
+
 void user_exit(int code)
 {
 	user_syscall(SYS_EXIT, code, 0, 0);

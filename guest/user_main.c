@@ -23,6 +23,7 @@ static const struct workload workloads[] = {
 	{ .name = "balloon", .run = work_balloon },
 	{ .name = "net", .run = work_net },
 	{ .name = "rng", .run = work_rng },
+	{ .name = "echo", .run = work_echo },
 };
 
 static int is_space(char c)

@@ -18,6 +18,8 @@
 
 /* Largest request accepted; requests are tiny. */
 #define CONTROL_MAX_REQUEST (64u << 10)
+/* Largest console_input accepted in one request. */
+#define CONTROL_CONSOLE_INPUT_MAX 4096u
 /* Clients at once. */
 #define CONTROL_MAX_CLIENTS 16
 
@@ -246,6 +248,36 @@ void control_migrate_done(struct vm *vm, int rc, const char *msg,
 		(void)!frame_flush(&cl->wr, cl->fd);
 }
 
+/* console_input: queue the bytes for COM1. */
+static void do_console_input(struct vm *vm, const Request *rq, Reply *r,
+			     Canopy__V1__Status *s, char *msg, size_t msglen)
+{
+	const ProtobufCBinaryData *d = &rq->console_input->data;
+	int rc;
+
+	if (d->len > CONTROL_CONSOLE_INPUT_MAX) {
+		snprintf(msg, msglen,
+			 "console_input: %zu bytes; at most %u per request",
+			 d->len, CONTROL_CONSOLE_INPUT_MAX);
+		set_error(r, s, -EINVAL, msg);
+		return;
+	}
+	if (vm->state == VM_STOPPED) {
+		set_error(r, s, -EBUSY,
+			  "console_input: the VM has stopped; start it first");
+		return;
+	}
+	rc = serial_input_queue(vm, d->data, d->len);
+	if (rc == -ENOSPC)
+		snprintf(msg, msglen,
+			 "console_input: the guest has not read the 64 KiB "
+			 "already queued; retry when it has");
+	else if (rc < 0)
+		snprintf(msg, msglen, "console_input: %s", strerror(-rc));
+	if (rc < 0)
+		set_error(r, s, rc, msg);
+}
+
 static int do_lifecycle(struct vm *vm, const Request *rq)
 {
 	switch (rq->op_case) {
@@ -309,6 +341,9 @@ static int handle(struct control_client *cl, const Request *rq)
 					sizeof(msg));
 		if (rc < 0)
 			set_error(&r, &s, rc, msg);
+		break;
+	case CANOPY__V1__VMM_REQUEST__OP_CONSOLE_INPUT:
+		do_console_input(vm, rq, &r, &s, msg, sizeof(msg));
 		break;
 	default:
 		set_error(&r, &s, -EINVAL, "request without a known operation");

@@ -26,6 +26,8 @@
 #define UART_FIFO 64
 /* Output is written in lines or in chunks of this size. */
 #define SERIAL_OUT_BUF 512
+/* Input waiting for room in the RX FIFO (console_input, stdin). */
+#define SERIAL_INPUT_QUEUE_MAX (64u << 10)
 /* Version of the saved state layout. */
 #define SERIAL_STATE_VERSION 1
 
@@ -44,6 +46,8 @@ struct serial {
 	int own_fd;
 	char out[SERIAL_OUT_BUF];
 	size_t out_len;
+	uint8_t *inq; /* ring of SERIAL_INPUT_QUEUE_MAX, NULL until used */
+	size_t inq_head, inq_len;
 };
 
 static void flush_locked(struct serial *s)
@@ -62,6 +66,16 @@ void serial_flush(struct vm *vm)
 	pthread_mutex_lock(&s->lock);
 	flush_locked(s);
 	pthread_mutex_unlock(&s->lock);
+}
+
+/* Move queued input into the RX FIFO while it has room. */
+static void refill(struct serial *s)
+{
+	while (s->inq_len && s->r.rx_len < UART_FIFO) {
+		s->r.rx[s->r.rx_len++] = s->inq[s->inq_head];
+		s->inq_head = (s->inq_head + 1) % SERIAL_INPUT_QUEUE_MAX;
+		s->inq_len--;
+	}
 }
 
 /* Recompute the interrupt line from the registers. */
@@ -179,6 +193,7 @@ static void serial_read(void *dev, uint64_t off, void *data, uint32_t len)
 	memset(data, 0, len);
 	pthread_mutex_lock(&s->lock);
 	*(uint8_t *)data = read_reg(s, off);
+	refill(s);
 	update_irq(s);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -190,22 +205,43 @@ static void serial_write(void *dev, uint64_t off, const void *data,
 
 	pthread_mutex_lock(&s->lock);
 	write_reg(s, off, *(const uint8_t *)data);
+	refill(s);
 	update_irq(s);
 	pthread_mutex_unlock(&s->lock);
 }
 
-void serial_input(struct vm *vm, const void *p, size_t n)
+int serial_input_queue(struct vm *vm, const void *p, size_t n)
 {
 	struct serial *s = vm->serial;
 	const uint8_t *b = p;
+	int rc = 0;
 
 	if (!s)
-		return;
+		return -ENODEV;
 	pthread_mutex_lock(&s->lock);
-	for (size_t i = 0; i < n && s->r.rx_len < UART_FIFO; i++)
-		s->r.rx[s->r.rx_len++] = b[i];
+	if (!s->inq)
+		s->inq = malloc(SERIAL_INPUT_QUEUE_MAX);
+	if (!s->inq) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	if (n > SERIAL_INPUT_QUEUE_MAX - s->inq_len) {
+		rc = -ENOSPC;
+		goto out_unlock;
+	}
+	for (size_t i = 0; i < n; i++)
+		s->inq[(s->inq_head + s->inq_len++) % SERIAL_INPUT_QUEUE_MAX] =
+			b[i];
+	refill(s);
 	update_irq(s);
+out_unlock:
 	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+void serial_input(struct vm *vm, const void *p, size_t n)
+{
+	(void)!serial_input_queue(vm, p, n);
 }
 
 static int serial_save(void *dev, struct buf *out)
@@ -249,6 +285,7 @@ static void serial_reset(void *dev)
 	pthread_mutex_lock(&s->lock);
 	flush_locked(s);
 	memset(&s->r, 0, sizeof(s->r));
+	s->inq_head = s->inq_len = 0;
 	update_irq(s);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -324,6 +361,7 @@ void serial_destroy(struct vm *vm)
 	if (s->own_fd)
 		sys_close(s->out_fd);
 	pthread_mutex_destroy(&s->lock);
+	free(s->inq);
 	free(s);
 	vm->serial = NULL;
 }

@@ -387,8 +387,18 @@ CN_MUST_CHECK int serial_create(struct vm *vm, const char *sink, char *err,
 void serial_destroy(struct vm *vm);
 /* Write out buffered console output (I/O thread, at exit). */
 void serial_flush(struct vm *vm);
-/* Bytes typed on the console (serial=stdio). */
+/* Bytes typed on the console (serial=stdio); dropped when the queue is
+ * full. */
 void serial_input(struct vm *vm, const void *p, size_t n);
+/*
+ * Queue n bytes of input for the guest (control console_input): the RX
+ * FIFO takes what fits, the rest waits in a bounded queue
+ * (SERIAL_INPUT_QUEUE_MAX, 64 KiB) and enters the FIFO as the guest reads
+ * RBR. All or nothing: 0, -ENOSPC when the queue lacks room for n bytes,
+ * -ENODEV without a serial port, -ENOMEM. Any thread. The queue is not
+ * part of saved state (a snapshot or migration drops it).
+ */
+CN_MUST_CHECK int serial_input_queue(struct vm *vm, const void *p, size_t n);
 
 /* dev_platform.c: ACPI PM1 block (power off, power button), i8042 reset
  * line, CMOS RTC, PM timer, port 0x80 and other legacy ports. */
