@@ -43,6 +43,8 @@ struct agent_image;
 #define AGENT_EXITS_MAX 24
 /* Largest slice of a console log one ConsoleRead returns. */
 #define AGENT_CONSOLE_READ_MAX (64u * 1024)
+/* Largest ConsoleInput forwarded to a VMM (its console_input limit). */
+#define AGENT_CONSOLE_INPUT_MAX 4096u
 /* Datastores given with --datastore. */
 #define AGENT_DATASTORES_MAX 16
 /* Datastore heartbeat slots (ids 1..64 of a volume). */
@@ -247,6 +249,16 @@ CN_MUST_CHECK int agent_migrate_argv(const struct agent_vm *vm,
  * FAILED_PRECONDITION) or a read error. The log is opened with O_NOFOLLOW; one
  * pread of at most AGENT_CONSOLE_READ_MAX bytes on the loop thread. */
 void agent_console_handle(struct agent *ag, const Canopy__V1__Envelope *env);
+
+/* ---- console_input.c: ConsoleInput ------------------------------------ */
+
+/* Answer a ConsoleInput request (env->request_id != 0): INVALID_ARGUMENT
+ * (bad id, over AGENT_CONSOLE_INPUT_MAX), NOT_FOUND (unknown VM),
+ * FAILED_PRECONDITION (no VMM running it); else forward the bytes to its
+ * VMM (console_input) and answer with the VMM's code once it replied
+ * (RESOURCE_EXHAUSTED: its queue is full). Loop thread. */
+void agent_console_input_handle(struct agent *ag,
+				const Canopy__V1__Envelope *env);
 
 /* ---- datastore.c: datastores and their heartbeat slots ------------- */
 

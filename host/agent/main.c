@@ -273,6 +273,11 @@ static void on_message(void *arg, const Canopy__V1__Envelope *env)
 		agent_console_handle(ag, env);
 		return;
 	}
+	if (env->body_case == CANOPY__V1__ENVELOPE__BODY_CONSOLE_INPUT &&
+	    env->request_id) {
+		agent_console_input_handle(ag, env);
+		return;
+	}
 	if (env->body_case == CANOPY__V1__ENVELOPE__BODY_IMAGE_IMPORT &&
 	    env->request_id) {
 		agent_image_handle(ag, env);
