@@ -240,6 +240,8 @@ CN_MUST_CHECK int mgr_vm_read(struct manager *m, struct api_call *c,
  * manager waits for the agent's answer. */
 #define MGR_CONSOLE_READ_MAX (64u * 1024)
 #define MGR_CONSOLE_TIMEOUT_MS 5000
+/* Most bytes one WriteConsole takes (the VMM's console_input limit). */
+#define MGR_CONSOLE_WRITE_MAX 4096u
 
 /* ---- api_images.c: image import (docs/images.md) ------------------------ */
 
@@ -282,6 +284,8 @@ void api_pause_vm(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_resume_vm(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_delete_vm(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_read_console(void *arg, struct api_call *c, const ProtobufCMessage *r);
+void api_write_console(void *arg, struct api_call *c,
+		       const ProtobufCMessage *r);
 void api_import_image(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_list_tasks(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_get_task(void *arg, struct api_call *c, const ProtobufCMessage *r);

@@ -24,6 +24,8 @@ static const struct api_method methods[] = {
 	M("VmService", "ResumeVm", vm_power_request, api_resume_vm),
 	M("VmService", "DeleteVm", delete_vm_request, api_delete_vm),
 	M("VmService", "ReadConsole", read_console_request, api_read_console),
+	M("VmService", "WriteConsole", write_console_request,
+	  api_write_console),
 	M("VmService", "MigrateVm", migrate_vm_request, api_migrate_vm),
 	M("DatastoreService", "ListDatastores", list_datastores_request,
 	  api_list_datastores),
