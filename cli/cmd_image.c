@@ -1,10 +1,11 @@
-/* canopy CLI: `image import` (docs/images.md). */
+/* canopy CLI: `image import` and `image list` (docs/images.md). */
 #include <errno.h>
 #include <stdio.h>
 
 #include "cli/cli.h"
 
 #define M_IMPORT_IMAGE "/canopy.v1.ImageService/ImportImage"
+#define M_LIST_IMAGES "/canopy.v1.ImageService/ListImages"
 
 static int image_import(struct cli *c, const struct cli_args *a)
 {
@@ -30,6 +31,47 @@ static int image_import(struct cli *c, const struct cli_args *a)
 	protobuf_c_message_free_unpacked(&t->base, NULL);
 	return rc;
 }
+
+static int file_row(struct cli_table *t, const ProtobufCMessage *m,
+		    uint64_t now)
+{
+	const Canopy__V1__DatastoreFile *f =
+		(const Canopy__V1__DatastoreFile *)m;
+	char size[32], alloc[32], age[32];
+	const char *row[] = { f->name, size, alloc, age };
+
+	cli_fmt_bytes(size, sizeof(size), f->size_bytes);
+	cli_fmt_bytes(alloc, sizeof(alloc), f->allocated_bytes);
+	cli_fmt_age(age, sizeof(age), f->modified_unix_ms, now);
+	return cli_table_add(t, row);
+}
+
+static int image_list(struct cli *c, const struct cli_args *a)
+{
+	static const char *const hdr[] = { "NAME", "SIZE", "ALLOCATED",
+					   "MODIFIED" };
+	static const struct cli_list l = {
+		.method = M_LIST_IMAGES,
+		.resp_desc = &canopy__v1__list_images_response__descriptor,
+		.field = "files",
+		.ncols = CN_ARRAY_SIZE(hdr),
+		.hdr = hdr,
+		.row = file_row,
+	};
+	Canopy__V1__ListImagesRequest req =
+		CANOPY__V1__LIST_IMAGES_REQUEST__INIT;
+
+	if (!cli_args_get(a, "datastore"))
+		return cli_fail(c, CLI_EXIT_USAGE,
+				"image list needs --datastore DS");
+	req.datastore = (char *)cli_args_get(a, "datastore");
+	return cli_list_run(c, &l, &req.base);
+}
+
+static const struct cli_optdef list_opts[] = {
+	{ .name = "datastore", .has_arg = true },
+	{ 0 },
+};
 
 static const struct cli_optdef import_opts[] = {
 	{ .name = "datastore", .has_arg = true },
@@ -59,5 +101,13 @@ const struct cli_cmd cli_image_cmds[] = {
 	  .min_pos = 1,
 	  .max_pos = 1,
 	  .run = image_import },
+	{ .object = "image",
+	  .verb = "list",
+	  .args = "--datastore DS",
+	  .summary = "List the files of a datastore (read by a connected "
+		     "host that has it).",
+	  .help = "  --datastore DS      the datastore\n",
+	  .opts = list_opts,
+	  .run = image_list },
 	{ 0 },
 };

@@ -113,9 +113,7 @@ static int host_has(const struct mgr_host *h, const char *ds)
 	return 0;
 }
 
-/* A connected host with datastore ds; answers c and returns NULL if
- * there is none. */
-static struct mgr_host *pick_host(struct manager *m, struct api_call *c,
+struct mgr_host *mgr_ds_host_pick(struct manager *m, struct api_call *c,
 				  const char *ds)
 {
 	struct mgr_host *h, *known = NULL;
@@ -379,12 +377,16 @@ static void on_import_reply(void *arg, int status,
 		return;
 	}
 	im->c = NULL;
+	if (status == -ETIMEDOUT && send_cancel(im))
+		log_warn("manager", "cannot cancel an import not answered",
+			 "task=%s host=%s", im->id, im->host);
 	if (!c)
 		; /* the client went away */
 	else if (status == -ETIMEDOUT)
 		api_fail(c, CN_DEADLINE_EXCEEDED,
 			 "host %s did not answer the image import within %u "
-			 "ms; check the host's canopy-agent",
+			 "ms (it is told to cancel it); check the host's "
+			 "canopy-agent",
 			 im->host, im->m->opt.command_timeout_ms);
 	else if (status)
 		api_fail(c, CN_UNAVAILABLE,
@@ -488,7 +490,7 @@ void api_import_image(void *arg, struct api_call *c, const ProtobufCMessage *r)
 
 	if (admit(m, c, req, sha))
 		return;
-	h = pick_host(m, c, req->datastore);
+	h = mgr_ds_host_pick(m, c, req->datastore);
 	if (!h)
 		return;
 	im = calloc(1, sizeof(*im));

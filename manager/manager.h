@@ -253,6 +253,11 @@ CN_MUST_CHECK int mgr_vm_read(struct manager *m, struct api_call *c,
 /* Parse a byte count with an optional K/M/G/T (binary) suffix, 1 or more.
  * 0 or -EINVAL. */
 CN_MUST_CHECK int mgr_image_size_parse(const char *s, uint64_t *out);
+/* A connected host with datastore ds; else answers c (NOT_FOUND: no host
+ * reports it; FAILED_PRECONDITION: none of them is connected) and
+ * returns NULL. */
+struct mgr_host *mgr_ds_host_pick(struct manager *m, struct api_call *c,
+				  const char *ds);
 /* Bus messages from host: ImageProgress and ImageDone. */
 void mgr_image_progress(struct manager *m, const char *host,
 			const Canopy__V1__ImageProgress *p);
@@ -287,6 +292,7 @@ void api_read_console(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_write_console(void *arg, struct api_call *c,
 		       const ProtobufCMessage *r);
 void api_import_image(void *arg, struct api_call *c, const ProtobufCMessage *r);
+void api_list_images(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_list_tasks(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_get_task(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_wait_task(void *arg, struct api_call *c, const ProtobufCMessage *r);

@@ -31,6 +31,7 @@ static const struct api_method methods[] = {
 	  api_list_datastores),
 	M("ImageService", "ImportImage", import_image_request,
 	  api_import_image),
+	M("ImageService", "ListImages", list_images_request, api_list_images),
 	M("TaskService", "ListTasks", list_tasks_request, api_list_tasks),
 	M("TaskService", "GetTask", get_task_request, api_get_task),
 	M("TaskService", "WaitTask", wait_task_request, api_wait_task),

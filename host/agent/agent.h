@@ -21,6 +21,7 @@ struct vmmctl_call;
 struct agent_create_job;
 struct agent_mig;
 struct agent_image;
+struct agent_ds_list;
 
 /* The agent's version, reported at registration. */
 #define AGENT_VERSION "0.1.0"
@@ -127,6 +128,7 @@ struct agent {
 	struct agent_vm *vms;
 	struct agent_create_job *jobs; /* CREATEs in worker threads */
 	struct agent_image *images; /* image imports (image_import.c) */
+	struct agent_ds_list *ds_lists; /* DatastoreList workers (ds_list.c) */
 	int sigfd;
 	uint64_t stats_timer;
 	unsigned stats_outstanding; /* status calls of the current round */
@@ -316,6 +318,14 @@ void agent_image_cancel(struct agent *ag, const Canopy__V1__Envelope *env);
 CN_MUST_CHECK int agent_images_init(struct agent *ag);
 /* At exit, after the loop stopped: cancel every import and wait. */
 void agent_images_stop_all(struct agent *ag);
+
+/* ---- ds_list.c: DatastoreList ---------------------------------------- */
+
+/* Answer a DatastoreList request with DatastoreFiles (NOT_FOUND for a
+ * datastore this host does not have), read by a worker thread. */
+void agent_ds_list_handle(struct agent *ag, const Canopy__V1__Envelope *env);
+/* At exit, after the loop stopped: wait for the workers, drop the jobs. */
+void agent_ds_list_join_all(struct agent *ag);
 
 /* ---- curve.c: CURVE keys for the bus -------------------------------- */
 

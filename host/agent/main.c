@@ -288,15 +288,22 @@ static void on_message(void *arg, const Canopy__V1__Envelope *env)
 		agent_image_cancel(ag, env);
 		return;
 	}
+	if (env->body_case == CANOPY__V1__ENVELOPE__BODY_DATASTORE_LIST &&
+	    env->request_id) {
+		agent_ds_list_handle(ag, env);
+		return;
+	}
 	if (agent_migrate_dispatch(ag, env))
 		return;
 	if (env->body_case == CANOPY__V1__ENVELOPE__BODY_VM_COMMAND ||
 	    env->body_case == CANOPY__V1__ENVELOPE__BODY_CONSOLE_READ ||
 	    env->body_case == CANOPY__V1__ENVELOPE__BODY_IMAGE_IMPORT ||
-	    env->body_case == CANOPY__V1__ENVELOPE__BODY_IMAGE_CANCEL)
+	    env->body_case == CANOPY__V1__ENVELOPE__BODY_IMAGE_CANCEL ||
+	    env->body_case == CANOPY__V1__ENVELOPE__BODY_DATASTORE_LIST)
 		snprintf(msg, sizeof(msg),
-			 "a VmCommand, ConsoleRead, ImageImport or "
-			 "ImageCancel must be a request (request_id set)");
+			 "a VmCommand, ConsoleRead, ImageImport, ImageCancel "
+			 "or DatastoreList must be a request (request_id "
+			 "set)");
 	else
 		snprintf(msg, sizeof(msg),
 			 "canopy-agent does not accept "
@@ -469,6 +476,7 @@ int main(int argc, char **argv)
 	ag.stats_round = 0;
 	agent_create_join_all(&ag);
 	agent_images_stop_all(&ag);
+	agent_ds_list_join_all(&ag);
 	while (ag.vms)
 		agent_vm_free(&ag, ag.vms);
 	bus_client_destroy(ag.bus);

@@ -121,12 +121,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         if path.startswith("/slow/"):
-            for i in range(0, len(body), 16384):
-                if srv.stopping:
-                    return
-                self.wfile.write(body[i:i + 16384])
-                self.wfile.flush()
-                time.sleep(0.1)
+            try:
+                for i in range(0, len(body), 16384):
+                    if srv.stopping:
+                        return
+                    self.wfile.write(body[i:i + 16384])
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except (OSError, ssl.SSLError):
+                self.close_connection = True  # the client went away
             return
         self.wfile.write(body)
 
@@ -200,7 +203,10 @@ def env(tmp_path_factory):
                     "--size", "64M", "--hb-interval", "200",
                     "--hb-timeout", "4000"], check=True, capture_output=True)
     e.etcd = etcdlib.EtcdCluster(tmp, 1).start()
-    e.m = Manager(tmp, e.etcd.endpoints, "m1",
+    # The command timeout bounds the agent's answer, which waits for the
+    # datastore heartbeat timeout (4 s) when its slot was not left cleanly
+    # (test_agent_killed_mid_import_fails_task).
+    e.m = Manager(tmp, e.etcd.endpoints, "m1", command_timeout_ms=10000,
                   extra=["--image-max-bytes", str(LIMIT)]).start()
     e.m.wait_leader()
     run_dir = tmp / "h1"
@@ -520,6 +526,35 @@ def test_http_only_with_manager_option(env, tmp_path):
         log.close()
         m.close()
         etcd.close()
+
+
+def test_list_images(env):
+    e = env
+    a = api()
+    t = import_image(e, e.srv.url("small.img"), "listed.img")
+    assert wait_task(e, t.id).state == a.TASK_STATE_SUCCEEDED
+    r = e.m.call("ImageService", "ListImages",
+                 a.ListImagesRequest(datastore=DS), a.ListImagesResponse)
+    files = {f.name: f for f in r.files}
+    assert set(files) == set(ds_files(e)), (files, ds_files(e))
+    f = files["listed.img"]
+    assert f.size_bytes == len(padded(e.files["small.img"])), f
+    assert 0 < f.allocated_bytes and f.modified_unix_ms > 0, f
+    assert not any(n.endswith(".part") for n in files), files
+    rc, out, err = canopy(e, "-o", "json", "image", "list", "--datastore",
+                          DS)
+    assert rc == 0, err
+    assert any(x["name"] == "listed.img" for x in json.loads(out)), out
+    rc, out, err = canopy(e, "image", "list", "--datastore", DS)
+    assert rc == 0 and "listed.img" in out and "ALLOCATED" in out, out
+    for ds, code in (("nope", grpc.StatusCode.NOT_FOUND),
+                     ("Bad_DS", grpc.StatusCode.INVALID_ARGUMENT)):
+        with pytest.raises(grpc.RpcError) as ei:
+            e.m.call("ImageService", "ListImages",
+                     a.ListImagesRequest(datastore=ds), a.ListImagesResponse)
+        assert ei.value.code() == code, ei.value
+    rc, out, err = canopy(e, "image", "list")
+    assert rc == 2 and "--datastore" in err, (rc, err)
 
 
 def test_agent_killed_mid_import_fails_task(env):
