@@ -253,12 +253,18 @@ const struct cli_cmd cli_vm_cmds[] = {
 	  .run = cli_vm_migrate },
 	{ .object = "vm",
 	  .verb = "console",
-	  .args = "NAME [--follow] [--from-start]",
-	  .summary = "Print a VM's serial console (read-only).",
+	  .args = "NAME [--follow] [--from-start] [--input FILE|-]",
+	  .summary = "A VM's serial console: interactive on a terminal "
+		     "(Ctrl-] quits), else printed.",
 	  .help = "  --follow            keep printing new output until the "
 		  "VM stops\n"
-		  "                      (or Ctrl-C)\n"
-		  "  --from-start        everything, not only the last 16 KiB\n",
+		  "                      (or Ctrl-C); read-only when stdin "
+		  "is no terminal\n"
+		  "  --from-start        everything, not only the last 16 KiB\n"
+		  "  --input FILE|-      type FILE (- stdin) into the console, "
+		  "printing\n"
+		  "                      the output; piped stdin does the "
+		  "same\n",
 	  .opts = cli_vm_console_opts,
 	  .min_pos = 1,
 	  .max_pos = 1,

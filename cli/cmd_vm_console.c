@@ -1,28 +1,22 @@
-/* canopy CLI: `vm console NAME [--follow] [--from-start]` (read-only). */
+/* canopy CLI: `vm console`: the output side, and which mode to run. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/cmd_vm.h"
+#include "cli/console.h"
 
 #define M_READ_CONSOLE "/canopy.v1.VmService/ReadConsole"
 #define M_GET_VM "/canopy.v1.VmService/GetVm"
 
-/* What one `vm console` has read so far. */
-struct console {
-	struct cli *c;
-	const char *name;
-	uint64_t offset; /* next byte to ask for */
-	char *json_text; /* -o json without --follow: everything, escaped */
-	size_t json_len;
-	bool follow;
-};
-
 /* One ReadConsole at st->offset. 0 with *out, or -errno (recorded). */
-static int read_once(struct console *st, uint32_t max,
+static int read_once(struct cli_console *st, uint32_t max,
 		     Canopy__V1__ReadConsoleResponse **out)
 {
 	Canopy__V1__ReadConsoleRequest req =
@@ -37,7 +31,8 @@ static int read_once(struct console *st, uint32_t max,
 }
 
 /* Print (or keep, for JSON) one slice of console bytes. */
-static int emit(struct console *st, const Canopy__V1__ReadConsoleResponse *r)
+static int emit(struct cli_console *st,
+		const Canopy__V1__ReadConsoleResponse *r)
 {
 	struct cli_json j;
 	size_t cap = 4 * r->data.len + 1, n;
@@ -46,7 +41,9 @@ static int emit(struct console *st, const Canopy__V1__ReadConsoleResponse *r)
 	if (!buf)
 		return cli_fail(st->c, CLI_EXIT_FAIL, "out of memory");
 	n = cli_console_escape(buf, cap, r->data.data, r->data.len);
-	if (!st->c->json) {
+	if (st->raw) {
+		fwrite(r->data.data, 1, r->data.len, st->c->out);
+	} else if (!st->c->json) {
 		fwrite(buf, 1, n, st->c->out);
 	} else if (st->follow) { /* one compact object per slice */
 		cli_json_init_compact(&j, st->c->out);
@@ -72,9 +69,7 @@ static int emit(struct console *st, const Canopy__V1__ReadConsoleResponse *r)
 	return 0;
 }
 
-/* Read and print from st->offset until the end the server reports. *got
- * is set when there were new bytes. 0 or -errno (recorded). */
-static int drain(struct console *st, bool *got)
+int cli_console_drain(struct cli_console *st, bool *got)
 {
 	Canopy__V1__ReadConsoleResponse *r;
 	bool more = true;
@@ -98,8 +93,7 @@ static int drain(struct console *st, bool *got)
 	return rc;
 }
 
-/* Where the default view starts: the last CLI_CONSOLE_TAIL bytes. */
-static int tail_start(struct console *st)
+int cli_console_start(struct cli_console *st, bool tail)
 {
 	Canopy__V1__ReadConsoleResponse *r;
 	int rc;
@@ -108,14 +102,14 @@ static int tail_start(struct console *st)
 	rc = read_once(st, 1, &r);
 	if (rc)
 		return rc;
-	st->offset = r->size > CLI_CONSOLE_TAIL ? r->size - CLI_CONSOLE_TAIL :
+	st->offset = !tail			? r->size :
+		     r->size > CLI_CONSOLE_TAIL ? r->size - CLI_CONSOLE_TAIL :
 						  0;
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return 0;
 }
 
-/* Whether the VM is still up (1), stopped (0) or -errno (recorded). */
-static int vm_up(struct console *st)
+int cli_console_vm_up(struct cli_console *st)
 {
 	Canopy__V1__GetVmRequest req = CANOPY__V1__GET_VM_REQUEST__INIT;
 	Canopy__V1__Vm *vm;
@@ -135,28 +129,28 @@ static int vm_up(struct console *st)
 }
 
 /* --follow: poll until the VM stops (then print what is left). */
-static int follow(struct console *st)
+static int follow(struct cli_console *st)
 {
 	struct timespec ts = { 0, CLI_CONSOLE_POLL_MS * 1000000L };
 	bool got;
 	int rc;
 
 	for (;;) {
-		rc = drain(st, &got);
+		rc = cli_console_drain(st, &got);
 		if (rc)
 			return rc;
 		if (got)
 			continue;
-		rc = vm_up(st);
+		rc = cli_console_vm_up(st);
 		if (rc < 0)
 			return rc;
 		if (rc == 0)
-			return drain(st, &got);
+			return cli_console_drain(st, &got);
 		nanosleep(&ts, NULL);
 	}
 }
 
-static void print_json(struct console *st)
+static void print_json(struct cli_console *st)
 {
 	struct cli_json j;
 
@@ -171,17 +165,60 @@ static void print_json(struct console *st)
 	cli_json_finish(&j);
 }
 
+/* Where input comes from: -1 none (read-only), else an fd (*own: ours to
+ * close); *tty for the interactive terminal. 0 or -errno (recorded). */
+static int input_fd(struct cli *c, const struct cli_args *a, int *fd, bool *own,
+		    bool *tty)
+{
+	const char *in = cli_args_get(a, "input");
+	struct stat sb;
+
+	*fd = -1;
+	*own = *tty = false;
+	if (in && strcmp(in, "-") != 0) {
+		*fd = open(in, O_RDONLY | O_CLOEXEC);
+		if (*fd < 0)
+			return cli_fail(c, CLI_EXIT_USAGE, "--input %s: %s", in,
+					strerror(errno));
+		*own = true;
+	} else if (in) {
+		*fd = STDIN_FILENO;
+	} else if (isatty(STDIN_FILENO) && c->tty && !c->json) {
+		*fd = STDIN_FILENO;
+		*tty = true;
+	} else if (!cli_args_has(a, "follow") &&
+		   fstat(STDIN_FILENO, &sb) == 0 && S_ISFIFO(sb.st_mode)) {
+		*fd = STDIN_FILENO; /* piped: `echo ls | canopy vm console` */
+	}
+	return 0;
+}
+
 int cli_vm_console(struct cli *c, const struct cli_args *a)
 {
-	struct console st = { .c = c, .name = a->pos[0] };
-	bool got;
-	int rc = 0;
+	struct cli_console st = { .c = c, .name = a->pos[0] };
+	bool got, own, tty, all = cli_args_has(a, "from-start");
+	int rc, fd;
 
 	st.follow = cli_args_has(a, "follow");
-	if (!cli_args_has(a, "from-start"))
-		rc = tail_start(&st);
+	rc = input_fd(c, a, &fd, &own, &tty);
+	if (rc)
+		return rc;
+	if (fd >= 0) {
+		/* Piped input shows what comes from now on; a terminal the
+		 * tail first, as the default view. */
+		st.follow = true;
+		rc = all ? 0 : cli_console_start(&st, tty);
+		if (!rc)
+			rc = tty ? cli_console_interactive(&st) :
+				   cli_console_input(&st, fd);
+		if (own)
+			close(fd);
+		return rc;
+	}
+	if (!all)
+		rc = cli_console_start(&st, true);
 	if (!rc)
-		rc = st.follow ? follow(&st) : drain(&st, &got);
+		rc = st.follow ? follow(&st) : cli_console_drain(&st, &got);
 	if (!rc && c->json && !st.follow)
 		print_json(&st);
 	free(st.json_text);
@@ -191,5 +228,6 @@ int cli_vm_console(struct cli *c, const struct cli_args *a)
 const struct cli_optdef cli_vm_console_opts[] = {
 	{ .name = "follow" },
 	{ .name = "from-start" },
+	{ .name = "input", .has_arg = true },
 	{ 0 },
 };

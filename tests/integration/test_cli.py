@@ -65,8 +65,10 @@ def run(canopy, home, *args, server=None, env=None, timeout=20, cwd=None):
     e = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
     e.update(env or {})
     cmd = [canopy] + (["--server", server] if server else []) + list(args)
+    # stdin from /dev/null: a piped stdin would be typed into `vm console`
     return Run(subprocess.run(cmd, capture_output=True, text=True, env=e,
-                              timeout=timeout, cwd=cwd))
+                              timeout=timeout, cwd=cwd,
+                              stdin=subprocess.DEVNULL))
 
 
 def ok(canopy, home, fake, *args):

@@ -38,6 +38,7 @@ def test_control_bytes_escaped(canopy, home, fake):
     fake.consoles["web1"] = HOSTILE
     p = subprocess.run([canopy, "--server", fake.address, "vm", "console",
                         "web1"], capture_output=True, timeout=20,
+                       stdin=subprocess.DEVNULL,
                        env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
     assert p.returncode == 0 and p.stderr == b""
     assert p.stdout == ESCAPED.encode()  # bytes: \r kept as it is

@@ -78,6 +78,7 @@ class Cluster:
         p = subprocess.run([mgrlib.binary("bin/canopy"), "--server",
                             self.m.addr] + list(args), capture_output=True,
                            text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL,
                            env={"HOME": "/nonexistent",
                                 "PATH": "/usr/bin:/bin"})
         return p.returncode, p.stdout, p.stderr
