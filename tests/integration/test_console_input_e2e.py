@@ -2,11 +2,17 @@
 control plane: etcd, canopy-managerd, a real canopy-agent and canopy-vmm
 running the test guest's `echo` workload. Piped stdin and --input reach
 the guest and its echo comes back (in the CLI's output and in
-ReadConsole); a paste larger than one request arrives in order; bad input
+ReadConsole); on a pseudo-terminal the console is interactive (raw mode,
+Ctrl-] quits, the terminal restored, also after SIGTERM); a paste larger than one request arrives in order; bad input
 gets its code: oversized or empty data, an unknown or badly named VM, a VM
 that is off or stopped, a host that is disconnected."""
 import os
+import pty
+import select
+import signal
 import subprocess
+import termios
+import time
 
 import grpc
 import pytest
@@ -144,3 +150,68 @@ def test_write_console_to_a_vm_that_never_ran(cluster):
     assert "start it first" in msg
     rc, _, err = canopy_in(c, ["vm", "console", "web1"], b"x\n")
     assert rc == 5 and "start it first" in err
+
+
+def read_until(fd, want, timeout=20):
+    buf, deadline = b"", time.monotonic() + timeout
+    while want not in buf:
+        left = deadline - time.monotonic()
+        assert left > 0, "no %r on the terminal; got %r" % (want, buf)
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            try:
+                buf += os.read(fd, 4096)
+            except OSError:  # the other end closed
+                break
+    assert want in buf, buf
+    return buf
+
+
+def on_terminal(c):
+    """`canopy vm console web1` on a new pseudo-terminal, in raw mode:
+    (process, master fd, slave fd, the slave's settings before)."""
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    p = subprocess.Popen([mgrlib.binary("bin/canopy"), "--server", c.m.addr,
+                          "vm", "console", "web1"], stdin=slave,
+                         stdout=slave, stderr=slave, start_new_session=True,
+                         env={"HOME": "/nonexistent",
+                              "PATH": "/usr/bin:/bin"})
+    read_until(master, b"Escape character is ^] (Ctrl-])")
+    wait_until(lambda: not termios.tcgetattr(slave)[3] & termios.ICANON, 10,
+               "raw mode")
+    return p, master, slave, before
+
+
+@pytest.mark.kvm
+def test_interactive_terminal(cluster):
+    c = cluster
+    echo_vm(c)
+    p, master, slave, before = on_terminal(c)
+    try:
+        os.write(master, b"typed on a tty\r")
+        # No local echo in raw mode: what comes back is the guest's.
+        out = read_until(master, b"echo: typed on a tty\r\n")
+        assert b"typed on a tty\r\n" not in out.replace(b"echo: typed", b"")
+        os.write(master, b"a\x03b\r")  # Ctrl-C goes to the guest
+        read_until(master, b"echo: a\x03b\r\n")
+        os.write(master, b"not sent\x1dnor this\r")  # Ctrl-] quits
+        assert p.wait(10) == 0
+        assert termios.tcgetattr(slave) == before  # the terminal restored
+        assert "echo: not sent" not in console(c)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(master)
+        os.close(slave)
+    # SIGTERM (and SIGHUP, SIGINT) end it with the terminal restored.
+    p, master, slave, before = on_terminal(c)
+    try:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10) == 128 + signal.SIGTERM
+        assert termios.tcgetattr(slave) == before
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(master)
+        os.close(slave)
