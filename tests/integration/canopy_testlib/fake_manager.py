@@ -17,7 +17,8 @@ SERVICES = {
     "ClusterService": ["GetCluster"],
     "HostService": ["ListHosts", "GetHost", "RemoveHost"],
     "VmService": ["CreateVm", "ListVms", "GetVm", "StartVm", "StopVm",
-                  "PauseVm", "ResumeVm", "DeleteVm", "ReadConsole"],
+                  "PauseVm", "ResumeVm", "DeleteVm", "ReadConsole",
+                  "WriteConsole"],
     "DatastoreService": ["ListDatastores"],
     "TaskService": ["ListTasks", "GetTask", "WaitTask", "CancelTask"],
     "EventService": ["ListEvents", "WatchEvents"],
@@ -47,6 +48,9 @@ class FakeManager:
         self.datastores = []
         self.consoles = {}  # vm name -> bytes of its console log
         self.console_stuck = False  # ReadConsole never advances
+        self.typed = {}  # vm name -> bytes WriteConsole accepted
+        self.console_full = 0  # WriteConsole calls refused as queue full
+        self.console_echo = False  # accepted bytes appended to the log
         self.calls = []
         self.fail = {}
         self.delay = {}
@@ -220,6 +224,22 @@ class FakeManager:
             data, nxt = log[:cap], req.offset
         return self.api.ReadConsoleResponse(data=data, next_offset=nxt,
                                             size=len(log))
+
+    def WriteConsole(self, req):
+        vm = self._vm(req.name)
+        if not vm.host:
+            raise Abort(grpc.StatusCode.FAILED_PRECONDITION,
+                        "vm %s is not running; start it first" % req.name)
+        with self.lock:
+            if self.console_full > 0:
+                self.console_full -= 1
+                raise Abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            "host h1: VM %s: queue full" % req.name)
+            self.typed[req.name] = self.typed.get(req.name, b"") + req.data
+            if self.console_echo:
+                self.consoles[req.name] = bytes(
+                    self.consoles.get(req.name, b"")) + req.data
+        return self.api.WriteConsoleResponse()
 
     def ListDatastores(self, req):
         return self.api.ListDatastoresResponse(datastores=self.datastores)
