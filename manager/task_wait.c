@@ -193,6 +193,7 @@ void mgr_tasks_stop(struct manager *m)
 	while ((t = m->tasks)) {
 		m->tasks = t->next;
 		canopy__v1__task__free_unpacked(t->rec, NULL);
+		mgr_migrate_forget(t); /* its timer too */
 		free(t);
 	}
 }
