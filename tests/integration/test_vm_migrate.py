@@ -451,7 +451,8 @@ def test_datastore_disk_lock_hand_over(etcd, tmp_path):
         c.close()
 
 
-def test_manager_failover_mid_migration(etcd, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_manager_failover_mid_migration(etcd, tmp_path, sig):
     """The leader dies while the VM streams: the standby takes over, finds
     the vm.migrate task unfinished and resolves it from the agents' reports
     (exactly one VMM runs the VM; the record and the task agree with it)."""
@@ -470,7 +471,7 @@ def test_manager_failover_mid_migration(etcd, tmp_path):
         c.start_vm(args=GUEST_LIGHT)
         t = c.migrate("node2", bandwidth_limit_mib_s=16)
         wait_phase(c, t.id, "precopy")
-        c.m.kill()
+        c.m.kill(sig)  # SIGTERM: the leader steps down cleanly first
         c.m, m2 = m2, c.m
         c.m.wait_leader(timeout=20)
         last = c.wait_task(t.id, timeout=90)
