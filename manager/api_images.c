@@ -574,10 +574,12 @@ void mgr_image_done(struct manager *m, const char *host,
 			 d->task_id ? d->task_id : "");
 		return;
 	}
-	code = !st || st->code == CN_OK ? CN_OK :
+	/* A result without a status is not a success (a broken agent). */
+	code = !st		 ? CN_INTERNAL :
+	       st->code == CN_OK ? CN_OK :
 	       st->code > 0 && st->code < CN_CODE_COUNT ?
-					  (enum cn_code)st->code :
-					  CN_INTERNAL;
+				   (enum cn_code)st->code :
+				   CN_INTERNAL;
 	if (code == CN_OK)
 		snprintf(msg, sizeof(msg),
 			 "image %s imported to datastore %s by host %s "
@@ -586,7 +588,9 @@ void mgr_image_done(struct manager *m, const char *host,
 			 d->sha256 ? d->sha256 : "");
 	else
 		snprintf(msg, sizeof(msg), "host %s: %.1200s", im->host,
-			 st->message ? st->message : "");
+			 st && st->message ?
+				 st->message :
+				 "the import ended without a status");
 	end(im, code, msg);
 }
 
