@@ -587,7 +587,7 @@ void mgr_image_done(struct manager *m, const char *host,
 			 im->name, im->ds, im->host, d->size,
 			 d->sha256 ? d->sha256 : "");
 	else
-		snprintf(msg, sizeof(msg), "host %s: %.1200s", im->host,
+		snprintf(msg, sizeof(msg), "host %s: %.1000s", im->host,
 			 st && st->message ?
 				 st->message :
 				 "the import ended without a status");
