@@ -235,6 +235,11 @@ int agent_migrate_exited(struct agent *ag, struct agent_vm *vm);
 /* Hand a migration message (a request) to the functions above: 1 when it
  * was one (answered), 0 when env is something else. */
 int agent_migrate_dispatch(struct agent *ag, const Canopy__V1__Envelope *env);
+/* At start-up, for a VM without a control socket: a receiving VMM left by
+ * the previous agent process (its marker names a live canopy-vmm in the
+ * VM's directory) is watched again until it runs the VM; a dead one's
+ * directory is removed (vm freed). 1 when it was an incoming VM, else 0. */
+int agent_migrate_reattach(struct agent *ag, struct agent_vm *vm);
 /* Whether vm has a migration in or out. */
 int agent_migrate_busy(const struct agent_vm *vm);
 /* Free vm's migration state (agent_vm_free). */

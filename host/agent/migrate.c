@@ -94,6 +94,37 @@ static void incoming_drop(struct agent *ag, struct agent_vm *vm)
 
 /* ---- destination --------------------------------------------------- */
 
+/* INCOMING_MARKER in the VM's directory holds the receiving VMM's pid
+ * until it runs the VM: a restarted agent finds the receiver with it. */
+#define INCOMING_MARKER "incoming.pid"
+
+static void marker_path(const struct agent_vm *vm, char *out, size_t n)
+{
+	snprintf(out, n, "%s/%s", vm->dir, INCOMING_MARKER);
+}
+
+static void marker_write(const struct agent_vm *vm)
+{
+	char path[AGENT_PATH_MAX + 32];
+	FILE *f;
+
+	marker_path(vm, path, sizeof(path));
+	f = fopen(path, "we");
+	if (!f || fprintf(f, "%d\n", (int)vm->pid) < 0)
+		log_warn("agent", "cannot write the incoming marker", "vm=%s",
+			 vm->id);
+	if (f)
+		fclose(f);
+}
+
+static void marker_remove(const struct agent_vm *vm)
+{
+	char path[AGENT_PATH_MAX + 32];
+
+	marker_path(vm, path, sizeof(path));
+	(void)unlink(path);
+}
+
 /* Find "listen=HOST:PORT" in this run's vmm.log: the port, or 0. */
 static int listen_port(struct agent_vm *vm)
 {
@@ -131,6 +162,7 @@ static void run_status(void *arg, int status, const Canopy__V1__VmmReply *rep)
 		return;
 	log_info("agent", "migrated vm runs here", "vm=%s pid=%d", vm->id,
 		 (int)vm->pid);
+	marker_remove(vm);
 	mig_free(ag, vm); /* an ordinary VM of this host from now on */
 	agent_vm_status_apply(vm, rep->vm_status);
 	agent_vm_report(ag, vm);
@@ -269,6 +301,7 @@ static int incoming_spawn(struct agent *ag, struct agent_vm *vm, char *msg,
 	}
 	vm->state = CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_MIGRATING;
 	vm->reason[0] = '\0';
+	marker_write(vm);
 	vm->mig->deadline_ms = loop_now_ms(ag->loop) + MIG_LISTEN_WAIT_MS;
 	vm->mig->timer = loop_timer_add(ag->loop, MIG_LISTEN_POLL_MS,
 					timer_swap, vm, &err);
@@ -637,5 +670,62 @@ int agent_migrate_dispatch(struct agent *ag, const Canopy__V1__Envelope *env)
 		return 1;
 	}
 	fn(ag, env);
+	return 1;
+}
+
+/* The pid in vm's marker if it is a canopy-vmm working in vm's directory
+ * (not a recycled pid), else 0. */
+static pid_t marker_pid(const struct agent_vm *vm)
+{
+	char path[AGENT_PATH_MAX + 32], cwd[AGENT_PATH_MAX + 1];
+	FILE *f;
+	ssize_t n;
+	int pid = 0;
+
+	marker_path(vm, path, sizeof(path));
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (fscanf(f, "%d", &pid) != 1 || pid <= 1)
+		pid = 0;
+	fclose(f);
+	if (!pid)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/cwd", pid);
+	n = readlink(path, cwd, sizeof(cwd) - 1);
+	if (n <= 0)
+		return 0;
+	cwd[n] = '\0';
+	return strcmp(cwd, vm->dir) == 0 ? (pid_t)pid : 0;
+}
+
+int agent_migrate_reattach(struct agent *ag, struct agent_vm *vm)
+{
+	char path[AGENT_PATH_MAX + 32];
+	pid_t pid;
+	int err = 0;
+
+	marker_path(vm, path, sizeof(path));
+	if (access(path, F_OK) != 0)
+		return 0;
+	pid = marker_pid(vm);
+	vm->mig = pid ? calloc(1, sizeof(*vm->mig)) : NULL;
+	if (!vm->mig || agent_vmm_watch(ag, vm, pid, 0) < 0) {
+		/* The receiver is gone: nothing ran, the VM is not ours. */
+		log_info("agent", "leftover incoming migration removed",
+			 "vm=%s", vm->id);
+		free(vm->mig);
+		vm->mig = NULL;
+		incoming_drop(ag, vm);
+		return 1;
+	}
+	vm->mig->incoming = 1;
+	own_addr(ag, vm->mig->addr, sizeof(vm->mig->addr));
+	agent_vm_ds_restore(ag, vm);
+	vm->state = CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_MIGRATING;
+	vm->mig->timer =
+		loop_timer_add(ag->loop, MIG_RUN_POLL_MS, timer_swap, vm, &err);
+	log_info("agent", "incoming migration re-attached", "vm=%s pid=%d",
+		 vm->id, (int)pid);
 	return 1;
 }

@@ -226,6 +226,8 @@ static void scan_one(struct agent *ag, const char *name)
 	snprintf(path, sizeof(path), "%s/control.sock", vm->dir);
 	if (stat(path, &sb) == 0 && S_ISSOCK(sb.st_mode))
 		agent_power_adopt(ag, vm);
+	else if (agent_migrate_reattach(ag, vm))
+		return; /* a receiving VMM (or a leftover, removed) */
 	log_info("agent", "vm loaded", "vm=%s adopting=%d", vm->id,
 		 vm->op_call != NULL);
 }

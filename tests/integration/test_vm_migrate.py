@@ -595,3 +595,28 @@ def test_destination_link_down_at_precopy(netns, etcd, tmp_path):
         c.only_on("node1")
     finally:
         c.close()
+
+
+def test_destination_agent_restarted_midstream(cluster):
+    """The destination agent dies and comes back while the VM streams to
+    it: the new agent process finds the receiving VMM (its marker and
+    working directory), watches it, and owns the VM once it runs."""
+    c = cluster
+    c.start_vm(args="dirty=4,rate=250,verify=100")
+    n2 = c.agents["node2"]
+    t = c.migrate("node2", bandwidth_limit_mib_s=2)
+    wait_phase(c, t.id, "precopy")
+    n2.kill()
+    n2.start()
+    last = c.wait_task(t.id, timeout=90)
+    assert last.state == A().TASK_STATE_SUCCEEDED, last
+    assert "incoming migration re-attached" in n2.log_text()
+    wait_until(lambda: c.vm().state == C().VM_RUN_STATE_RUNNING and
+               c.host("node2").state == A().HOST_STATE_CONNECTED, 10,
+               "node2 back, the vm running")
+    c.only_on("node2")
+    assert not (n2.run_dir / "vms" / "web1" / "incoming.pid").exists()
+    guest_keeps_going(n2)
+    # The adopted VM is the agent's: a power command reaches it.
+    c.run_task("StopVm", A().VmPowerRequest(name="web1", hard=True))
+    assert n2.vmm_pids("web1") == []
