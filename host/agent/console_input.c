@@ -31,13 +31,17 @@ static void on_vmm(void *arg, int status, const Canopy__V1__VmmReply *rep)
 	char msg[512];
 	int code;
 
-	if (status < 0) {
+	if (status == -ETIMEDOUT) {
 		snprintf(msg, sizeof(msg),
-			 "the VMM of VM %s did not take the console input: %s; "
+			 "the VMM of VM %s did not answer the console input; "
 			 "check that it is running",
+			 ci->vm_id);
+		code = CN_DEADLINE_EXCEEDED;
+	} else if (status < 0) { /* it exited meanwhile, most likely */
+		snprintf(msg, sizeof(msg),
+			 "the VMM of VM %s went away (%s): it is not running",
 			 ci->vm_id, cn_strerror(status));
-		code = status == -ETIMEDOUT ? CN_DEADLINE_EXCEEDED :
-					      CN_UNAVAILABLE;
+		code = CN_FAILED_PRECONDITION;
 	} else {
 		code = vmmctl_code(rep);
 		msg[0] = 0;

@@ -90,11 +90,12 @@ def test_forwarded_to_the_vmm(setup, build_dir):
     wait_console(vmdir, "echo: ready\n")
     assert send(mgr, "web1", b"through the agent\n").code == 0
     wait_console(vmdir, "echo: through the agent\n")
+    mark = len(mgr.messages)
     assert send(mgr, "web1", b"bye\n").code == 0
     wait_console(vmdir, "canopy-testguest: exit 0")
     mgr.wait(lambda h, e: e.WhichOneof("body") == "vm_state" and
              e.vm_state.state == protos.common().VM_RUN_STATE_STOPPED, 20,
-             "web1 stopped")
+             "web1 stopped", start=mark)
     st = send(mgr, "web1", b"late\n")
     assert st.code == FAILED_PRECONDITION, st.message
     assert a.alive()

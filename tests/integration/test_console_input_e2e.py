@@ -93,7 +93,8 @@ def test_piped_input_is_echoed(cluster):
     rc, out, err = canopy_in(c, ["vm", "console", "web1", "--input",
                                  str(paste)], b"")
     assert rc == 0, err
-    wait_until(lambda: "echo: 0159 " in console(c), 30, "the whole paste")
+    last = "echo: %s\n" % lines[-1]
+    wait_until(lambda: last in console(c), 30, "the whole paste")
     text = console(c)
     got = [ln[6:] for ln in text.splitlines() if ln.startswith("echo: 0")]
     assert got == lines
