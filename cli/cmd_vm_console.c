@@ -205,9 +205,12 @@ int cli_vm_console(struct cli *c, const struct cli_args *a)
 		return rc;
 	if (fd >= 0) {
 		/* Piped input shows what comes from now on; a terminal the
-		 * tail first, as the default view. */
+		 * tail first, as the default view. The read also picks the
+		 * server WriteConsole then goes to. */
 		st.follow = true;
-		rc = all ? 0 : cli_console_start(&st, tty);
+		rc = cli_console_start(&st, tty);
+		if (all)
+			st.offset = 0;
 		if (!rc)
 			rc = tty ? cli_console_interactive(&st) :
 				   cli_console_input(&st, fd);

@@ -33,6 +33,12 @@ def test_piped_input_in_order_with_full_queue(canopy, home, fake):
     assert len(calls) == 5 + 3  # 5 accepted, 3 refused and sent again
     # After the input: output waited for 1.5 s, not forever.
     assert time.monotonic() - t0 < 10
+    # The same with --from-start (the first call a refused write).
+    fake.console_full = 2
+    rc, out, err = run_in(canopy, home, fake, ["vm", "console", "web1",
+                                               "--from-start"], b"more")
+    assert rc == 0, err
+    assert fake.typed["web1"] == data + b"more"
 
 
 def test_output_printed_while_typing(canopy, home, fake):
