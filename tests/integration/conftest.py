@@ -1,5 +1,6 @@
 """Fixtures and markers shared by the integration tests."""
 import os
+import time
 
 import pytest
 
@@ -51,3 +52,54 @@ def etcd3(tmp_path):
         yield c.start()
     finally:
         c.close()
+
+
+def _vmm_pids(mark):
+    """canopy-vmm processes on this host (by executable name) whose
+    command line names mark (this run's temporary directory: VMMs of other
+    pytest runs on the machine are not ours to judge)."""
+    pids = set()
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            if os.path.basename(os.readlink("/proc/%s/exe" % p)) != \
+                    "canopy-vmm":
+                continue
+            with open("/proc/%s/cmdline" % p, "rb") as f:
+                if mark in f.read():
+                    pids.add(int(p))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_leaked_vmms(tmp_path_factory):
+    """VMMs outlive their agent by design, so a test that forgets one
+    leaves a guest spinning for the rest of the run (it starved the QEMU
+    node tests that came later). A VMM of this run started during a test
+    file and still alive after all its fixtures ended is killed, and the
+    file errors naming it."""
+    mark = (str(tmp_path_factory.getbasetemp()) + "/").encode()
+    before = _vmm_pids(mark)
+    yield
+    leaked = _vmm_pids(mark) - before
+    deadline = time.monotonic() + 3  # one still exiting is not a leak
+    while leaked and time.monotonic() < deadline:
+        time.sleep(0.1)
+        leaked &= _vmm_pids(mark)
+    if not leaked:
+        return
+    names = []
+    for pid in sorted(leaked):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                names.append("%d: %s" % (pid, f.read().replace(
+                    b"\0", b" ").decode(errors="replace")[:200]))
+            os.kill(pid, 9)
+        except OSError:
+            pass
+    if names:
+        pytest.fail("canopy-vmm processes left running (killed now):\n" +
+                    "\n".join(names))
