@@ -291,6 +291,20 @@ static int do_lifecycle(struct vm *vm, const Request *rq)
 }
 
 /* Act on one decoded request and queue the reply. */
+/* Pause, resume or stop; an error names the state it does not apply to. */
+static void do_power(struct vm *vm, const Request *rq, Reply *r,
+		     Canopy__V1__Status *s, char *msg, size_t msglen)
+{
+	int rc = do_lifecycle(vm, rq);
+
+	if (rc < 0) {
+		snprintf(msg, msglen,
+			 "the VM is %s: the request does not apply",
+			 vm_state_name(vm->state));
+		set_error(r, s, rc, msg);
+	}
+}
+
 static int handle(struct control_client *cl, const Request *rq)
 {
 	struct vm *vm = cl->ctl->vm;
@@ -318,13 +332,7 @@ static int handle(struct control_client *cl, const Request *rq)
 	case CANOPY__V1__VMM_REQUEST__OP_PAUSE:
 	case CANOPY__V1__VMM_REQUEST__OP_RESUME:
 	case CANOPY__V1__VMM_REQUEST__OP_STOP:
-		rc = do_lifecycle(vm, rq);
-		if (rc < 0) {
-			snprintf(msg, sizeof(msg),
-				 "the VM is %s: the request does not apply",
-				 vm_state_name(vm->state));
-			set_error(&r, &s, rc, msg);
-		}
+		do_power(vm, rq, &r, &s, msg, sizeof(msg));
 		break;
 	case CANOPY__V1__VMM_REQUEST__OP_SAVE:
 		do_save(cl, rq, &r, &s, &sv, msg, sizeof(msg));
