@@ -126,9 +126,62 @@ static int set_msrs(struct vcpu *c, const struct kvm_msr_entry *e, uint32_t n)
 	free(m);
 	if (set < 0)
 		return -errno;
-	if ((uint32_t)set < n) /* KVM stopped at an MSR it refuses */
+	if ((uint32_t)set < n) { /* KVM stopped at an MSR it refuses */
+		log_error("vmm", "vcpu state: KVM refused an MSR",
+			  "cpu=%u msr=0x%x value=0x%llx", c->id, e[set].index,
+			  (unsigned long long)e[set].data);
 		return -EINVAL;
+	}
 	return 0;
+}
+
+/* Run one KVM_SET_* ioctl; name the one that fails in the log. */
+static int set_one(struct vcpu *c, unsigned long req, const void *arg,
+		   const char *what)
+{
+	int err;
+
+	if (ioctl(c->fd, req, arg) == 0)
+		return 0;
+	err = errno;
+	log_error("vmm", "vcpu state: KVM refused a field",
+		  "cpu=%u field=%s err=%s", c->id, what, strerror(err));
+	return -err;
+}
+
+static int load_fixed_early(struct vcpu *c, const struct vcpu_fixed *f)
+{
+	int rc = set_one(c, KVM_SET_REGS, &f->regs, "regs");
+
+	if (rc == 0)
+		rc = set_one(c, KVM_SET_XSAVE, &f->xsave, "xsave");
+	/* A host without XSAVE lists no XCRs and refuses KVM_SET_XCRS
+	 * outright; an empty list leaves XCR0 at its reset value. */
+	if (rc == 0 && f->xcrs.nr_xcrs > 0 &&
+	    ioctl(c->fd, KVM_SET_XCRS, &f->xcrs) < 0) {
+		rc = -errno;
+		log_error("vmm", "vcpu state: KVM refused XCR0",
+			  "cpu=%u nr_xcrs=%u xcr0=0x%llx err=%s", c->id,
+			  f->xcrs.nr_xcrs,
+			  (unsigned long long)f->xcrs.xcrs[0].value,
+			  strerror(-rc));
+	}
+	if (rc == 0)
+		rc = set_one(c, KVM_SET_SREGS, &f->sregs, "sregs");
+	return rc;
+}
+
+static int load_fixed_late(struct vcpu *c, const struct vcpu_fixed *f)
+{
+	int rc = set_one(c, KVM_SET_MP_STATE, &f->mp, "mp_state");
+
+	if (rc == 0)
+		rc = set_one(c, KVM_SET_LAPIC, &f->lapic, "lapic");
+	if (rc == 0)
+		rc = set_one(c, KVM_SET_VCPU_EVENTS, &f->events, "events");
+	if (rc == 0)
+		rc = set_one(c, KVM_SET_DEBUGREGS, &f->dbg, "debugregs");
+	return rc;
 }
 
 int vcpu_state_load(struct vcpu *c, const uint8_t *p, size_t len)
@@ -148,19 +201,12 @@ int vcpu_state_load(struct vcpu *c, const uint8_t *p, size_t len)
 		return -EINVAL;
 	}
 	/* The order QEMU uses: LAPIC after MP state, events late. */
-	if (ioctl(c->fd, KVM_SET_REGS, &f->regs) < 0 ||
-	    ioctl(c->fd, KVM_SET_XSAVE, &f->xsave) < 0 ||
-	    ioctl(c->fd, KVM_SET_XCRS, &f->xcrs) < 0 ||
-	    ioctl(c->fd, KVM_SET_SREGS, &f->sregs) < 0)
-		rc = -errno;
+	rc = load_fixed_early(c, f);
 	if (rc == 0)
 		rc = set_msrs(c, (const struct kvm_msr_entry *)(p + sizeof(*f)),
 			      f->nmsrs);
-	if (rc == 0 && (ioctl(c->fd, KVM_SET_MP_STATE, &f->mp) < 0 ||
-			ioctl(c->fd, KVM_SET_LAPIC, &f->lapic) < 0 ||
-			ioctl(c->fd, KVM_SET_VCPU_EVENTS, &f->events) < 0 ||
-			ioctl(c->fd, KVM_SET_DEBUGREGS, &f->dbg) < 0))
-		rc = -errno;
+	if (rc == 0)
+		rc = load_fixed_late(c, f);
 	free(f);
 	return rc;
 }

@@ -3,6 +3,7 @@
  *
  *   vmmctl SOCKET status
  *   vmmctl SOCKET balloon TARGET_MIB
+ *   vmmctl SOCKET migrate tcp:HOST:PORT   (prints downtime and total)
  *
  * Prints the reply as `key value` lines (status) or `ok`; on an error
  * reply prints `error CODE MESSAGE` and exits 1; exit 2 on bad usage or
@@ -18,6 +19,7 @@
 
 #define REPLY_MAX (1u << 20)
 #define TIMEOUT_MS 10000
+#define MIGRATE_TIMEOUT_MS 600000 /* the reply comes when it is over */
 
 static void print_status(const Canopy__V1__VmmStatus *st)
 {
@@ -37,7 +39,7 @@ static void print_status(const Canopy__V1__VmmStatus *st)
 		       (unsigned long long)st->guest_memory->total_bytes);
 }
 
-static int call(int fd, Canopy__V1__VmmRequest *rq)
+static int call(int fd, Canopy__V1__VmmRequest *rq, uint32_t timeout_ms)
 {
 	Canopy__V1__VmmReply *rep;
 	uint8_t *body;
@@ -46,7 +48,7 @@ static int call(int fd, Canopy__V1__VmmRequest *rq)
 
 	rq->id = 1;
 	if (frame_send_pb(fd, &rq->base) < 0 ||
-	    frame_recv(fd, REPLY_MAX, TIMEOUT_MS, &body, &len) < 0) {
+	    frame_recv(fd, REPLY_MAX, timeout_ms, &body, &len) < 0) {
 		fprintf(stderr, "vmmctl: no reply from the VMM\n");
 		return 2;
 	}
@@ -64,6 +66,10 @@ static int call(int fd, Canopy__V1__VmmRequest *rq)
 	} else if (rep->result_case ==
 		   CANOPY__V1__VMM_REPLY__RESULT_VM_STATUS) {
 		print_status(rep->vm_status);
+	} else if (rep->result_case == CANOPY__V1__VMM_REPLY__RESULT_MIGRATED) {
+		printf("migrated downtime_ms %llu total_ms %llu\n",
+		       (unsigned long long)rep->migrated->downtime_ms,
+		       (unsigned long long)rep->migrated->total_ms);
 	} else {
 		printf("ok\n");
 	}
@@ -76,6 +82,9 @@ int main(int argc, char **argv)
 	Canopy__V1__VmmRequest rq = CANOPY__V1__VMM_REQUEST__INIT;
 	Canopy__V1__VmmStatusRequest st = CANOPY__V1__VMM_STATUS_REQUEST__INIT;
 	Canopy__V1__VmmBalloonRequest b = CANOPY__V1__VMM_BALLOON_REQUEST__INIT;
+	Canopy__V1__VmmMigrateSendRequest ms =
+		CANOPY__V1__VMM_MIGRATE_SEND_REQUEST__INIT;
+	uint32_t timeout_ms = TIMEOUT_MS;
 	int fd, rc;
 
 	if (argc == 3 && strcmp(argv[2], "status") == 0) {
@@ -85,8 +94,14 @@ int main(int argc, char **argv)
 		rq.op_case = CANOPY__V1__VMM_REQUEST__OP_BALLOON;
 		b.target_mib = strtoull(argv[3], NULL, 10);
 		rq.balloon = &b;
+	} else if (argc == 4 && strcmp(argv[2], "migrate") == 0) {
+		rq.op_case = CANOPY__V1__VMM_REQUEST__OP_MIGRATE_SEND;
+		ms.address = argv[3];
+		rq.migrate_send = &ms;
+		timeout_ms = MIGRATE_TIMEOUT_MS;
 	} else {
-		fprintf(stderr, "usage: vmmctl SOCKET status | balloon MIB\n");
+		fprintf(stderr, "usage: vmmctl SOCKET status | balloon MIB | "
+				"migrate tcp:HOST:PORT\n");
 		return 2;
 	}
 	fd = sys_unix_connect(argv[1]);
@@ -94,7 +109,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vmmctl: %s: %s\n", argv[1], strerror(-fd));
 		return 2;
 	}
-	rc = call(fd, &rq);
+	rc = call(fd, &rq, timeout_ms);
 	sys_close(fd);
 	return rc;
 }
