@@ -311,19 +311,5 @@ int mig_state_send(struct vm *vm, struct mig_conn *c)
 int mig_state_apply(struct vm *vm, const char *name, const uint8_t *p,
 		    uint32_t len)
 {
-	unsigned i;
-	char extra;
-
-	if (sscanf(name, "cpu.%u%c", &i, &extra) == 1)
-		return i < vm->ncpus ? vcpu_state_load(&vm->vcpus[i], p, len) :
-				       -EINVAL;
-	if (strcmp(name, "kvm") == 0)
-		return vm_kvm_state_load(vm, p, len);
-	if (strncmp(name, "dev.", 4) == 0) {
-		for (i = 0; i < vm->ndevs; i++)
-			if (strcmp(vm->devs[i].ops->name, name + 4) == 0)
-				return vm->devs[i].ops->load(vm->devs[i].dev, p,
-							     len);
-	}
-	return -ENOENT;
+	return snap_section_load(vm, name, p, len);
 }

@@ -196,13 +196,13 @@ int snapshot_peek(const char *path, uint64_t *mem_mib, unsigned *cpus,
 	return rc;
 }
 
-/* Apply one non-memory section. */
-static int load_section(struct vm *vm, const char *name, const uint8_t *p,
-			size_t len)
+int snap_section_load(struct vm *vm, const char *name, const uint8_t *p,
+		      size_t len)
 {
 	unsigned i;
+	char extra;
 
-	if (sscanf(name, "cpu.%u", &i) == 1)
+	if (sscanf(name, "cpu.%u%c", &i, &extra) == 1)
 		return i < vm->ncpus ? vcpu_state_load(&vm->vcpus[i], p, len) :
 				       -EINVAL;
 	if (strcmp(name, "kvm") == 0)
@@ -248,7 +248,7 @@ static int restore_section(struct vm *vm, int fd, off_t *off, int *done,
 	rc = n != (ssize_t)s.len ? -ENODATA :
 	     crc32c(0, body, s.len) != s.crc ?
 				   -EBADMSG :
-				   load_section(vm, s.name, body, s.len);
+				   snap_section_load(vm, s.name, body, s.len);
 	free(body);
 	*off += (off_t)s.len;
 	return rc;

@@ -56,6 +56,12 @@ CN_MUST_CHECK int vm_kvm_state_save(struct vm *vm, struct buf *out);
 CN_MUST_CHECK int vm_kvm_state_load(struct vm *vm, const uint8_t *p,
 				    size_t len);
 
+/* Apply one saved non-memory section ("cpu.N", "kvm", "dev.NAME") to vm:
+ * shared by snapshot restore and the migration receiver. -ENOENT for a
+ * name no part of vm knows. */
+CN_MUST_CHECK int snap_section_load(struct vm *vm, const char *name,
+				    const uint8_t *p, size_t len);
+
 /* snap_mem.c: the "memory" section: page count, a bitmap of the pages that
  * are stored (all-zero pages are not), then those pages in order. */
 CN_MUST_CHECK int snap_mem_save(struct vm *vm, int fd, off_t *off);
