@@ -174,21 +174,6 @@ static void drop(struct mgr_image *im)
 		free(im);
 }
 
-static void set_error(Canopy__V1__Task *rec, enum cn_code code, const char *msg)
-{
-	Canopy__V1__Status *st = calloc(1, sizeof(*st));
-
-	if (!st)
-		return;
-	canopy__v1__status__init(st);
-	st->code = code;
-	if (mgr_set_str(&st->message, msg)) {
-		free(st);
-		return;
-	}
-	rec->error = st;
-}
-
 /* End the task of im (code CN_OK: SUCCEEDED) and drop im. */
 static void end(struct mgr_image *im, enum cn_code code, const char *msg)
 {
@@ -203,7 +188,7 @@ static void end(struct mgr_image *im, enum cn_code code, const char *msg)
 		rec->progress = 100;
 		mgr_set_str(&rec->result, msg);
 	} else {
-		set_error(rec, code, msg);
+		mgr_task_set_error(rec, code, msg);
 	}
 	mgr_set_str(&rec->phase, mgr_task_state_name(rec->state));
 	mgr_task_update(m, rec);

@@ -194,7 +194,8 @@ static void undo(struct mgr_task *t)
 	canopy__v1__vm__free_unpacked(vm, NULL);
 }
 
-static void set_error(Canopy__V1__Task *rec, enum cn_code code, const char *msg)
+void mgr_task_set_error(Canopy__V1__Task *rec, enum cn_code code,
+			const char *msg)
 {
 	Canopy__V1__Status *st = calloc(1, sizeof(*st));
 
@@ -260,7 +261,7 @@ void mgr_task_end(struct mgr_task *t, enum cn_code code, const char *msg)
 		mgr_set_str(&rec->result, msg);
 	} else {
 		undo(t);
-		set_error(rec, code, msg);
+		mgr_task_set_error(rec, code, msg);
 	}
 	mgr_set_str(&rec->phase, mgr_task_state_name(rec->state));
 	mgr_task_update(m, rec);
@@ -335,7 +336,7 @@ static void recover_one(struct manager *m, const char *id)
 			 mgr_task_state_name(rec->state));
 		rec->state = TS(FAILED);
 		rec->end_unix_ms = mgr_unix_ms();
-		set_error(rec, CN_ABORTED, msg);
+		mgr_task_set_error(rec, CN_ABORTED, msg);
 		mgr_set_str(&rec->phase, "failed");
 		mgr_task_update(m, rec);
 		recover_vm(m, rec);

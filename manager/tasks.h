@@ -46,6 +46,9 @@ void mgr_task_end(struct mgr_task *t, enum cn_code code, const char *msg);
 void mgr_tasks_kick(struct manager *m);
 /* Fail the running tasks whose host is hid: it disconnected. */
 void mgr_tasks_host_down(struct manager *m, const char *hid);
+/* Set rec's error to code and msg (left unset when out of memory). */
+void mgr_task_set_error(Canopy__V1__Task *rec, enum cn_code code,
+			const char *msg);
 /* A heap copy of rec (NULL when out of memory). */
 Canopy__V1__Task *mgr_task_copy(const Canopy__V1__Task *rec);
 
