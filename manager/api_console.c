@@ -44,7 +44,6 @@ static void answer(struct console_req *r, int status,
 	Canopy__V1__WriteConsoleResponse wr =
 		CANOPY__V1__WRITE_CONSOLE_RESPONSE__INIT;
 	const char *what = r->write ? "console input" : "console read";
-	const Canopy__V1__Status *st;
 
 	if (status == -ETIMEDOUT) {
 		api_fail(r->c, CN_DEADLINE_EXCEEDED,
@@ -62,14 +61,7 @@ static void answer(struct console_req *r, int status,
 		   env->body_case == CANOPY__V1__ENVELOPE__BODY_RESULT &&
 		   (!env->result->status || !env->result->status->code)) {
 		api_reply(r->c, &wr.base);
-	} else if (env->body_case == CANOPY__V1__ENVELOPE__BODY_RESULT &&
-		   env->result->status &&
-		   env->result->status->code > CN_CANCELLED &&
-		   env->result->status->code < CN_CODE_COUNT) {
-		st = env->result->status;
-		api_fail(r->c, (enum cn_code)st->code, "host %s: %.900s",
-			 r->host, st->message ? st->message : "");
-	} else {
+	} else if (!mgr_fail_agent(r->c, r->host, env)) {
 		api_fail(r->c, CN_INTERNAL,
 			 "host %s sent no answer to the %s of vm %s; check "
 			 "the version of its canopy-agent",

@@ -30,7 +30,6 @@ static void answer(struct list_req *r, int status,
 {
 	Canopy__V1__ListImagesResponse resp =
 		CANOPY__V1__LIST_IMAGES_RESPONSE__INIT;
-	const Canopy__V1__Status *st;
 
 	if (status == -ETIMEDOUT) {
 		api_fail(r->c, CN_DEADLINE_EXCEEDED,
@@ -47,14 +46,7 @@ static void answer(struct list_req *r, int status,
 		resp.files = env->datastore_files->files;
 		resp.n_files = env->datastore_files->n_files;
 		api_reply(r->c, &resp.base);
-	} else if (env->body_case == CANOPY__V1__ENVELOPE__BODY_RESULT &&
-		   env->result->status &&
-		   env->result->status->code > CN_CANCELLED &&
-		   env->result->status->code < CN_CODE_COUNT) {
-		st = env->result->status;
-		api_fail(r->c, (enum cn_code)st->code, "host %s: %.900s",
-			 r->host, st->message ? st->message : "");
-	} else {
+	} else if (!mgr_fail_agent(r->c, r->host, env)) {
 		api_fail(r->c, CN_INTERNAL,
 			 "host %s sent no file list; check the version of its "
 			 "canopy-agent",

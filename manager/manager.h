@@ -146,6 +146,10 @@ CN_MUST_CHECK int mgr_vm_index_ops(const Canopy__V1__Vm *vm, bool removing,
 /* Answer c with the code and a sentence for an etcd failure rc. */
 void mgr_fail_store(struct manager *m, struct api_call *c, int rc,
 		    const char *what);
+/* If env is an agent's error Result with a code the API passes on, end c
+ * with it ("host HOST: message") and return 1; else 0. */
+int mgr_fail_agent(struct api_call *c, const char *host,
+		   const Canopy__V1__Envelope *env);
 /* Wall-clock milliseconds. */
 uint64_t mgr_unix_ms(void);
 /* A malloc'd copy of s ("" for NULL); NULL only when out of memory. */

@@ -257,3 +257,18 @@ void mgr_fail_store(struct manager *m, struct api_call *c, int rc,
 			 cn_strerror(rc));
 	}
 }
+
+int mgr_fail_agent(struct api_call *c, const char *host,
+		   const Canopy__V1__Envelope *env)
+{
+	const Canopy__V1__Status *st;
+
+	if (env->body_case != CANOPY__V1__ENVELOPE__BODY_RESULT)
+		return 0;
+	st = env->result->status;
+	if (!st || st->code <= CN_CANCELLED || st->code >= CN_CODE_COUNT)
+		return 0;
+	api_fail(c, (enum cn_code)st->code, "host %s: %.900s", host,
+		 st->message ? st->message : "");
+	return 1;
+}
