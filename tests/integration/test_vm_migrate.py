@@ -624,7 +624,11 @@ def test_destination_agent_restarted_midstream(cluster):
                c.host("node2").state == A().HOST_STATE_CONNECTED, 10,
                "node2 back, the vm running")
     c.only_on("node2")
-    assert not (n2.run_dir / "vms" / "web1" / "incoming.pid").exists()
+    # The manager records the move at commit; the agent drops its marker
+    # at its next look at the running VMM (50 ms polls), maybe a bit later.
+    wait_until(lambda: not (n2.run_dir / "vms" / "web1" /
+                            "incoming.pid").exists(), 10,
+               "node2's incoming marker removed")
     guest_keeps_going(n2)
     # The adopted VM is the agent's: a power command reaches it.
     c.run_task("StopVm", A().VmPowerRequest(name="web1", hard=True))
