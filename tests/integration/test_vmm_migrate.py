@@ -479,7 +479,12 @@ def test_nic_mac_announced_from_destination(vms, guest, tmp_path):
     assert frame[:6] == b"\xff" * 6 and frame[6:12] == raw
     assert frame[12:14] == b"\x80\x35"  # RARP
     assert frame[20:22] == b"\x00\x03" and frame[22:28] == raw
-    assert "announced_nics=1" in dst.log_text()
+    # The log line follows the frame: wait for it rather than race it.
+    deadline = time.monotonic() + 10
+    while "announced_nics=1" not in dst.log_text() and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "announced_nics=1" in dst.log_text(), dst.log_text()
     n = dst.console_text().count("count ")
     dst.wait_console(lambda t: t.count("count ") >= n + 3,
                      what="counting after arrival")
