@@ -6,6 +6,7 @@ import pytest
 
 from canopy_testlib import etcd as etcdlib
 from canopy_testlib import protos, skips
+from canopy_testlib.procs import vmm_pids
 
 
 def pytest_configure(config):
@@ -54,26 +55,6 @@ def etcd3(tmp_path):
         c.close()
 
 
-def _vmm_pids(mark):
-    """canopy-vmm processes on this host (by executable name) whose
-    command line names mark (this run's temporary directory: VMMs of other
-    pytest runs on the machine are not ours to judge)."""
-    pids = set()
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            if os.path.basename(os.readlink("/proc/%s/exe" % p)) != \
-                    "canopy-vmm":
-                continue
-            with open("/proc/%s/cmdline" % p, "rb") as f:
-                if mark in f.read():
-                    pids.add(int(p))
-        except OSError:
-            pass
-    return pids
-
-
 @pytest.fixture(scope="module", autouse=True)
 def no_leaked_vmms(tmp_path_factory):
     """VMMs outlive their agent by design, so a test that forgets one
@@ -82,13 +63,13 @@ def no_leaked_vmms(tmp_path_factory):
     file and still alive after all its fixtures ended is killed, and the
     file errors naming it."""
     mark = (str(tmp_path_factory.getbasetemp()) + "/").encode()
-    before = _vmm_pids(mark)
+    before = vmm_pids(mark)
     yield
-    leaked = _vmm_pids(mark) - before
+    leaked = vmm_pids(mark) - before
     deadline = time.monotonic() + 3  # one still exiting is not a leak
     while leaked and time.monotonic() < deadline:
         time.sleep(0.1)
-        leaked &= _vmm_pids(mark)
+        leaked &= vmm_pids(mark)
     if not leaked:
         return
     names = []

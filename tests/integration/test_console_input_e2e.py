@@ -19,6 +19,7 @@ import pytest
 
 from canopy_testlib import manager as mgrlib
 from canopy_testlib import skips
+from canopy_testlib.procs import kill_vmms
 from test_console_e2e import Cluster, code_of, wait_until
 
 A = mgrlib.api
@@ -33,37 +34,6 @@ def cluster(etcd, tmp_path):
     finally:
         c.close()
         kill_vmms(c.run_dir)
-
-
-def _alive(pid):
-    """Running (a zombie or a gone process has no executable link)."""
-    try:
-        return bool(os.readlink("/proc/%d/exe" % pid))
-    except OSError:
-        return False
-
-
-def kill_vmms(under):
-    """Kill the canopy-vmm processes whose command line names directory
-    under (VMMs outlive their agent by design; an echo guest never ends by
-    itself) and wait until they are gone."""
-    mark = str(under).encode()
-    pids = []
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % p, "rb") as f:
-                args = f.read().split(b"\0")
-            if args[0].endswith(b"canopy-vmm") and mark in b" ".join(args):
-                os.kill(int(p), 9)
-                pids.append(int(p))
-        except OSError:
-            continue
-    deadline = time.monotonic() + 5
-    while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if _alive(p)]
-        time.sleep(0.05)
 
 
 def write(c, data, name="web1"):
