@@ -5,8 +5,11 @@ pieces build the small Linux guests that canopy-vmm boots inside a node.
 Scripts live in deploy/node/; this module drives them for tests, benchmarks
 and (later) the multi-node lab.
 """
+import json
 import os
+import socket
 import subprocess
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -72,13 +75,22 @@ class Node:
             [(os.path.join(kernel, "modules"), "/node/modules"),
              (run, "/node/run")] + list(files), bins)
         self.console = os.path.join(self.workdir, name + ".console")
+        # QMP, for a look inside a node that stops answering (diagnose).
+        self.qmp_path = os.path.join(self.workdir, name + ".qmp")
+        if len(self.qmp_path) > 100:  # sun_path holds 108 bytes
+            self.qmp_path = os.path.join(tempfile.mkdtemp(prefix="cnode"),
+                                         "qmp")
         self.cmd = ["qemu-system-x86_64", "-accel", "tcg",
                     "-cpu", "qemu64,+svm", "-m", str(memory_mib),
                     "-smp", str(cpus), "-nographic", "-no-reboot",
                     "-nodefaults", "-serial", "file:" + self.console,
                     "-kernel", os.path.join(kernel, "vmlinuz"),
                     "-initrd", self.initrd,
-                    "-append", "console=ttyS0 panic=-1 quiet"]
+                    "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path,
+                    # An NMI from diagnose() panics the node with a
+                    # backtrace of where its CPU is.
+                    "-append", "console=ttyS0 panic=-1 quiet "
+                    "unknown_nmi_panic"]
         self.cmd += disk_args(disks)
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL,
@@ -95,11 +107,69 @@ class Node:
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            diag = self.diagnose()
             self.kill()
             raise AssertionError("node still running after %ds; console:\n%s"
-                                 % (timeout, self.text()[-4000:]))
+                                 "\n--- node diagnosis ---\n%s"
+                                 % (timeout, self.text()[-4000:], diag))
         self.elapsed = time.monotonic() - self.t0
         return self.text()
+
+    def _qmp(self, commands, timeout=10):
+        """Runs HMP command lines through QMP; one answer (or error) per
+        command. A QEMU whose main loop is stuck does not answer."""
+        out = []
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(self.qmp_path)
+            f = s.makefile("rw")
+            f.readline()  # greeting
+            f.write(json.dumps({"execute": "qmp_capabilities"}) + "\n")
+            f.flush()
+            f.readline()
+            for c in commands:
+                f.write(json.dumps({"execute": "human-monitor-command",
+                                    "arguments": {"command-line": c}}) + "\n")
+                f.flush()
+                while True:
+                    r = json.loads(f.readline())
+                    if "return" in r or "error" in r:
+                        break
+                out.append("(qemu) %s\n%s" % (c, r.get("return", r)))
+        except (OSError, ValueError) as e:
+            out.append("qmp: %s" % e)
+        finally:
+            s.close()
+        return "\n".join(out)
+
+    def diagnose(self):
+        """What a hung node is doing: QEMU's threads (from /proc), the node
+        CPU's registers twice 2 s apart (moving or stopped; in the nested
+        guest or in the node kernel), then an NMI, which panics the node
+        kernel (unknown_nmi_panic) with a backtrace on the console."""
+        parts = []
+        pid = self.proc.pid
+        try:
+            for t in sorted(os.listdir("/proc/%d/task" % pid)):
+                d = "/proc/%d/task/%s/" % (pid, t)
+                with open(d + "stat") as f:
+                    st = f.read().rsplit(")", 1)[1].split()
+                with open(d + "wchan") as f:
+                    wchan = f.read()
+                with open(d + "comm") as f:
+                    comm = f.read().strip()
+                parts.append("qemu thread %s %s state %s utime %s stime %s "
+                             "wchan %s" % (t, comm, st[0], st[11], st[12],
+                                           wchan))
+        except OSError as e:
+            parts.append("proc: %s" % e)
+        parts.append(self._qmp(["info status", "info registers"]))
+        time.sleep(2)
+        parts.append(self._qmp(["info registers", "nmi"]))
+        time.sleep(15)
+        parts.append("console after NMI:\n" + self.text()[-6000:])
+        return "\n".join(parts)
 
     def kill(self):
         if self.proc.poll() is None:
