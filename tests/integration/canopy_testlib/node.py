@@ -164,6 +164,12 @@ class Node:
                                            wchan))
         except OSError as e:
             parts.append("proc: %s" % e)
+        # Whatever else takes this machine's CPUs (a node starves under load).
+        top = subprocess.run(["ps", "-eo", "pid,pcpu,etime,args",
+                              "--sort=-pcpu"], capture_output=True,
+                             text=True, timeout=10).stdout.splitlines()[:8]
+        parts.append("load %s; busiest processes:\n%s" % (
+            os.getloadavg(), "\n".join(l[:200] for l in top)))
         parts.append(self._qmp(["info status", "info registers"]))
         time.sleep(2)
         parts.append(self._qmp(["info registers", "nmi"]))
