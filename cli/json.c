@@ -4,65 +4,7 @@
 #include <string.h>
 
 #include "cli/out.h"
-
-void cli_json_escape(FILE *f, const char *s, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0, l, k;
-	uint32_t cp;
-
-	fputc('"', f);
-	while (i < len) {
-		unsigned char c = p[i];
-
-		if (c == '"' || c == '\\') {
-			fputc('\\', f);
-			fputc(c, f);
-			i++;
-		} else if (c == '\n') {
-			fputs("\\n", f);
-			i++;
-		} else if (c == '\t') {
-			fputs("\\t", f);
-			i++;
-		} else if (c < 0x20 || c == 0x7f) {
-			fprintf(f, "\\u%04x", c);
-			i++;
-		} else if (c < 0x80) {
-			fputc(c, f);
-			i++;
-		} else {
-			/* Validate one multi-byte sequence. */
-			l = (c & 0xe0) == 0xc0 ? 2 :
-			    (c & 0xf0) == 0xe0 ? 3 :
-			    (c & 0xf8) == 0xf0 ? 4 :
-						 0;
-			cp = l == 2 ? c & 0x1fu :
-			     l == 3 ? c & 0x0fu :
-				      c & 0x07u;
-			for (k = 1; l && k < l; k++) {
-				if (i + k >= len || (p[i + k] & 0xc0) != 0x80) {
-					l = 0;
-					break;
-				}
-				cp = (cp << 6) | (p[i + k] & 0x3fu);
-			}
-			if (l &&
-			    ((l == 2 && cp < 0x80) || (l == 3 && cp < 0x800) ||
-			     (l == 4 && cp < 0x10000) || cp > 0x10ffff ||
-			     (cp >= 0xd800 && cp <= 0xdfff)))
-				l = 0;
-			if (!l) {
-				fputs("\\ufffd", f);
-				i++;
-			} else {
-				fwrite(p + i, 1, l, f);
-				i += l;
-			}
-		}
-	}
-	fputc('"', f);
-}
+#include "lib/json_esc.h"
 
 void cli_json_init(struct cli_json *j, FILE *f)
 {
@@ -153,7 +95,7 @@ void cli_json_end_array(struct cli_json *j)
 void cli_json_key(struct cli_json *j, const char *key)
 {
 	before_value(j);
-	cli_json_escape(j->f, key, strlen(key));
+	cn_json_escape(j->f, key, strlen(key));
 	fputs(j->compact ? ":" : ": ", j->f);
 	j->after_key = true;
 }
@@ -161,7 +103,7 @@ void cli_json_key(struct cli_json *j, const char *key)
 void cli_json_string_len(struct cli_json *j, const char *s, size_t len)
 {
 	before_value(j);
-	cli_json_escape(j->f, s ? s : "", s ? len : 0);
+	cn_json_escape(j->f, s ? s : "", s ? len : 0);
 }
 
 void cli_json_string(struct cli_json *j, const char *s)

@@ -103,7 +103,4 @@ void cli_json_null(struct cli_json *j);
 /* End the document with a newline. */
 void cli_json_finish(struct cli_json *j);
 
-/* Write s as a JSON string literal (with quotes) to f. */
-void cli_json_escape(FILE *f, const char *s, size_t len);
-
 #endif

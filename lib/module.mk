@@ -24,3 +24,17 @@ $(BUS_TESTS): $(B)/tests/unit/%: $(B)/tests/unit/%.o \
 # The gRPC call helpers' unit test (lib/grpc_call.c) links gRPC.
 $(B)/tests/unit/test_grpc_call: $(B)/tests/unit/test_grpc_call.o $(LIBCANOPY)
 	$(call link,$@,$(call unit_objs,$^),$(LIBS_CMOCKA) $(LIBS_PROTO) $(LIBS_GRPC))
+
+# The cluster PKI (lib/pki*.c) and TLS probes use OpenSSL: a program that
+# references pki_* symbols adds $(LIBS_SSL) to its link line.
+LIBS_SSL = $(call PC,libssl libcrypto)
+
+# The PKI unit test links OpenSSL.
+$(B)/tests/unit/test_pki: $(B)/tests/unit/test_pki.o $(LIBCANOPY)
+	$(call link,$@,$(call unit_objs,$^),$(LIBS_CMOCKA) $(LIBS_SSL))
+
+# The audit hash chain (lib/audit_chain.c) uses libcrypto (SHA-256): a
+# program that references audit_chain_* adds $(LIBS_CRYPTO).
+LIBS_CRYPTO = $(call PC,libcrypto)
+$(B)/tests/unit/test_audit_chain: $(B)/tests/unit/test_audit_chain.o $(LIBCANOPY)
+	$(call link,$@,$(call unit_objs,$^),$(LIBS_CMOCKA) $(LIBS_CRYPTO))

@@ -3,7 +3,7 @@ MGR_SRCS := $(wildcard manager/*.c)
 MGR_OBJS := $(patsubst %.c,$(B)/%.o,$(MGR_SRCS))
 # Everything but main.o, for the unit tests.
 MGR_LIB := $(B)/manager/libmanager.a
-MGR_LIBS = $(LIBS_GRPC) $(LIBS_ZMQ) $(LIBS_PROTO) $(call PC,libcrypto)
+MGR_LIBS = $(LIBS_GRPC) $(LIBS_ZMQ) $(LIBS_PROTO) $(call PC,libssl libcrypto)
 
 $(MGR_LIB): $(filter-out $(B)/manager/main.o,$(MGR_OBJS))
 	$(call msg,AR,$@)

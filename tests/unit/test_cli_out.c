@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "cli/out.h"
+#include "lib/json_esc.h"
 #include "cli/pbjson.h"
 #include "proto/canopy_api.pb-c.h"
 
@@ -197,7 +198,7 @@ static void test_json_escaping(void **state)
 	char *s;
 
 	mem_open(&m);
-	cli_json_escape(m.f, in, sizeof(in) - 1);
+	cn_json_escape(m.f, in, sizeof(in) - 1);
 	s = mem_text(&m);
 	/* Quotes and backslashes escaped, control characters as \u, valid
 	 * UTF-8 kept, invalid bytes, surrogates and overlong forms as
@@ -207,7 +208,7 @@ static void test_json_escaping(void **state)
 			       "\\ufffd\\ufffd\"");
 	free(s);
 	mem_open(&m);
-	cli_json_escape(m.f, "a\0b", 3);
+	cn_json_escape(m.f, "a\0b", 3);
 	s = mem_text(&m);
 	assert_string_equal(s, "\"a\\u0000b\"");
 	free(s);
