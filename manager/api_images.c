@@ -12,11 +12,9 @@
 #include "lib/loop.h"
 #include "lib/sys.h"
 #include "lib/url.h"
+#include "manager/api_check.h"
 #include "manager/task_state.h"
 #include "manager/tasks.h"
-
-/* Longest file name (the agent adds ".part" for the download). */
-#define MGR_IMAGE_NAME_MAX 122
 
 #define TS(x) CANOPY__V1__TASK_STATE__TASK_STATE_##x
 
@@ -60,49 +58,6 @@ int mgr_image_size_parse(const char *s, uint64_t *out)
 		return -EINVAL;
 	*out = (uint64_t)v << shift;
 	return 0;
-}
-
-/* NAME: '/'-separated parts of [A-Za-z0-9._-], none empty, "." or "..". */
-static int name_ok(const char *s)
-{
-	size_t n = strlen(s), part = 0;
-
-	if (n == 0 || n > MGR_IMAGE_NAME_MAX)
-		return 0;
-	for (size_t i = 0; i <= n; i++) {
-		char c = s[i];
-
-		if (c == '/' || c == '\0') {
-			if (part == 0 || (part == 1 && s[i - 1] == '.') ||
-			    (part == 2 && s[i - 1] == '.' && s[i - 2] == '.'))
-				return 0;
-			part = 0;
-		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			   (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-			   c == '-') {
-			part++;
-		} else {
-			return 0;
-		}
-	}
-	return 1;
-}
-
-/* "" or 64 hex digits, copied lower-case into out. */
-static int sha_ok(const char *s, char out[65])
-{
-	size_t n = strlen(s);
-
-	if (n != 0 && n != 64)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		if (!strchr("0123456789abcdefABCDEF", s[i]))
-			return 0;
-		out[i] = (s[i] >= 'A' && s[i] <= 'F') ? (char)(s[i] + 32) :
-							s[i];
-	}
-	out[n] = '\0';
-	return 1;
 }
 
 static int host_has(const struct mgr_host *h, const char *ds)
@@ -440,14 +395,14 @@ static int admit(struct manager *m, struct api_call *c,
 			 req->datastore);
 		return 1;
 	}
-	if (!name_ok(req->name)) {
+	if (!mgr_image_name_valid(req->name)) {
 		api_fail(c, CN_INVALID_ARGUMENT,
 			 "file name '%.130s' is not valid: 1..%d bytes of "
 			 "A-Z a-z 0-9 . _ - in '/'-separated parts",
 			 req->name, MGR_IMAGE_NAME_MAX);
 		return 1;
 	}
-	if (!sha_ok(req->sha256, sha)) {
+	if (!mgr_sha256_parse(req->sha256, sha)) {
 		api_fail(c, CN_INVALID_ARGUMENT,
 			 "sha256 must be 64 hex digits (or left out)");
 		return 1;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "host/vmm/control_req.h"
 #include "host/vmm/migrate.h"
 #include "host/vmm/virtio_balloon.h"
 #include "host/vmm/vmm.h"
@@ -16,10 +17,6 @@
 #include "lib/sys.h"
 #include "proto/canopy_vmm.pb-c.h"
 
-/* Largest request accepted; requests are tiny. */
-#define CONTROL_MAX_REQUEST (64u << 10)
-/* Largest console_input accepted in one request. */
-#define CONTROL_CONSOLE_INPUT_MAX 4096u
 /* Clients at once. */
 #define CONTROL_MAX_CLIENTS 16
 
@@ -178,12 +175,9 @@ static void do_save(struct control_client *cl, const Request *rq, Reply *r,
 	uint64_t bytes = 0, us = 0;
 	int rc, paused = 0;
 
-	if (!rq->save->path || !rq->save->path[0]) {
-		set_error(r, s, -EINVAL, "save: a snapshot path is required");
-		return;
-	}
-	/* Stopping after the save: pause first and never run again, so the
-	 * guest does nothing (no frame sent, no write) the snapshot lacks. */
+	/* The path is there: vmm_control_req_decode checked it. Stopping
+	 * after the save: pause first and never run again, so the guest
+	 * does nothing (no frame sent, no write) the snapshot lacks. */
 	if (rq->save->stop_after && vm->state == VM_RUNNING)
 		paused = vmm_pause(vm) == 0;
 	rc = snapshot_save(vm, rq->save->path, &bytes, &us, msg, msglen);
@@ -248,20 +242,14 @@ void control_migrate_done(struct vm *vm, int rc, const char *msg,
 		(void)!frame_flush(&cl->wr, cl->fd);
 }
 
-/* console_input: queue the bytes for COM1. */
+/* console_input: queue the bytes (at most CONTROL_CONSOLE_INPUT_MAX,
+ * checked by vmm_control_req_decode) for COM1. */
 static void do_console_input(struct vm *vm, const Request *rq, Reply *r,
 			     Canopy__V1__Status *s, char *msg, size_t msglen)
 {
 	const ProtobufCBinaryData *d = &rq->console_input->data;
 	int rc;
 
-	if (d->len > CONTROL_CONSOLE_INPUT_MAX) {
-		snprintf(msg, msglen,
-			 "console_input: %zu bytes; at most %u per request",
-			 d->len, CONTROL_CONSOLE_INPUT_MAX);
-		set_error(r, s, -EINVAL, msg);
-		return;
-	}
 	if (vm->state == VM_STOPPED) {
 		set_error(r, s, -EBUSY,
 			  "console_input: the VM has stopped; start it first");
@@ -376,12 +364,13 @@ static int migrating(struct control_client *cl, const Request *rq)
 	return frame_queue_pb(&cl->wr, &r.base) ?: 1;
 }
 
-static int reply_error(struct control_client *cl, int neg_errno,
+static int reply_error(struct control_client *cl, uint64_t id, int neg_errno,
 		       const char *msg)
 {
 	Reply r = CANOPY__V1__VMM_REPLY__INIT;
 	Canopy__V1__Status s = CANOPY__V1__STATUS__INIT;
 
+	r.id = id;
 	set_error(&r, &s, neg_errno, msg);
 	return frame_queue_pb(&cl->wr, &r.base);
 }
@@ -390,17 +379,20 @@ static int reply_error(struct control_client *cl, int neg_errno,
 static int client_process(struct control_client *cl)
 {
 	const uint8_t *body;
+	char msg[128];
 	uint32_t len;
+	Request *rq;
 	int rc;
 
 	while ((rc = frame_next(&cl->rd, &body, &len)) == 1) {
-		Request *rq = canopy__v1__vmm_request__unpack(NULL, len, body);
-
-		if (!rq) {
-			log_warn("vmm", "malformed control request", "len=%u",
-				 len);
-			rc = reply_error(cl, -EINVAL,
-					 "malformed request: not a VmmRequest");
+		if (vmm_control_req_decode(body, len, &rq, msg, sizeof(msg))) {
+			if (!rq)
+				log_warn("vmm", "malformed control request",
+					 "len=%u", len);
+			rc = reply_error(cl, rq ? rq->id : 0, -EINVAL, msg);
+			if (rq)
+				canopy__v1__vmm_request__free_unpacked(rq,
+								       NULL);
 		} else {
 			rc = migrating(cl, rq);
 			if (rc == 0)
@@ -416,7 +408,7 @@ static int client_process(struct control_client *cl)
 		log_warn("vmm", "oversized control request", "max=%u",
 			 CONTROL_MAX_REQUEST);
 		cl->closing = 1;
-		return reply_error(cl, -EMSGSIZE,
+		return reply_error(cl, 0, -EMSGSIZE,
 				   "request too large; the limit is 64 KiB");
 	}
 	return rc;
