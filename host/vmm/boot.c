@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "host/vmm/jail.h"
 #include "host/vmm/pci.h"
 #include "host/vmm/vmm.h"
 #include "lib/sys.h"
@@ -123,9 +124,16 @@ int boot_set_regs64(struct vm *vm, uint64_t entry, uint64_t rsi, uint64_t cr3)
 int boot_read_file(const char *what, const char *path, uint8_t **out,
 		   size_t *len, char *err, size_t errlen)
 {
+	return boot_read_image(what, path, -1, out, len, err, errlen);
+}
+
+int boot_read_image(const char *what, const char *path, int fd, uint8_t **out,
+		    size_t *len, char *err, size_t errlen)
+{
 	char *p = NULL;
 	size_t n = 0;
-	int rc = sys_read_file(path, BOOT_KERNEL_MAX, &p, &n);
+	int rc = fd >= 0 ? vmm_jail_read_fd(fd, BOOT_KERNEL_MAX, &p, &n) :
+			   sys_read_file(path, BOOT_KERNEL_MAX, &p, &n);
 
 	if (rc == -EFBIG || rc == -EMSGSIZE) {
 		snprintf(err, errlen, "%s %s: larger than %u MiB", what, path,
@@ -145,8 +153,9 @@ int boot_load(struct vm *vm, char *err, size_t errlen)
 {
 	uint8_t *img;
 	size_t len;
-	int rc = boot_read_file("kernel", vm->cfg.kernel, &img, &len, err,
-				errlen);
+	int rc = boot_read_image("kernel", vm->cfg.kernel,
+				 vm->files_kept ? vm->kernel_fd : -1, &img,
+				 &len, err, errlen);
 
 	if (rc < 0)
 		return rc;
@@ -198,7 +207,9 @@ int boot_put_initrd(struct vm *vm, uint64_t max_addr, uint64_t *gpa,
 	*gpa = *size = 0;
 	if (!vm->cfg.initrd)
 		return 0;
-	rc = boot_read_file("initrd", vm->cfg.initrd, &img, &len, err, errlen);
+	rc = boot_read_image("initrd", vm->cfg.initrd,
+			     vm->files_kept ? vm->initrd_fd : -1, &img, &len,
+			     err, errlen);
 	if (rc < 0)
 		return rc;
 	if (len + (16u << 20) > top) {

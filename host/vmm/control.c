@@ -57,17 +57,16 @@ static void client_close(struct control_client *cl)
 	free(cl);
 }
 
-static uint64_t rss_bytes(void)
+/* From the /proc/self/statm the VMM keeps open (the jail has no /proc). */
+static uint64_t rss_bytes(struct vm *vm)
 {
 	char b[128] = "";
 	unsigned long size = 0, res = 0;
-	int fd = sys_open("/proc/self/statm", O_RDONLY, 0);
 
-	if (fd < 0)
+	if (!vm->files_kept || vm->statm_fd < 0)
 		return 0;
-	if (sys_read(fd, b, sizeof(b) - 1) > 0)
+	if (pread(vm->statm_fd, b, sizeof(b) - 1, 0) > 0)
 		sscanf(b, "%lu %lu", &size, &res);
-	sys_close(fd);
 	return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
@@ -90,7 +89,7 @@ static void fill_status(struct vm *vm, Canopy__V1__VmmStatus *st,
 	st->uptime_ms = vm->start_ms ? sys_mono_ms() - vm->start_ms : 0;
 	st->vcpus = vm->ncpus;
 	st->memory_mib = vm->cfg.mem_mib;
-	st->rss_bytes = rss_bytes();
+	st->rss_bytes = rss_bytes(vm);
 	st->pid = (uint32_t)getpid();
 	vm_exit_counts(vm, counts);
 	for (unsigned k = 0; k < VMM_EXIT_KINDS; k++) {

@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "host/vmm/jail.h"
 #include "host/vmm/virtio_blk.h"
 #include "host/vmm/virtio_net.h"
 #include "host/vmm/vmm.h"
@@ -28,6 +29,9 @@ static const char usage[] =
 	"--net unix=PATH[,local=PATH][,mac=M]]...\n"
 	"                  [--balloon] [--rng on|off]\n"
 	"                  [--incoming tcp:HOST:PORT]  (receive a live migration)\n"
+	"                  [--jail-uid N] [--jail-dir DIR] [--no-jail]\n"
+	"Started as root it jails itself (own mount namespace, own uid,\n"
+	"no capabilities; docs/security.md); --no-jail is for debugging.\n"
 	"A --config FILE holds the same keys as 'key = value' lines; options\n"
 	"given on the command line win over the file.\n"
 	"Exit status: 0 guest powered off or stopped, 2 bad usage or\n"
@@ -70,6 +74,9 @@ static const struct opt_def opt_defs[] = {
 	  .kind = OPT_STRING,
 	  .off = offsetof(struct opts, cfg.incoming),
 	  .no_config = true },
+	STR("jail-uid", cfg.jail_uid),
+	STR("jail-dir", cfg.jail_dir),
+	OPT_SWITCH("no-jail", struct opts, cfg.no_jail),
 	{ 0 },
 };
 #undef CALL
@@ -220,6 +227,16 @@ static int validate(struct opts *o)
 	}
 	if (!o->cfg.name)
 		o->cfg.name = "vm";
+	if (o->cfg.jail_uid) {
+		char err[160];
+		uid_t uid;
+
+		if (vmm_jail_uid_parse(o->cfg.jail_uid, &uid, err,
+				       sizeof(err)) < 0) {
+			fprintf(stderr, "canopy-vmm: %s\n", err);
+			return -EINVAL;
+		}
+	}
 	for (unsigned i = 0; i < o->cfg.ndisks; i++) {
 		struct blk_spec spec;
 		char err[256];
@@ -259,7 +276,9 @@ int main(int argc, char **argv)
 	if (!vm)
 		die("out of memory");
 	vm->cfg = o.cfg;
-	rc = vmm_setup(vm, err, sizeof(err));
+	rc = vmm_jail_init(vm, err, sizeof(err));
+	if (rc == 0)
+		rc = vmm_setup(vm, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "canopy-vmm: %s\n", err);
 		vmm_teardown(vm);

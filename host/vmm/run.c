@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "host/vmm/jail.h"
 #include "host/vmm/migrate.h"
 #include "host/vmm/vmm.h"
 #include "lib/log.h"
@@ -74,17 +75,20 @@ int vmm_setup(struct vm *vm, char *err, size_t errlen)
 	if (rc < 0)
 		return rc;
 	/* Restored MSRs (kvmclock, async PF) name guest pages: KVM needs the
-	 * memory slots before they are set. */
-	if (vm->cfg.restore)
-		return vm_mem_wait(vm, err, errlen) ?:
-			       snapshot_restore(vm, vm->cfg.restore, err,
-						errlen);
-	/* The same for a VM arriving by live migration. */
-	if (vm->cfg.incoming)
-		return vm_mem_wait(vm, err, errlen) ?:
-			       migrate_recv(vm, err, errlen);
-	rc = boot_load(vm, err, errlen);
-	return rc ?: vm_mem_wait(vm, err, errlen);
+	 * memory slots before they are set. The same for a VM arriving by
+	 * live migration, which is received in the jail already: its stream
+	 * comes from the network. A boot loads while the slots register. */
+	if (vm->cfg.restore || vm->cfg.incoming)
+		rc = vm_mem_wait(vm, err, errlen);
+	else
+		rc = boot_load(vm, err, errlen) ?: vm_mem_wait(vm, err, errlen);
+	if (rc == 0 && vm->cfg.restore)
+		rc = snapshot_restore(vm, vm->cfg.restore, err, errlen);
+	else if (rc == 0 && vm->cfg.incoming)
+		rc = vmm_jail_enter(vm, err, errlen) ?:
+			     migrate_recv(vm, err, errlen);
+	/* Nothing is opened by path after this but what the jail holds. */
+	return rc ?: vmm_jail_enter(vm, err, errlen);
 }
 
 const char *vm_state_name(enum vm_state s)

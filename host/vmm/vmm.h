@@ -167,6 +167,10 @@ struct vm_config {
 	int balloon; /* --balloon: add a virtio-balloon device */
 	int rng; /* --rng on: add a virtio-rng device */
 	const char *incoming; /* --incoming tcp:HOST:PORT (migrate.h) */
+	/* The jail (jail.h): --no-jail, --jail-uid N, --jail-dir DIR. */
+	int no_jail;
+	const char *jail_uid;
+	const char *jail_dir;
 };
 
 struct serial;
@@ -228,6 +232,13 @@ struct vm {
 	struct migrate *mig;
 	struct mig_in *mig_in;
 	_Atomic unsigned throttle_pct;
+
+	/* The jail (jail.h): still to be entered; files kept open because
+	 * the jail hides their paths (-1 when not open; only meaningful when
+	 * files_kept, which vmm_jail_init sets). */
+	int jail_pending;
+	int files_kept;
+	int kernel_fd, initrd_fd, statm_fd;
 };
 
 #define VMM_BOOT_PVH 1
@@ -362,6 +373,11 @@ CN_MUST_CHECK int boot_set_regs64(struct vm *vm, uint64_t entry, uint64_t rsi,
 CN_MUST_CHECK int boot_read_file(const char *what, const char *path,
 				 uint8_t **out, size_t *len, char *err,
 				 size_t errlen);
+/* The same from fd when it is >= 0 (a file the jail keeps open; path only
+ * names it in messages). */
+CN_MUST_CHECK int boot_read_image(const char *what, const char *path, int fd,
+				  uint8_t **out, size_t *len, char *err,
+				  size_t errlen);
 /* Copy cfg.cmdline to VMM_BOOT_CMDLINE: its GPA or -E2BIG. */
 CN_MUST_CHECK int64_t boot_put_cmdline(struct vm *vm, char *err, size_t errlen);
 /* Load cfg.initrd at the top of RAM below max_addr (0/0 without one). */

@@ -458,6 +458,7 @@ def test_nic_mac_announced_from_destination(vms, guest, tmp_path):
     sw_path = str(tmp_path / "switch")
     sw = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sw.bind(sw_path)
+    os.chmod(sw_path, 0o666)  # the jailed VMMs (their own uids) send here
     sw.settimeout(10)
     mac = "52:54:00:12:34:56"
     src = vms("--kernel", guest, "--cmdline", "count=50", "--memory", "64",

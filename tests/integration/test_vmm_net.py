@@ -54,6 +54,8 @@ def short_dir():
     """unix socket paths must fit in 108 bytes: pytest's tmp_path may not."""
     d = "/tmp/cnet-" + uuid.uuid4().hex[:8]
     os.mkdir(d)
+    # Shared like /tmp: jailed VMMs (each its own uid) remove their sockets.
+    os.chmod(d, 0o1777)
     return d
 
 
@@ -130,6 +132,7 @@ def test_guest_answers_arp_and_ping_and_hostile_frames_are_counted(
     ours, theirs = os.path.join(sockdir, "sw"), os.path.join(sockdir, "vm")
     sw = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sw.bind(ours)
+    os.chmod(ours, 0o666)  # a jailed VMM (its own uid) sends here
     sw.settimeout(10)
     vm = vms("resp", "net,ip=192.168.7.2,secs=3", "--net",
              "unix=%s,local=%s,mac=52:54:00:aa:bb:cc" % (ours, theirs))
@@ -271,7 +274,8 @@ def test_stream_to_and_from_qemu_netdev_dgram(vms, sockdir, tmp_path,
          "remote.type=unix,remote.path=%s" % (theirs, ours),
          "-device", "virtio-net-pci,netdev=n0,disable-legacy=on"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT)
+        stderr=subprocess.STDOUT,
+        umask=0)  # its socket: writable by the jailed VMM's own uid
     try:
         out = q.communicate(timeout=90)[0].decode(errors="replace")
     finally:
@@ -384,6 +388,7 @@ def test_snapshot_keeps_the_mac_and_counters(build_dir, tmp_path, sockdir):
     snap = tmp_path / "net.snap"
     sw = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sw.bind(ours)
+    os.chmod(ours, 0o666)  # a jailed VMM (its own uid) sends here
     sw.settimeout(10)
     started = []
     try:
@@ -429,6 +434,7 @@ def test_bad_transmit_chain_stops_the_nic_until_the_guest_resets_it(
     ours, theirs = os.path.join(sockdir, "sw"), os.path.join(sockdir, "vm")
     sw = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sw.bind(ours)
+    os.chmod(ours, 0o666)  # a jailed VMM (its own uid) sends here
     sw.settimeout(10)
     vm = vms("bad", "net,ip=192.168.9.2,mode=badtx,secs=3", "--net",
              "unix=%s,local=%s,mac=52:54:00:00:00:42" % (ours, theirs))
@@ -508,6 +514,7 @@ def test_a_restarted_peer_is_heard_and_answered(vms, sockdir):
     for _ in range(2):
         sw = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sw.bind(ours)
+        os.chmod(ours, 0o666)  # a jailed VMM (its own uid) sends here
         sw.settimeout(10)
         sw.sendto(arp_request(me, "192.168.6.1", "192.168.6.2"), theirs)
         assert sw.recv(4096)[20:22] == b"\x00\x02"  # an ARP reply
