@@ -177,7 +177,7 @@ def via_api(st):
 def cli(st, *args):
     """Run `canopy --server ADDR args`; its wall time in ms."""
     cmd = [os.path.join(BUILD, "bin", "canopy"), "--server", st.m.addr]
-    env = {"HOME": "/nonexistent", "PATH": "/usr/bin:/bin"}
+    env = st.m.cli_env()
     t0 = time.perf_counter()
     p = subprocess.run(cmd + list(args), capture_output=True, text=True,
                        timeout=60, env=env)

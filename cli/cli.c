@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/pbjson.h"
+#include "cli/trust.h"
 #include "lib/config.h"
 #include "lib/err.h"
 
@@ -74,11 +75,23 @@ static int status_line(struct cli *c, const struct cli_status *st)
 	return cli_fail(c, ex, "%s", st->msg);
 }
 
-static int rpc_ready(struct cli *c, size_t i)
+/* The channel to server i, made on first use once its CA is trusted
+ * (cli/trust.h). -errno: failed (recorded), or unreachable with st
+ * filled (st->unreachable) so the caller may try the next server. */
+static int rpc_ready(struct cli *c, size_t i, struct cli_status *st)
 {
+	char *ca = NULL;
+	int rc;
+
+	memset(st, 0, sizeof(*st));
 	if (c->rpcs[i])
 		return 0;
-	if (cli_rpc_open(c->addrs[i], &c->rpcs[i]))
+	rc = cli_trust_ca(c, c->addrs[i], &ca, st);
+	if (rc)
+		return rc;
+	rc = cli_rpc_open(c->addrs[i], ca, &c->rpcs[i]);
+	free(ca);
+	if (rc)
 		return cli_fail(c, CLI_EXIT_FAIL,
 				"cannot create a gRPC channel to %s",
 				c->addrs[i]);
@@ -106,11 +119,12 @@ int cli_call(struct cli *c, const char *method, const ProtobufCMessage *req,
 	*resp = NULL;
 	for (k = 0; k < c->naddrs; k++) {
 		i = (c->cur + k) % c->naddrs;
-		rc = rpc_ready(c, i);
-		if (rc)
+		rc = rpc_ready(c, i, &st);
+		if (rc && !st.unreachable)
 			return rc;
-		rc = cli_rpc_unary(c->rpcs[i], method, req, resp_desc,
-				   c->timeout_ms, resp, &st);
+		if (!rc)
+			rc = cli_rpc_unary(c->rpcs[i], method, req, resp_desc,
+					   c->timeout_ms, resp, &st);
 		if (!rc) {
 			c->cur = i;
 			c->picked = true;
@@ -135,6 +149,7 @@ int cli_stream(struct cli *c, const char *method, const ProtobufCMessage *req,
 	Canopy__V1__GetClusterRequest gc =
 		CANOPY__V1__GET_CLUSTER_REQUEST__INIT;
 	ProtobufCMessage *resp;
+	struct cli_status st;
 	int rc;
 
 	if (c->naddrs > 1 && !c->picked) {
@@ -145,7 +160,9 @@ int cli_stream(struct cli *c, const char *method, const ProtobufCMessage *req,
 			return rc;
 		protobuf_c_message_free_unpacked(resp, NULL);
 	}
-	rc = rpc_ready(c, c->cur);
+	rc = rpc_ready(c, c->cur, &st);
+	if (rc && st.unreachable)
+		return cli_fail_status(c, &st);
 	if (rc)
 		return rc;
 	rc = cli_rpc_stream_start(c->rpcs[c->cur], method, req,

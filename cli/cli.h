@@ -49,6 +49,10 @@ struct cli {
 	struct cli_rpc *rpcs[CLI_SERVERS_MAX]; /* opened on first use */
 	int exit_code; /* set with err by a failing command */
 	bool usage; /* the error is a usage error: print the usage line */
+	const char *ca_file; /* --ca or CANOPY_CA: the cluster CA to trust */
+	const char *ca_from; /* "--ca" or "CANOPY_CA", for messages */
+	const char *trust_fpr; /* --trust-fingerprint: pin an unknown CA */
+	bool interactive; /* stdin and stderr are terminals: may ask */
 	char err[CLI_RPC_MSG_MAX + CLI_SERVER_MAX + 256];
 };
 

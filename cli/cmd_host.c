@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cluster_pki.h"
 #include "cli/pbjson.h"
 
 #define M_GET_CLUSTER "/canopy.v1.ClusterService/GetCluster"
@@ -166,6 +167,42 @@ const struct cli_cmd cli_cluster_cmds[] = {
 	  .args = "",
 	  .summary = "Show the cluster: leader manager, hosts and VMs.",
 	  .run = cluster_status },
+	{ .object = "cluster",
+	  .verb = "init",
+	  .args = "--state-dir DIR [--name N] [--san NAME|IP ...] [--force]",
+	  .summary = "Create the cluster CA and the manager's TLS certificate "
+		     "in DIR/pki (run on the manager's machine).",
+	  .help = "  --state-dir DIR     the manager's state directory "
+		  "(canopy-managerd\n"
+		  "                      --state-dir); created with mode "
+		  "0700\n"
+		  "  --name N            the CA's name (default canopy)\n"
+		  "  --san NAME|IP       another name or address clients use "
+		  "for the\n"
+		  "                      manager (repeatable; the host name, "
+		  "localhost,\n"
+		  "                      127.0.0.1 and ::1 are always in)\n"
+		  "  --force             replace an existing CA (everything it "
+		  "issued\n"
+		  "                      must be renewed)\n",
+	  .opts = cli_cluster_init_opts,
+	  .run = cli_cluster_init },
+	{ .object = "cluster",
+	  .verb = "issue-cert",
+	  .args = "NAME --state-dir DIR [--usage server|client|both] "
+		  "[--san NAME|IP ...] [--force]",
+	  .summary = "Issue DIR/pki/NAME.crt and NAME.key from the cluster CA "
+		     "(e.g. for etcd).",
+	  .help = "  --state-dir DIR     where 'cluster init' put the CA\n"
+		  "  --usage U           server (default), client or both\n"
+		  "  --san NAME|IP       a name in the certificate "
+		  "(repeatable; localhost,\n"
+		  "                      127.0.0.1 and ::1 are always in)\n"
+		  "  --force             replace an existing NAME.crt/key\n",
+	  .opts = cli_cluster_issue_opts,
+	  .min_pos = 1,
+	  .max_pos = 1,
+	  .run = cli_cluster_issue_cert },
 	{ 0 },
 };
 

@@ -16,6 +16,8 @@ static const struct cli_optdef global_opts[] = {
 	{ .name = "server", .has_arg = true },
 	{ .name = "output", .shortc = 'o', .has_arg = true },
 	{ .name = "timeout", .has_arg = true },
+	{ .name = "ca", .has_arg = true },
+	{ .name = "trust-fingerprint", .has_arg = true },
 	{ .name = "help", .shortc = 'h' },
 	{ 0 },
 };
@@ -61,6 +63,16 @@ static const char global_help[] =
 	"  -o, --output FMT    table (default) or json\n"
 	"  --timeout SECONDS   deadline of each call (default 30; also bounds\n"
 	"                      task waits and event streams when given)\n"
+	"  --ca FILE           verify the manager against this cluster CA "
+	"(PEM;\n"
+	"                      also CANOPY_CA) instead of the CA trusted for "
+	"it\n"
+	"  --trust-fingerprint SHA256\n"
+	"                      trust an unknown manager whose cluster CA has "
+	"this\n"
+	"                      fingerprint, and remember it in\n"
+	"                      ~/.config/canopy/trusted/ (on a terminal "
+	"canopy asks)\n"
 	"  -h, --help          this help\n";
 
 static void help_top(void)
@@ -113,7 +125,8 @@ static int usage(const char *fmt, const char *arg)
 static bool global_takes_value(const char *w)
 {
 	return !strcmp(w, "--server") || !strcmp(w, "--output") ||
-	       !strcmp(w, "-o") || !strcmp(w, "--timeout");
+	       !strcmp(w, "-o") || !strcmp(w, "--timeout") ||
+	       !strcmp(w, "--ca") || !strcmp(w, "--trust-fingerprint");
 }
 
 /* Index of the first positional word at or after from (skipping options
@@ -161,6 +174,13 @@ static int apply_globals(struct cli *c, const struct cli_args *a)
 	    cli_parse_seconds("--timeout", t, &c->timeout_ms, err, sizeof(err)))
 		return cli_fail(c, CLI_EXIT_USAGE, "%s", err);
 	c->timeout_given = t != NULL;
+	c->ca_file = cli_args_get(a, "ca");
+	c->ca_from = "--ca";
+	if (!c->ca_file && getenv("CANOPY_CA") && getenv("CANOPY_CA")[0]) {
+		c->ca_file = getenv("CANOPY_CA");
+		c->ca_from = "CANOPY_CA";
+	}
+	c->trust_fpr = cli_args_get(a, "trust-fingerprint");
 	if (cli_server_resolve(c, cli_args_get(a, "server"), NULL)) {
 		c->usage = false; /* a bad address, not a bad command line */
 		return -EINVAL;
@@ -270,6 +290,7 @@ int main(int argc, char **argv)
 	memset(&c, 0, sizeof(c));
 	c.out = stdout;
 	c.tty = isatty(STDOUT_FILENO);
+	c.interactive = isatty(STDIN_FILENO) && isatty(STDERR_FILENO);
 	c.timeout_ms = CLI_DEFAULT_TIMEOUT_MS;
 	snprintf(c.server, sizeof(c.server), "%s", CLI_DEFAULT_SERVER);
 	c.server_from = "the default";

@@ -25,13 +25,13 @@ struct cli_stream {
 	bool ended; /* status received */
 };
 
-/* The channel credentials: plaintext until the API gets TLS. */
-static grpc_channel_credentials *rpc_creds(void)
+/* The channel credentials: TLS, the cluster CA as the only root. */
+static grpc_channel_credentials *rpc_creds(const char *ca_pem)
 {
-	return grpc_insecure_credentials_create();
+	return grpc_ssl_credentials_create(ca_pem, NULL, NULL, NULL);
 }
 
-int cli_rpc_open(const char *server, struct cli_rpc **out)
+int cli_rpc_open(const char *server, const char *ca_pem, struct cli_rpc **out)
 {
 	grpc_arg args[] = {
 		{ .type = GRPC_ARG_INTEGER,
@@ -50,11 +50,13 @@ int cli_rpc_open(const char *server, struct cli_rpc **out)
 	struct cli_rpc *r;
 
 	*out = NULL;
+	if (!ca_pem || !ca_pem[0])
+		return -EINVAL;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
 	grpc_init();
-	creds = rpc_creds();
+	creds = rpc_creds(ca_pem);
 	if (!creds)
 		goto err_init;
 	r->chan = grpc_channel_create(server, creds, &ca);

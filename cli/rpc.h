@@ -2,8 +2,8 @@
  * The CLI's gRPC client on the gRPC C core: one channel to the manager,
  * unary calls with a deadline and server-streaming calls (WaitTask,
  * WatchEvents), protobuf-c messages in and out. Channel credentials are
- * made in one place (rpc_creds in rpc.c): plaintext today; TLS will add a
- * cli_rpc_options field and a branch there, nothing else changes.
+ * made in one place (rpc_creds in rpc.c): TLS only, verified against the
+ * cluster CA the caller trusts (cli/trust.h).
  * Single-threaded: one struct cli_rpc per process, used by main's thread.
  */
 #ifndef CANOPY_CLI_RPC_H
@@ -31,9 +31,12 @@ struct cli_status {
 struct cli_rpc;
 struct cli_stream;
 
-/* Open a channel to "host:port" (no connection is made yet). 0 or
- * -ENOMEM. *out is the caller's to cli_rpc_close(). */
-CN_MUST_CHECK int cli_rpc_open(const char *server, struct cli_rpc **out);
+/* Open a TLS channel to "host:port" (no connection is made yet) that
+ * verifies the server's chain against ca_pem (PEM roots, copied) and its
+ * certificate against the host in server. 0, -EINVAL (no CA) or -ENOMEM.
+ * *out is the caller's to cli_rpc_close(). */
+CN_MUST_CHECK int cli_rpc_open(const char *server, const char *ca_pem,
+			       struct cli_rpc **out);
 void cli_rpc_close(struct cli_rpc *r);
 
 /* Call method ("/canopy.v1.HostService/GetHost") with req and wait up to

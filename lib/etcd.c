@@ -57,8 +57,11 @@ const char *etcd_client_endpoint(const struct etcd_client *c)
 	return c->eps.host_port[c->cur];
 }
 
-grpc_channel *etcd_channel_create(const char *host_port)
+grpc_channel *etcd_channel_create(const char *host_port,
+				  const struct etcd_tls *tls)
 {
+	grpc_ssl_pem_key_cert_pair pair = { .private_key = tls->key,
+					    .cert_chain = tls->cert };
 	grpc_arg args[] = {
 		{ .type = GRPC_ARG_INTEGER,
 		  .key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
@@ -85,9 +88,14 @@ grpc_channel *etcd_channel_create(const char *host_port)
 	};
 	grpc_channel_args ca = { .num_args = CN_ARRAY_SIZE(args),
 				 .args = args };
-	grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+	grpc_channel_credentials *creds;
 	grpc_channel *ch;
 
+	if (!tls->ca)
+		creds = grpc_insecure_credentials_create();
+	else
+		creds = grpc_ssl_credentials_create(
+			tls->ca, tls->cert ? &pair : NULL, NULL, NULL);
 	if (!creds)
 		return NULL;
 	ch = grpc_channel_create(host_port, creds, &ca);
@@ -118,6 +126,13 @@ int etcd_client_create(const char *endpoints, const struct etcd_options *opt,
 		free(c);
 		return rc;
 	}
+	rc = etcd_tls_load(&c->tls, opt, &why);
+	if (rc) {
+		if (errmsg)
+			*errmsg = why;
+		free(c);
+		return rc;
+	}
 	c->dial_ms = opt && opt->dial_timeout_ms ? opt->dial_timeout_ms :
 						   ETCD_DEFAULT_DIAL_TIMEOUT_MS;
 	c->request_ms = opt && opt->request_timeout_ms ?
@@ -127,6 +142,7 @@ int etcd_client_create(const char *endpoints, const struct etcd_options *opt,
 	c->cq = grpc_completion_queue_create_for_pluck(NULL);
 	if (!c->cq) {
 		grpc_shutdown();
+		etcd_tls_clear(&c->tls);
 		free(c);
 		if (errmsg)
 			*errmsg = "cannot create a gRPC completion queue";
@@ -146,6 +162,7 @@ void etcd_client_destroy(struct etcd_client *c)
 		if (c->chans[i])
 			grpc_channel_destroy(c->chans[i]);
 	cn_grpc_cq_destroy(c->cq);
+	etcd_tls_clear(&c->tls);
 	free(c);
 	grpc_shutdown();
 }
@@ -162,7 +179,8 @@ static grpc_channel *chan_get(struct etcd_client *c, size_t ep,
 			      struct attempt *a)
 {
 	if (!c->chans[ep])
-		c->chans[ep] = etcd_channel_create(c->eps.host_port[ep]);
+		c->chans[ep] =
+			etcd_channel_create(c->eps.host_port[ep], &c->tls);
 	if (!c->chans[ep]) {
 		a->status = GRPC_STATUS_UNAVAILABLE;
 		snprintf(a->detail, sizeof(a->detail), "cannot create channel");

@@ -49,6 +49,15 @@ struct etcd_client;
 struct etcd_options {
 	unsigned dial_timeout_ms; /* 0: ETCD_DEFAULT_DIAL_TIMEOUT_MS */
 	unsigned request_timeout_ms; /* 0: ETCD_DEFAULT_REQUEST_TIMEOUT_MS */
+	/* TLS (lib/etcd_tls.c): NULL ca_file means plaintext. With ca_file
+	 * every endpoint is reached over TLS, its certificate verified
+	 * against that CA (PEM) and the endpoint's host name; cert_file and
+	 * key_file (PEM, both or neither) are the client certificate etcd's
+	 * --client-cert-auth asks for. Files are read by
+	 * etcd_client_create. */
+	const char *ca_file;
+	const char *cert_file;
+	const char *key_file;
 };
 
 /* A key-value pair as etcd stores it. key and value are NUL-terminated
@@ -74,10 +83,12 @@ struct etcd_kvs {
 };
 
 /* Create a client for a comma-separated endpoint list ("host:port" or
- * "http://host:port", at most ETCD_MAX_ENDPOINTS; https is refused with
- * -EPROTONOSUPPORT). No connection is made yet. opt may be NULL for the
- * defaults. 0, -EINVAL (bad list, message in *errmsg if errmsg is not NULL,
- * a static-lifetime string) or -ENOMEM. */
+ * "http://host:port", at most ETCD_MAX_ENDPOINTS; an https:// URL is
+ * refused with -EPROTONOSUPPORT: TLS is chosen by opt->ca_file). No
+ * connection is made yet. opt may be NULL for the defaults. 0, -EINVAL
+ * (bad list or TLS options, message in *errmsg if errmsg is not NULL, a
+ * static-lifetime string), -ENOENT / -EBADMSG (a TLS file missing or not
+ * PEM) or -ENOMEM. */
 CN_MUST_CHECK int etcd_client_create(const char *endpoints,
 				     const struct etcd_options *opt,
 				     struct etcd_client **out,

@@ -25,8 +25,9 @@ static int parse_one(const char *s, size_t len, char *out, const char **why)
 		s += 7;
 		len -= 7;
 	} else if (len >= 8 && strncmp(s, "https://", 8) == 0) {
-		*why = "https endpoints are not supported (the client speaks "
-		       "plain gRPC); use host:port or http://host:port";
+		*why = "https:// endpoints are not written as URLs: give "
+		       "host:port and the etcd CA (canopy-managerd "
+		       "--etcd-cacert) for TLS";
 		return -EPROTONOSUPPORT;
 	}
 	if (len == 0) {

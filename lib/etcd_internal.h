@@ -34,8 +34,16 @@ struct etcd_endpoints {
 	char host_port[ETCD_MAX_ENDPOINTS][ETCD_ENDPOINT_MAX];
 };
 
+/* TLS material as PEM text (all NULL: plaintext). */
+struct etcd_tls {
+	char *ca; /* root certificates */
+	char *cert; /* client certificate chain, or NULL */
+	char *key; /* its key, or NULL */
+};
+
 struct etcd_client {
 	struct etcd_endpoints eps;
+	struct etcd_tls tls;
 	size_t cur; /* index of the endpoint that answered last */
 	grpc_channel *chans[ETCD_MAX_ENDPOINTS]; /* created on first use */
 	grpc_completion_queue *cq; /* pluck queue for unary calls */
@@ -61,8 +69,21 @@ void etcd_prefix_end(const char *prefix, size_t len, char *buf,
 int etcd_status_errno(int grpc_status);
 
 /* A channel to "host:port" with the client's reconnect and keepalive
- * settings; NULL on failure. */
-grpc_channel *etcd_channel_create(const char *host_port);
+ * settings, over TLS when tls->ca is set; NULL on failure. */
+grpc_channel *etcd_channel_create(const char *host_port,
+				  const struct etcd_tls *tls);
+
+/* Read the TLS files opt names into t (etcd_tls.c). 0 (nothing to read
+ * is fine), -EINVAL / -ENOENT / -EBADMSG / -ENOMEM with a static sentence
+ * in *why. */
+CN_MUST_CHECK int etcd_tls_load(struct etcd_tls *t,
+				const struct etcd_options *opt,
+				const char **why);
+/* Copy src into dst (a watch keeps its own). 0 or -ENOMEM. */
+CN_MUST_CHECK int etcd_tls_copy(struct etcd_tls *dst,
+				const struct etcd_tls *src);
+/* Free the texts (the key is wiped first). */
+void etcd_tls_clear(struct etcd_tls *t);
 
 /* Record a failure sentence on the client. */
 void etcd_set_error(struct etcd_client *c, const char *fmt, ...)
@@ -111,6 +132,7 @@ gpr_timespec etcd_deadline_at(uint64_t ms);
 struct etcd_watch {
 	/* Set at start, then read-only. */
 	struct etcd_endpoints eps;
+	struct etcd_tls tls;
 	unsigned dial_ms;
 	char key[ETCD_MAX_KEY_LEN + 1];
 	size_t key_len;

@@ -337,7 +337,7 @@ static int stream_run(struct etcd_watch *w)
 	s.details = grpc_empty_slice();
 	if (!w->chans[w->cur])
 		w->chans[w->cur] =
-			etcd_channel_create(w->eps.host_port[w->cur]);
+			etcd_channel_create(w->eps.host_port[w->cur], &w->tls);
 	rc = w->chans[w->cur] ? stream_open(w, &s, w->chans[w->cur]) : -ENOMEM;
 	while (rc == 0 || rc == 1) {
 		ev = grpc_completion_queue_next(

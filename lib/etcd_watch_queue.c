@@ -185,6 +185,8 @@ static int watch_setup(struct etcd_watch *w, struct etcd_client *c,
 		etcd_set_error(c, "watch: start revision must be >= 0");
 		return -EINVAL;
 	}
+	if (etcd_tls_copy(&w->tls, &c->tls))
+		return -ENOMEM;
 	w->eps = c->eps;
 	w->cur = c->cur;
 	w->dial_ms = c->dial_ms;
@@ -241,6 +243,7 @@ out_q:
 out_free:
 	if (rc != -EINVAL)
 		etcd_set_error(c, "watch: cannot start (%s)", strerror(-rc));
+	etcd_tls_clear(&w->tls);
 	free(w);
 	return rc;
 }
@@ -265,5 +268,6 @@ void etcd_watch_stop(struct etcd_watch *w)
 	pthread_mutex_destroy(&w->lock);
 	close(w->efd);
 	free(w->q);
+	etcd_tls_clear(&w->tls);
 	free(w);
 }

@@ -56,12 +56,20 @@ const struct api_method *api_method_find(const char *name, size_t len);
 size_t api_method_count(void);
 const struct api_method *api_method_at(size_t i);
 
-/* Start serving plaintext gRPC on listen ("127.0.0.1:7443"), dispatching
- * to the method table with arg. 0, -EADDRINUSE (or another bind failure)
- * or -ENOMEM. Loop thread. */
+/* The API's TLS identity: PEM texts, read by the caller (mgr_tls_load). */
+struct api_tls {
+	const char *cert_chain_pem; /* the server certificate, then the CA */
+	const char *key_pem; /* its private key */
+};
+
+/* Start serving gRPC over TLS only (TLS 1.2 or 1.3, no client
+ * certificate asked) on listen ("127.0.0.1:7443"), dispatching to the
+ * method table with arg. tls is copied by gRPC before this returns.
+ * 0, -EINVAL (no TLS identity), -EADDRINUSE (or another bind failure:
+ * also a certificate gRPC refuses) or -ENOMEM. Loop thread. */
 CN_MUST_CHECK int api_server_create(struct loop *l, const char *listen,
-				    api_gate_fn gate, void *arg,
-				    struct api_server **out);
+				    const struct api_tls *tls, api_gate_fn gate,
+				    void *arg, struct api_server **out);
 /* Stop accepting calls, cancel the live ones (stream handlers get their
  * cancel callback), run the loop until they have ended (at most ~3 s),
  * stop the thread and free. NULL is a no-op. Loop thread, with the loop

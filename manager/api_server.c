@@ -230,7 +230,21 @@ static void on_tag(void *arg)
 	api_call_maybe_free(c);
 }
 
-static int server_setup(struct api_server *s, const char *listen)
+/* TLS-only credentials: TLS 1.2 minimum (gRPC's default range is 1.2 to
+ * 1.3 and it negotiates 1.3 when the client can), no client certificate. */
+static grpc_server_credentials *tls_creds(const struct api_tls *tls)
+{
+	grpc_ssl_pem_key_cert_pair pair = {
+		.private_key = tls->key_pem,
+		.cert_chain = tls->cert_chain_pem,
+	};
+
+	return grpc_ssl_server_credentials_create_ex(
+		NULL, &pair, 1, GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE, NULL);
+}
+
+static int server_setup(struct api_server *s, const char *listen,
+			const struct api_tls *tls)
 {
 	grpc_arg args[2];
 	grpc_channel_args ca = { 2, args };
@@ -249,7 +263,9 @@ static int server_setup(struct api_server *s, const char *listen)
 	if (!s->server || !s->cq)
 		return -ENOMEM;
 	grpc_server_register_completion_queue(s->server, s->cq, NULL);
-	creds = grpc_insecure_server_credentials_create();
+	creds = tls_creds(tls);
+	if (!creds)
+		return -EINVAL;
 	port = grpc_server_add_http2_port(s->server, listen, creds);
 	grpc_server_credentials_release(creds);
 	if (port == 0)
@@ -258,13 +274,16 @@ static int server_setup(struct api_server *s, const char *listen)
 	return 0;
 }
 
-int api_server_create(struct loop *l, const char *listen, api_gate_fn gate,
-		      void *arg, struct api_server **out)
+int api_server_create(struct loop *l, const char *listen,
+		      const struct api_tls *tls, api_gate_fn gate, void *arg,
+		      struct api_server **out)
 {
 	struct api_server *s;
 	int rc;
 
 	*out = NULL;
+	if (!tls || !tls->cert_chain_pem || !tls->key_pem)
+		return -EINVAL;
 	grpc_init();
 	s = calloc(1, sizeof(*s));
 	if (!s) {
@@ -275,7 +294,7 @@ int api_server_create(struct loop *l, const char *listen, api_gate_fn gate,
 	s->gate = gate;
 	s->arg = arg;
 	tag_init(&s->t_shutdown, API_TAG_SHUTDOWN, NULL, s);
-	rc = server_setup(s, listen);
+	rc = server_setup(s, listen, tls);
 	if (rc)
 		goto err;
 	rc = -pthread_create(&s->thread, NULL, cq_thread, s);

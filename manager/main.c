@@ -14,6 +14,7 @@
 #include "lib/loop.h"
 #include "manager/index.h"
 #include "manager/manager.h"
+#include "manager/tls.h"
 #include "vmotion/orch.h"
 
 /* Options as given on the command line or in the config file. */
@@ -23,7 +24,12 @@ struct args {
 	const char *image_max; /* --image-max-bytes */
 	int image_http; /* --image-allow-http */
 	const char *mig_limit; /* --migrations-per-host */
+	const char *state_dir; /* --state-dir: pki/ from 'cluster init' */
+	const char *etcd_ca, *etcd_cert, *etcd_key; /* etcd TLS files */
 };
+
+/* Where the manager keeps its state (the TLS files) unless told. */
+#define MGR_STATE_DIR_DEFAULT "/var/lib/canopy/manager"
 
 static void usage(FILE *f)
 {
@@ -33,14 +39,21 @@ static void usage(FILE *f)
 	      "         [--task-retention SEC] [--event-retention COUNT]\n"
 	      "         [--log-file PATH] [--config FILE]\n"
 	      "         [--image-max-bytes BYTES] [--image-allow-http]\n"
-	      "         [--migrations-per-host N]\n"
+	      "         [--migrations-per-host N] [--state-dir DIR]\n"
+	      "         [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]]\n"
 	      "defaults: --listen 127.0.0.1:7443 --bus tcp://127.0.0.1:7444\n"
+	      "          --state-dir " MGR_STATE_DIR_DEFAULT "\n"
+	      "          (the API serves TLS only, with DIR/pki/manager.crt\n"
+	      "          and .key: create them with 'canopy cluster init\n"
+	      "          --state-dir DIR'); etcd is plaintext unless\n"
+	      "          --etcd-cacert is given\n"
 	      "          --id <hostname> --host-timeout 10\n"
 	      "          --command-timeout 30000 --log-level info\n"
 	      "          --task-retention 86400 --event-retention 100000\n"
 	      "config file keys: etcd, listen, bus, id, host_timeout,\n"
 	      "          command_timeout_ms, task_retention_s, event_retention,\n"
-	      "          log_level, log_file\n",
+	      "          log_level, log_file, state_dir, etcd_cacert,\n"
+	      "          etcd_cert, etcd_key\n",
 	      f);
 }
 
@@ -61,6 +74,10 @@ static void parse_argv(int argc, char **argv, struct args *a)
 		{ "image-max-bytes", 1, NULL, 'M' },
 		{ "image-allow-http", 0, NULL, 'H' },
 		{ "migrations-per-host", 1, NULL, 'P' },
+		{ "state-dir", 1, NULL, 'S' },
+		{ "etcd-cacert", 1, NULL, 'A' },
+		{ "etcd-cert", 1, NULL, 'C' },
+		{ "etcd-key", 1, NULL, 'K' },
 		{ "help", 0, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -110,6 +127,18 @@ static void parse_argv(int argc, char **argv, struct args *a)
 		case 'P':
 			a->mig_limit = optarg;
 			break;
+		case 'S':
+			a->state_dir = optarg;
+			break;
+		case 'A':
+			a->etcd_ca = optarg;
+			break;
+		case 'C':
+			a->etcd_cert = optarg;
+			break;
+		case 'K':
+			a->etcd_key = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -126,9 +155,11 @@ static void parse_argv(int argc, char **argv, struct args *a)
 static struct config *load_config(struct args *a)
 {
 	static const char *const keys[] = {
-		"etcd",	     "listen",	     "bus",
-		"id",	     "host_timeout", "command_timeout_ms",
-		"log_level", "log_file",     NULL,
+		"etcd",	       "listen",       "bus",
+		"id",	       "host_timeout", "command_timeout_ms",
+		"log_level",   "log_file",     "state_dir",
+		"etcd_cacert", "etcd_cert",    "etcd_key",
+		NULL,
 	};
 	struct config *cf = NULL;
 	char err[512];
@@ -151,6 +182,10 @@ static struct config *load_config(struct args *a)
 	FROM(log_file, "log_file")
 	FROM(task_keep, "task_retention_s")
 	FROM(event_keep, "event_retention")
+	FROM(state_dir, "state_dir")
+	FROM(etcd_ca, "etcd_cacert")
+	FROM(etcd_cert, "etcd_cert")
+	FROM(etcd_key, "etcd_key")
 #undef FROM
 	return cf;
 }
@@ -248,25 +283,38 @@ static int signals_setup(struct loop *l)
 	return loop_fd_add(l, fd, LOOP_READ, on_signal, NULL);
 }
 
-static void start(struct manager *m)
+static void start(struct manager *m, const struct args *a, struct mgr_tls *tls)
 {
-	struct etcd_options eo = { .request_timeout_ms = MGR_ETCD_TIMEOUT_MS };
+	struct etcd_options eo = { .request_timeout_ms = MGR_ETCD_TIMEOUT_MS,
+				   .ca_file = a->etcd_ca,
+				   .cert_file = a->etcd_cert,
+				   .key_file = a->etcd_key };
 	const char *why = NULL;
+	struct api_tls at;
+	char err[8192];
 	int rc;
 
 	if (loop_create(&m->l) || signals_setup(m->l))
 		die("cannot create the event loop");
 	rc = etcd_client_create(m->opt.etcd, &eo, &m->etcd, &why);
 	if (rc)
-		die("--etcd '%s': %s", m->opt.etcd,
-		    why ? why : cn_strerror(rc));
+		die("--etcd '%s'%s: %s", m->opt.etcd,
+		    a->etcd_ca ? " (with the etcd TLS files)" : "",
+		    why && why[0] ? why : cn_strerror(rc));
+	/* Before anything runs: a manager without its certificate stops. */
+	if (mgr_tls_load(a->state_dir ? a->state_dir : MGR_STATE_DIR_DEFAULT,
+			 tls, err, sizeof(err)))
+		die("%s", err);
 	rc = mgr_index_start(m);
 	if (rc)
 		die("cannot start the inventory index: %s", cn_strerror(rc));
-	rc = api_server_create(m->l, m->opt.listen, mgr_api_gate, m, &m->api);
+	mgr_tls_api(tls, &at);
+	rc = api_server_create(m->l, m->opt.listen, &at, mgr_api_gate, m,
+			       &m->api);
 	if (rc)
-		die("cannot serve the API on %s: %s (is another manager "
-		    "there?)",
+		die("cannot serve the API over TLS on %s: %s (is another "
+		    "manager there? is DIR/pki/manager.crt a valid "
+		    "certificate?)",
 		    m->opt.listen, cn_strerror(rc));
 	rc = mgr_leader_start(m);
 	if (rc)
@@ -277,22 +325,25 @@ int main(int argc, char **argv)
 {
 	struct manager m = { 0 };
 	struct args a = { 0 };
+	struct mgr_tls tls;
 	struct config *cf;
 	int rc;
 
 	parse_argv(argc, argv, &a);
 	cf = load_config(&a);
 	options_set(&m, &a);
-	start(&m);
+	start(&m, &a, &tls);
 	log_info("manager", "canopy-managerd started",
-		 "id=%s api=%s bus=%s etcd=%s", m.opt.id, m.opt.listen,
-		 m.opt.bus, m.opt.etcd);
+		 "id=%s api=%s (TLS) bus=%s etcd=%s%s ca_sha256=%s", m.opt.id,
+		 m.opt.listen, m.opt.bus, m.opt.etcd, a.etcd_ca ? " (TLS)" : "",
+		 tls.fingerprint);
 	rc = loop_run(m.l);
 	mgr_leader_stop(&m);
 	api_server_destroy(m.api);
 	mgr_index_stop(&m);
 	etcd_client_destroy(m.etcd);
 	loop_destroy(m.l);
+	mgr_tls_clear(&tls);
 	config_free(cf);
 	log_info("manager", "canopy-managerd stopped");
 	return rc ? 1 : 0;

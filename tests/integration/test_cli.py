@@ -12,7 +12,7 @@ import time
 import pytest
 
 from canopy_testlib import protos
-from canopy_testlib.fake_manager import OK_SCRIPT, FakeManager
+from canopy_testlib.fake_manager import OK_SCRIPT, FakeManager, shared_pki
 from canopy_testlib.ports import free_port
 
 
@@ -62,7 +62,8 @@ class Run:
 
 
 def run(canopy, home, *args, server=None, env=None, timeout=20, cwd=None):
-    e = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
+    e = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+         "CANOPY_CA": shared_pki().ca}
     e.update(env or {})
     cmd = [canopy] + (["--server", server] if server else []) + list(args)
     # stdin from /dev/null: a piped stdin would be typed into `vm console`
@@ -162,7 +163,7 @@ def test_usage_errors_exit_2(canopy, home, args, msg):
 @pytest.mark.parametrize("words,want", [
     (["canopy", "v"], "vm"),
     (["canopy", ""], "cluster host datastore vm image task event completion "
-     "--server --output --timeout --help"),
+     "--server --output --timeout --ca --trust-fingerprint --help"),
     (["canopy", "vm", "c"], "create console"),
     (["canopy", "vm", "console", "web1", "--f"], "--follow --from-start"),
     (["canopy", "--server", "x:1", "vm", "create", "web", "--m"],
@@ -490,6 +491,7 @@ def test_progress_bar_on_a_terminal(canopy, home, fake):
     pid, fd = pty.fork()
     if pid == 0:
         os.environ["HOME"] = str(home)
+        os.environ["CANOPY_CA"] = fake.ca
         os.execv(canopy, [canopy, "--server", fake.address, "vm", "start",
                           "web1"])
     out = b""

@@ -39,7 +39,8 @@ def test_control_bytes_escaped(canopy, home, fake):
     p = subprocess.run([canopy, "--server", fake.address, "vm", "console",
                         "web1"], capture_output=True, timeout=20,
                        stdin=subprocess.DEVNULL,
-                       env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
+                       env={"HOME": str(home), "PATH": "/usr/bin:/bin",
+                            "CANOPY_CA": fake.ca})
     assert p.returncode == 0 and p.stderr == b""
     assert p.stdout == ESCAPED.encode()  # bytes: \r kept as it is
     assert not any(b < 0x20 and b not in b"\t\r\n" or b >= 0x7f

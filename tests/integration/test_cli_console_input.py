@@ -16,7 +16,8 @@ from test_cli import canopy, fake, home  # noqa: F401 (fixtures)
 def run_in(canopy, home, fake, args, data, timeout=30):
     p = subprocess.run([canopy, "--server", fake.address] + list(args),
                        input=data, capture_output=True, timeout=timeout,
-                       env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
+                       env={"HOME": str(home), "PATH": "/usr/bin:/bin",
+                            "CANOPY_CA": fake.ca})
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 

@@ -51,9 +51,7 @@ def cluster(etcd, tmp_path):
 
 
 def canopy(m, *args):
-    p = subprocess.run([_bin("canopy"), "--server", m.addr] + list(args),
-                       capture_output=True, text=True, timeout=60,
-                       env={"HOME": "/nonexistent", "PATH": "/usr/bin:/bin"})
+    p = m.run_cli(*args)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -130,21 +128,23 @@ def test_cli_follows_the_leader_across_failover(etcd, tmp_path):
         m1.wait_leader()
         m2 = Manager(tmp_path, etcd.endpoints, "m2").start()
         both = m2.addr + "," + m1.addr  # the standby first
-        rc, out, err = canopy_at(both, "-o", "json", "cluster", "status")
+        rc, out, err = canopy_at(m1, both, "-o", "json", "cluster",
+                                 "status")
         assert rc == 0, err
         assert json.loads(out)["leader"] == "m1"
-        rc, _, err = canopy_at(m2.addr, "cluster", "status")
+        rc, _, err = canopy_at(m1, m2.addr, "cluster", "status")
         assert rc == 7 and "standby" in err and m1.addr in err
         m1.close()  # a clean stop hands over at once
         deadline = time.monotonic() + 15
         while True:
-            rc, out, err = canopy_at(both, "-o", "json", "cluster", "status")
+            rc, out, err = canopy_at(m1, both, "-o", "json", "cluster",
+                                 "status")
             if rc == 0 and json.loads(out)["leader"] == "m2":
                 break
             assert time.monotonic() < deadline, (rc, out, err)
             time.sleep(0.2)
         kinds = [e["kind"] for e in json.loads(
-            canopy_at(both, "-o", "json", "event", "list")[1])]
+            canopy_at(m1, both, "-o", "json", "event", "list")[1])]
         assert kinds.count("manager.leader") == 2
     finally:
         m1.close()
@@ -152,8 +152,7 @@ def test_cli_follows_the_leader_across_failover(etcd, tmp_path):
             m2.close()
 
 
-def canopy_at(server, *args):
-    p = subprocess.run([_bin("canopy"), "--server", server] + list(args),
-                       capture_output=True, text=True, timeout=60,
-                       env={"HOME": "/nonexistent", "PATH": "/usr/bin:/bin"})
+def canopy_at(m, server, *args):
+    """The CLI at server (one address or a list) with m's cluster CA."""
+    p = m.run_cli(*args, server=server)
     return p.returncode, p.stdout, p.stderr

@@ -75,12 +75,7 @@ class Cluster:
         return last
 
     def canopy(self, *args, timeout=60):
-        p = subprocess.run([mgrlib.binary("bin/canopy"), "--server",
-                            self.m.addr] + list(args), capture_output=True,
-                           text=True, timeout=timeout,
-                           stdin=subprocess.DEVNULL,
-                           env={"HOME": "/nonexistent",
-                                "PATH": "/usr/bin:/bin"})
+        p = self.m.run_cli(*args, timeout=timeout)
         return p.returncode, p.stdout, p.stderr
 
     def close(self):

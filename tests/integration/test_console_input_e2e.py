@@ -57,8 +57,7 @@ def canopy_in(c, args, stdin, timeout=60):
     """The CLI with stdin a pipe carrying `stdin`."""
     p = subprocess.run([mgrlib.binary("bin/canopy"), "--server", c.m.addr]
                        + list(args), input=stdin, capture_output=True,
-                       timeout=timeout,
-                       env={"HOME": "/nonexistent", "PATH": "/usr/bin:/bin"})
+                       timeout=timeout, env=c.m.cli_env())
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
@@ -178,8 +177,7 @@ def on_terminal(c):
     p = subprocess.Popen([mgrlib.binary("bin/canopy"), "--server", c.m.addr,
                           "vm", "console", "web1"], stdin=slave,
                          stdout=slave, stderr=slave, start_new_session=True,
-                         env={"HOME": "/nonexistent",
-                              "PATH": "/usr/bin:/bin"})
+                         env=c.m.cli_env())
     read_until(master, b"Escape character is ^] (Ctrl-])")
     wait_until(lambda: not termios.tcgetattr(slave)[3] & termios.ICANON, 10,
                "raw mode")

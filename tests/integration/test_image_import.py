@@ -234,9 +234,7 @@ def env(tmp_path_factory):
 
 
 def canopy(e, *args, timeout=60):
-    p = subprocess.run([_bin("canopy"), "--server", e.m.addr] + list(args),
-                       capture_output=True, text=True, timeout=timeout,
-                       env={"HOME": "/nonexistent", "PATH": "/usr/bin:/bin"})
+    p = e.m.run_cli(*args, timeout=timeout)
     return p.returncode, p.stdout, p.stderr
 
 

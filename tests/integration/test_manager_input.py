@@ -61,7 +61,8 @@ def test_config_file(tmp_path, etcd):
     m = mgrlib.Manager(tmp_path, ["127.0.0.1:1"], "fromfile")
     good = tmp_path / "good.conf"
     good.write_text("etcd = %s\nid = fromfile\nlisten = %s\n"
-                    "host_timeout = 3\n" % (etcd.endpoints[0], m.addr))
+                    "host_timeout = 3\nstate_dir = %s\n" % (
+                        etcd.endpoints[0], m.addr, m.pki.state_dir))
     m.cmd = [mgrlib.binary("bin/canopy-managerd"), "--config", str(good),
              "--bus", m.bus]
     try:
@@ -183,8 +184,7 @@ def test_concurrent_calls_and_dropped_streams(mgr):
     for s in streams:
         s.cancel()
     # A separate connection dropped with a stream open.
-    import grpc
-    ch = grpc.insecure_channel(mgr.addr)
+    ch = mgr.pki.channel(mgr.addr)
     f = ch.unary_stream("/canopy.v1.EventService/WatchEvents",
                         request_serializer=lambda m: m.SerializeToString(),
                         response_deserializer=a.Event.FromString)

@@ -173,9 +173,7 @@ class Cluster:
             name="web1", to_host=to, **kw), A().Task)
 
     def canopy(self, *args, timeout=90):
-        p = subprocess.run([mgrlib.binary("bin/canopy"), "--server",
-                            self.m.addr] + list(args), capture_output=True,
-                           text=True, timeout=timeout)
+        p = self.m.run_cli(*args, timeout=timeout)
         return p.returncode, p.stdout, p.stderr
 
     def only_on(self, host, name="web1"):

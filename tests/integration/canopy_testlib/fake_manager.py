@@ -4,7 +4,14 @@ modules, on a free loopback port. State lives in plain dicts the test can
 fill and inspect; every request is recorded in `calls`; `fail[method]`
 makes a method answer with a chosen status, `standby` (a message) makes
 every method answer UNAVAILABLE as a standby manager does; tasks follow scripts of
-(progress, phase, state, error) steps streamed by WaitTask."""
+(progress, phase, state, error) steps streamed by WaitTask.
+
+It serves TLS only, as the real manager does, with a certificate of one
+cluster CA shared by the test process (shared_pki(); the CLI trusts it
+through CANOPY_CA = FakeManager.ca)."""
+import atexit
+import shutil
+import tempfile
 import threading
 import time
 from concurrent import futures
@@ -12,6 +19,18 @@ from concurrent import futures
 import grpc
 
 from canopy_testlib import protos
+from canopy_testlib.manager import Pki
+
+_PKI = []
+
+
+def shared_pki():
+    """One cluster PKI (canopy cluster init) for this test process."""
+    if not _PKI:
+        d = tempfile.mkdtemp(prefix="canopy-fake-pki-")
+        atexit.register(shutil.rmtree, d, True)
+        _PKI.append(Pki(d))
+    return _PKI[0]
 
 SERVICES = {
     "ClusterService": ["GetCluster"],
@@ -351,7 +370,14 @@ class FakeManager:
             self.server.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler("canopy.v1." + svc,
                                                       handlers),))
-        port = self.server.add_insecure_port("127.0.0.1:0")
+        pki = shared_pki()
+        self.ca = pki.ca
+        with open(pki.path("manager.key"), "rb") as f:
+            key = f.read()
+        with open(pki.path("manager.crt"), "rb") as f:
+            chain = f.read()
+        port = self.server.add_secure_port(
+            "127.0.0.1:0", grpc.ssl_server_credentials([(key, chain)]))
         self.server.start()
         self.address = "127.0.0.1:%d" % port
         return self

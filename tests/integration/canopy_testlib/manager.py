@@ -1,6 +1,12 @@
 """canopy-managerd for tests: the daemon, a gRPC client on python3-grpcio
 (generic calls on the method name, messages from the generated protos) and
-the C fake agent (tests/helpers/mgr_fake_agent) driven over its stdin."""
+the C fake agent (tests/helpers/mgr_fake_agent) driven over its stdin.
+
+The API is TLS only: every Manager serves the certificate `canopy cluster
+init` made in its work directory (Pki, one cluster CA per directory, so
+managers of one test share it); Manager.channel verifies against that CA,
+and Manager.cli_env() / Manager.run_cli() give the CLI the same CA
+(CANOPY_CA). This is the one place tests start canopy-managerd."""
 import os
 import queue
 import signal
@@ -27,12 +33,59 @@ def binary(name):
     return os.path.join(protos.build_dir(), name)
 
 
+class Pki:
+    """The cluster PKI of one test directory: `canopy cluster init` run
+    once into DIR/mgr-state (the managers' --state-dir)."""
+
+    def __init__(self, workdir):
+        self.state_dir = os.path.join(str(workdir), "mgr-state")
+        self.ca = self.path("ca.crt")
+        if not os.path.exists(self.ca):
+            r = subprocess.run([binary("bin/canopy"), "cluster", "init",
+                                "--state-dir", self.state_dir],
+                               capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0, r.stderr
+
+    @property
+    def ca_pem(self):
+        """The CA as it is on disk now (a test may re-initialise it)."""
+        with open(self.ca, "rb") as f:
+            return f.read()
+
+    def path(self, name):
+        return os.path.join(self.state_dir, "pki", name)
+
+    def issue(self, name, usage="server", sans=()):
+        """Issue NAME.crt/.key from the CA; returns (cert, key) paths."""
+        cmd = [binary("bin/canopy"), "cluster", "issue-cert", name,
+               "--state-dir", self.state_dir, "--usage", usage]
+        for san in sans:
+            cmd += ["--san", san]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return self.path(name + ".crt"), self.path(name + ".key")
+
+    def channel(self, addr):
+        """A gRPC channel to addr that verifies it against this CA."""
+        return grpc.secure_channel(
+            addr, grpc.ssl_channel_credentials(root_certificates=self.ca_pem))
+
+    def cli_env(self, home="/nonexistent", **more):
+        """The environment for build/bin/canopy: this CA, no user config."""
+        env = {"HOME": str(home), "PATH": "/usr/bin:/bin",
+               "CANOPY_CA": self.ca}
+        env.update(more)
+        return env
+
+
 class Manager:
-    """One canopy-managerd on free loopback ports."""
+    """One canopy-managerd on free loopback ports, serving TLS."""
 
     def __init__(self, workdir, etcd_endpoints, mid, host_timeout=2,
                  command_timeout_ms=3000, bus_port=None, extra=()):
         api_port, own_bus = free_ports(2)
+        self.pki = Pki(workdir)
+        self.ca = self.pki.ca
         self.id = mid
         self.addr = "127.0.0.1:%d" % api_port
         self.bus = "tcp://127.0.0.1:%d" % (bus_port or own_bus)
@@ -42,7 +95,8 @@ class Manager:
                     "--listen", self.addr, "--bus", self.bus, "--id", mid,
                     "--host-timeout", str(host_timeout),
                     "--command-timeout", str(command_timeout_ms),
-                    "--log-level", "debug"] + list(extra)
+                    "--log-level", "debug",
+                    "--state-dir", self.pki.state_dir] + list(extra)
         self.proc = None
         self.channel = None
 
@@ -52,8 +106,19 @@ class Manager:
                                      stderr=self.log)
         self._wait_port()
         # Only now: a channel that failed to connect backs off for seconds.
-        self.channel = grpc.insecure_channel(self.addr)
+        self.channel = self.pki.channel(self.addr)
         return self
+
+    def cli_env(self, home="/nonexistent", **more):
+        return self.pki.cli_env(home, **more)
+
+    def run_cli(self, *args, timeout=60, home="/nonexistent", server=None,
+                text=True, stdin=subprocess.DEVNULL):
+        """Run build/bin/canopy --server ADDR ARGS with cli_env()."""
+        return subprocess.run(
+            [binary("bin/canopy"), "--server", server or self.addr] +
+            [str(a) for a in args], capture_output=True, text=text,
+            timeout=timeout, stdin=stdin, env=self.cli_env(home))
 
     def _wait_port(self, timeout=10):
         host, port = self.addr.rsplit(":", 1)
