@@ -12,6 +12,7 @@ import pytest
 
 from canopy_testlib import protos
 from canopy_testlib.fakemgr import Agent, FakeManager
+from canopy_testlib.jail import expected_listing, jail_uid, root_listing
 
 pytestmark = pytest.mark.kvm
 
@@ -224,6 +225,10 @@ def test_agent_restart_adopts_running_vm(env, mgr):
     m = mgr.mark()
     ok(mgr.command("host1", "START", "vm4"))
     pid = state_of(mgr, "vm4", C().VM_RUN_STATE_RUNNING, m).pid
+    # The agent (root) started it: it jailed itself in the VM's directory.
+    uid = jail_uid(pid) if os.geteuid() == 0 else None
+    if uid is not None:
+        assert root_listing(pid) == expected_listing(str(run / "vms" / "vm4"))
     a.kill9()
     assert os.path.exists("/proc/%d" % pid), "the VMM died with the agent"
     n = counts(console(run, "vm4"))
@@ -232,6 +237,8 @@ def test_agent_restart_adopts_running_vm(env, mgr):
     a2 = agent()
     rep = state_of(mgr, "vm4", C().VM_RUN_STATE_RUNNING, m)
     assert rep.pid == pid
+    if uid is not None:
+        assert jail_uid(pid) == uid  # adopted as it was
     rep = mgr.wait_body("vm_state", lambda r: r.vm_id == "vm5",
                         start=m).vm_state
     assert rep.state == C().VM_RUN_STATE_STOPPED
