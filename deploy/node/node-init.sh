@@ -24,9 +24,15 @@ else
 	echo "canopy-node: no /dev/kvm"
 fi
 rc=0
+# A heartbeat: a node whose console stays silent longer than this has
+# stopped as a whole (its timers or QEMU), not just the guest in it; the
+# harness (canopy_testlib/node.py) tells the two apart by it.
+(while sleep 15; do echo "canopy-node: alive"; done) &
+beat=$!
 if [ -x /node/run ]; then
 	/node/run
 	rc=$?
 fi
+kill $beat 2>/dev/null
 echo "canopy-node: exit $rc"
 poweroff -f

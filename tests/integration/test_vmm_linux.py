@@ -39,13 +39,13 @@ cat /tmp/guest.log
 def boot_in_node(build_dir, tmp_path, run):
     kernel = node.fetch_kernel(build_dir)
     guest = node.guest_initramfs(build_dir, tmp_path / "guest.gz")
-    n = node.Node(build_dir, tmp_path, run,
+    _, text = node.boot(lambda: node.Node(build_dir, tmp_path, run,
                   files=[(os.path.join(kernel, "vmlinuz"),
                           "/node/guest/vmlinuz"),
                          (guest, "/node/guest/initrd.gz")],
                   bins=[(os.path.join(build_dir, "bin", "canopy-vmm"),
-                         "/usr/bin/canopy-vmm")])
-    return n.wait_exit(timeout=600)
+                         "/usr/bin/canopy-vmm")]), timeout=600)
+    return text
 
 
 def assert_userspace_with_two_cpus(text):

@@ -66,7 +66,7 @@ def test_debian_keeps_pinging_across_a_migration(build_dir, tmp_path):
         os.path.join(node.NODE_DIR, "guest-ping-init.sh"),
         [(os.path.join(kernel, "guest-modules"), "/guest-modules")])
     elf = os.path.join(str(build_dir), "guest", "canopy-testguest.elf")
-    n = node.Node(build_dir, tmp_path, RUN,
+    _, text = node.boot(lambda: node.Node(build_dir, tmp_path, RUN,
                   files=[(os.path.join(kernel, "vmlinuz"),
                           "/node/guest/vmlinuz"),
                          (guest, "/node/guest/initrd.gz"),
@@ -74,8 +74,7 @@ def test_debian_keeps_pinging_across_a_migration(build_dir, tmp_path):
                   bins=[(os.path.join(build_dir, "bin", "canopy-vmm"),
                          "/usr/bin/canopy-vmm"),
                         (os.path.join(build_dir, "tests", "helpers",
-                                      "vmmctl"), "/usr/bin/vmmctl")])
-    text = n.wait_exit(timeout=1500)
+                                      "vmmctl"), "/usr/bin/vmmctl")]), timeout=1500)
     assert "canopy-node: kvm ready" in text, text[-3000:]
     m = re.search(r"migrated downtime_ms (\d+) total_ms (\d+)", text)
     assert m, text[-4000:]

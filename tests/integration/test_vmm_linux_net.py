@@ -38,14 +38,13 @@ def test_debian_kernel_pings_over_virtio_net(build_dir, tmp_path):
         os.path.join(node.NODE_DIR, "guest-net-init.sh"),
         [(os.path.join(kernel, "guest-modules"), "/guest-modules")])
     elf = os.path.join(str(build_dir), "guest", "canopy-testguest.elf")
-    n = node.Node(build_dir, tmp_path, RUN,
+    _, text = node.boot(lambda: node.Node(build_dir, tmp_path, RUN,
                   files=[(os.path.join(kernel, "vmlinuz"),
                           "/node/guest/vmlinuz"),
                          (guest, "/node/guest/initrd.gz"),
                          (elf, "/node/guest/testguest.elf")],
                   bins=[(os.path.join(build_dir, "bin", "canopy-vmm"),
-                         "/usr/bin/canopy-vmm")])
-    text = n.wait_exit(timeout=900)
+                         "/usr/bin/canopy-vmm")]), timeout=900)
     assert "canopy-node: kvm ready" in text, text[-3000:]
     assert "canopy-node: vmm exit 0" in text, text[-4000:]
     assert re.search(r"canopy-guest: eth0 mac 52:54:00:03:00:02 operstate "

@@ -88,15 +88,14 @@ def test_debian_kernel_uses_virtio_blk_and_balloon(build_dir, tmp_path, irq):
     if os.environ.get("CANOPY_NODE_GUEST_VERBOSE"):
         extra += " loglevel=7"  # debugging a hang: the kernel's messages
     run = RUN.replace("CMDLINE_EXTRA", extra)
-    n = node.Node(build_dir, tmp_path, run, disks=[img],
-                  files=[(os.path.join(kernel, "vmlinuz"),
-                          "/node/guest/vmlinuz"),
-                         (guest, "/node/guest/initrd.gz")],
-                  bins=[(os.path.join(build_dir, "bin", "canopy-vmm"),
-                         "/usr/bin/canopy-vmm"),
-                        (os.path.join(build_dir, "tests", "helpers",
-                                      "vmmctl"), "/usr/bin/vmmctl")])
-    text = n.wait_exit(timeout=900)
+    _, text = node.boot(lambda: node.Node(
+        build_dir, tmp_path, run, disks=[img],
+        files=[(os.path.join(kernel, "vmlinuz"), "/node/guest/vmlinuz"),
+               (guest, "/node/guest/initrd.gz")],
+        bins=[(os.path.join(build_dir, "bin", "canopy-vmm"),
+               "/usr/bin/canopy-vmm"),
+              (os.path.join(build_dir, "tests", "helpers", "vmmctl"),
+               "/usr/bin/vmmctl")]), timeout=900)
     assert "canopy-node: kvm ready" in text, text[-3000:]
     assert "canopy-guest: read made on the host" in text, text[-4000:]
     assert "canopy-guest: wrote new.txt" in text, text[-4000:]

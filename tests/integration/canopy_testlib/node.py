@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.dirname(os.path.abspath(__file__)))))
@@ -53,6 +54,29 @@ def disk_args(disks):
                  "file.locking=off" % (str(path).replace(",", ",,"), i),
                  "-device", "virtio-blk-pci,drive=d%d,share-rw=on" % i]
     return args
+
+
+class NodeStalled(AssertionError):
+    """The node's console, which node-init.sh keeps alive with a heartbeat
+    every 15 s, stayed silent: the node as a whole stopped (its kernel's
+    timers or QEMU), which a hang of our VMM or its guest inside it does
+    not cause (the in-node scripts go on and report those)."""
+
+
+def boot(make, timeout, stall_s=150, attempts=2):
+    """make() -> a started Node; waits for it with wait_exit. A node that
+    stalls as a whole is diagnosed, reported as a warning and booted again
+    (at most `attempts` times in all); any other failure is not retried.
+    Returns (node, console text)."""
+    for i in range(attempts):
+        n = make()
+        try:
+            return n, n.wait_exit(timeout, stall_s=stall_s)
+        except NodeStalled as e:
+            if i == attempts - 1:
+                raise
+            warnings.warn("QEMU node stalled; booted again. %s"
+                          % str(e)[-6000:])
 
 
 class Node:
@@ -103,17 +127,41 @@ class Node:
         except FileNotFoundError:
             return ""
 
-    def wait_exit(self, timeout):
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+    def wait_exit(self, timeout, stall_s=None):
+        """Waits for the node to power off. stall_s: a console that does
+        not grow for that long (past the start of the node's heartbeat)
+        raises NodeStalled."""
+        deadline = time.monotonic() + timeout
+        size, grew = -1, time.monotonic()
+        while True:
+            try:
+                self.proc.wait(2)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            cur = self._console_size()
+            if cur != size:
+                size, grew = cur, now
+            stalled = (stall_s and now - grew > stall_s and
+                       "canopy-node: kvm ready" in self.text())
+            if now < deadline and not stalled:
+                continue
             diag = self.diagnose()
             self.kill()
-            raise AssertionError("node still running after %ds; console:\n%s"
-                                 "\n--- node diagnosis ---\n%s"
-                                 % (timeout, self.text()[-4000:], diag))
+            what = ("node console silent for %ds (no heartbeat)" % stall_s
+                    if stalled else "node still running after %ds" % timeout)
+            raise (NodeStalled if stalled else AssertionError)(
+                "%s; console:\n%s\n--- node diagnosis ---\n%s"
+                % (what, self.text()[-4000:], diag))
         self.elapsed = time.monotonic() - self.t0
         return self.text()
+
+    def _console_size(self):
+        try:
+            return os.path.getsize(self.console)
+        except OSError:
+            return 0
 
     def _qmp(self, commands, timeout=10):
         """Runs HMP command lines through QMP; one answer (or error) per
