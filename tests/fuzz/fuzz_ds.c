@@ -6,15 +6,21 @@
  * A small volume is formatted once (two files, one with a block map, one
  * host's heartbeat) into a file under /dev/shm; each input patches up to
  * FUZZ_DS_PATCHES of its sectors, then the volume is opened read-only and
- * everything is read as canopy-ds ls/hosts/locks/fsck do, then the
- * patched sectors are put back. A crash, a leak, a hang or a read outside
- * a buffer is a bug.
+ * everything is read as canopy-ds ls/hosts/locks/fsck do. When the first
+ * patch asks for it, a second host then joins and runs the mount-time
+ * recovery (namespace lock, replay of every pending journal: the other
+ * hosts' journals are input too), and everything is read again. Then the
+ * volume is put back as it was. A crash, a leak, a hang or a read or
+ * write outside a buffer is a bug.
  *
  * Input: patches of  u8 region (0 superblock, 1 heartbeat, 2 lock, 3
  * journal, 4 inode, 5 bitmap, 6 data), u16 index (little-endian, modulo
- * the region's sectors), u8 flags (bit 0: seal the record's CRC-32C as a
- * writer would, so the fuzzer gets past the checksum), then up to 512
- * bytes of sector contents (a short last patch keeps the rest).
+ * the region's sectors), u8 flags, then up to 512 bytes of sector contents
+ * (a short last patch keeps the rest). Flags: bit 0 seals the record's
+ * CRC-32C as a writer would, so the fuzzer gets past the checksum; bit 1
+ * (first patch) runs the recovery; bit 2 on a journal header sets its
+ * payload checksum to match the payload as patched
+ * (docs/datastore-format.md, "Journal"), then seals it.
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -31,6 +37,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FUZZ_DS_PATCHES 8
 #define FUZZ_DS_HDR 4 /* region, index (2), flags */
+#define FUZZ_DS_SEAL 0x1
+#define FUZZ_DS_RECOVER 0x2
+#define FUZZ_DS_JCRC 0x4
+/* Journal header fields (docs/datastore-format.md, "Journal"). */
+#define J_COUNT 16
+#define J_PAYLOAD_CRC 20
 
 static char path[64];
 static uint8_t *tmpl; /* the formatted volume, as written */
@@ -93,7 +105,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 				    .max_locks = 8,
 				    .block_size = 64 << 10,
 				    .hb_interval_ms = 10,
-				    .hb_timeout_ms = 40 };
+				    .hb_timeout_ms = 2000 };
 	char err[256];
 
 	(void)argc;
@@ -173,18 +185,63 @@ static void read_all(void)
 	ds_close(&ds);
 }
 
+/* Make the journal header at off (host h's) name a payload that matches:
+ * its count's sectors of h's payload area, as they are now. */
+static void journal_fix(uint64_t off)
+{
+	uint64_t s = geom.sector, h = (off - geom.journal_off) / s;
+	uint64_t pay = geom.journal_off + geom.max_hosts * s +
+		       h * (geom.journal_sectors - 1) * s;
+	uint8_t hdr[512], *img;
+	uint32_t n;
+
+	if (pread(fd, hdr, 512, (off_t)off) != 512)
+		abort();
+	n = get32(hdr + J_COUNT);
+	if (n > geom.journal_sectors - 1)
+		n = geom.journal_sectors - 1;
+	img = malloc(n * s + 1);
+	if (!img || pread(fd, img, n * s, (off_t)pay) != (ssize_t)(n * s))
+		abort();
+	put32(hdr + J_PAYLOAD_CRC, crc32c(0, img, n * s));
+	ds_rec_seal(hdr);
+	free(img);
+	if (pwrite(fd, hdr, 512, (off_t)off) != 512)
+		abort();
+}
+
+/* A second host joins, recovers (replays pending journals) and leaves. */
+static void recover(void)
+{
+	static struct ds_hb_watch w;
+	static struct ds_host h;
+	char err[256];
+	struct ds ds;
+
+	if (ds_open(&ds, path, 0, err, sizeof(err)) < 0)
+		return;
+	if (ds_hb_join(&h, &ds, 2, "fuzzer", err, sizeof(err)) == 0) {
+		ds_hb_watch_init(&w);
+		if (ds_hb_watch_poll(&ds, &w, 0) == 0)
+			(void)!ds_recover(&h, &w, err, sizeof(err));
+		(void)!ds_hb_leave(&h);
+	}
+	ds_close(&ds);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint64_t at[FUZZ_DS_PATCHES];
-	uint8_t sec[512];
-	size_t k = 0, len;
+	uint8_t sec[512], flags[FUZZ_DS_PATCHES];
+	size_t k = 0, len, n;
 
 	while (k < FUZZ_DS_PATCHES && size > FUZZ_DS_HDR) {
 		at[k] = where(data[0], (uint16_t)(data[1] | data[2] << 8));
+		flags[k] = data[3];
 		len = size - FUZZ_DS_HDR < 512 ? size - FUZZ_DS_HDR : 512;
 		memcpy(sec, tmpl + at[k], 512);
 		memcpy(sec, data + FUZZ_DS_HDR, len);
-		if (data[3] & 1)
+		if (flags[k] & FUZZ_DS_SEAL)
 			ds_rec_seal(sec);
 		if (pwrite(fd, sec, 512, (off_t)at[k]) != 512)
 			abort();
@@ -192,7 +249,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size -= FUZZ_DS_HDR + len;
 		k++;
 	}
+	for (n = 0; n < k; n++)
+		if ((flags[n] & FUZZ_DS_JCRC) && at[n] >= geom.journal_off &&
+		    at[n] < geom.journal_off + geom.max_hosts * geom.sector)
+			journal_fix(at[n]);
 	read_all();
+	if (k && (flags[0] & FUZZ_DS_RECOVER)) {
+		recover();
+		read_all();
+		/* The replay may have written anywhere: all of it back. */
+		if (pwrite(fd, tmpl, tmpl_size, 0) != (ssize_t)tmpl_size)
+			abort();
+		return 0;
+	}
 	while (k--)
 		if (pwrite(fd, tmpl + at[k], 512, (off_t)at[k]) != 512)
 			abort();

@@ -111,8 +111,16 @@ def api_seeds():
 
 
 def ds():
-    def patch(region, index, seal, body):
-        return struct.pack("<BHB", region, index, 1 if seal else 0) + body
+    def patch(region, index, flags, body):
+        if flags is True or flags is False:
+            flags = 1 if flags else 0
+        return struct.pack("<BHB", region, index, flags) + body
+
+    def jhdr(target):
+        # magic "JRNL", state pending, seq, count 1, payload crc (fixed up
+        # by the harness), one target.
+        return (struct.pack("<IIQIIQ", 0x4c4e524a, 1, 5, 1, 0, target) +
+                b"\0" * 480)
     write("ds", {
         # A heartbeat slot of host 2, sealed, with a live flag.
         "hb": patch(1, 1, True, struct.pack("<IIQQQI", 2, 1, 5, 9, 0,
@@ -127,6 +135,15 @@ def ds():
                          b"\0" * 504),
         # The superblock's version field changed, checksum kept.
         "sb_version": patch(0, 0, False, b"CNPYDS\r\n\x02\0\0\0"),
+        # Recovery (flag 2 on the first patch) replaying host 1's pending
+        # journal: one payload sector (journal sector 64, host 1's first)
+        # for inode 3, the header with its payload checksum fixed up (flag
+        # 4). Offsets of the harness's volume: inode_off 4497408.
+        "recover_replay": patch(3, 64, 2, b"\x5a" * 512) +
+        patch(3, 0, 4, jhdr(4497408 + 3 * 512)),
+        # The same naming the superblock as its target: never applied.
+        "recover_hostile": patch(3, 64, 2, b"\x5a" * 512) +
+        patch(3, 0, 4, jhdr(0)),
     })
 
 
