@@ -6,6 +6,13 @@
 # the canopy CLI. The manager's agent bus listens on the bridge; its API and
 # etcd stay on 127.0.0.1.
 #
+# Secure by default: the lab runs `canopy cluster init` (a new cluster CA in
+# $LAB_DIR/manager/pki, its fingerprint printed once), the manager's API
+# serves TLS only, etcd serves TLS and demands a client certificate (both
+# issued from the cluster CA: `canopy cluster issue-cert`), and the CLI of
+# the user running the lab trusts the new CA for the lab's server
+# (~/.config/canopy/trusted/, replacing a pin of an earlier lab there).
+#
 #   deploy/lab.sh start    stop any old lab, start a new one (needs root
 #                          for /dev/kvm and the VMMs), create and start two
 #                          VMs
@@ -52,7 +59,35 @@ fail() {
 	exit 1
 }
 
-canopy() { "$BUILD/bin/canopy" --server "$SERVER" "$@"; }
+STATE=$LAB_DIR/manager
+PKI=$STATE/pki
+
+canopy() { CANOPY_CA=$PKI/ca.crt "$BUILD/bin/canopy" --server "$SERVER" "$@"; }
+
+# The cluster CA, the etcd server and client certificates; sets FPR.
+pki_init() {
+	FPR=$("$BUILD/bin/canopy" -o json cluster init --state-dir "$STATE" \
+		--name canopy-lab | sed -n 's/.*"ca_fingerprint_sha256": "\([0-9A-F:]*\)".*/\1/p')
+	[ -n "$FPR" ] || fail "canopy cluster init failed"
+	"$BUILD/bin/canopy" cluster issue-cert etcd --usage server \
+		--state-dir "$STATE" >/dev/null || fail "cannot issue etcd's certificate"
+	"$BUILD/bin/canopy" cluster issue-cert etcd-client --usage client \
+		--state-dir "$STATE" >/dev/null || fail "cannot issue the etcd client certificate"
+}
+
+# Pin the lab's CA for the user's CLI (a pin of an earlier lab on the same
+# server is replaced: this lab just made a new CA for that address).
+trust_lab() {
+	cfg=${XDG_CONFIG_HOME:-${HOME:-/nonexistent}/.config}
+	pin=$cfg/canopy/trusted/127.0.0.1_$API_PORT.pem
+	if [ -f "$pin" ] && ! cmp -s "$pin" "$PKI/ca.crt"; then
+		say "replacing the CA pinned for $SERVER in $pin (an earlier lab's)"
+		rm -f "$pin"
+	fi
+	"$BUILD/bin/canopy" --server "$SERVER" --trust-fingerprint "$FPR" \
+		cluster status >/dev/null 2>&1 ||
+		say "could not pin the CA for your CLI; use CANOPY_CA=$PKI/ca.crt"
+}
 
 # The lab's own programs whose command line names the lab directory (VMMs
 # are started by the agents in their own sessions, so they are found this
@@ -221,14 +256,21 @@ do_start() {
 	mkdir -p "$PIDS" "$LOGS"
 	touch "$LAB_DIR/.canopy-lab"
 
+	pki_init
+	say "cluster CA created in $PKI; its SHA-256 fingerprint:"
+	say "  $FPR"
 	spawn etcd etcd --name lab --data-dir "$LAB_DIR/etcd" \
-		--listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
-		--advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+		--listen-client-urls "https://127.0.0.1:$ETCD_PORT" \
+		--advertise-client-urls "https://127.0.0.1:$ETCD_PORT" \
+		--cert-file "$PKI/etcd.crt" --key-file "$PKI/etcd.key" \
+		--client-cert-auth --trusted-ca-file "$PKI/ca.crt" \
 		--listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
 		--initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
 		--initial-cluster "lab=http://127.0.0.1:$ETCD_PEER_PORT"
-	wait_for etcd 20 etcdctl --endpoints "127.0.0.1:$ETCD_PORT" endpoint health
-	say "etcd on 127.0.0.1:$ETCD_PORT"
+	wait_for etcd 20 etcdctl --endpoints "https://127.0.0.1:$ETCD_PORT" \
+		--cacert "$PKI/ca.crt" --cert "$PKI/etcd-client.crt" \
+		--key "$PKI/etcd-client.key" endpoint health
+	say "etcd on 127.0.0.1:$ETCD_PORT (TLS, client certificates required)"
 
 	# The shared datastore both hosts mount (a sparse file).
 	"$BUILD/bin/canopy-ds" format "$LAB_DIR/lab-ds.img" --name lab-ds \
@@ -244,9 +286,12 @@ do_start() {
 	spawn managerd "$BUILD/bin/canopy-managerd" \
 		--etcd "127.0.0.1:$ETCD_PORT" --listen "$SERVER" \
 		--bus "tcp://$bus_ip:$BUS_PORT" --id lab-m1 \
+		--state-dir "$STATE" --etcd-cacert "$PKI/ca.crt" \
+		--etcd-cert "$PKI/etcd-client.crt" --etcd-key "$PKI/etcd-client.key" \
 		--log-file "$LOGS/managerd.log"
 	wait_for canopy-managerd 20 canopy cluster status
-	say "canopy-managerd on $SERVER (bus tcp://$bus_ip:$BUS_PORT)"
+	trust_lab
+	say "canopy-managerd on $SERVER (API over TLS; bus tcp://$bus_ip:$BUS_PORT)"
 
 	i=0
 	for h in $HOSTS; do

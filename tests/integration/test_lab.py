@@ -53,7 +53,8 @@ def lab(tmp_path):
     lab_dir = str(tmp_path / "lab")
     api, bus, etcd, peer = free_ports(4)
     subnet = "10.77.%d" % (100 + api % 150)
-    env = dict(os.environ, LAB_DIR=lab_dir, CANOPY_BUILD=build,
+    home = str(tmp_path / "home")  # the lab pins its CA for this user
+    env = dict(os.environ, LAB_DIR=lab_dir, CANOPY_BUILD=build, HOME=home,
                LAB_API_PORT=str(api), LAB_BUS_PORT=str(bus),
                LAB_ETCD_PORT=str(etcd), LAB_ETCD_PEER_PORT=str(peer),
                LAB_SUBNET=subnet)
@@ -65,7 +66,9 @@ def lab(tmp_path):
     def cli(*args):
         p = subprocess.run([os.path.join(build, "bin", "canopy"), "--server",
                             "127.0.0.1:%d" % api] + list(args),
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=60,
+                           env={"HOME": home, "PATH": "/usr/bin:/bin"},
+                           stdin=subprocess.DEVNULL)
         assert p.returncode == 0, (args, p.stdout, p.stderr, logs(lab_dir))
         return p.stdout
 
@@ -110,6 +113,15 @@ def test_lab_start_use_restart_stop(lab):
     assert p.returncode == 0, (p.stdout, p.stderr, logs(lab_dir))
     assert "lab-vm1" in p.stdout and "lab-vm2" in p.stdout
     assert "make lab-down" in p.stdout
+    # Secure by default: a new cluster CA, its fingerprint printed once,
+    # pinned for the user's CLI (cli() gives no CA: it uses the pin).
+    ca = os.path.join(lab_dir, "manager", "pki", "ca.crt")
+    fpr = subprocess.run(["openssl", "x509", "-noout", "-fingerprint",
+                          "-sha256", "-in", ca], capture_output=True,
+                         text=True, check=True).stdout.strip().split("=")[1]
+    assert p.stdout.count(fpr) == 1, p.stdout
+    assert os.stat(os.path.join(lab_dir, "manager", "pki",
+                                "ca.key")).st_mode & 0o777 == 0o600
     # It prints `canopy host list`, then `canopy vm list`.
     assert p.stdout.index("lab-h3") < p.stdout.index("lab-vm1")
 
