@@ -486,7 +486,13 @@ int control_start(struct vm *vm, const char *path, char *err, size_t errlen)
 		return -ENOMEM;
 	ctl->vm = vm;
 	ctl->path = strdup(path);
-	ctl->lfd = sys_unix_listen(path, 16);
+	/* Bound already, as root, when the jail was entered (jail.h). */
+	if (vm->files_kept && vm->ctl_lfd >= 0) {
+		ctl->lfd = vm->ctl_lfd;
+		vm->ctl_lfd = -1;
+	} else {
+		ctl->lfd = sys_unix_listen(path, 16);
+	}
 	if (ctl->lfd < 0 || !ctl->path) {
 		rc = ctl->lfd < 0 ? ctl->lfd : -ENOMEM;
 		snprintf(err, errlen, "control socket %s: %s", path,

@@ -61,7 +61,7 @@ int vmm_jail_uid_parse(const char *s, uid_t *uid, char *err, size_t errlen)
 
 int vmm_jail_init(struct vm *vm, char *err, size_t errlen)
 {
-	vm->kernel_fd = vm->initrd_fd = -1;
+	vm->kernel_fd = vm->initrd_fd = vm->ctl_lfd = -1;
 	vm->statm_fd = sys_open("/proc/self/statm", O_RDONLY, 0);
 	vm->files_kept = 1;
 	if (vm->cfg.no_jail) {
@@ -191,18 +191,35 @@ static int vm_dir_grant(const char *dir, gid_t gid, char *err, size_t errlen)
 	return 0;
 }
 
+/* Is dir world-writable (a shared directory like /tmp)? */
+static int dir_shared(const char *dir)
+{
+	struct stat st;
+
+	return stat(dir, &st) == 0 && (st.st_mode & S_IWOTH);
+}
+
 /* What the jail holds: the VM's directory, the --net unix peers'. */
 static int plan_make(struct vm *vm, struct jail_plan *pl, char *err,
 		     size_t errlen)
 {
-	char dir[PATH_MAX];
+	char dir[PATH_MAX] = "";
 	int rc = 0;
 
-	if (vm->cfg.jail_dir || vm->cfg.control) {
-		if (vm->cfg.jail_dir)
-			snprintf(dir, sizeof(dir), "%s", vm->cfg.jail_dir);
-		else
-			dir_of(vm->cfg.control, dir, sizeof(dir));
+	if (vm->cfg.jail_dir)
+		snprintf(dir, sizeof(dir), "%s", vm->cfg.jail_dir);
+	else if (vm->cfg.control)
+		dir_of(vm->cfg.control, dir, sizeof(dir));
+	if (!vm->cfg.jail_dir && vm->ctl_lfd >= 0 && dir_shared(dir)) {
+		/* The control socket is bound already: the VM just has no
+		 * directory to write snapshots in. */
+		log_warn("vmm",
+			 "jail: the control socket's directory is "
+			 "shared (world-writable), so it is not in the "
+			 "jail: snapshots cannot be written; give the VM "
+			 "a directory of its own or --jail-dir",
+			 "vm=%s dir=%s", vm->cfg.name, dir);
+	} else if (vm->cfg.jail_dir || vm->cfg.control) {
 		rc = plan_add(pl, dir, 1, err, errlen);
 		if (rc == 0)
 			rc = vm_dir_grant(pl->b[0].path, (gid_t)pl->uid, err,
@@ -235,10 +252,15 @@ static int plan_make(struct vm *vm, struct jail_plan *pl, char *err,
 	return rc;
 }
 
-/* Keep what the running VMM reads by path: the kernel and initrd (a guest
- * reboot loads them again). A stale control socket goes now, as root: the
- * sticky VM directory would not let the jailed uid replace it. */
-static int keep_files(struct vm *vm, char *err, size_t errlen)
+/*
+ * Keep what the running VMM reads by path: the kernel and initrd (a guest
+ * reboot loads them again). Bind the control socket now, as root, and
+ * give it to the jail's uid (which removes it at exit); not for a VM
+ * arriving by migration, whose socket appears only once it has arrived
+ * (the agent waits for it): a stale one goes now, as the sticky VM
+ * directory would not let the jailed uid replace it.
+ */
+static int keep_files(struct vm *vm, uid_t uid, char *err, size_t errlen)
 {
 	struct stat st;
 
@@ -258,9 +280,20 @@ static int keep_files(struct vm *vm, char *err, size_t errlen)
 			return vm->initrd_fd;
 		}
 	}
-	if (vm->cfg.control && lstat(vm->cfg.control, &st) == 0 &&
-	    S_ISSOCK(st.st_mode))
-		(void)unlink(vm->cfg.control);
+	if (vm->cfg.control && vm->cfg.incoming) {
+		if (lstat(vm->cfg.control, &st) == 0 && S_ISSOCK(st.st_mode))
+			(void)unlink(vm->cfg.control);
+	} else if (vm->cfg.control) {
+		vm->ctl_lfd = sys_unix_listen(vm->cfg.control, 16);
+		if (vm->ctl_lfd < 0 ||
+		    lchown(vm->cfg.control, uid, (gid_t)uid) < 0) {
+			snprintf(err, errlen, "control socket %s: %s",
+				 vm->cfg.control,
+				 strerror(vm->ctl_lfd < 0 ? -vm->ctl_lfd :
+							    errno));
+			return vm->ctl_lfd < 0 ? vm->ctl_lfd : -errno;
+		}
+	}
 	return 0;
 }
 
@@ -444,7 +477,7 @@ int vmm_jail_enter(struct vm *vm, char *err, size_t errlen)
 	rc = vm->cfg.jail_uid ? vmm_jail_uid_parse(vm->cfg.jail_uid, &pl->uid,
 						   err, errlen) :
 				0;
-	rc = rc ?: keep_files(vm, err, errlen);
+	rc = rc ?: keep_files(vm, pl->uid, err, errlen);
 	rc = rc ?: plan_make(vm, pl, err, errlen);
 	rc = rc ?: root_build(pl, root, err, errlen);
 	for (unsigned i = 0; i < pl->n; i++)
@@ -455,6 +488,11 @@ int vmm_jail_enter(struct vm *vm, char *err, size_t errlen)
 	if (rc == 0 && chdir(pl->cwd) < 0 && chdir("/") < 0)
 		rc = -errno;
 	rc = rc ?: drop(pl->uid, err, errlen);
+	if (rc < 0 && vm->ctl_lfd >= 0) { /* the VMM does not start */
+		sys_close(vm->ctl_lfd);
+		vm->ctl_lfd = -1;
+		(void)unlink(vm->cfg.control);
+	}
 	if (rc == 0) {
 		vm->jail_pending = 0;
 		log_info("vmm", "jailed", "vm=%s uid=%u gid=%u dir=%s binds=%u",

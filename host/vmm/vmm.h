@@ -239,6 +239,7 @@ struct vm {
 	int jail_pending;
 	int files_kept;
 	int kernel_fd, initrd_fd, statm_fd;
+	int ctl_lfd; /* the control socket, bound before the jail */
 };
 
 #define VMM_BOOT_PVH 1

@@ -157,19 +157,43 @@ def test_no_jail_runs_as_root_with_a_warning(vms, tmp_path):
     assert os.path.exists("/proc/%d/root/proc/self" % vm.proc.pid)
 
 
-def test_a_shared_directory_is_refused(build_dir, tmp_path):
+def test_a_shared_control_directory_stays_out_of_the_jail(vms, tmp_path):
+    """--control in a world-writable directory (like /tmp): the socket is
+    bound before the jail, the directory is not let in (nor changed), and
+    snapshots cannot be written; the log says so."""
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chmod(shared, 0o1777)
-    r = subprocess.run([vmm_bin(build_dir), "--kernel", guest(build_dir),
-                        "--cmdline", "hello", "--control",
-                        str(shared / "c.sock")],
+    vm = vms(shared, "--cmdline", "count=50")
+    ctl = counting(vm)
+    jail_uid(vm.proc.pid)
+    assert root_listing(vm.proc.pid) == set()
+    assert "the control socket's directory is shared" in vm.log_text()
+    rep = ctl.call(save={"path": str(shared / "s.bin")})
+    assert rep.status.code != 0 and "No such file or directory" in \
+        rep.status.message, rep.status
+    assert os.stat(shared).st_mode & 0o7777 == 0o1777  # left as it was
+    assert os.stat(shared).st_gid == 0
+
+
+@pytest.mark.parametrize("how", ["incoming", "jail-dir"])
+def test_a_shared_vm_directory_is_refused(build_dir, tmp_path, how):
+    """A directory the VMM must write in (an arriving VM's control socket,
+    --jail-dir) may not be a shared one: exit 2, nothing changed."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    args = ["--incoming", "tcp:127.0.0.1:0", "--control",
+            str(shared / "c.sock")] if how == "incoming" else \
+        ["--kernel", guest(build_dir), "--jail-dir", str(shared)]
+    r = subprocess.run([vmm_bin(build_dir), "--serial", "none"] + args,
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 2, r.stderr
     assert "jail: %s is a shared (world-writable) directory" % shared in \
         r.stderr, r.stderr
-    assert "vm started" not in r.stderr
-    assert os.stat(shared).st_mode & 0o7777 == 0o1777  # left as it was
+    assert "vm started" not in r.stderr and "waiting for" not in r.stderr
+    assert os.stat(shared).st_mode & 0o7777 == 0o1777
+    assert os.listdir(shared) == []
 
 
 def test_a_missing_jail_dir_is_an_error(build_dir, tmp_path):
