@@ -349,3 +349,55 @@ def test_manager_on_tls_etcd_with_client_cert(tmp_path):
             if x:
                 x.close()
         e.close()
+
+
+@pytest.mark.parametrize("opts,want", [
+    (["--etcd-cacert", "MISSING"], "cannot read the etcd CA file"),
+    (["--etcd-cacert", "NOTPEM"], "the etcd CA file is not PEM"),
+    (["--etcd-cacert", "CA", "--etcd-cert", "CA"], "both"),
+    (["--etcd-cacert", "CA", "--etcd-key", "KEY"], "both"),
+    (["--etcd-cacert", "CA", "--etcd-cert", "CA", "--etcd-key", "MISSING"],
+     "cannot read the etcd client key file"),
+])
+def test_bad_etcd_tls_options(tmp_path, opts, want):
+    pki = mgrlib.Pki(tmp_path)
+    notpem = tmp_path / "notpem"
+    notpem.write_text("hello\n")
+    files = {"MISSING": str(tmp_path / "missing.pem"), "NOTPEM": str(notpem),
+             "CA": pki.ca, "KEY": pki.path("manager.key")}
+    r = subprocess.run([mgrlib.binary("bin/canopy-managerd"), "--etcd",
+                        "127.0.0.1:1", "--state-dir", pki.state_dir] +
+                       [files.get(o, o) for o in opts],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0 and want in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("swap,want", [
+    ("manager.key", "does not belong"),
+    ("ca.crt", "was not issued by the CA"),
+    ("manager.crt", "holds no PEM certificate"),
+])
+def test_manager_refuses_mismatched_files(tmp_path, swap, want):
+    pki = mgrlib.Pki(tmp_path / "a")
+    other = mgrlib.Pki(tmp_path / "b")
+    if swap == "manager.crt":
+        with open(pki.path(swap), "w") as f:
+            f.write("not a certificate\n")
+    else:
+        with open(other.path(swap), "rb") as src, \
+                open(pki.path(swap), "wb") as dst:
+            dst.write(src.read())
+    r = subprocess.run([mgrlib.binary("bin/canopy-managerd"), "--etcd",
+                        "127.0.0.1:1", "--state-dir", pki.state_dir,
+                        "--listen", "127.0.0.1:1"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0 and want in r.stderr, r.stderr
+    assert "canopy cluster init" in r.stderr
+
+
+def test_cli_ca_file_not_pem(tmp_path, mgr):
+    bad = tmp_path / "bad.pem"
+    bad.write_text("nope\n")
+    r = cli("--server", mgr.addr, "cluster", "status",
+            env={"CANOPY_CA": str(bad)})
+    assert r.returncode == 2 and "CANOPY_CA" in r.stderr, r.stderr
