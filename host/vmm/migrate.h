@@ -23,6 +23,34 @@ struct Canopy__V1__VmmMigrateResult;
 /* Wait this long for any record from the peer (ms). */
 #define MIG_IO_TIMEOUT_MS 30000
 
+/* Switchover timeline: named monotonic marks (docs/performance.md reads
+ * them from the log). One thread. */
+#define MIG_TL_MAX 40
+struct mig_timeline {
+	unsigned n;
+	uint64_t t0;
+	uint64_t ns[MIG_TL_MAX];
+	char name[MIG_TL_MAX][MIG_NAME_LEN];
+};
+
+/* Start at now; mark: the step `name` ended now (dropped past MIG_TL_MAX). */
+void mig_tl_start(struct mig_timeline *tl);
+void mig_tl_mark(struct mig_timeline *tl, const char *name);
+/* "name=US name=US ..." (each step's own duration in µs) into out. */
+void mig_tl_format(const struct mig_timeline *tl, char *out, size_t outlen);
+/* µs from the start to the end of the step named, or 0 if absent. */
+uint64_t mig_tl_at_us(const struct mig_timeline *tl, const char *name);
+
+/* Test-only pause points (docs/migration-protocol.md): with the environment
+ * variable CANOPY_MIG_TEST_PAUSE=POINT:MS, read at start, the VMM sleeps MS
+ * ms when it reaches POINT (one of the names in migrate_io.c). No effect
+ * when unset. */
+void mig_test_pause(const char *point);
+/* How long to wait for the peer's next record (ms): MIG_IO_TIMEOUT_MS, or
+ * CANOPY_MIG_TEST_IO_TIMEOUT_MS (test only: broken-link tests end in
+ * seconds) when set. */
+int mig_io_timeout_ms(void);
+
 /* One end of a migration stream: the socket, the CRC-32C and byte count
  * of what was sent (source) or received (destination) since the header,
  * and an optional bandwidth limit. Owned by one thread. */
@@ -37,6 +65,8 @@ struct mig_conn {
 
 void mig_conn_init(struct mig_conn *c, int fd);
 void mig_conn_close(struct mig_conn *c);
+/* A write blocked longer than ms fails (-ETIMEDOUT). */
+void mig_conn_set_timeout(struct mig_conn *c, int ms);
 /* Send n iovec-like pieces; counted in crc and bytes; sleeps to keep the
  * bandwidth limit. 0 or -errno. */
 CN_MUST_CHECK int mig_conn_send(struct mig_conn *c, const void *p1, size_t n1,
@@ -61,9 +91,14 @@ CN_MUST_CHECK int mig_address_parse(const char *address, char *host,
  * comes from the same call. I/O or migration thread. */
 CN_MUST_CHECK int mig_header_local(struct vm *vm, struct mig_header *h,
 				   char *devices, size_t devlen);
-/* Send every vCPU, the irqchip/PIT/clock and every device's state
- * (snapshot savers) as STATE records. VM paused. */
-CN_MUST_CHECK int mig_state_send(struct vm *vm, struct mig_conn *c);
+/* Save every vCPU, the irqchip/PIT/clock and every device's state
+ * (snapshot savers) as STATE records into out (heads included), marking
+ * each save in tl (may be NULL). VM paused. */
+CN_MUST_CHECK int mig_state_save(struct vm *vm, struct buf *out,
+				 struct mig_timeline *tl);
+/* Send the saved records in recs and the END that covers them, in one
+ * write. */
+CN_MUST_CHECK int mig_final_send(struct mig_conn *c, struct buf *recs);
 /* Apply one STATE record by name. */
 CN_MUST_CHECK int mig_state_apply(struct vm *vm, const char *name,
 				  const uint8_t *p, uint32_t len);

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "host/vmm/snapshot.h"
 #include "host/vmm/vmm.h"
 #include "lib/crc32c.h"
+#include "lib/log.h"
 #include "lib/sys.h"
 
 void mig_conn_init(struct mig_conn *c, int fd)
@@ -35,6 +37,14 @@ void mig_conn_init(struct mig_conn *c, int fd)
 	c->fd = fd;
 	c->t0_ns = sys_mono_ns();
 	buf_init(&c->in, MIG_REC_HEAD + MIG_NAME_LEN + MIG_MAX_STATE);
+}
+
+void mig_conn_set_timeout(struct mig_conn *c, int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000,
+			      .tv_usec = (ms % 1000) * 1000 };
+
+	(void)!setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
 void mig_conn_close(struct mig_conn *c)
@@ -106,9 +116,10 @@ int mig_conn_send_buf(struct mig_conn *c, struct buf *b)
 }
 
 /* Read exactly n bytes, each wait bounded by timeout_ms. */
-static int read_exact(int fd, void *p, size_t n, int timeout_ms)
+static int read_exact(struct mig_conn *c, void *p, size_t n, int timeout_ms)
 {
 	uint8_t *q = p;
+	int fd = c->fd;
 
 	while (n) {
 		int rc = sys_wait_fd(fd, POLLIN, timeout_ms);
@@ -140,7 +151,7 @@ int mig_conn_recv(struct mig_conn *c, struct mig_rec *r, int timeout_ms)
 	p = (uint8_t *)buf_reserve(&c->in, MIG_REC_HEAD, &err);
 	if (!p)
 		return err;
-	rc = read_exact(c->fd, p, MIG_REC_HEAD, timeout_ms);
+	rc = read_exact(c, p, MIG_REC_HEAD, timeout_ms);
 	if (rc == 0)
 		rc = mig_rec_head_decode(p, MIG_REC_HEAD, r);
 	if (rc < 0)
@@ -149,7 +160,7 @@ int mig_conn_recv(struct mig_conn *c, struct mig_rec *r, int timeout_ms)
 	p = (uint8_t *)buf_reserve(&c->in, r->len ? r->len : 1, &err);
 	if (!p)
 		return err;
-	rc = read_exact(c->fd, p, r->len, timeout_ms);
+	rc = read_exact(c, p, r->len, timeout_ms);
 	if (rc < 0)
 		return rc;
 	buf_commit(&c->in, r->len);
@@ -269,42 +280,74 @@ int mig_header_local(struct vm *vm, struct mig_header *h, char *devices,
 	return supported_cpuid(vm, h);
 }
 
-/* Send b's contents as the STATE record name, then empty b. */
-static int send_state(struct mig_conn *c, const char *name, struct buf *b)
+/* Append section `name`, saved by save(arg, out), as a STATE record. */
+static int put_state(struct buf *out, const char *name,
+		     int (*save)(void *arg, struct buf *b), void *arg,
+		     struct mig_timeline *tl)
 {
-	struct buf h;
-	int rc;
+	size_t at = buf_len(out), len;
+	uint8_t *h;
+	int rc = mig_state_put(out, name, 0);
 
-	buf_init(&h, 0);
-	rc = mig_state_put(&h, name, (uint32_t)buf_len(b));
 	if (rc == 0)
-		rc = mig_conn_send(c, buf_ptr(&h), buf_len(&h), buf_ptr(b),
-				   buf_len(b));
-	buf_free(&h);
-	buf_reset(b);
+		rc = save(arg, out);
+	if (rc < 0)
+		return rc;
+	/* The body went after the head: the head's len (little endian)
+	 * counts the name and the body. */
+	len = buf_len(out) - at - MIG_REC_HEAD;
+	if (len > MIG_NAME_LEN + MIG_MAX_STATE)
+		return -E2BIG;
+	h = (uint8_t *)buf_ptr(out) + at + 4;
+	for (unsigned i = 0; i < 4; i++)
+		h[i] = (uint8_t)(len >> (8 * i));
+	if (tl)
+		mig_tl_mark(tl, name);
+	return 0;
+}
+
+static int save_cpu(void *arg, struct buf *b)
+{
+	return vcpu_state_save(arg, b);
+}
+
+static int save_kvm(void *arg, struct buf *b)
+{
+	return vm_kvm_state_save(arg, b);
+}
+
+int mig_state_save(struct vm *vm, struct buf *out, struct mig_timeline *tl)
+{
+	char name[MIG_NAME_LEN];
+	int rc = 0;
+
+	for (unsigned i = 0; i < vm->ncpus && rc == 0; i++) {
+		snprintf(name, sizeof(name), "cpu.%u", i);
+		rc = put_state(out, name, save_cpu, &vm->vcpus[i], tl);
+	}
+	if (rc == 0)
+		rc = put_state(out, "kvm", save_kvm, vm, tl);
+	for (unsigned i = 0; i < vm->ndevs && rc == 0; i++) {
+		snprintf(name, sizeof(name), "dev.%s", vm->devs[i].ops->name);
+		rc = put_state(out, name, vm->devs[i].ops->save,
+			       vm->devs[i].dev, tl);
+	}
 	return rc;
 }
 
-int mig_state_send(struct vm *vm, struct mig_conn *c)
+int mig_final_send(struct mig_conn *c, struct buf *recs)
 {
-	char name[MIG_NAME_LEN];
-	struct buf b;
-	int rc = 0;
+	uint32_t crc = crc32c(c->crc, buf_ptr(recs), buf_len(recs));
+	struct buf end;
+	int rc;
 
-	buf_init(&b, MIG_MAX_STATE);
-	for (unsigned i = 0; i < vm->ncpus && rc == 0; i++) {
-		snprintf(name, sizeof(name), "cpu.%u", i);
-		rc = vcpu_state_save(&vm->vcpus[i], &b) ?:
-							  send_state(c, name, &b);
-	}
+	buf_init(&end, 0);
+	rc = mig_end_encode(&end, crc, c->bytes + buf_len(recs));
 	if (rc == 0)
-		rc = vm_kvm_state_save(vm, &b) ?: send_state(c, "kvm", &b);
-	for (unsigned i = 0; i < vm->ndevs && rc == 0; i++) {
-		snprintf(name, sizeof(name), "dev.%s", vm->devs[i].ops->name);
-		rc = vm->devs[i].ops->save(vm->devs[i].dev, &b) ?:
-			     send_state(c, name, &b);
-	}
-	buf_free(&b);
+		rc = mig_conn_send(c, buf_ptr(recs), buf_len(recs),
+				   buf_ptr(&end), buf_len(&end));
+	buf_free(&end);
+	buf_reset(recs);
 	return rc;
 }
 
@@ -312,4 +355,95 @@ int mig_state_apply(struct vm *vm, const char *name, const uint8_t *p,
 		    uint32_t len)
 {
 	return snap_section_load(vm, name, p, len);
+}
+
+void mig_tl_start(struct mig_timeline *tl)
+{
+	tl->n = 0;
+	tl->t0 = sys_mono_ns();
+}
+
+void mig_tl_mark(struct mig_timeline *tl, const char *name)
+{
+	if (tl->n >= MIG_TL_MAX)
+		return;
+	tl->ns[tl->n] = sys_mono_ns();
+	snprintf(tl->name[tl->n], sizeof(tl->name[0]), "%s", name);
+	tl->n++;
+}
+
+void mig_tl_format(const struct mig_timeline *tl, char *out, size_t outlen)
+{
+	size_t off = 0;
+
+	out[0] = 0;
+	for (unsigned i = 0; i < tl->n && off < outlen; i++) {
+		uint64_t prev = i ? tl->ns[i - 1] : tl->t0;
+		int n = snprintf(out + off, outlen - off, "%s%s=%llu",
+				 i ? " " : "", tl->name[i],
+				 (unsigned long long)(tl->ns[i] - prev) / 1000);
+
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+}
+
+uint64_t mig_tl_at_us(const struct mig_timeline *tl, const char *name)
+{
+	for (unsigned i = 0; i < tl->n; i++)
+		if (strcmp(tl->name[i], name) == 0)
+			return (tl->ns[i] - tl->t0) / 1000;
+	return 0;
+}
+
+/* CANOPY_MIG_TEST_PAUSE, parsed once. */
+static char test_point[32];
+static unsigned test_ms;
+static pthread_once_t test_once = PTHREAD_ONCE_INIT;
+
+static void test_env(void)
+{
+	const char *v = getenv("CANOPY_MIG_TEST_PAUSE");
+	const char *colon = v ? strrchr(v, ':') : NULL;
+
+	if (!colon || (size_t)(colon - v) >= sizeof(test_point))
+		return;
+	memcpy(test_point, v, (size_t)(colon - v));
+	test_point[colon - v] = 0;
+	test_ms = (unsigned)strtoul(colon + 1, NULL, 10);
+	if (test_ms > 60000)
+		test_ms = 60000;
+}
+
+/* CANOPY_MIG_TEST_IO_TIMEOUT_MS, parsed once; 0 = unset. */
+static int test_io_ms;
+static pthread_once_t test_io_once = PTHREAD_ONCE_INIT;
+
+static void test_io_env(void)
+{
+	const char *v = getenv("CANOPY_MIG_TEST_IO_TIMEOUT_MS");
+	unsigned long ms = v ? strtoul(v, NULL, 10) : 0;
+
+	test_io_ms = ms >= 100 && ms < MIG_IO_TIMEOUT_MS ? (int)ms : 0;
+}
+
+int mig_io_timeout_ms(void)
+{
+	pthread_once(&test_io_once, test_io_env);
+	return test_io_ms ? test_io_ms : MIG_IO_TIMEOUT_MS;
+}
+
+void mig_test_pause(const char *point)
+{
+	struct timespec ts;
+
+	pthread_once(&test_once, test_env);
+	if (!test_ms || strcmp(point, test_point) != 0)
+		return;
+	log_warn("vmm", "migration test pause point", "point=%s ms=%u", point,
+		 test_ms);
+	ts.tv_sec = test_ms / 1000;
+	ts.tv_nsec = (long)(test_ms % 1000) * 1000000;
+	nanosleep(&ts, NULL);
 }

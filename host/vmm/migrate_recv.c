@@ -18,6 +18,9 @@
 struct mig_in {
 	struct mig_conn conn;
 	uint64_t end_ns; /* END received */
+	int io_ms; /* wait for the source's next record */
+	/* From the first STATE record (the switchover) to running. */
+	struct mig_timeline tl;
 };
 
 /* Wait for a source at most this long (ms); an agent normally connects
@@ -63,7 +66,7 @@ static int take_header(struct vm *vm, struct mig_conn *c, char *err,
 	char devices[MIG_MAX_DEVICES], why[MIG_MAX_REASON] = "";
 	struct mig_rec r;
 	struct buf out;
-	int rc = mig_conn_recv(c, &r, MIG_IO_TIMEOUT_MS);
+	int rc = mig_conn_recv(c, &r, mig_io_timeout_ms());
 
 	if (rc == 0)
 		rc = r.type == MIG_REC_HEADER ? mig_header_decode(&r, &src) :
@@ -111,10 +114,12 @@ static int take_pages(struct vm *vm, const struct mig_rec *r)
 	return 0;
 }
 
-/* Act on one record of the stream; 1 after a good END. */
-static int take_record(struct vm *vm, struct mig_conn *c,
+/* Act on one record of the stream; 1 after a good END. Each state
+ * section's load goes on in->tl. */
+static int take_record(struct vm *vm, struct mig_in *in,
 		       const struct mig_rec *r, char *why, size_t whylen)
 {
+	struct mig_conn *c = &in->conn;
 	struct mig_round rd;
 	const char *name = "?";
 	const uint8_t *body;
@@ -134,8 +139,12 @@ static int take_record(struct vm *vm, struct mig_conn *c,
 		return rc;
 	case MIG_REC_STATE:
 		rc = mig_state_decode(r, &name, &body, &len);
+		if (in->tl.n == 0)
+			mig_tl_mark(&in->tl, "recv");
 		if (rc == 0)
 			rc = mig_state_apply(vm, name, body, len);
+		if (rc == 0)
+			mig_tl_mark(&in->tl, name);
 		if (rc < 0)
 			snprintf(why, whylen, "state section '%.24s': %s", name,
 				 rc == -ENOENT ? "unknown section" :
@@ -155,14 +164,18 @@ static int take_record(struct vm *vm, struct mig_conn *c,
 }
 
 /* Every record up to END; END's checksum checked. */
-static int take_stream(struct vm *vm, struct mig_conn *c, char *why,
+static int take_stream(struct vm *vm, struct mig_in *in, char *why,
 		       size_t whylen)
 {
 	struct mig_rec r;
 	int rc;
 
 	for (;;) {
-		rc = mig_conn_recv(c, &r, MIG_IO_TIMEOUT_MS);
+		rc = mig_conn_recv(&in->conn, &r, in->io_ms);
+		/* The switchover's timeline starts with the first record
+		 * after the last ROUND_END. */
+		if (rc == 0 && r.type == MIG_REC_ROUND_END)
+			mig_tl_start(&in->tl);
 		if (rc < 0) {
 			snprintf(why, whylen, "stream broken: %s",
 				 rc == -ECONNRESET ? "the source closed it "
@@ -171,7 +184,7 @@ static int take_stream(struct vm *vm, struct mig_conn *c, char *why,
 			return rc;
 		}
 		why[0] = 0;
-		rc = take_record(vm, c, &r, why, whylen);
+		rc = take_record(vm, in, &r, why, whylen);
 		if (rc == 1)
 			return 0;
 		if (rc < 0) {
@@ -184,8 +197,9 @@ static int take_stream(struct vm *vm, struct mig_conn *c, char *why,
 }
 
 /* After END: ACK, then the source's COMMIT. */
-static int ack_and_commit(struct mig_conn *c, char *why, size_t whylen)
+static int ack_and_commit(struct mig_in *in, char *why, size_t whylen)
 {
+	struct mig_conn *c = &in->conn;
 	struct mig_rec r;
 	struct buf out;
 	int rc;
@@ -198,12 +212,16 @@ static int ack_and_commit(struct mig_conn *c, char *why, size_t whylen)
 		snprintf(why, whylen, "cannot send the ACK: %s", strerror(-rc));
 		return rc;
 	}
-	rc = mig_conn_recv(c, &r, MIG_IO_TIMEOUT_MS);
+	mig_tl_mark(&in->tl, "ack");
+	mig_test_pause("dst-ack");
+	rc = mig_conn_recv(c, &r, in->io_ms);
 	if (rc == 0 && r.type != MIG_REC_COMMIT)
 		rc = -EPROTO;
 	if (rc < 0)
 		snprintf(why, whylen, "no COMMIT from the source (%s)",
 			 strerror(-rc));
+	else
+		mig_tl_mark(&in->tl, "commit");
 	return rc;
 }
 
@@ -222,6 +240,8 @@ int migrate_recv(struct vm *vm, char *err, size_t errlen)
 		return fd;
 	}
 	mig_conn_init(&in->conn, fd);
+	in->io_ms = mig_io_timeout_ms();
+	mig_conn_set_timeout(&in->conn, in->io_ms);
 	log_warn("vmm", "migration stream is not encrypted",
 		 "vm=%s why=\"TLS for vMotion is not available yet\"",
 		 vm->cfg.name);
@@ -230,12 +250,14 @@ int migrate_recv(struct vm *vm, char *err, size_t errlen)
 		goto fail;
 	in->conn.crc = 0; /* the checksum covers what follows the header */
 	in->conn.bytes = 0;
-	rc = take_stream(vm, &in->conn, why, sizeof(why));
+	rc = take_stream(vm, in, why, sizeof(why));
 	in->end_ns = sys_mono_ns();
+	mig_tl_mark(&in->tl, "end");
 	/* END verified: the source released its disks' locks; take them
 	 * before the ACK, or refuse (blk_ds.h). */
 	if (rc == 0)
 		rc = blk_ds_handover_acquire(why, sizeof(why));
+	mig_tl_mark(&in->tl, "locks");
 	if (rc < 0) {
 		/* Tell the source (it resumes); nothing runs here. */
 		buf_init(&out, 0);
@@ -243,7 +265,7 @@ int migrate_recv(struct vm *vm, char *err, size_t errlen)
 			(void)!mig_conn_send_buf(&in->conn, &out);
 		buf_free(&out);
 	} else {
-		rc = ack_and_commit(&in->conn, why, sizeof(why));
+		rc = ack_and_commit(in, why, sizeof(why));
 	}
 	if (rc < 0) {
 		snprintf(err, errlen, "incoming migration failed: %s", why);
@@ -262,19 +284,23 @@ fail:
 void migrate_recv_started(struct vm *vm)
 {
 	struct mig_in *in = vm->mig_in;
+	char steps[1024];
 	struct buf out;
 	uint64_t us;
 
 	if (!in)
 		return;
 	us = (sys_mono_ns() - in->end_ns) / 1000;
+	mig_tl_mark(&in->tl, "run");
 	buf_init(&out, 0);
 	if (mig_started_encode(&out, us) == 0)
 		(void)!mig_conn_send_buf(&in->conn, &out);
 	buf_free(&out);
+	mig_tl_format(&in->tl, steps, sizeof(steps));
 	log_info("vmm", "migrated VM running",
-		 "vm=%s end_to_run_us=%llu announced_nics=%u", vm->cfg.name,
-		 (unsigned long long)us, virtio_net_announce(vm));
+		 "vm=%s end_to_run_us=%llu announced_nics=%u steps=\"%s\"",
+		 vm->cfg.name, (unsigned long long)us, virtio_net_announce(vm),
+		 steps);
 	mig_conn_close(&in->conn);
 	free(in);
 	vm->mig_in = NULL;

@@ -1,6 +1,7 @@
 /* Live migration, source: pre-copy rounds, auto-converge, stop-and-copy,
  * commit. One migration thread; the I/O thread polls its progress. */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -58,7 +59,10 @@ struct migrate {
 	char devices[MIG_MAX_DEVICES];
 	uint8_t *bounce;
 	uint64_t pages, t0_ns, pause_ns, downtime_ms, total_ms, final_pages;
-	uint64_t t_paused, t_pages, t_end; /* switchover timeline (ns) */
+	uint64_t t_end; /* END written (ns) */
+	struct mig_timeline tl; /* the switchover, step by step */
+	struct buf final; /* the state records of the switchover */
+	int io_ms; /* wait for a peer's record */
 	unsigned throttle_max; /* highest auto-converge level used */
 	int rc, paused, committed;
 };
@@ -77,11 +81,16 @@ static int fail(struct migrate *m, int rc, const char *fmt, ...)
 static int fail(struct migrate *m, int rc, const char *fmt, ...)
 {
 	va_list ap;
+	int n;
 
 	pthread_mutex_lock(&m->lock);
 	va_start(ap, fmt);
-	vsnprintf(m->error, sizeof(m->error), fmt, ap);
+	n = vsnprintf(m->error, sizeof(m->error), fmt, ap);
 	va_end(ap);
+	/* Name the phase it failed in. */
+	if (n >= 0 && (size_t)n < sizeof(m->error))
+		snprintf(m->error + n, sizeof(m->error) - (size_t)n,
+			 " (phase %s)", m->phase);
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }
@@ -296,10 +305,11 @@ static int precopy(struct migrate *m, uint64_t **bm)
 	memset(*bm, 0xff, m->pages / 64 * sizeof(uint64_t));
 	if (m->pages % 64)
 		(*bm)[m->pages / 64] = (1ull << (m->pages % 64)) - 1;
+	set_phase(m, "precopy");
+	mig_test_pause("src-precopy");
 	for (uint32_t round = 1;; round++) {
 		uint64_t t = sys_mono_ns(), dirty, now;
 
-		set_phase(m, "precopy");
 		rc = send_pages(m, *bm, &sent, &zeros);
 		if (rc == -ECANCELED)
 			return fail(m, rc,
@@ -361,20 +371,21 @@ static void vm_set_state(struct vm *vm, enum vm_state s)
 	pthread_mutex_unlock(&vm->lock);
 }
 
-/* Pause, the last pages, the state, END. */
+/* Pause, the last pages, the state, END; each step on the timeline. */
 static int final_copy(struct migrate *m, uint64_t *bm)
 {
 	uint64_t *last, pages, zeros;
 	char why[256];
-	struct buf b;
 	int rc;
 
 	set_phase(m, "stop-and-copy");
-	m->pause_ns = sys_mono_ns();
+	mig_tl_start(&m->tl);
+	m->pause_ns = m->tl.t0;
 	m->paused = m->vm->state == VM_RUNNING; /* resume on failure */
 	vm_pause_all(m->vm);
 	vm_set_state(m->vm, VM_PAUSED);
-	m->t_paused = sys_mono_ns();
+	mig_tl_mark(&m->tl, "pause");
+	mig_test_pause("src-paused");
 	/* The guest asked for a reset or a power-off before it stopped:
 	 * that is for this VMM to carry out, not to migrate. */
 	if (atomic_load(&m->cancel) || request_pending(m->vm))
@@ -388,39 +399,39 @@ static int final_copy(struct migrate *m, uint64_t *bm)
 	rc = blk_ds_handover_release(why, sizeof(why));
 	if (rc < 0)
 		return fail(m, rc, "%s", why);
+	mig_tl_mark(&m->tl, "release");
 	rc = dirty_log_get(m->vm, &last, &pages);
 	if (rc < 0)
 		return fail(m, rc, "dirty log: %s", strerror(-rc));
 	for (uint64_t i = 0; i < (pages + 63) / 64; i++)
 		last[i] |= bm[i];
-	rc = send_pages(m, last, &m->final_pages, &zeros);
+	mig_tl_mark(&m->tl, "dirty-log");
+	/* State first (KVM ioctls and device savers, no I/O), then the last
+	 * pages, then the state records and END in one write. */
+	rc = mig_state_save(m->vm, &m->final, &m->tl);
+	if (rc == 0) {
+		rc = send_pages(m, last, &m->final_pages, &zeros);
+		mig_tl_mark(&m->tl, "pages");
+	}
 	free(last);
-	m->t_pages = sys_mono_ns();
 	if (rc == 0)
-		rc = mig_state_send(m->vm, &m->conn);
-	buf_init(&b, 0);
-	if (rc == 0)
-		rc = mig_end_encode(&b, m->conn.crc, m->conn.bytes) ?:
-			     mig_conn_send_buf(&m->conn, &b);
-	buf_free(&b);
+		rc = mig_final_send(&m->conn, &m->final);
 	m->t_end = sys_mono_ns();
+	mig_tl_mark(&m->tl, "send");
 	if (rc < 0)
 		return fail(m, rc, "sending the final state: %s",
 			    strerror(-rc));
 	return 0;
 }
 
-/* ACK, COMMIT, STARTED. */
-static int commit(struct migrate *m)
+/* The destination's ACK (still stop-and-copy until it is here). */
+static int wait_ack(struct migrate *m)
 {
 	struct mig_verdict v;
 	struct mig_rec r;
-	struct buf b;
-	uint64_t rs = 0, t_ack;
 	int rc;
 
-	set_phase(m, "commit");
-	rc = mig_conn_recv(&m->conn, &r, MIG_IO_TIMEOUT_MS);
+	rc = mig_conn_recv(&m->conn, &r, m->io_ms);
 	if (rc == 0)
 		rc = r.type == MIG_REC_ACK ? mig_verdict_decode(&r, &v) :
 					     -EPROTO;
@@ -432,7 +443,44 @@ static int commit(struct migrate *m)
 		return fail(m, -EPROTO,
 			    "the destination rejected the stream: %s",
 			    v.reason);
-	t_ack = sys_mono_ns();
+	mig_tl_mark(&m->tl, "ack");
+	set_phase(m, "commit");
+	mig_test_pause("src-ack");
+	/* Nothing may come from a destination between its ACK and our
+	 * COMMIT: readable means it closed (died) or broke the protocol.
+	 * Not committing then keeps the VM here. */
+	rc = sys_wait_fd(m->conn.fd, POLLIN, 0);
+	if (rc != 0)
+		return fail(m, rc < 0 ? rc : -ECONNRESET,
+			    "the destination went away after its ACK");
+	return 0;
+}
+
+static void log_switchover(struct migrate *m, uint64_t dst_us)
+{
+	char steps[1024];
+
+	mig_tl_format(&m->tl, steps, sizeof(steps));
+	log_info("vmm", "migration switchover",
+		 "vm=%s final_pages=%llu pause_to_end_us=%llu "
+		 "pause_to_started_us=%llu dst_end_to_run_us=%llu steps=\"%s\"",
+		 m->vm->cfg.name, (unsigned long long)m->final_pages,
+		 (unsigned long long)mig_tl_at_us(&m->tl, "send"),
+		 (unsigned long long)mig_tl_at_us(&m->tl, "started"),
+		 (unsigned long long)dst_us, steps);
+}
+
+/* ACK, COMMIT, STARTED. */
+static int commit(struct migrate *m)
+{
+	struct mig_rec r;
+	struct buf b;
+	uint64_t rs = 0;
+	int rc;
+
+	rc = wait_ack(m);
+	if (rc < 0)
+		return rc;
 	buf_init(&b, 0);
 	rc = mig_commit_encode(&b) ?: mig_conn_send_buf(&m->conn, &b);
 	buf_free(&b);
@@ -440,25 +488,22 @@ static int commit(struct migrate *m)
 		return fail(m, rc, "cannot send COMMIT: %s", strerror(-rc));
 	/* From here the destination owns the VM: never resume here. */
 	m->committed = 1;
-	rc = mig_conn_recv(&m->conn, &r, MIG_STARTED_MS);
-	if (rc == 0 && mig_started_decode(&r, &rs) == 0)
+	mig_tl_mark(&m->tl, "commit");
+	mig_test_pause("src-committed");
+	rc = mig_conn_recv(&m->conn, &r,
+			   m->io_ms < MIG_STARTED_MS ? m->io_ms :
+						       MIG_STARTED_MS);
+	if (rc == 0 && mig_started_decode(&r, &rs) == 0) {
+		mig_tl_mark(&m->tl, "started");
 		m->downtime_ms =
 			(sys_mono_ns() - m->pause_ns + 999999) / 1000000;
-	else
+	} else {
 		log_warn("vmm",
 			 "migration: the destination did not confirm "
 			 "it runs the VM",
 			 "vm=%s", m->vm->cfg.name);
-	log_info("vmm", "migration switchover",
-		 "vm=%s pause_us=%llu final_pages=%llu pages_us=%llu "
-		 "state_us=%llu ack_us=%llu dst_end_to_run_us=%llu",
-		 m->vm->cfg.name,
-		 (unsigned long long)(m->t_paused - m->pause_ns) / 1000,
-		 (unsigned long long)m->final_pages,
-		 (unsigned long long)(m->t_pages - m->t_paused) / 1000,
-		 (unsigned long long)(m->t_end - m->t_pages) / 1000,
-		 (unsigned long long)(t_ack - m->t_end) / 1000,
-		 (unsigned long long)rs);
+	}
+	log_switchover(m, rs);
 	return 0;
 }
 
@@ -470,6 +515,7 @@ static int header(struct migrate *m)
 	int rc;
 
 	set_phase(m, "header");
+	mig_test_pause("src-header");
 	rc = mig_header_local(m->vm, &m->hdr, m->devices, sizeof(m->devices));
 	buf_init(&b, 0);
 	if (rc == 0)
@@ -477,7 +523,7 @@ static int header(struct migrate *m)
 			     mig_conn_send_buf(&m->conn, &b);
 	buf_free(&b);
 	if (rc == 0)
-		rc = mig_conn_recv(&m->conn, &r, MIG_IO_TIMEOUT_MS);
+		rc = mig_conn_recv(&m->conn, &r, m->io_ms);
 	if (rc == 0)
 		rc = r.type == MIG_REC_HEADER_REPLY ?
 			     mig_verdict_decode(&r, &v) :
@@ -503,6 +549,7 @@ static int run(struct migrate *m)
 			    strerror(-fd));
 	mig_conn_init(&m->conn, fd);
 	m->conn.limit_bps = m->limit_bps;
+	mig_conn_set_timeout(&m->conn, m->io_ms);
 	log_warn("vmm", "migration stream is not encrypted",
 		 "vm=%s to=%s why=\"TLS for vMotion is not available yet\"",
 		 m->vm->cfg.name, m->address);
@@ -541,6 +588,7 @@ static void on_done(void *arg)
 	mig_conn_close(&m->conn);
 	free(m->bounce);
 	m->bounce = NULL;
+	buf_free(&m->final);
 	m->total_ms = (sys_mono_ns() - m->t0_ns) / 1000000;
 	if (!m->committed) {
 		set_phase(m, "failed");
@@ -651,12 +699,15 @@ int migrate_send_start(struct vm *vm,
 	m->pages = vm->ram_size / MIG_PAGE_SIZE;
 	m->t0_ns = sys_mono_ns();
 	m->conn.fd = -1;
+	m->io_ms = mig_io_timeout_ms();
+	buf_init(&m->final, 0);
 	m->bounce = malloc((size_t)MIG_MAX_RUN * MIG_PAGE_SIZE);
 	snprintf(m->phase, sizeof(m->phase), "connecting");
 	rc = m->bounce ? -pthread_create(&m->thread, NULL, thread_main, m) :
 			 -ENOMEM;
 	if (rc < 0) {
 		free(m->bounce);
+		buf_free(&m->final);
 		migrate_free(m);
 		snprintf(msg, msglen, "migrate_send: %s", strerror(-rc));
 		return rc;
@@ -720,6 +771,7 @@ void migrate_send_abort(struct vm *vm)
 		pthread_join(m->thread, NULL);
 		mig_conn_close(&m->conn);
 		free(m->bounce);
+		buf_free(&m->final);
 	}
 	migrate_free(m);
 	vm->mig = NULL;
