@@ -114,11 +114,19 @@ static int sans_collect(struct cli *c, const struct cli_args *a,
 static void report(struct cli *c, const char *dir, const char *what,
 		   const char *fpr)
 {
+	struct cli_json j;
+
 	if (c->json) {
-		fprintf(c->out,
-			"{\"state_dir\": \"%s\", \"created\": \"%s\", "
-			"\"ca_fingerprint_sha256\": \"%s\"}\n",
-			dir, what, fpr);
+		cli_json_init(&j, c->out);
+		cli_json_begin_object(&j);
+		cli_json_key(&j, "state_dir");
+		cli_json_string(&j, dir);
+		cli_json_key(&j, "created");
+		cli_json_string(&j, what);
+		cli_json_key(&j, "ca_fingerprint_sha256");
+		cli_json_string(&j, fpr);
+		cli_json_end_object(&j);
+		cli_json_finish(&j);
 		return;
 	}
 	fprintf(c->out,

@@ -5,6 +5,7 @@ the CA; plaintext gRPC and a raw HTTP/2 preface get nothing), the CLI's
 first-connect trust (--trust-fingerprint, the terminal prompt) and its loud
 refusal of a server whose CA changed, and the manager on a TLS etcd that
 demands client certificates."""
+import json
 import os
 import pty
 import select
@@ -100,7 +101,12 @@ def test_issue_cert(tmp_path):
     st = tmp_path / "st"
     r = cli("cluster", "issue-cert", "etcd", "--state-dir", st)
     assert r.returncode == 1 and "canopy cluster init" in r.stderr
-    assert cli("cluster", "init", "--state-dir", st).returncode == 0
+    r = cli("-o", "json", "cluster", "init", "--state-dir", st)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {
+        "state_dir": str(st), "ca_fingerprint_sha256":
+        fingerprint(st / "pki" / "ca.crt"),
+        "created": "cluster CA and manager certificate created"}
     r = cli("cluster", "issue-cert", "etcd-client", "--usage", "client",
             "--state-dir", st, "--san", "node1")
     assert r.returncode == 0, r.stderr
