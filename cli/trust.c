@@ -112,7 +112,7 @@ static int ca_file_load(struct cli *c, const char *path, const char *from,
 /* Store ca as the trusted CA of addr: written aside, then renamed. */
 static int store_write(struct cli *c, const char *path, X509 *ca)
 {
-	char tmp[1100], dir[1024];
+	char tmp[1300], dir[1024];
 	FILE *f;
 	int fd, ok;
 

@@ -101,6 +101,7 @@ static void test_issue_and_verify(void **state)
 	assert_int_equal(pki_cert_issue(&ca, &req, &key, &cert, err,
 					sizeof(err)),
 			 -EINVAL);
+	pki_ca_clear(&other);
 	assert_int_equal(pki_ca_create("a b", 0, &other, err, sizeof(err)),
 			 -EINVAL);
 	pki_ca_clear(&ca);
