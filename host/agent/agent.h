@@ -71,6 +71,9 @@ struct agent_opts {
 	const char *curve_keys;
 	/* CA bundle for image downloads (NULL: the system's). */
 	const char *image_ca_file;
+	/* --vmm-uids: the uids VMMs of this host are jailed as, one per VM
+	 * (0: none given; canopy-vmm then takes its own, base + pid). */
+	uint32_t vmm_uid_first, vmm_uid_last;
 };
 
 /* A command being carried out for the manager; one per VM at a time. */
@@ -112,6 +115,7 @@ struct agent_vm {
 	struct vmmctl_call *op_call; /* control call of op */
 	struct vmmctl_call *stats_call; /* status call of a stats round */
 	struct agent_mig *mig; /* a migration in or out (migrate.c), or NULL */
+	uint32_t jail_uid; /* its VMM's --jail-uid (vm_uid.c), 0: none */
 };
 
 /* This agent's CURVE key pair (Z85, NUL-terminated). */
@@ -169,6 +173,16 @@ void agent_vm_status_apply(struct agent_vm *vm,
 			   const Canopy__V1__VmmStatus *st);
 
 /* ---- vm_proc.c: VMM processes --------------------------------------- */
+
+/* vm_uid.c: --vmm-uids FIRST-LAST (0 or -EINVAL); a VM's uid from its
+ * directory (at load); the uid for its next VMM: the one it had if still
+ * in the range and free, else the lowest free one, kept in its directory
+ * (0, nothing to do without --vmm-uids; -ENOSPC or -errno with msg). */
+CN_MUST_CHECK int agent_vmm_uids_parse(const char *s, uint32_t *first,
+				       uint32_t *last);
+void agent_vm_uid_load(struct agent_vm *vm);
+CN_MUST_CHECK int agent_vm_uid_pick(struct agent *ag, struct agent_vm *vm,
+				    char *msg, size_t len);
 
 /* fork+exec canopy-vmm for vm (setsid, log to vmm.log), watch its pidfd.
  * 0 or -errno with msg (size len) saying why. */

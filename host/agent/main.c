@@ -25,7 +25,7 @@ static const char usage[] =
 	"                    [--ds-slots FIRST-LAST] [--stats-interval SEC]\n"
 	"                    [--manager-timeout SEC]\n"
 	"                    [--curve-server-key KEY --curve-keys FILE]\n"
-	"                    [--image-ca-file PEM]\n"
+	"                    [--image-ca-file PEM] [--vmm-uids FIRST-LAST]\n"
 	"                    [--log-level LEVEL] [--log-file PATH]\n"
 	"                    [--config FILE]\n"
 	"A --config FILE holds the same keys as 'key = value' lines (datastore:\n"
@@ -36,6 +36,7 @@ static const char usage[] =
 struct cmdline {
 	struct agent_opts o;
 	const char *stats, *mgr_timeout, *ds_slots, *log_level, *log_file;
+	const char *vmm_uids;
 	char *ds_list; /* datastore list from the config file (strtok'd) */
 };
 
@@ -56,6 +57,7 @@ static const struct opt_def opt_defs[] = {
 	STR("curve-server-key", o.curve_server_key),
 	STR("curve-keys", o.curve_keys),
 	STR("image-ca-file", o.image_ca_file),
+	STR("vmm-uids", vmm_uids),
 	STR("log-file", log_file),
 	STR("log-level", log_level),
 	{ 0 },
@@ -226,6 +228,16 @@ static int validate(struct agent_opts *o, struct cmdline *cl)
 			return -EINVAL;
 	if (cl->ds_slots && parse_slots(cl->ds_slots, o) < 0)
 		return -EINVAL;
+	if (cl->vmm_uids &&
+	    agent_vmm_uids_parse(cl->vmm_uids, &o->vmm_uid_first,
+				 &o->vmm_uid_last) < 0) {
+		fprintf(stderr,
+			"canopy-agent: --vmm-uids %s: give FIRST-LAST with "
+			"1 <= FIRST <= LAST <= 2147483646, not spanning 65534 "
+			"(uids no user and no other host agent here uses)\n",
+			cl->vmm_uids);
+		return -EINVAL;
+	}
 	if (!o->curve_server_key != !o->curve_keys) {
 		fprintf(stderr, "canopy-agent: --curve-server-key and "
 				"--curve-keys go together\n");

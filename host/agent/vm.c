@@ -220,6 +220,7 @@ static void scan_one(struct agent *ag, const char *name)
 		log_error("agent", "out of memory loading vm", "vm=%s", name);
 		return;
 	}
+	agent_vm_uid_load(vm);
 	if (agent_log_reason(vm->dir, vm->log_mark, vm->reason,
 			     sizeof(vm->reason)) < 0)
 		snprintf(vm->reason, sizeof(vm->reason), "not started");

@@ -147,10 +147,20 @@ int agent_vmm_spawn(struct agent *ag, struct agent_vm *vm, char *msg,
 	int logfd, rc;
 	pid_t pid;
 
+	rc = agent_vm_uid_pick(ag, vm, msg, len);
+	if (rc < 0)
+		return rc;
 	rc = agent_vmm_argv_build(ag->opts.vmm, vm->dir, vm->id, vm->spec,
 				  vm->ds, &av);
 	if (rc == 0)
 		rc = agent_migrate_argv(vm, &av);
+	if (rc == 0 && vm->jail_uid) {
+		char uid[16];
+
+		snprintf(uid, sizeof(uid), "%u", vm->jail_uid);
+		rc = agent_argv_add(&av, "--jail-uid") ?:
+							 agent_argv_add(&av, uid);
+	}
 	if (rc < 0) {
 		snprintf(msg, len,
 			 "cannot build the canopy-vmm command line: %s",

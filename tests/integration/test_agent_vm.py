@@ -37,9 +37,9 @@ def env(build_dir, tmp_path, mgr):
     run = tmp_path / "run"
     started = []
 
-    def agent():
+    def agent(*extra):
         a = Agent(build_dir, run, mgr.endpoint, "host1",
-                  ["--stats-interval", "1"])
+                  ["--stats-interval", "1"] + list(extra))
         started.append(a)
         return a
 
@@ -256,6 +256,44 @@ def test_agent_restart_adopts_running_vm(env, mgr):
     rep = state_of(mgr, "vm4", C().VM_RUN_STATE_STOPPED, m)
     assert rep.stop_reason == "canopy-vmm (pid %d) exited" % pid, rep
     assert a2.alive()
+
+
+def test_vmm_uids_one_per_vm_and_kept(env, mgr):
+    """--vmm-uids: each VM's VMM is jailed as its own uid from the range,
+    the same one when it starts again, also after an agent restart; with
+    the range used up a START is refused, saying why."""
+    if os.geteuid() != 0:
+        pytest.skip("SKIP (needs root): VMMs jail themselves only as root")
+    agent, spec, run = env
+    first = 1879000200
+    a = agent("--vmm-uids", "%d-%d" % (first, first + 1))
+    mgr.wait_body("register")
+    pids = {}
+    for vm in ("u1", "u2", "u3"):
+        create(mgr, vm, spec())
+    for vm in ("u1", "u2"):
+        m = mgr.mark()
+        ok(mgr.command("host1", "START", vm))
+        pids[vm] = state_of(mgr, vm, C().VM_RUN_STATE_RUNNING, m).pid
+    uids = {vm: jail_uid(pid) for vm, pid in pids.items()}
+    assert sorted(uids.values()) == [first, first + 1], uids
+    st = mgr.command("host1", "START", "u3")
+    assert st.code != 0 and "no free VMM uid" in st.message, st
+    # u1 stopped: u3 may have its uid only while u1 does not run; u1
+    # keeps its own when it runs again after an agent restart.
+    m = mgr.mark()
+    ok(mgr.command("host1", "STOP_HARD", "u1"))
+    state_of(mgr, "u1", C().VM_RUN_STATE_STOPPED, m)
+    a.kill9()
+    agent("--vmm-uids", "%d-%d" % (first, first + 1))
+    mgr.wait_body("register", start=m)
+    m = mgr.mark()
+    ok(mgr.command("host1", "START", "u1"))
+    pid = state_of(mgr, "u1", C().VM_RUN_STATE_RUNNING, m).pid
+    assert jail_uid(pid) == uids["u1"]
+    assert jail_uid(pids["u2"]) == uids["u2"]  # adopted as it was
+    st = mgr.command("host1", "START", "u3")
+    assert st.code != 0 and "no free VMM uid" in st.message, st
 
 
 def test_agent_sigterm_leaves_vms_running(env, mgr):
