@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -125,6 +126,7 @@ static SSL *ssl_new(int fd, const char *host)
 int cli_tls_probe(const char *addr, unsigned timeout_ms,
 		  STACK_OF(X509) * *chain, char *why, size_t wsize)
 {
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old;
 	char host[CLI_ADDR_MAX];
 	STACK_OF(X509) * peer;
 	SSL *ssl;
@@ -140,6 +142,8 @@ int cli_tls_probe(const char *addr, unsigned timeout_ms,
 		snprintf(why, wsize, "cannot set up TLS");
 		return -ENOMEM;
 	}
+	/* A peer that resets the connection is an error, not SIGPIPE. */
+	sigaction(SIGPIPE, &ign, &old);
 	if (SSL_connect(ssl) != 1) {
 		unsigned long e = ERR_peek_last_error();
 
@@ -162,5 +166,6 @@ out:
 	SSL_shutdown(ssl);
 	SSL_free(ssl);
 	close(fd);
+	sigaction(SIGPIPE, &old, NULL);
 	return rc;
 }

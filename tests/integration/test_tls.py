@@ -412,3 +412,38 @@ def test_cli_ca_file_not_pem(tmp_path, mgr):
     r = cli("--server", mgr.addr, "cluster", "status",
             env={"CANOPY_CA": str(bad)})
     assert r.returncode == 2 and "CANOPY_CA" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("behaviour", ["garbage", "close", "silent"])
+def test_cli_probe_of_a_server_that_is_not_tls(behaviour):
+    import threading
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    port = lsock.getsockname()[1]
+    conns = []
+
+    def serve():
+        while True:
+            try:
+                c, _ = lsock.accept()
+            except OSError:
+                return
+            conns.append(c)
+            if behaviour == "garbage":
+                c.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n" * 10)
+                c.close()
+            elif behaviour == "close":
+                c.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    t0 = time.monotonic()
+    r = cli("--server", "127.0.0.1:%d" % port, "--timeout", "1", "cluster",
+            "status")
+    took = time.monotonic() - t0
+    lsock.close()
+    for c in conns:
+        c.close()
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "no TLS handshake" in r.stderr and r.stdout == ""
+    assert took < 10, took
