@@ -5,7 +5,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "cli/cli.h"
+#include "cli/token.h"
 #include "cli/pbjson.h"
 #include "cli/trust.h"
 #include "lib/config.h"
@@ -80,7 +83,7 @@ static int status_line(struct cli *c, const struct cli_status *st)
  * filled (st->unreachable) so the caller may try the next server. */
 static int rpc_ready(struct cli *c, size_t i, struct cli_status *st)
 {
-	char *ca = NULL;
+	char *ca = NULL, tok[CLI_TOKEN_MAX];
 	int rc;
 
 	memset(st, 0, sizeof(*st));
@@ -89,7 +92,10 @@ static int rpc_ready(struct cli *c, size_t i, struct cli_status *st)
 	rc = cli_trust_ca(c, c->addrs[i], &ca, st);
 	if (rc)
 		return rc;
-	rc = cli_rpc_open(c->addrs[i], ca, &c->rpcs[i]);
+	if (cli_token_load(c->addrs[i], tok, sizeof(tok)))
+		tok[0] = '\0'; /* not logged in: only Login will work */
+	rc = cli_rpc_open(c->addrs[i], ca, tok, &c->rpcs[i]);
+	OPENSSL_cleanse(tok, sizeof(tok));
 	free(ca);
 	if (rc)
 		return cli_fail(c, CLI_EXIT_FAIL,

@@ -94,6 +94,11 @@ extern const struct cli_cmd cli_vm_cmds[];
 extern const struct cli_cmd cli_task_cmds[];
 extern const struct cli_cmd cli_event_cmds[];
 extern const struct cli_cmd cli_image_cmds[];
+extern const struct cli_cmd cli_session_cmds[];
+extern const struct cli_cmd cli_user_cmds[];
+extern const struct cli_cmd cli_role_cmds[];
+extern const struct cli_cmd cli_permission_cmds[];
+extern const struct cli_cmd cli_audit_cmds[];
 
 /* Record the error line (without "canopy: ") and exit status; returns
  * -EINVAL for CLI_EXIT_USAGE, else -EIO, for the command to return. */

@@ -42,6 +42,13 @@ static const struct cli_object objects[] = {
 	{ "image", "importing disk images into datastores", cli_image_cmds },
 	{ "task", "long operations and their progress", cli_task_cmds },
 	{ "event", "the cluster's event log", cli_event_cmds },
+	{ "session", "logging in: login, logout, whoami", cli_session_cmds },
+	{ "user", "users of the API", cli_user_cmds },
+	{ "role", "roles: named sets of privileges", cli_role_cmds },
+	{ "permission", "roles granted to users on objects",
+	  cli_permission_cmds },
+	{ "audit", "the audit log of changes and denied calls",
+	  cli_audit_cmds },
 	{ "completion", "shell completion", completion_cmds },
 };
 
@@ -241,12 +248,21 @@ static int dispatch(struct cli *c, int argc, char **argv)
 	for (oi = 0; oi < CN_ARRAY_SIZE(objects); oi++)
 		if (!strcmp(objects[oi].name, argv[ko]))
 			break;
+	kv = next_word(argc, argv, ko + 1);
+	/* `canopy login|logout|whoami`: short for `canopy session VERB`. */
+	if (oi == CN_ARRAY_SIZE(objects) &&
+	    (!strcmp(argv[ko], "login") || !strcmp(argv[ko], "logout") ||
+	     !strcmp(argv[ko], "whoami"))) {
+		for (oi = 0; strcmp(objects[oi].name, "session"); oi++)
+			;
+		kv = ko;
+	}
 	if (oi == CN_ARRAY_SIZE(objects))
 		return usage(
 			"unknown object '%s' (cluster, host, datastore, vm, "
-			"task, event)",
+			"task, event, user, role, permission, audit; or "
+			"login)",
 			argv[ko]);
-	kv = next_word(argc, argv, ko + 1);
 	if (kv == argc && wants_help(argc, argv, argc)) {
 		help_object((int)oi);
 		return 0;

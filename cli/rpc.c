@@ -25,13 +25,31 @@ struct cli_stream {
 	bool ended; /* status received */
 };
 
-/* The channel credentials: TLS, the cluster CA as the only root. */
-static grpc_channel_credentials *rpc_creds(const char *ca_pem)
+/* The channel credentials: TLS, the cluster CA as the only root; with a
+ * token, every call also carries "authorization: Bearer TOKEN" (gRPC
+ * sends call credentials over secure channels only). */
+static grpc_channel_credentials *rpc_creds(const char *ca_pem,
+					   const char *token)
 {
-	return grpc_ssl_credentials_create(ca_pem, NULL, NULL, NULL);
+	grpc_channel_credentials *tls, *both;
+	grpc_call_credentials *bearer;
+
+	tls = grpc_ssl_credentials_create(ca_pem, NULL, NULL, NULL);
+	if (!tls || !token || !token[0])
+		return tls;
+	bearer = grpc_access_token_credentials_create(token, NULL);
+	if (!bearer) {
+		grpc_channel_credentials_release(tls);
+		return NULL;
+	}
+	both = grpc_composite_channel_credentials_create(tls, bearer, NULL);
+	grpc_channel_credentials_release(tls);
+	grpc_call_credentials_release(bearer);
+	return both;
 }
 
-int cli_rpc_open(const char *server, const char *ca_pem, struct cli_rpc **out)
+int cli_rpc_open(const char *server, const char *ca_pem, const char *token,
+		 struct cli_rpc **out)
 {
 	grpc_arg args[] = {
 		{ .type = GRPC_ARG_INTEGER,
@@ -56,7 +74,7 @@ int cli_rpc_open(const char *server, const char *ca_pem, struct cli_rpc **out)
 	if (!r)
 		return -ENOMEM;
 	grpc_init();
-	creds = rpc_creds(ca_pem);
+	creds = rpc_creds(ca_pem, token);
 	if (!creds)
 		goto err_init;
 	r->chan = grpc_channel_create(server, creds, &ca);

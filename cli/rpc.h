@@ -33,10 +33,11 @@ struct cli_stream;
 
 /* Open a TLS channel to "host:port" (no connection is made yet) that
  * verifies the server's chain against ca_pem (PEM roots, copied) and its
- * certificate against the host in server. 0, -EINVAL (no CA) or -ENOMEM.
- * *out is the caller's to cli_rpc_close(). */
+ * certificate against the host in server; token (NULL: none) goes with
+ * every call as "authorization: Bearer TOKEN". 0, -EINVAL (no CA) or
+ * -ENOMEM. *out is the caller's to cli_rpc_close(). */
 CN_MUST_CHECK int cli_rpc_open(const char *server, const char *ca_pem,
-			       struct cli_rpc **out);
+			       const char *token, struct cli_rpc **out);
 void cli_rpc_close(struct cli_rpc *r);
 
 /* Call method ("/canopy.v1.HostService/GetHost") with req and wait up to

@@ -41,19 +41,38 @@ int cli_trust_file_name(const char *addr, char *buf, size_t size)
 	return 0;
 }
 
-/* ~/.config/canopy/trusted (or $XDG_CONFIG_HOME/canopy/trusted). */
-static int store_dir(char *buf, size_t size)
+int cli_config_subdir(const char *sub, char *buf, size_t size)
 {
 	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
 	int n;
 
 	if (xdg && xdg[0] == '/')
-		n = snprintf(buf, size, "%s/canopy/trusted", xdg);
+		n = snprintf(buf, size, "%s/canopy/%s", xdg, sub);
 	else if (home && home[0])
-		n = snprintf(buf, size, "%s/.config/canopy/trusted", home);
+		n = snprintf(buf, size, "%s/.config/canopy/%s", home, sub);
 	else
 		return -ENOENT;
 	return n > 0 && (size_t)n < size ? 0 : -ENAMETOOLONG;
+}
+
+void cli_mkdir_private(char *dir)
+{
+	char *p;
+
+	for (p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		(void)!mkdir(dir, 0700);
+		*p = '/';
+	}
+	(void)!mkdir(dir, 0700);
+}
+
+/* ~/.config/canopy/trusted (or $XDG_CONFIG_HOME/canopy/trusted). */
+static int store_dir(char *buf, size_t size)
+{
+	return cli_config_subdir("trusted", buf, size);
 }
 
 static int store_path(const char *addr, char *buf, size_t size)
@@ -116,19 +135,8 @@ static int store_write(struct cli *c, const char *path, X509 *ca)
 	FILE *f;
 	int fd, ok;
 
-	if (store_dir(dir, sizeof(dir)) == 0) {
-		char *p;
-
-		/* mkdir -p; what we create is private (0700). */
-		for (p = dir + 1; *p; p++) {
-			if (*p != '/')
-				continue;
-			*p = '\0';
-			(void)!mkdir(dir, 0700);
-			*p = '/';
-		}
-		(void)!mkdir(dir, 0700);
-	}
+	if (store_dir(dir, sizeof(dir)) == 0)
+		cli_mkdir_private(dir);
 	snprintf(tmp, sizeof(tmp), "%s.tmp%d", path, (int)getpid());
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	f = fd >= 0 ? fdopen(fd, "w") : NULL;

@@ -48,4 +48,12 @@ bool trust_is_ip(const char *host);
  * other than A-Z a-z 0-9 . - replaced by '_', plus ".pem". */
 CN_MUST_CHECK int cli_trust_file_name(const char *addr, char *buf, size_t size);
 
+/* ~/.config/canopy/SUB (or $XDG_CONFIG_HOME/canopy/SUB) into buf. 0,
+ * -ENOENT (neither variable set) or -ENAMETOOLONG. */
+CN_MUST_CHECK int cli_config_subdir(const char *sub, char *buf, size_t size);
+
+/* mkdir -p dir; what it creates is private (0700). Failures show when the
+ * caller writes into it. dir is restored before return. */
+void cli_mkdir_private(char *dir);
+
 #endif

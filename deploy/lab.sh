@@ -73,6 +73,10 @@ pki_init() {
 		--state-dir "$STATE" >/dev/null || fail "cannot issue etcd's certificate"
 	"$BUILD/bin/canopy" cluster issue-cert etcd-client --usage client \
 		--state-dir "$STATE" >/dev/null || fail "cannot issue the etcd client certificate"
+	# The first user, admin (Administrator on the cluster): a random
+	# password, kept 0600 in the state directory and printed once.
+	(umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=\n' \
+		>"$STATE/admin-password") || fail "cannot write the admin password"
 }
 
 # Pin the lab's CA for the user's CLI (a pin of an earlier lab on the same
@@ -288,8 +292,12 @@ do_start() {
 		--bus "tcp://$bus_ip:$BUS_PORT" --id lab-m1 \
 		--state-dir "$STATE" --etcd-cacert "$PKI/ca.crt" \
 		--etcd-cert "$PKI/etcd-client.crt" --etcd-key "$PKI/etcd-client.key" \
+		--admin-password-file "$STATE/admin-password" \
 		--log-file "$LOGS/managerd.log"
-	wait_for canopy-managerd 20 canopy cluster status
+	# Logging in works once the manager leads (and made admin); the token
+	# is kept for your CLI in ~/.config/canopy/tokens/.
+	wait_for canopy-managerd 20 canopy login --user admin \
+		--password-file "$STATE/admin-password"
 	trust_lab
 	say "canopy-managerd on $SERVER (API over TLS; bus tcp://$bus_ip:$BUS_PORT)"
 
@@ -340,6 +348,10 @@ do_start() {
 	cat <<EOF
 
 The lab is up (state and logs in $LAB_DIR).$console
+  log in:    user admin, password $(cat "$STATE/admin-password")
+             (shown this once; also in $STATE/admin-password, mode 0600;
+             your CLI is logged in already: 'canopy login' when the
+             token expires, 'canopy user add' for more users)
              (tail -f one: the guest prints 'count N' every second)
   use it:    canopy cluster status; canopy host list; canopy vm show lab-vm1
              canopy vm stop lab-vm1; canopy vm start lab-vm1; canopy event list

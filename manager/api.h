@@ -40,9 +40,11 @@ typedef void (*api_handler_fn)(void *arg, struct api_call *c,
 /* Called when the client of a stream went away before the handler ended
  * it; the handler must forget c and end it with api_fail(). */
 typedef void (*api_cancel_fn)(void *arg, struct api_call *c);
-/* Before a handler: return 0 to go on, or end c with api_fail() and return
- * nonzero (e.g. a standby manager). */
-typedef int (*api_gate_fn)(void *arg, struct api_call *c);
+/* Before a handler, with the decoded request: return 0 to go on, or end c
+ * with api_fail() and return nonzero (a standby manager, no token, a
+ * missing privilege). */
+typedef int (*api_gate_fn)(void *arg, struct api_call *c,
+			   const ProtobufCMessage *req);
 
 struct api_method {
 	const char *name; /* "/canopy.v1.VmService/CreateVm" */

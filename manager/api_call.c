@@ -136,6 +136,8 @@ void api_reply(struct api_call *c, const ProtobufCMessage *msg)
 	}
 	c->ended = true;
 	c->end_code = CN_OK;
+	if (c->srv->on_end)
+		c->srv->on_end(c->srv->arg, c, CN_OK, NULL);
 	n = md_op(c, &ops[0]);
 	memset(&ops[n], 0, sizeof(ops[n]));
 	ops[n].op = GRPC_OP_SEND_MESSAGE;
@@ -167,6 +169,8 @@ void api_fail(struct api_call *c, enum cn_code code, const char *fmt, ...)
 	c->ended = true;
 	c->end_code = code;
 	c->end_msg = msg;
+	if (c->srv->on_end)
+		c->srv->on_end(c->srv->arg, c, code, msg);
 	if (code != CN_OK && code != CN_CANCELLED)
 		log_debug("manager", "API call failed", "method=%s code=%s",
 			  c->method, cn_code_name(code));
@@ -204,6 +208,11 @@ void api_call_on_cancel(struct api_call *c, api_cancel_fn fn, void *arg)
 {
 	c->on_cancel = fn;
 	c->cancel_arg = arg;
+}
+
+void api_server_set_on_end(struct api_server *s, api_end_fn fn)
+{
+	s->on_end = fn;
 }
 
 const char *api_call_method(const struct api_call *c)

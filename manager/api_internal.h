@@ -14,6 +14,7 @@
 #include <grpc/grpc.h>
 
 #include "manager/api.h"
+#include "manager/auth_mgr.h"
 
 enum api_tag_kind {
 	API_TAG_NEW = 0, /* grpc_server_request_call completed */
@@ -61,8 +62,14 @@ struct api_call {
 	size_t q_len;
 	api_cancel_fn on_cancel;
 	void *cancel_arg;
+	struct auth_call auth; /* who calls, on what (auth_gate.c) */
 	struct api_tag t_new, t_recv, t_send, t_status, t_close;
 };
+
+/* Called as each call ends (its status is decided), with the code and
+ * message: the audit log (audit.c). */
+typedef void (*api_end_fn)(void *arg, struct api_call *c, int code,
+			   const char *msg);
 
 struct api_server {
 	struct loop *l;
@@ -71,6 +78,7 @@ struct api_server {
 	pthread_t thread;
 	bool thread_started;
 	api_gate_fn gate;
+	api_end_fn on_end;
 	void *arg;
 	struct api_call *calls; /* live calls (including the one waiting) */
 	size_t n_calls;
@@ -91,5 +99,8 @@ void api_call_sent(struct api_call *c, struct api_tag *t);
 void api_call_maybe_free(struct api_call *c);
 /* Encode msg into a new byte buffer; NULL on failure. */
 grpc_byte_buffer *api_encode(const ProtobufCMessage *msg);
+
+/* Set the end hook (NULL: none). Loop thread. */
+void api_server_set_on_end(struct api_server *s, api_end_fn fn);
 
 #endif

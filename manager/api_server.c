@@ -167,7 +167,7 @@ static void dispatch(struct api_call *c)
 			 m->req->name);
 		return;
 	}
-	if (!c->srv->gate || c->srv->gate(c->srv->arg, c) == 0)
+	if (!c->srv->gate || c->srv->gate(c->srv->arg, c, req) == 0)
 		m->fn(c->srv->arg, c, req);
 	protobuf_c_message_free_unpacked(req, NULL);
 }

@@ -31,20 +31,7 @@ struct mgr_watcher {
 
 int mgr_events_start(struct manager *m)
 {
-	struct etcd_kvs *r = NULL;
-	char *end;
-	int rc;
-
-	m->event_seq = 0;
-	rc = etcd_kv_get(m->etcd, MGR_KEY_EVENT_SEQ, &r);
-	if (rc == -ENOENT)
-		return 0;
-	if (rc)
-		return rc;
-	m->event_seq = strtoull(r->kvs[0].value, &end, 10);
-	rc = *end || !r->kvs[0].value_len ? -EBADMSG : 0;
-	etcd_kvs_free(r);
-	return rc;
+	return mgr_seq_load(m, MGR_KEY_EVENT_SEQ, &m->event_seq);
 }
 
 static void watchers_push(struct manager *m, const Canopy__V1__Event *ev);
@@ -52,26 +39,11 @@ static void watchers_push(struct manager *m, const Canopy__V1__Event *ev);
 /* Store ev as the next event; -ESTALE if the counter moved under us. */
 static int append(struct manager *m, Canopy__V1__Event *ev)
 {
-	char key[MGR_KEY_MAX], cur[24], next[24];
-	struct etcd_cmp cmp = { .key = MGR_KEY_EVENT_SEQ };
-	struct etcd_op op = { .type = ETCD_OP_PUT, .key = MGR_KEY_EVENT_SEQ };
 	int rc;
 
 	ev->seq = m->event_seq + 1;
-	snprintf(cur, sizeof(cur), "%" PRIu64, m->event_seq);
-	snprintf(next, sizeof(next), "%" PRIu64, ev->seq);
-	if (m->event_seq == 0) {
-		cmp.target = ETCD_CMP_VERSION; /* absent */
-	} else {
-		cmp.target = ETCD_CMP_VALUE;
-		cmp.value = cur;
-		cmp.value_len = strlen(cur);
-	}
-	op.value = next;
-	op.value_len = strlen(next);
-	rc = mgr_key_event(key, sizeof(key), ev->seq);
-	if (!rc)
-		rc = mgr_put_msg(m, key, &ev->base, &cmp, &op, 1);
+	rc = mgr_seq_put(m, MGR_KEY_EVENT_SEQ, MGR_PREFIX_EVENTS, m->event_seq,
+			 &ev->base);
 	if (!rc)
 		m->event_seq = ev->seq;
 	return rc;

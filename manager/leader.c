@@ -6,6 +6,7 @@
 #include "lib/log.h"
 #include "lib/loop.h"
 #include "lib/sys.h"
+#include "manager/auth_mgr.h"
 #include "manager/manager.h"
 
 /* Grant our lease if we have none. 0 or -errno. */
@@ -39,6 +40,8 @@ static void become_leader(struct manager *m)
 			      &m->current);
 	if (!rc)
 		rc = mgr_events_start(m);
+	if (!rc)
+		rc = mgr_auth_start(m);
 	if (!rc)
 		rc = mgr_hosts_start(m);
 	if (!rc)
@@ -191,6 +194,7 @@ static void cleanup(void *arg)
 	mgr_hosts_stop(m);
 	mgr_tasks_stop(m);
 	mgr_images_stop(m);
+	mgr_auth_stop(m);
 	m->stepping = false;
 }
 

@@ -13,6 +13,8 @@
 #include "lib/log.h"
 #include "lib/loop.h"
 #include "manager/index.h"
+#include "manager/auth_kdf.h"
+#include "manager/auth_mgr.h"
 #include "manager/manager.h"
 #include "manager/tls.h"
 #include "vmotion/orch.h"
@@ -26,6 +28,8 @@ struct args {
 	const char *mig_limit; /* --migrations-per-host */
 	const char *state_dir; /* --state-dir: pki/ from 'cluster init' */
 	const char *etcd_ca, *etcd_cert, *etcd_key; /* etcd TLS files */
+	const char *admin_pw, *audit_file; /* users and audit */
+	const char *token_ttl, *lock_failures, *lock_s;
 };
 
 /* Where the manager keeps its state (the TLS files) unless told. */
@@ -41,6 +45,9 @@ static void usage(FILE *f)
 	      "         [--image-max-bytes BYTES] [--image-allow-http]\n"
 	      "         [--migrations-per-host N] [--state-dir DIR]\n"
 	      "         [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]]\n"
+	      "         [--admin-password-file FILE] [--audit-file FILE]\n"
+	      "         [--token-ttl SEC] [--lockout-failures N]\n"
+	      "         [--lockout-seconds SEC]\n"
 	      "defaults: --listen 127.0.0.1:7443 --bus tcp://127.0.0.1:7444\n"
 	      "          --state-dir " MGR_STATE_DIR_DEFAULT "\n"
 	      "          (the API serves TLS only, with DIR/pki/manager.crt\n"
@@ -50,10 +57,17 @@ static void usage(FILE *f)
 	      "          --id <hostname> --host-timeout 10\n"
 	      "          --command-timeout 30000 --log-level info\n"
 	      "          --task-retention 86400 --event-retention 100000\n"
+	      "          --audit-file DIR/audit-ID.log (DIR: --state-dir)\n"
+	      "          --token-ttl 3600 --lockout-failures 5\n"
+	      "          --lockout-seconds 300; every API call but Login\n"
+	      "          needs a token; with no user yet, the first leader\n"
+	      "          makes 'admin' (Administrator on the cluster) with\n"
+	      "          the password in --admin-password-file\n"
 	      "config file keys: etcd, listen, bus, id, host_timeout,\n"
 	      "          command_timeout_ms, task_retention_s, event_retention,\n"
 	      "          log_level, log_file, state_dir, etcd_cacert,\n"
-	      "          etcd_cert, etcd_key\n",
+	      "          etcd_cert, etcd_key, admin_password_file, audit_file,\n"
+	      "          token_ttl_s, lockout_failures, lockout_s\n",
 	      f);
 }
 
@@ -78,6 +92,11 @@ static void parse_argv(int argc, char **argv, struct args *a)
 		{ "etcd-cacert", 1, NULL, 'A' },
 		{ "etcd-cert", 1, NULL, 'C' },
 		{ "etcd-key", 1, NULL, 'K' },
+		{ "admin-password-file", 1, NULL, 'W' },
+		{ "audit-file", 1, NULL, 'U' },
+		{ "token-ttl", 1, NULL, 'k' },
+		{ "lockout-failures", 1, NULL, 'F' },
+		{ "lockout-seconds", 1, NULL, 'L' },
 		{ "help", 0, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -139,6 +158,21 @@ static void parse_argv(int argc, char **argv, struct args *a)
 		case 'K':
 			a->etcd_key = optarg;
 			break;
+		case 'W':
+			a->admin_pw = optarg;
+			break;
+		case 'U':
+			a->audit_file = optarg;
+			break;
+		case 'k':
+			a->token_ttl = optarg;
+			break;
+		case 'F':
+			a->lock_failures = optarg;
+			break;
+		case 'L':
+			a->lock_s = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -155,10 +189,23 @@ static void parse_argv(int argc, char **argv, struct args *a)
 static struct config *load_config(struct args *a)
 {
 	static const char *const keys[] = {
-		"etcd",	       "listen",       "bus",
-		"id",	       "host_timeout", "command_timeout_ms",
-		"log_level",   "log_file",     "state_dir",
-		"etcd_cacert", "etcd_cert",    "etcd_key",
+		"etcd",
+		"listen",
+		"bus",
+		"id",
+		"host_timeout",
+		"command_timeout_ms",
+		"log_level",
+		"log_file",
+		"state_dir",
+		"etcd_cacert",
+		"etcd_cert",
+		"etcd_key",
+		"admin_password_file",
+		"audit_file",
+		"token_ttl_s",
+		"lockout_failures",
+		"lockout_s",
 		NULL,
 	};
 	struct config *cf = NULL;
@@ -186,6 +233,11 @@ static struct config *load_config(struct args *a)
 	FROM(etcd_ca, "etcd_cacert")
 	FROM(etcd_cert, "etcd_cert")
 	FROM(etcd_key, "etcd_key")
+	FROM(admin_pw, "admin_password_file")
+	FROM(audit_file, "audit_file")
+	FROM(token_ttl, "token_ttl_s")
+	FROM(lock_failures, "lockout_failures")
+	FROM(lock_s, "lockout_s")
 #undef FROM
 	return cf;
 }
@@ -201,6 +253,32 @@ static unsigned number(const char *s, const char *what, unsigned lo,
 	if (errno || end == s || *end || v < lo || v > hi)
 		die("%s '%s' is not a number in %u..%u", what, s, lo, hi);
 	return (unsigned)v;
+}
+
+/* Users and audit (auth_mgr.h). The audit file's path is kept for the
+ * process's life: it is built here from the state directory. */
+static void auth_options_set(struct manager *m, struct args *a)
+{
+	static char audit[4096];
+
+	m->opt.admin_password_file = a->admin_pw;
+	if (!a->audit_file) {
+		snprintf(audit, sizeof(audit), "%s/audit-%s.log",
+			 a->state_dir ? a->state_dir : MGR_STATE_DIR_DEFAULT,
+			 m->opt.id);
+		a->audit_file = audit;
+	}
+	m->opt.audit_file = a->audit_file;
+	m->opt.token_ttl_s =
+		a->token_ttl ? number(a->token_ttl, "--token-ttl", 10, 604800) :
+			       MGR_TOKEN_TTL_S_DEFAULT;
+	m->opt.lockout_failures =
+		a->lock_failures ? number(a->lock_failures,
+					  "--lockout-failures", 1, 1000) :
+				   MGR_LOCKOUT_FAILURES_DEFAULT;
+	m->opt.lockout_s =
+		a->lock_s ? number(a->lock_s, "--lockout-seconds", 1, 86400) :
+			    MGR_LOCKOUT_S_DEFAULT;
 }
 
 static void options_set(struct manager *m, struct args *a)
@@ -247,6 +325,7 @@ static void options_set(struct manager *m, struct args *a)
 		    "(suffix K, M, G or T for KiB..TiB)",
 		    a->image_max);
 	m->opt.image_allow_http = a->image_http != 0;
+	auth_options_set(m, a);
 	if (a->level && log_level_parse(a->level, &lv))
 		die("--log-level '%s': use debug, info, warn or error",
 		    a->level);
@@ -309,7 +388,7 @@ static void start(struct manager *m, const struct args *a, struct mgr_tls *tls)
 	if (rc)
 		die("cannot start the inventory index: %s", cn_strerror(rc));
 	mgr_tls_api(tls, &at);
-	rc = api_server_create(m->l, m->opt.listen, &at, mgr_api_gate, m,
+	rc = api_server_create(m->l, m->opt.listen, &at, mgr_api_gate_auth, m,
 			       &m->api);
 	if (rc)
 		die("cannot serve the API over TLS on %s: %s (is another "
@@ -339,6 +418,7 @@ int main(int argc, char **argv)
 		 tls.fingerprint);
 	rc = loop_run(m.l);
 	mgr_leader_stop(&m);
+	mgr_kdf_drain(&m); /* password threads post to the loop and the API */
 	api_server_destroy(m.api);
 	mgr_index_stop(&m);
 	etcd_client_destroy(m.etcd);

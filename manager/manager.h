@@ -23,6 +23,7 @@
 #include "manager/spec.h"
 #include "proto/canopy_agent.pb-c.h"
 #include "proto/canopy_api.pb-c.h"
+#include "proto/canopy_auth.pb-c.h"
 
 struct loop;
 struct etcd_client;
@@ -56,6 +57,12 @@ struct mgr_options {
 	unsigned migrations_per_host; /* vMotion: source or destination */
 	uint64_t image_max_bytes; /* largest image import */
 	bool image_allow_http; /* image import URLs may be http:// */
+	/* users and audit (auth_mgr.h) */
+	const char *admin_password_file; /* the first user's password */
+	const char *audit_file; /* this manager's hash-chained audit log */
+	unsigned token_ttl_s;
+	unsigned lockout_failures; /* failed logins in a row that lock */
+	unsigned lockout_s;
 };
 
 /* A host the leader knows (loaded from etcd or registered over the bus). */
@@ -71,6 +78,7 @@ struct mgr_waiter; /* tasks.c: WaitTask streams */
 struct mgr_watcher; /* events.c: WatchEvents streams */
 struct mgr_index_sync; /* index_sync.c: the inventory index */
 struct mgr_image; /* api_images.c: image imports */
+struct mgr_auth; /* auth_mgr.h: users, roles, grants, audit */
 
 struct manager {
 	struct mgr_options opt;
@@ -101,6 +109,8 @@ struct manager {
 	struct mgr_index_sync *index; /* index_sync.c */
 	struct mgr_image *images; /* image imports the leader runs */
 	uint64_t image_timer; /* api_images.c: silent imports fail */
+	struct mgr_auth *auth; /* leader only */
+	int kdf_inflight; /* password hashing threads running (atomic) */
 };
 
 /* ---- store.c: etcd values and fenced writes ------------------------------ */
@@ -158,6 +168,16 @@ char *mgr_strdup(const char *s);
  * 0, or -ENOMEM with *field unchanged (callers that only label records
  * may ignore it). */
 int mgr_set_str(char **field, const char *s);
+/* A sequence counter (decimal) at key into *seq (0 when absent). 0,
+ * -EBADMSG or an etcd error. */
+CN_MUST_CHECK int mgr_seq_load(struct manager *m, const char *key,
+			       uint64_t *seq);
+/* Store msg as record cur+1 under prefix ("%020" digits) and move the
+ * counter at seq_key from cur to cur+1, in one fenced txn. 0, -ESTALE when
+ * the counter was not cur, or as mgr_put_msg. */
+CN_MUST_CHECK int mgr_seq_put(struct manager *m, const char *seq_key,
+			      const char *prefix, uint64_t cur,
+			      const ProtobufCMessage *msg);
 /* Page size from a request (0: default, capped at MGR_PAGE_MAX). */
 size_t mgr_page_size(uint32_t asked);
 
@@ -303,5 +323,21 @@ void api_wait_task(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_cancel_task(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_list_events(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_watch_events(void *arg, struct api_call *c, const ProtobufCMessage *r);
+/* users, roles, audit (api_users.c, api_roles.c, api_audit.c) */
+void api_login(void *arg, struct api_call *c, const ProtobufCMessage *r);
+void api_whoami(void *arg, struct api_call *c, const ProtobufCMessage *r);
+void api_add_user(void *arg, struct api_call *c, const ProtobufCMessage *r);
+void api_list_users(void *arg, struct api_call *c, const ProtobufCMessage *r);
+void api_set_password(void *arg, struct api_call *c, const ProtobufCMessage *r);
+void api_delete_user(void *arg, struct api_call *c, const ProtobufCMessage *r);
+void api_list_roles(void *arg, struct api_call *c, const ProtobufCMessage *r);
+void api_create_role(void *arg, struct api_call *c, const ProtobufCMessage *r);
+void api_delete_role(void *arg, struct api_call *c, const ProtobufCMessage *r);
+void api_grant(void *arg, struct api_call *c, const ProtobufCMessage *r);
+void api_revoke(void *arg, struct api_call *c, const ProtobufCMessage *r);
+void api_list_permissions(void *arg, struct api_call *c,
+			  const ProtobufCMessage *r);
+void api_list_audit(void *arg, struct api_call *c, const ProtobufCMessage *r);
+void api_verify_audit(void *arg, struct api_call *c, const ProtobufCMessage *r);
 
 #endif

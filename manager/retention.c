@@ -12,6 +12,7 @@
 #include "lib/etcd_range.h"
 #include "lib/log.h"
 #include "lib/loop.h"
+#include "manager/auth_mgr.h"
 #include "manager/manager.h"
 
 /* Keys deleted per sweep and kind (one transaction). */
@@ -69,22 +70,25 @@ static int sweep_tasks(struct manager *m)
 	return rc;
 }
 
-/* Delete the events older than the newest event_retention. */
-static int sweep_events(struct manager *m)
+/* Delete the records under prefix (keys "%020" seq) older than the newest
+ * keep of seq: events, and audit records (the audit file keeps all). */
+static int sweep_seq(struct manager *m, const char *prefix, uint64_t seq,
+		     uint64_t keep)
 {
 	const char *keys[MGR_SWEEP_BATCH];
 	struct etcd_kvs *old = NULL;
 	char end[MGR_KEY_MAX];
 	size_t i;
-	int rc;
+	int rc, len;
 
-	if (m->event_seq <= m->opt.event_retention)
+	if (seq <= keep)
 		return 0;
-	rc = mgr_key_event(end, sizeof(end),
-			   m->event_seq - m->opt.event_retention + 1);
-	if (!rc)
-		rc = etcd_kv_range_between(m->etcd, MGR_PREFIX_EVENTS, end,
-					   MGR_SWEEP_BATCH, true, &old);
+	len = snprintf(end, sizeof(end), "%s%020" PRIu64, prefix,
+		       seq - keep + 1);
+	if (len < 0 || (size_t)len >= sizeof(end))
+		return -ENAMETOOLONG;
+	rc = etcd_kv_range_between(m->etcd, prefix, end, MGR_SWEEP_BATCH, true,
+				   &old);
 	if (rc || old->n_kvs == 0)
 		goto out;
 	for (i = 0; i < old->n_kvs; i++)
@@ -104,7 +108,11 @@ static int sweep(struct loop *l, uint64_t id, void *arg)
 	if (m->leader)
 		rc = sweep_tasks(m);
 	if (m->leader && !rc)
-		rc = sweep_events(m);
+		rc = sweep_seq(m, MGR_PREFIX_EVENTS, m->event_seq,
+			       m->opt.event_retention);
+	if (m->leader && !rc && m->auth)
+		rc = sweep_seq(m, MGR_PREFIX_AUDIT, m->auth->audit_seq,
+			       m->opt.event_retention);
 	if (rc && rc != -EPERM)
 		log_warn("manager", "retention sweep failed", "err=\"%s\"",
 			 cn_strerror(rc));

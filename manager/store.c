@@ -1,5 +1,7 @@
 /* canopy-managerd: etcd values (protobuf), fenced writes, small helpers. */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -271,4 +273,56 @@ int mgr_fail_agent(struct api_call *c, const char *host,
 	api_fail(c, (enum cn_code)st->code, "host %s: %.900s", host,
 		 st->message ? st->message : "");
 	return 1;
+}
+
+int mgr_seq_load(struct manager *m, const char *key, uint64_t *seq)
+{
+	struct etcd_kvs *r = NULL;
+	char buf[24];
+	char *end;
+	size_t n;
+	int rc;
+
+	*seq = 0;
+	rc = etcd_kv_get(m->etcd, key, &r);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc)
+		return rc;
+	n = r->kvs[0].value_len;
+	if (n == 0 || n >= sizeof(buf)) {
+		etcd_kvs_free(r);
+		return -EBADMSG;
+	}
+	memcpy(buf, r->kvs[0].value, n);
+	buf[n] = '\0';
+	etcd_kvs_free(r);
+	errno = 0;
+	*seq = strtoull(buf, &end, 10);
+	return *end || errno ? -EBADMSG : 0;
+}
+
+int mgr_seq_put(struct manager *m, const char *seq_key, const char *prefix,
+		uint64_t cur, const ProtobufCMessage *msg)
+{
+	char key[MGR_KEY_MAX], was[24], next[24];
+	struct etcd_cmp cmp = { .key = seq_key };
+	struct etcd_op op = { .type = ETCD_OP_PUT, .key = seq_key };
+	int len;
+
+	snprintf(was, sizeof(was), "%" PRIu64, cur);
+	snprintf(next, sizeof(next), "%" PRIu64, cur + 1);
+	if (cur == 0) {
+		cmp.target = ETCD_CMP_VERSION; /* absent */
+	} else {
+		cmp.target = ETCD_CMP_VALUE;
+		cmp.value = was;
+		cmp.value_len = strlen(was);
+	}
+	op.value = next;
+	op.value_len = strlen(next);
+	len = snprintf(key, sizeof(key), "%s%020" PRIu64, prefix, cur + 1);
+	if (len < 0 || (size_t)len >= sizeof(key))
+		return -ENAMETOOLONG;
+	return mgr_put_msg(m, key, msg, &cmp, &op, 1);
 }

@@ -162,7 +162,8 @@ def test_usage_errors_exit_2(canopy, home, args, msg):
 
 @pytest.mark.parametrize("words,want", [
     (["canopy", "v"], "vm"),
-    (["canopy", ""], "cluster host datastore vm image task event completion "
+    (["canopy", ""], "cluster host datastore vm image task event session "
+     "user role permission audit completion "
      "--server --output --timeout --ca --trust-fingerprint --help"),
     (["canopy", "vm", "c"], "create console"),
     (["canopy", "vm", "console", "web1", "--f"], "--follow --from-start"),

@@ -61,8 +61,10 @@ def test_config_file(tmp_path, etcd):
     m = mgrlib.Manager(tmp_path, ["127.0.0.1:1"], "fromfile")
     good = tmp_path / "good.conf"
     good.write_text("etcd = %s\nid = fromfile\nlisten = %s\n"
-                    "host_timeout = 3\nstate_dir = %s\n" % (
-                        etcd.endpoints[0], m.addr, m.pki.state_dir))
+                    "host_timeout = 3\nstate_dir = %s\n"
+                    "admin_password_file = %s\n" % (
+                        etcd.endpoints[0], m.addr, m.pki.state_dir,
+                        m.pki.admin_password_file))
     m.cmd = [mgrlib.binary("bin/canopy-managerd"), "--config", str(good),
              "--bus", m.bus]
     try:

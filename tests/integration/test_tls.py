@@ -217,26 +217,33 @@ def test_plaintext_refused(mgr):
     assert mgr.cluster().leader == "m1"
 
 
+def token_env(mgr):
+    """The admin's token: these tests are about trusting the server, and
+    every call but Login needs one (test_auth.py)."""
+    return {"CANOPY_TOKEN": mgr.pki.token(mgr.addr)}
+
+
 def test_untrusted_ca_refused_and_fingerprint_trust(mgr, tmp_path):
     home = tmp_path / "home"
     fpr = fingerprint(mgr.ca)
+    tok = token_env(mgr)
     store = home / ".config" / "canopy" / "trusted" / (
         mgr.addr.replace(":", "_") + ".pem")
     base = ["--server", mgr.addr, "cluster", "status"]
-    r = cli(*base, home=home)
+    r = cli(*base, home=home, env=tok)
     assert r.returncode == 1 and "not trusted yet" in r.stderr
     assert fpr in r.stderr and "--trust-fingerprint" in r.stderr
     assert not store.exists()
-    r = cli(*base, "--trust-fingerprint", "AB:CD", home=home)
+    r = cli(*base, "--trust-fingerprint", "AB:CD", home=home, env=tok)
     assert r.returncode == 1 and "REFUSED" in r.stderr and fpr in r.stderr
     assert not store.exists()
     # Any case, with or without colons, with the SHA256: prefix.
     given = "sha256:" + fpr.replace(":", "").lower()
-    r = cli(*base, "--trust-fingerprint", given, home=home)
+    r = cli(*base, "--trust-fingerprint", given, home=home, env=tok)
     assert r.returncode == 0 and "m1" in r.stdout, r.stderr
     assert store.exists() and mode(store) == 0o600
     assert mode(store.parent) == 0o700
-    r = cli(*base, home=home)  # remembered
+    r = cli(*base, home=home, env=tok)  # remembered
     assert r.returncode == 0, r.stderr
 
 
@@ -246,7 +253,8 @@ def test_first_connect_prompt_on_terminal(mgr, tmp_path):
     p = subprocess.Popen([mgrlib.binary("bin/canopy"), "--server", mgr.addr,
                           "cluster", "status"], stdin=slave, stderr=slave,
                          stdout=subprocess.PIPE, text=True,
-                         env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
+                         env={"HOME": str(home), "PATH": "/usr/bin:/bin",
+                              **token_env(mgr)})
     os.close(slave)
     seen = b""
     deadline = time.monotonic() + 15
@@ -259,15 +267,17 @@ def test_first_connect_prompt_on_terminal(mgr, tmp_path):
     out, _ = p.communicate(timeout=15)
     os.close(master)
     assert p.returncode == 0 and "m1" in out
-    r = cli("--server", mgr.addr, "cluster", "status", home=home)
+    r = cli("--server", mgr.addr, "cluster", "status", home=home,
+            env=token_env(mgr))
     assert r.returncode == 0, r.stderr
 
 
 def test_changed_ca_is_refused(mgr, tmp_path):
     home = tmp_path / "home"
     old = fingerprint(mgr.ca)
+    tok = token_env(mgr)
     r = cli("--server", mgr.addr, "--trust-fingerprint", old, "cluster",
-            "status", home=home)
+            "status", home=home, env=tok)
     assert r.returncode == 0, r.stderr
     # The cluster is re-initialised: a new CA behind the same address.
     r = cli("cluster", "init", "--state-dir", mgr.pki.state_dir, "--force")

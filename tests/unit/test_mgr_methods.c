@@ -1,5 +1,5 @@
 /* Unit tests for the manager's API method table: every method of every
- * service in proto/canopy_api.proto is served with its own request type,
+ * service in proto/canopy_api.proto and canopy_auth.proto is served with its own request type,
  * names are unique and lookups are exact. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +12,7 @@
 
 #include "manager/api.h"
 #include "proto/canopy_api.pb-c.h"
+#include "proto/canopy_auth.pb-c.h"
 
 static const ProtobufCServiceDescriptor *const services[] = {
 	&canopy__v1__cluster_service__descriptor,
@@ -21,6 +22,10 @@ static const ProtobufCServiceDescriptor *const services[] = {
 	&canopy__v1__task_service__descriptor,
 	&canopy__v1__event_service__descriptor,
 	&canopy__v1__image_service__descriptor,
+	&canopy__v1__auth_service__descriptor,
+	&canopy__v1__user_service__descriptor,
+	&canopy__v1__role_service__descriptor,
+	&canopy__v1__audit_service__descriptor,
 };
 
 static void test_every_proto_method_served(void **state)

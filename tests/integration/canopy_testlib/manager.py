@@ -6,9 +6,17 @@ The API is TLS only: every Manager serves the certificate `canopy cluster
 init` made in its work directory (Pki, one cluster CA per directory, so
 managers of one test share it); Manager.channel verifies against that CA,
 and Manager.cli_env() / Manager.run_cli() give the CLI the same CA
-(CANOPY_CA). This is the one place tests start canopy-managerd."""
+(CANOPY_CA). This is the one place tests start canopy-managerd.
+
+Every call but Login needs a token: each Manager starts with
+--admin-password-file (Pki.admin_password: the first leader makes the user
+"admin", Administrator on the cluster), and the channel and the CLI env
+carry the admin's token, got with Login from the manager on first use
+(Pki.token). A test of access control makes channels of its own with
+Pki.channel(addr, token=...)."""
 import os
 import queue
+import secrets
 import signal
 import socket
 import subprocess
@@ -45,6 +53,38 @@ class Pki:
                                 "--state-dir", self.state_dir],
                                capture_output=True, text=True, timeout=30)
             assert r.returncode == 0, r.stderr
+        self.admin_password_file = os.path.join(self.state_dir,
+                                                "admin-password")
+        if not os.path.exists(self.admin_password_file):
+            fd = os.open(self.admin_password_file,
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(18) + "\n")
+        with open(self.admin_password_file) as f:
+            self.admin_password = f.read().strip()
+        self._token = None
+
+    def login(self, addr, user="admin", password=None, timeout=5):
+        """Login at addr; returns the token (grpc.RpcError on failure)."""
+        a = protos.load("canopy_auth")
+        with grpc.secure_channel(addr, grpc.ssl_channel_credentials(
+                root_certificates=self.ca_pem)) as ch:
+            f = ch.unary_unary("/canopy.v1.AuthService/Login",
+                               request_serializer=_ser,
+                               response_deserializer=a.LoginResponse.FromString)
+            return f(a.LoginRequest(user=user, password=self.admin_password
+                                    if password is None else password),
+                     timeout=timeout).token
+
+    def token(self, addr):
+        """The admin's token, from a Login at addr the first time; None
+        while addr cannot give one (standby, no leader yet)."""
+        if self._token is None:
+            try:
+                self._token = self.login(addr, timeout=3)
+            except grpc.RpcError:
+                return None
+        return self._token
 
     @property
     def ca_pem(self):
@@ -65,17 +105,40 @@ class Pki:
         assert r.returncode == 0, r.stderr
         return self.path(name + ".crt"), self.path(name + ".key")
 
-    def channel(self, addr):
-        """A gRPC channel to addr that verifies it against this CA."""
-        return grpc.secure_channel(
-            addr, grpc.ssl_channel_credentials(root_certificates=self.ca_pem))
+    def channel(self, addr, token=False):
+        """A gRPC channel to addr that verifies it against this CA. Its
+        calls carry the admin's token (token=False), a given token, or
+        none (token=None)."""
+        tls = grpc.ssl_channel_credentials(root_certificates=self.ca_pem)
+        if token is None:
+            return grpc.secure_channel(addr, tls)
+        plugin = _Bearer(self, addr, token or None)
+        return grpc.secure_channel(addr, grpc.composite_channel_credentials(
+            tls, grpc.metadata_call_credentials(plugin)))
 
-    def cli_env(self, home="/nonexistent", **more):
-        """The environment for build/bin/canopy: this CA, no user config."""
+    def cli_env(self, home="/nonexistent", addr=None, **more):
+        """The environment for build/bin/canopy: this CA, no user config,
+        and the admin's token when addr can give one."""
         env = {"HOME": str(home), "PATH": "/usr/bin:/bin",
                "CANOPY_CA": self.ca}
+        tok = self.token(addr) if addr else None
+        if tok:
+            env["CANOPY_TOKEN"] = tok
         env.update(more)
         return env
+
+
+class _Bearer(grpc.AuthMetadataPlugin):
+    """Adds "authorization: Bearer T" to each call: a fixed token, or the
+    admin's from Pki.token (none while there is no leader to log in at:
+    the call then fails as it would without one)."""
+
+    def __init__(self, pki, addr, fixed):
+        self.pki, self.addr, self.fixed = pki, addr, fixed
+
+    def __call__(self, context, callback):
+        tok = self.fixed or self.pki.token(self.addr)
+        callback((("authorization", "Bearer " + tok),) if tok else (), None)
 
 
 class Manager:
@@ -96,7 +159,9 @@ class Manager:
                     "--host-timeout", str(host_timeout),
                     "--command-timeout", str(command_timeout_ms),
                     "--log-level", "debug",
-                    "--state-dir", self.pki.state_dir] + list(extra)
+                    "--state-dir", self.pki.state_dir,
+                    "--admin-password-file",
+                    self.pki.admin_password_file] + list(extra)
         self.proc = None
         self.channel = None
 
@@ -110,7 +175,7 @@ class Manager:
         return self
 
     def cli_env(self, home="/nonexistent", **more):
-        return self.pki.cli_env(home, **more)
+        return self.pki.cli_env(home, addr=self.addr, **more)
 
     def run_cli(self, *args, timeout=60, home="/nonexistent", server=None,
                 text=True, stdin=subprocess.DEVNULL):
