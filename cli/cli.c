@@ -301,3 +301,19 @@ int cli_server_resolve(struct cli *c, const char *flag, const char *config_path)
 	c->server_from = "the default";
 	return servers_set(c, CLI_DEFAULT_SERVER, aerr, sizeof(aerr));
 }
+
+int cli_call_say(struct cli *c, const char *method, const ProtobufCMessage *req,
+		 const ProtobufCMessageDescriptor *resp_desc, const char *line)
+{
+	ProtobufCMessage *resp;
+	int rc = cli_call(c, method, req, resp_desc, &resp);
+
+	if (rc)
+		return rc;
+	if (c->json)
+		cli_print_json(c, resp);
+	else
+		fprintf(c->out, "%s\n", line);
+	protobuf_c_message_free_unpacked(resp, NULL);
+	return 0;
+}

@@ -119,6 +119,12 @@ CN_MUST_CHECK int cli_call(struct cli *c, const char *method,
 			   const ProtobufCMessage *req,
 			   const ProtobufCMessageDescriptor *resp_desc,
 			   ProtobufCMessage **resp);
+/* A call whose answer is printed whole with -o json, else as `line` (one
+ * sentence saying what was done). 0 or a negative errno (recorded). */
+CN_MUST_CHECK int cli_call_say(struct cli *c, const char *method,
+			       const ProtobufCMessage *req,
+			       const ProtobufCMessageDescriptor *resp_desc,
+			       const char *line);
 /* Start a server stream: no deadline unless --timeout was given. With
  * several servers, the stream goes to the one that answered last (found
  * with a GetCluster call if none has yet). */

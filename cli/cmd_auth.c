@@ -37,23 +37,6 @@ static int password(struct cli *c, const struct cli_args *a, const char *flag,
 	return 0;
 }
 
-/* A call whose answer is only printed as JSON or as `line`. */
-static int call_done(struct cli *c, const char *method, ProtobufCMessage *req,
-		     const ProtobufCMessageDescriptor *d, const char *line)
-{
-	ProtobufCMessage *resp;
-	int rc = cli_call(c, method, req, d, &resp);
-
-	if (rc)
-		return rc;
-	if (c->json)
-		cli_print_json(c, resp);
-	else
-		fprintf(c->out, "%s\n", line);
-	protobuf_c_message_free_unpacked(resp, NULL);
-	return 0;
-}
-
 /* ---- session -------------------------------------------------------------- */
 
 static int session_login(struct cli *c, const struct cli_args *a)
@@ -219,8 +202,8 @@ static int user_add(struct cli *c, const struct cli_args *a)
 		return rc;
 	req.password = pw;
 	snprintf(line, sizeof(line), "user %s added", req.name);
-	rc = call_done(c, M_ADD_USER, &req.base,
-		       &canopy__v1__user_response__descriptor, line);
+	rc = cli_call_say(c, M_ADD_USER, &req.base,
+			  &canopy__v1__user_response__descriptor, line);
 	OPENSSL_cleanse(pw, sizeof(pw));
 	return rc;
 }
@@ -246,8 +229,8 @@ static int user_passwd(struct cli *c, const struct cli_args *a)
 	snprintf(line, sizeof(line),
 		 "password of %s changed; its older tokens no longer work",
 		 req.name);
-	rc = call_done(c, M_SET_PASSWORD, &req.base,
-		       &canopy__v1__user_response__descriptor, line);
+	rc = cli_call_say(c, M_SET_PASSWORD, &req.base,
+			  &canopy__v1__user_response__descriptor, line);
 	OPENSSL_cleanse(pw, sizeof(pw));
 	OPENSSL_cleanse(old, sizeof(old));
 	return rc;
@@ -262,8 +245,8 @@ static int user_delete(struct cli *c, const struct cli_args *a)
 	req.name = (char *)a->pos[0];
 	snprintf(line, sizeof(line), "user %s deleted, with its permissions",
 		 req.name);
-	return call_done(c, M_DELETE_USER, &req.base,
-			 &canopy__v1__user_response__descriptor, line);
+	return cli_call_say(c, M_DELETE_USER, &req.base,
+			    &canopy__v1__user_response__descriptor, line);
 }
 
 static const struct cli_optdef user_add_opts[] = {

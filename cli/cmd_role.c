@@ -19,23 +19,6 @@
 #define M_LIST_AUDIT SVC "AuditService/ListAudit"
 #define M_VERIFY_AUDIT SVC "AuditService/VerifyAudit"
 
-/* The answer as JSON, or one line. */
-static int call_print(struct cli *c, const char *method, ProtobufCMessage *req,
-		      const ProtobufCMessageDescriptor *d, const char *line)
-{
-	ProtobufCMessage *resp;
-	int rc = cli_call(c, method, req, d, &resp);
-
-	if (rc)
-		return rc;
-	if (c->json)
-		cli_print_json(c, resp);
-	else
-		fprintf(c->out, "%s\n", line);
-	protobuf_c_message_free_unpacked(resp, NULL);
-	return 0;
-}
-
 static int role_row(struct cli_table *t, const ProtobufCMessage *m,
 		    uint64_t now)
 {
@@ -98,8 +81,8 @@ static int role_create(struct cli *c, const struct cli_args *a)
 	role.privileges = names;
 	req.role = &role;
 	snprintf(line, sizeof(line), "role %s created", role.name);
-	rc = call_print(c, M_CREATE_ROLE, &req.base,
-			&canopy__v1__role__descriptor, line);
+	rc = cli_call_say(c, M_CREATE_ROLE, &req.base,
+			  &canopy__v1__role__descriptor, line);
 	free(copy);
 	return rc;
 }
@@ -112,8 +95,8 @@ static int role_delete(struct cli *c, const struct cli_args *a)
 
 	req.name = (char *)a->pos[0];
 	snprintf(line, sizeof(line), "role %s deleted", req.name);
-	return call_print(c, M_DELETE_ROLE, &req.base,
-			  &canopy__v1__role__descriptor, line);
+	return cli_call_say(c, M_DELETE_ROLE, &req.base,
+			    &canopy__v1__role__descriptor, line);
 }
 
 static const struct cli_optdef role_opts[] = {
@@ -184,8 +167,8 @@ static int perm_grant(struct cli *c, const struct cli_args *a)
 	req.permission = &p;
 	snprintf(line, sizeof(line), "%s has role %s on %s", p.user, p.role,
 		 p.object);
-	return call_print(c, M_GRANT, &req.base,
-			  &canopy__v1__permission__descriptor, line);
+	return cli_call_say(c, M_GRANT, &req.base,
+			    &canopy__v1__permission__descriptor, line);
 }
 
 static int perm_revoke(struct cli *c, const struct cli_args *a)
@@ -197,8 +180,8 @@ static int perm_revoke(struct cli *c, const struct cli_args *a)
 	req.user = (char *)a->pos[1];
 	snprintf(line, sizeof(line), "%s has no permission on %s any more",
 		 req.user, req.object);
-	return call_print(c, M_REVOKE, &req.base,
-			  &canopy__v1__permission__descriptor, line);
+	return cli_call_say(c, M_REVOKE, &req.base,
+			    &canopy__v1__permission__descriptor, line);
 }
 
 static const struct cli_optdef perm_list_opts[] = {

@@ -86,9 +86,10 @@ const struct auth_rule *auth_rule_at(size_t i)
 	return i < CN_ARRAY_SIZE(rules) ? &rules[i] : NULL;
 }
 
-/* The string field `name` of msg, or NULL (absent, not a string). */
-static const char *str_field(const ProtobufCMessage *msg, const char *name,
-			     size_t len)
+/* The field `name` (len bytes) of msg's type, or NULL; never a repeated
+ * one. */
+static const ProtobufCFieldDescriptor *field(const ProtobufCMessage *msg,
+					     const char *name, size_t len)
 {
 	const ProtobufCFieldDescriptor *f;
 	char n[32];
@@ -98,27 +99,27 @@ static const char *str_field(const ProtobufCMessage *msg, const char *name,
 	memcpy(n, name, len);
 	n[len] = '\0';
 	f = protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, n);
-	if (!f || f->label == PROTOBUF_C_LABEL_REPEATED)
+	return f && f->label != PROTOBUF_C_LABEL_REPEATED ? f : NULL;
+}
+
+/* The string field `name` of msg, or NULL (absent, not a string). */
+static const char *str_field(const ProtobufCMessage *msg, const char *name,
+			     size_t len)
+{
+	const ProtobufCFieldDescriptor *f = field(msg, name, len);
+
+	if (!f || f->type != PROTOBUF_C_TYPE_STRING)
 		return NULL;
-	if (f->type == PROTOBUF_C_TYPE_STRING)
-		return *(const char *const *)((const char *)msg + f->offset);
-	return NULL;
+	return *(const char *const *)((const char *)msg + f->offset);
 }
 
 /* The message field `name` of msg, or NULL. */
 static const ProtobufCMessage *msg_field(const ProtobufCMessage *msg,
 					 const char *name, size_t len)
 {
-	const ProtobufCFieldDescriptor *f;
-	char n[32];
+	const ProtobufCFieldDescriptor *f = field(msg, name, len);
 
-	if (!msg || len == 0 || len >= sizeof(n))
-		return NULL;
-	memcpy(n, name, len);
-	n[len] = '\0';
-	f = protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, n);
-	if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE ||
-	    f->label == PROTOBUF_C_LABEL_REPEATED)
+	if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE)
 		return NULL;
 	return *(const ProtobufCMessage *const *)((const char *)msg +
 						  f->offset);

@@ -11,23 +11,9 @@
 
 #include "lib/etcd.h"
 #include "lib/log.h"
+#include "lib/pb.h"
 #include "manager/auth_mgr.h"
 #include "manager/manager.h"
-
-/* A heap copy of msg (pack, unpack); NULL when out of memory. */
-static ProtobufCMessage *dup_msg(const ProtobufCMessage *msg)
-{
-	size_t n = protobuf_c_message_get_packed_size(msg);
-	uint8_t *buf = malloc(n ? n : 1);
-	ProtobufCMessage *out;
-
-	if (!buf)
-		return NULL;
-	protobuf_c_message_pack(msg, buf);
-	out = protobuf_c_message_unpack(msg->descriptor, NULL, n, buf);
-	free(buf);
-	return out;
-}
 
 static void free_list(void ***list, size_t *n)
 {
@@ -44,7 +30,7 @@ static void free_list(void ***list, size_t *n)
 static int list_set(void ***list, size_t *n, const ProtobufCMessage *msg,
 		    const char *(*key)(const void *), const char *k)
 {
-	ProtobufCMessage *copy = dup_msg(msg);
+	ProtobufCMessage *copy = cn_pb_copy(msg);
 	void **grown;
 	size_t i;
 

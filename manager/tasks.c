@@ -7,6 +7,7 @@
 #include "lib/etcd.h"
 #include "lib/log.h"
 #include "lib/loop.h"
+#include "lib/pb.h"
 #include "manager/migrate.h"
 #include "manager/task_state.h"
 #include "manager/tasks.h"
@@ -15,16 +16,7 @@
 
 Canopy__V1__Task *mgr_task_copy(const Canopy__V1__Task *rec)
 {
-	size_t len = canopy__v1__task__get_packed_size(rec);
-	uint8_t *buf = malloc(len ? len : 1);
-	Canopy__V1__Task *t;
-
-	if (!buf)
-		return NULL;
-	canopy__v1__task__pack(rec, buf);
-	t = canopy__v1__task__unpack(NULL, len, buf);
-	free(buf);
-	return t;
+	return (Canopy__V1__Task *)cn_pb_copy(&rec->base);
 }
 
 /* The ops that store vm (packed into *buf, freed by the caller). */

@@ -15,6 +15,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/loop.h"
+#include "lib/pb.h"
 #include "lib/sys.h"
 
 /* One CREATE in flight: owned by the worker until it posts, then by the
@@ -217,16 +218,7 @@ void agent_create_join_all(struct agent *ag)
 /* Our own copy of a spec (the envelope's belongs to the bus), or NULL. */
 static Canopy__V1__VmSpec *spec_copy(const Canopy__V1__VmSpec *spec)
 {
-	size_t n = canopy__v1__vm_spec__get_packed_size(spec);
-	uint8_t *buf = malloc(n ? n : 1);
-	Canopy__V1__VmSpec *copy;
-
-	if (!buf)
-		return NULL;
-	canopy__v1__vm_spec__pack(spec, buf);
-	copy = canopy__v1__vm_spec__unpack(NULL, n, buf);
-	free(buf);
-	return copy;
+	return (Canopy__V1__VmSpec *)cn_pb_copy(&spec->base);
 }
 
 /* Why the id could not be claimed, in j->msg; the -errno. */
