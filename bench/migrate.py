@@ -162,9 +162,16 @@ def canopy_once(d, mem, workload):
 
 
 def qmp(path):
-    s = socket.socket(socket.AF_UNIX)
-    wait_for(lambda: os.path.exists(path), 10, "QMP socket")
-    s.connect(path)
+    def connect():
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(path)
+            return s
+        except OSError:  # not there or not listening yet
+            s.close()
+            return None
+
+    s = wait_for(connect, 10, "QMP socket")
     f = s.makefile("rw")
     json.loads(f.readline())  # greeting
 
