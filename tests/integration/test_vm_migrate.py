@@ -317,6 +317,8 @@ def test_destination_vmm_killed(cluster):
     last = c.wait_task(t.id)
     assert last.state == A().TASK_STATE_FAILED, last
     assert "keeps running on host node1" in last.error.message, last
+    # The VMM's reason, with the phase it broke in, reaches the task.
+    assert "(phase precopy)" in last.error.message, last
     c.only_on("node1")
     wait_until(lambda: not (c.agents["node2"].run_dir / "vms" /
                             "web1").exists(), 5, "node2 cleaned up")
