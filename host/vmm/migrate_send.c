@@ -32,6 +32,11 @@
 #define MIG_THROTTLE_STEP 20
 #define MIG_THROTTLE_MAX 99
 #define MIG_THROTTLE_PERIOD_NS 10000000ull
+/* Let this much time pass between a pre-copy dirty-log read and the
+ * pause (µs): right after KVM_GET_DIRTY_LOG on a large VM (1 GiB: a few
+ * ms, 64 MiB: well under 1) the vCPU answers the pause kick late, here in
+ * nested KVM; the guest runs meanwhile (docs/performance.md). */
+#define MIG_SETTLE_US 5000
 /* Wait for the destination's STARTED after COMMIT (ms). */
 #define MIG_STARTED_MS 10000
 
@@ -60,6 +65,7 @@ struct migrate {
 	uint8_t *bounce;
 	uint64_t pages, t0_ns, pause_ns, downtime_ms, total_ms, final_pages;
 	uint64_t t_end; /* END written (ns) */
+	uint64_t t_fetch; /* the last pre-copy dirty-log read (ns) */
 	struct mig_timeline tl; /* the switchover, step by step */
 	struct buf final; /* the state records of the switchover */
 	int io_ms; /* wait for a peer's record */
@@ -322,6 +328,7 @@ static int precopy(struct migrate *m, uint64_t **bm)
 		rc = dirty_log_get(m->vm, &next, &pages);
 		if (rc < 0)
 			return fail(m, rc, "dirty log: %s", strerror(-rc));
+		m->t_fetch = sys_mono_ns();
 		free(*bm);
 		*bm = next;
 		dirty = popcount_bm(next, pages);
@@ -371,6 +378,20 @@ static void vm_set_state(struct vm *vm, enum vm_state s)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+/* Wait out what is left of MIG_SETTLE_US since the last dirty-log read. */
+static void settle(struct migrate *m)
+{
+	uint64_t due = m->t_fetch + MIG_SETTLE_US * 1000ull,
+		 now = sys_mono_ns();
+	struct timespec ts;
+
+	if (now >= due)
+		return;
+	ts.tv_sec = 0;
+	ts.tv_nsec = (long)(due - now);
+	nanosleep(&ts, NULL);
+}
+
 /* Pause, the last pages, the state, END; each step on the timeline. */
 static int final_copy(struct migrate *m, uint64_t *bm)
 {
@@ -379,6 +400,7 @@ static int final_copy(struct migrate *m, uint64_t *bm)
 	int rc;
 
 	set_phase(m, "stop-and-copy");
+	settle(m);
 	mig_tl_start(&m->tl);
 	m->pause_ns = m->tl.t0;
 	m->paused = m->vm->state == VM_RUNNING; /* resume on failure */
