@@ -378,14 +378,17 @@ static void vm_set_state(struct vm *vm, enum vm_state s)
 	pthread_mutex_unlock(&vm->lock);
 }
 
-/* Wait out what is left of MIG_SETTLE_US since the last dirty-log read. */
+/* Wait out what is left of MIG_SETTLE_US since the last dirty-log read.
+ * Not under auto-converge: a throttled vCPU sleeps outside KVM_RUN and
+ * parks at once, and a clock-paced guest woken in the wait would catch
+ * up in a burst of writes that all land in the final copy. */
 static void settle(struct migrate *m)
 {
 	uint64_t due = m->t_fetch + MIG_SETTLE_US * 1000ull,
 		 now = sys_mono_ns();
 	struct timespec ts;
 
-	if (now >= due)
+	if (now >= due || atomic_load(&m->vm->throttle_pct))
 		return;
 	ts.tv_sec = 0;
 	ts.tv_nsec = (long)(due - now);
