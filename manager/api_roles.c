@@ -182,6 +182,13 @@ void api_grant(void *arg, struct api_call *c, const ProtobufCMessage *r)
 			 p->role ? p->role : "");
 		return;
 	}
+	if (kind == AUTH_OBJ_CLUSTER &&
+	    !mgr_auth_admin_left(m, NULL, p->user, p->role)) {
+		api_fail(c, CN_FAILED_PRECONDITION,
+			 "this would leave nobody with user.manage on the "
+			 "cluster; grant Administrator to another user first");
+		return;
+	}
 	rc = mgr_auth_perm_save(m, p, false);
 	if (rc)
 		mgr_fail_store(m, c, rc, "storing the permission");
@@ -209,6 +216,13 @@ void api_revoke(void *arg, struct api_call *c, const ProtobufCMessage *r)
 			 "user %.64s has no permission on %.128s",
 			 req->user ? req->user : "",
 			 req->object ? req->object : "");
+		return;
+	}
+	if (strcmp(p->object, "cluster") == 0 &&
+	    !mgr_auth_admin_left(m, NULL, p->user, NULL)) {
+		api_fail(c, CN_FAILED_PRECONDITION,
+			 "this would leave nobody with user.manage on the "
+			 "cluster; grant Administrator to another user first");
 		return;
 	}
 	/* The cached entry goes away with the delete: keep a copy. */

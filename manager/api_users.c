@@ -400,6 +400,13 @@ void api_delete_user(void *arg, struct api_call *c, const ProtobufCMessage *r)
 			 "administrator");
 		return;
 	}
+	if (!mgr_auth_admin_left(m, u->name, NULL, NULL)) {
+		api_fail(c, CN_FAILED_PRECONDITION,
+			 "user %s is the last with user.manage on the cluster; "
+			 "grant Administrator to another user first",
+			 u->name);
+		return;
+	}
 	user_info(u, &info);
 	info.name = strdup(u->name);
 	if (!info.name) {

@@ -123,6 +123,11 @@ CN_MUST_CHECK int mgr_auth_cache_role(struct manager *m,
 CN_MUST_CHECK int mgr_auth_cache_perm(struct manager *m,
 				      const Canopy__V1__Permission *p,
 				      bool removed);
+/* Whether some user would still hold user.manage on the cluster if
+ * gone_user (or NULL) were deleted and user's cluster grant (user NULL: no
+ * change) became role (NULL: revoked). Keeps the cluster manageable. */
+bool mgr_auth_admin_left(struct manager *m, const char *gone_user,
+			 const char *user, const char *role);
 /* Free the cached users, roles and grants. */
 void mgr_auth_forget(struct manager *m);
 /* Parse "cluster", "host/ID", "vm/NAME". 0 or -EINVAL. */

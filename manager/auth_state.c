@@ -230,6 +230,30 @@ uint32_t mgr_auth_privs(struct manager *m, const char *user,
 	return privs;
 }
 
+bool mgr_auth_admin_left(struct manager *m, const char *gone_user,
+			 const char *user, const char *role)
+{
+	uint32_t privs;
+	size_t i, j;
+
+	for (i = 0; i < m->auth->n_users; i++) {
+		const char *u = m->auth->users[i]->name, *r = NULL;
+
+		if (gone_user && strcmp(u, gone_user) == 0)
+			continue;
+		for (j = 0; j < m->auth->n_perms; j++)
+			if (strcmp(m->auth->perms[j]->user, u) == 0 &&
+			    strcmp(m->auth->perms[j]->object, "cluster") == 0)
+				r = m->auth->perms[j]->role;
+		if (user && strcmp(u, user) == 0)
+			r = role;
+		if (r && mgr_auth_role_privs(m, r, &privs) == 0 &&
+		    (privs & AUTH_USER_MANAGE))
+			return true;
+	}
+	return false;
+}
+
 void mgr_auth_forget(struct manager *m)
 {
 	free_list(LIST(m->auth, users), &m->auth->n_users);

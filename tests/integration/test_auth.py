@@ -333,3 +333,23 @@ def test_cli_login_and_user_commands(mgr, tmp_path):
     assert r.returncode != 0 and "vm.power" in r.stderr, r.stderr
     r = cli("login", "--user", "olga", stdin="wrong-pass\n")
     assert r.returncode != 0 and "wrong user name or password" in r.stderr
+
+
+def test_the_last_administrator_stays(mgr):
+    a = Au()
+    revoke = a.RevokeRequest(object="cluster", user="admin")
+    code, msg = code_of(lambda: call(mgr.channel, "RoleService", "Revoke",
+                                     revoke, a.Permission))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "nobody" in msg
+    code, _ = code_of(lambda: grant(mgr, "cluster", "admin", "ReadOnly"))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    add_user(mgr, "boss", "boss-pw-123", "Administrator")
+    call(mgr.channel, "RoleService", "Revoke", revoke, a.Permission)
+    boss = as_user(mgr, "boss", "boss-pw-123")
+    code, msg = code_of(lambda: call(boss, "UserService", "DeleteUser",
+                                     a.DeleteUserRequest(name="boss"),
+                                     a.UserResponse))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    # admin lost its grant: it can log in but do nothing.
+    assert code_of(lambda: cluster(mgr.channel))[0] == \
+        grpc.StatusCode.PERMISSION_DENIED
