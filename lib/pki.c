@@ -15,11 +15,9 @@
 #define PKI_BACKDATE_S 300
 /* Bits of a random serial number (positive, under 2^159). */
 #define PKI_SERIAL_BITS 127
+#define fail pki_fail
 
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-	CN_PRINTF(4, 5);
-
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
+int pki_fail(int rc, char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 

@@ -2,7 +2,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,20 +12,7 @@
 
 #include "lib/pki.h"
 
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-	CN_PRINTF(4, 5);
-
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
+#define fail pki_fail
 
 int pki_path(char *buf, size_t size, const char *dir, const char *stem,
 	     const char *ext)
@@ -124,7 +110,19 @@ static FILE *open_read(const char *path, int *rc)
 	return f;
 }
 
-int pki_cert_read(const char *path, X509 **out, char *err, size_t errlen)
+static void *read_x509(FILE *f)
+{
+	return PEM_read_X509(f, NULL, NULL, NULL);
+}
+
+static void *read_key(FILE *f)
+{
+	return PEM_read_PrivateKey(f, NULL, NULL, NULL);
+}
+
+/* One PEM object of path through rd into *out; what names it. */
+static int pem_read(const char *path, void *(*rd)(FILE *), const char *what,
+		    void **out, char *err, size_t errlen)
 {
 	int rc = 0;
 	FILE *f = open_read(path, &rc);
@@ -133,29 +131,24 @@ int pki_cert_read(const char *path, X509 **out, char *err, size_t errlen)
 	if (!f)
 		return fail(rc, err, errlen, "cannot read %s: %s", path,
 			    strerror(-rc));
-	*out = PEM_read_X509(f, NULL, NULL, NULL);
+	*out = rd(f);
 	fclose(f);
 	if (!*out)
-		return fail(-EBADMSG, err, errlen,
-			    "%s holds no PEM certificate", path);
+		return fail(-EBADMSG, err, errlen, "%s holds no PEM %s", path,
+			    what);
 	return 0;
+}
+
+int pki_cert_read(const char *path, X509 **out, char *err, size_t errlen)
+{
+	return pem_read(path, read_x509, "certificate", (void **)out, err,
+			errlen);
 }
 
 int pki_key_read(const char *path, EVP_PKEY **out, char *err, size_t errlen)
 {
-	int rc = 0;
-	FILE *f = open_read(path, &rc);
-
-	*out = NULL;
-	if (!f)
-		return fail(rc, err, errlen, "cannot read %s: %s", path,
-			    strerror(-rc));
-	*out = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-	fclose(f);
-	if (!*out)
-		return fail(-EBADMSG, err, errlen,
-			    "%s holds no PEM private key", path);
-	return 0;
+	return pem_read(path, read_key, "private key", (void **)out, err,
+			errlen);
 }
 
 int pki_file_read(const char *path, char **out, char *err, size_t errlen)
