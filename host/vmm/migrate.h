@@ -99,9 +99,6 @@ CN_MUST_CHECK int mig_state_save(struct vm *vm, struct buf *out,
 /* Send the saved records in recs and the END that covers them, in one
  * write. */
 CN_MUST_CHECK int mig_final_send(struct mig_conn *c, struct buf *recs);
-/* Apply one STATE record by name. */
-CN_MUST_CHECK int mig_state_apply(struct vm *vm, const char *name,
-				  const uint8_t *p, uint32_t len);
 
 /* Source (migrate_send.c). Start the migration thread for rq; the reply
  * comes through control_migrate_done. -EBUSY if one runs, -EINVAL with

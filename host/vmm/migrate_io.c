@@ -351,12 +351,6 @@ int mig_final_send(struct mig_conn *c, struct buf *recs)
 	return rc;
 }
 
-int mig_state_apply(struct vm *vm, const char *name, const uint8_t *p,
-		    uint32_t len)
-{
-	return snap_section_load(vm, name, p, len);
-}
-
 void mig_tl_start(struct mig_timeline *tl)
 {
 	tl->n = 0;

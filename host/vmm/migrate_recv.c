@@ -9,6 +9,7 @@
 
 #include "host/vmm/blk_ds.h"
 #include "host/vmm/migrate.h"
+#include "host/vmm/snapshot.h"
 #include "host/vmm/virtio_net.h"
 #include "host/vmm/vmm.h"
 #include "lib/log.h"
@@ -142,7 +143,7 @@ static int take_record(struct vm *vm, struct mig_in *in,
 		if (in->tl.n == 0)
 			mig_tl_mark(&in->tl, "recv");
 		if (rc == 0)
-			rc = mig_state_apply(vm, name, body, len);
+			rc = snap_section_load(vm, name, body, len);
 		if (rc == 0)
 			mig_tl_mark(&in->tl, name);
 		if (rc < 0)
