@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "host/vmm/migrate.h"
+#include "host/vmm/snapshot.h"
 #include "host/vmm/vmm.h"
 #include "lib/crc32c.h"
 #include "lib/log.h"
