@@ -205,6 +205,7 @@ uint32_t mgr_auth_privs(struct manager *m, const char *user,
 	struct auth_obj obj = { kind, id, NULL };
 	char host[MGR_ID_MAX + 1];
 	uint32_t privs = 0;
+	bool on_vm = false, on_host = false;
 	size_t i, n = 0;
 
 	if (!m->auth || !m->auth->n_perms)
@@ -212,6 +213,7 @@ uint32_t mgr_auth_privs(struct manager *m, const char *user,
 	g = calloc(m->auth->n_perms, sizeof(*g));
 	if (!g)
 		return 0;
+
 	for (i = 0; i < m->auth->n_perms; i++) {
 		const Canopy__V1__Permission *p = m->auth->perms[i];
 
@@ -219,9 +221,14 @@ uint32_t mgr_auth_privs(struct manager *m, const char *user,
 		    mgr_auth_object_parse(p->object, &g[n].kind, &g[n].id) ||
 		    mgr_auth_role_privs(m, p->role, &g[n].privs))
 			continue;
+		on_host |= g[n].kind == AUTH_OBJ_HOST;
+		on_vm |= g[n].kind == AUTH_OBJ_VM && id &&
+			 strcmp(g[n].id, id) == 0;
 		g[n++].user = p->user;
 	}
-	if (kind == AUTH_OBJ_VM && id) {
+	/* A VM's host matters only to a user with host grants and none on
+	 * the VM itself: only then is the VM read (one etcd Get). */
+	if (kind == AUTH_OBJ_VM && id && on_host && !on_vm) {
 		vm_host(m, id, host, sizeof(host));
 		obj.host = host[0] ? host : NULL;
 	}

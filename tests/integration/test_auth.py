@@ -353,3 +353,34 @@ def test_the_last_administrator_stays(mgr):
     # admin lost its grant: it can log in but do nothing.
     assert code_of(lambda: cluster(mgr.channel))[0] == \
         grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_host_grant_reaches_its_vms(mgr):
+    """Operator on host/h1 may power the VMs placed on h1 and no other;
+    a grant on the VM itself still wins."""
+    if not os.path.exists(mgrlib.binary("tests/helpers/mgr_fake_agent")):
+        pytest.skip("SKIP: tests/helpers/mgr_fake_agent not built")
+    C = mgrlib.common
+    agent = mgrlib.FakeAgent(mgr.bus, "h1", memory_mib=8192)
+    try:
+        agent.expect("registered 0")
+        for name in ("web1", "web2"):
+            t = call(mgr.channel, "VmService", "CreateVm",
+                     A().CreateVmRequest(spec=C().VmSpec(
+                         name=name, cpus=1, memory_mib=64,
+                         kernel="/boot/guest.elf"), host="h1"), A().Task)
+            done = list(mgr.stream("TaskService", "WaitTask",
+                                   A().WaitTaskRequest(id=t.id), A().Task))
+            assert done[-1].state == A().TASK_STATE_SUCCEEDED, done[-1]
+        add_user(mgr, "hop", "host-op-pw", "Operator", "host/h1")
+        add_user(mgr, "other", "other-op-pw", "Operator", "host/h2")
+        grant(mgr, "vm/web2", "hop", "NoAccess")
+        hop = as_user(mgr, "hop", "host-op-pw")
+        other = as_user(mgr, "other", "other-op-pw")
+        assert start_vm(hop, "web1").object == "vm/web1"
+        assert code_of(lambda: start_vm(other, "web1"))[0] == \
+            grpc.StatusCode.PERMISSION_DENIED
+        assert code_of(lambda: start_vm(hop, "web2"))[0] == \
+            grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        agent.close()
