@@ -41,6 +41,8 @@ struct api_method;
 #define MGR_TOKEN_TTL_S_DEFAULT 3600
 #define MGR_LOCKOUT_FAILURES_DEFAULT 5
 #define MGR_LOCKOUT_S_DEFAULT 300
+/* The audit file is fdatasync'd at most this often (and at close). */
+#define MGR_AUDIT_SYNC_MS 1000
 
 /* What a method needs (auth_methods.c). */
 struct auth_rule {
@@ -77,6 +79,7 @@ struct mgr_auth {
 	/* audit */
 	uint64_t audit_seq;
 	int audit_fd; /* -1: none */
+	uint64_t audit_synced_ms; /* monotonic time of the last fdatasync */
 	struct audit_verify audit; /* the file's chain so far */
 };
 
