@@ -20,15 +20,28 @@ echo "canopy-node: vmm exit $?"
 # Without ACPI Linux finds the CPUs and the IOAPIC in the MP table, and it
 # has no way to power off: the node stops the VMM once the guest is up.
 RUN_NO_ACPI = """#!/bin/sh
+mkdir -m 0700 /tmp/vm
 canopy-vmm --name linux --kernel /node/guest/vmlinuz \\
     --initrd /node/guest/initrd.gz --memory 256 --cpus 2 \\
+    --control /tmp/vm/ctl \\
     --serial file:/tmp/guest.log --cmdline "console=ttyS0 panic=-1 acpi=off" &
 vmm=$!
-i=0
-while ! grep -q "userspace up" /tmp/guest.log 2>/dev/null && [ $i -lt 600 ]
-do
-    sleep 0.2; i=$((i+1))
+# A deadline by the clock: a loop count is no bound when the node is slow.
+t=$(($(date +%s) + 150))
+while ! grep -q "userspace up" /tmp/guest.log 2>/dev/null &&
+    [ $(date +%s) -lt $t ]; do
+    sleep 0.2
 done
+if ! grep -q "userspace up" /tmp/guest.log; then
+    # Stuck (it happened once in CI, after "pnp: PnP ACPI: disabled"):
+    # the exit counts twice 2 s apart and where each VMM thread is.
+    echo "canopy-node: guest stuck"; vmmctl /tmp/vm/ctl status; sleep 2
+    vmmctl /tmp/vm/ctl status
+    for d in /proc/$vmm/task/*; do
+        echo "canopy-node: thread $(cat $d/comm) $(cut -d' ' -f3 $d/stat)" \\
+            "wchan $(cat $d/wchan) syscall $(cut -d' ' -f1 $d/syscall)"
+    done
+fi
 kill -TERM $vmm
 wait $vmm
 echo "canopy-node: vmm exit $?"
@@ -44,7 +57,10 @@ def boot_in_node(build_dir, tmp_path, run):
                           "/node/guest/vmlinuz"),
                          (guest, "/node/guest/initrd.gz")],
                   bins=[(os.path.join(build_dir, "bin", "canopy-vmm"),
-                         "/usr/bin/canopy-vmm")]), timeout=600)
+                         "/usr/bin/canopy-vmm"),
+                        (os.path.join(build_dir, "tests", "helpers",
+                                      "vmmctl"), "/usr/bin/vmmctl")]),
+        timeout=600)
     return text
 
 
