@@ -1,4 +1,7 @@
 /* Error codes: errno <-> cn_code <-> gRPC status and CLI exit status. */
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "lib/err.h"
 
 #include <errno.h>
@@ -169,4 +172,16 @@ const char *cn_strerror(int neg_errno)
 	/* strerrordesc_np returns static strings (glibc >= 2.32). */
 	s = strerrordesc_np(neg_errno < 0 ? -neg_errno : neg_errno);
 	return s ? s : "unknown error";
+}
+
+int cn_errf(int rc, char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (buf && len) {
+		va_start(ap, fmt);
+		vsnprintf(buf, len, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
 }

@@ -55,4 +55,9 @@ int cn_code_exit(enum cn_code code);
 /* strerror for negative errnos, thread-safe (static strings). */
 const char *cn_strerror(int neg_errno);
 
+/* Write the sentence fmt into buf (len bytes; NULL/0: none) and return
+ * rc: for functions that return an error code with its explanation. */
+int cn_errf(int rc, char *buf, size_t len, const char *fmt, ...)
+	CN_PRINTF(4, 5);
+
 #endif

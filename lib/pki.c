@@ -1,7 +1,6 @@
 /* The cluster PKI: CA creation and certificate issuing with OpenSSL. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,25 +8,13 @@
 #include <openssl/ec.h>
 #include <openssl/x509v3.h>
 
+#include "lib/err.h"
 #include "lib/pki.h"
 
 /* Certificates start this many seconds in the past (clock skew). */
 #define PKI_BACKDATE_S 300
 /* Bits of a random serial number (positive, under 2^159). */
 #define PKI_SERIAL_BITS 127
-#define fail pki_fail
-
-int pki_fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 static bool is_ip(const char *s)
 {
@@ -120,13 +107,13 @@ int pki_ca_create(const char *name, unsigned days, struct pki_ca *ca, char *err,
 {
 	memset(ca, 0, sizeof(*ca));
 	if (!pki_name_valid(name))
-		return fail(-EINVAL, err, errlen,
-			    "cluster name '%s' must be 1..253 characters of "
-			    "A-Z a-z 0-9 . - _",
-			    name ? name : "");
+		return cn_errf(-EINVAL, err, errlen,
+			       "cluster name '%s' must be 1..253 characters of "
+			       "A-Z a-z 0-9 . - _",
+			       name ? name : "");
 	ca->key = key_new();
 	if (!ca->key)
-		return fail(-ENOMEM, err, errlen, "cannot generate a key");
+		return cn_errf(-ENOMEM, err, errlen, "cannot generate a key");
 	ca->cert = cert_base(name, days ? days : PKI_CA_DAYS, ca->key);
 	if (!ca->cert)
 		goto err;
@@ -143,7 +130,7 @@ int pki_ca_create(const char *name, unsigned days, struct pki_ca *ca, char *err,
 	return 0;
 err:
 	pki_ca_clear(ca);
-	return fail(-EIO, err, errlen, "cannot build the CA certificate");
+	return cn_errf(-EIO, err, errlen, "cannot build the CA certificate");
 }
 
 void pki_ca_clear(struct pki_ca *ca)
@@ -163,18 +150,18 @@ static int san_text(const struct pki_cert_req *req, char *buf, size_t size,
 
 	buf[0] = '\0';
 	if (req->n_sans > PKI_SAN_MAX)
-		return fail(-EINVAL, err, errlen,
-			    "more than %d subject alternative names",
-			    PKI_SAN_MAX);
+		return cn_errf(-EINVAL, err, errlen,
+			       "more than %d subject alternative names",
+			       PKI_SAN_MAX);
 	for (i = 0; i < req->n_sans; i++) {
 		if (!pki_name_valid(req->sans[i]))
-			return fail(-EINVAL, err, errlen,
-				    "'%s' is not a host name or IP address",
-				    req->sans[i] ? req->sans[i] : "");
+			return cn_errf(-EINVAL, err, errlen,
+				       "'%s' is not a host name or IP address",
+				       req->sans[i] ? req->sans[i] : "");
 		n = snprintf(buf + used, size - used, "%s%s:%s", i ? "," : "",
 			     is_ip(req->sans[i]) ? "IP" : "DNS", req->sans[i]);
 		if (n < 0 || (size_t)n >= size - used)
-			return fail(-EINVAL, err, errlen, "names too long");
+			return cn_errf(-EINVAL, err, errlen, "names too long");
 		used += (size_t)n;
 	}
 	return 0;
@@ -208,21 +195,23 @@ int pki_cert_issue(const struct pki_ca *ca, const struct pki_cert_req *req,
 	*key = NULL;
 	*cert = NULL;
 	if (!ca->key || !ca->cert)
-		return fail(-EINVAL, err, errlen, "no CA to sign with");
+		return cn_errf(-EINVAL, err, errlen, "no CA to sign with");
 	if (!pki_name_valid(req->cn))
-		return fail(-EINVAL, err, errlen,
-			    "certificate name '%s' must be 1..253 characters "
-			    "of A-Z a-z 0-9 . - _",
-			    req->cn ? req->cn : "");
+		return cn_errf(
+			-EINVAL, err, errlen,
+			"certificate name '%s' must be 1..253 characters "
+			"of A-Z a-z 0-9 . - _",
+			req->cn ? req->cn : "");
 	if (!req->usage ||
 	    (req->usage & ~(PKI_USAGE_SERVER | PKI_USAGE_CLIENT)))
-		return fail(-EINVAL, err, errlen, "no valid certificate usage");
+		return cn_errf(-EINVAL, err, errlen,
+			       "no valid certificate usage");
 	rc = san_text(req, sans, sizeof(sans), err, errlen);
 	if (rc)
 		return rc;
 	*key = key_new();
 	if (!*key)
-		return fail(-ENOMEM, err, errlen, "cannot generate a key");
+		return cn_errf(-ENOMEM, err, errlen, "cannot generate a key");
 	*cert = cert_base(req->cn, req->days ? req->days : PKI_LEAF_DAYS, *key);
 	if (!*cert ||
 	    !X509_set_issuer_name(*cert, X509_get_subject_name(ca->cert)) ||
@@ -232,8 +221,8 @@ int pki_cert_issue(const struct pki_ca *ca, const struct pki_cert_req *req,
 		EVP_PKEY_free(*key);
 		*cert = NULL;
 		*key = NULL;
-		return fail(-EIO, err, errlen,
-			    "cannot build the certificate for %s", req->cn);
+		return cn_errf(-EIO, err, errlen,
+			       "cannot build the certificate for %s", req->cn);
 	}
 	return 0;
 }

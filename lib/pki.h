@@ -94,10 +94,6 @@ CN_MUST_CHECK int pki_certs_write(const char *path, X509 *const *certs,
 				  size_t errlen);
 /* Read the first certificate of a PEM file, or the key. -ENOENT when the
  * file is missing, -EBADMSG when it holds no certificate / key. */
-/* Write the sentence into err (errlen bytes; NULL/0: none) and return rc
- * (the errors of this module). */
-int pki_fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-	CN_PRINTF(4, 5);
 CN_MUST_CHECK int pki_cert_read(const char *path, X509 **out, char *err,
 				size_t errlen);
 CN_MUST_CHECK int pki_key_read(const char *path, EVP_PKEY **out, char *err,

@@ -10,9 +10,8 @@
 
 #include <openssl/pem.h>
 
+#include "lib/err.h"
 #include "lib/pki.h"
-
-#define fail pki_fail
 
 int pki_path(char *buf, size_t size, const char *dir, const char *stem,
 	     const char *ext)
@@ -69,13 +68,13 @@ int pki_key_write(const char *path, EVP_PKEY *key, bool replace, char *err,
 	FILE *f = open_new(path, 0600, replace, &rc);
 
 	if (!f)
-		return fail(rc, err, errlen, "cannot create %s: %s", path,
-			    strerror(-rc));
+		return cn_errf(rc, err, errlen, "cannot create %s: %s", path,
+			       strerror(-rc));
 	rc = close_written(f, PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL,
 						   NULL) == 1);
 	if (rc) {
 		unlink(path);
-		return fail(rc, err, errlen, "cannot write %s", path);
+		return cn_errf(rc, err, errlen, "cannot write %s", path);
 	}
 	return 0;
 }
@@ -89,14 +88,14 @@ int pki_certs_write(const char *path, X509 *const *certs, size_t n,
 	FILE *f = open_new(path, 0644, replace, &rc);
 
 	if (!f)
-		return fail(rc, err, errlen, "cannot create %s: %s", path,
-			    strerror(-rc));
+		return cn_errf(rc, err, errlen, "cannot create %s: %s", path,
+			       strerror(-rc));
 	for (i = 0; i < n && ok; i++)
 		ok = PEM_write_X509(f, certs[i]) == 1;
 	rc = close_written(f, ok);
 	if (rc) {
 		unlink(path);
-		return fail(rc, err, errlen, "cannot write %s", path);
+		return cn_errf(rc, err, errlen, "cannot write %s", path);
 	}
 	return 0;
 }
@@ -129,13 +128,13 @@ static int pem_read(const char *path, void *(*rd)(FILE *), const char *what,
 
 	*out = NULL;
 	if (!f)
-		return fail(rc, err, errlen, "cannot read %s: %s", path,
-			    strerror(-rc));
+		return cn_errf(rc, err, errlen, "cannot read %s: %s", path,
+			       strerror(-rc));
 	*out = rd(f);
 	fclose(f);
 	if (!*out)
-		return fail(-EBADMSG, err, errlen, "%s holds no PEM %s", path,
-			    what);
+		return cn_errf(-EBADMSG, err, errlen, "%s holds no PEM %s",
+			       path, what);
 	return 0;
 }
 
@@ -160,21 +159,21 @@ int pki_file_read(const char *path, char **out, char *err, size_t errlen)
 
 	*out = NULL;
 	if (!f)
-		return fail(rc, err, errlen, "cannot read %s: %s", path,
-			    strerror(-rc));
+		return cn_errf(rc, err, errlen, "cannot read %s: %s", path,
+			       strerror(-rc));
 	buf = malloc(PKI_PEM_MAX + 1);
 	if (!buf) {
 		fclose(f);
-		return fail(-ENOMEM, err, errlen, "out of memory");
+		return cn_errf(-ENOMEM, err, errlen, "out of memory");
 	}
 	n = fread(buf, 1, PKI_PEM_MAX + 1, f);
 	rc = ferror(f) ? -EIO : n > PKI_PEM_MAX ? -EFBIG : 0;
 	fclose(f);
 	if (rc) {
 		free(buf);
-		return fail(rc, err, errlen, "cannot read %s: %s", path,
-			    rc == -EFBIG ? "larger than 256 KiB" :
-					   "read error");
+		return cn_errf(rc, err, errlen, "cannot read %s: %s", path,
+			       rc == -EFBIG ? "larger than 256 KiB" :
+					      "read error");
 	}
 	buf[n] = '\0';
 	*out = buf;
@@ -195,8 +194,8 @@ int pki_ca_load(const char *dir, struct pki_ca *ca, char *err, size_t errlen)
 	if (!rc)
 		rc = pki_key_read(path, &ca->key, err, errlen);
 	if (!rc && X509_check_private_key(ca->cert, ca->key) != 1)
-		rc = fail(-EBADMSG, err, errlen,
-			  "%s does not belong to the CA certificate", path);
+		rc = cn_errf(-EBADMSG, err, errlen,
+			     "%s does not belong to the CA certificate", path);
 	if (rc)
 		pki_ca_clear(ca);
 	return rc;

@@ -1,6 +1,5 @@
 /* canopy-agent: VM id and spec checks, the spec file, the VMM command line. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,43 +8,30 @@
 #include "lib/err.h"
 #include "lib/sys.h"
 
-static int fail(int rc, char *msg, size_t len, const char *fmt, ...)
-	CN_PRINTF(4, 5);
-
-static int fail(int rc, char *msg, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (msg && len) {
-		va_start(ap, fmt);
-		vsnprintf(msg, len, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 int agent_vm_id_check(const char *id, char *msg, size_t len)
 {
 	size_t n = id ? strlen(id) : 0;
 
 	if (n == 0)
-		return fail(-EINVAL, msg, len,
-			    "the VM id is empty; give 1 to %d characters of "
-			    "a-z, 0-9 and '-'",
-			    AGENT_VM_ID_MAX);
+		return cn_errf(-EINVAL, msg, len,
+			       "the VM id is empty; give 1 to %d characters of "
+			       "a-z, 0-9 and '-'",
+			       AGENT_VM_ID_MAX);
 	if (n > AGENT_VM_ID_MAX)
-		return fail(-EINVAL, msg, len,
-			    "the VM id is %zu characters long; use at most %d",
-			    n, AGENT_VM_ID_MAX);
+		return cn_errf(
+			-EINVAL, msg, len,
+			"the VM id is %zu characters long; use at most %d", n,
+			AGENT_VM_ID_MAX);
 	for (size_t i = 0; i < n; i++) {
 		char c = id[i];
 
 		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
 		      c == '-'))
-			return fail(-EINVAL, msg, len,
-				    "the VM id has character 0x%02x at offset "
-				    "%zu; use only a-z, 0-9 and '-'",
-				    (unsigned char)c, i);
+			return cn_errf(
+				-EINVAL, msg, len,
+				"the VM id has character 0x%02x at offset "
+				"%zu; use only a-z, 0-9 and '-'",
+				(unsigned char)c, i);
 	}
 	return 0;
 }
@@ -72,23 +58,23 @@ static int check_abs_path(const char *what, const char *p, char *msg,
 			  size_t len)
 {
 	if (!p || !*p)
-		return fail(-EINVAL, msg, len,
-			    "%s is empty; give an absolute "
-			    "path on the host",
-			    what);
+		return cn_errf(-EINVAL, msg, len,
+			       "%s is empty; give an absolute "
+			       "path on the host",
+			       what);
 	if (p[0] != '/')
-		return fail(-EINVAL, msg, len,
-			    "%s '%.200s' is not an absolute path; give one "
-			    "that starts with '/'",
-			    what, p);
+		return cn_errf(-EINVAL, msg, len,
+			       "%s '%.200s' is not an absolute path; give one "
+			       "that starts with '/'",
+			       what, p);
 	if (strlen(p) > AGENT_PATH_MAX)
-		return fail(-EINVAL, msg, len, "%s is longer than %d bytes",
-			    what, AGENT_PATH_MAX);
+		return cn_errf(-EINVAL, msg, len, "%s is longer than %d bytes",
+			       what, AGENT_PATH_MAX);
 	if (has_dotdot(p) || strchr(p, ',') || has_ctl(p))
-		return fail(-EINVAL, msg, len,
-			    "%s '%.200s' has a '..' component, a ',' or a "
-			    "control character; give a plain path",
-			    what, p);
+		return cn_errf(-EINVAL, msg, len,
+			       "%s '%.200s' has a '..' component, a ',' or a "
+			       "control character; give a plain path",
+			       what, p);
 	return 0;
 }
 
@@ -165,18 +151,18 @@ static int check_ds_disk(size_t i, const Canopy__V1__DiskSpec *d, char *msg,
 	const char *file;
 
 	if (agent_ds_path_split(d->path, name, sizeof(name), &file) < 0)
-		return fail(-EINVAL, msg, len,
-			    "disk %zu path '%.200s' is not DATASTORE:FILE "
-			    "(a datastore name of a-z, 0-9 and '-', a file "
-			    "name of A-Z, a-z, 0-9, '.', '_', '-' and '/' "
-			    "without empty, '.' or '..' parts, at most %d "
-			    "bytes)",
-			    i, d->path, AGENT_DS_FILE_MAX);
+		return cn_errf(-EINVAL, msg, len,
+			       "disk %zu path '%.200s' is not DATASTORE:FILE "
+			       "(a datastore name of a-z, 0-9 and '-', a file "
+			       "name of A-Z, a-z, 0-9, '.', '_', '-' and '/' "
+			       "without empty, '.' or '..' parts, at most %d "
+			       "bytes)",
+			       i, d->path, AGENT_DS_FILE_MAX);
 	if (d->direct)
-		return fail(-EINVAL, msg, len,
-			    "disk %zu is on a datastore, which is always "
-			    "O_DIRECT; drop 'direct'",
-			    i);
+		return cn_errf(-EINVAL, msg, len,
+			       "disk %zu is on a datastore, which is always "
+			       "O_DIRECT; drop 'direct'",
+			       i);
 	return 0;
 }
 
@@ -197,26 +183,27 @@ static int check_disk(size_t i, const Canopy__V1__DiskSpec *d, char *msg,
 		if (rc < 0)
 			return rc;
 	} else if (!plain_name(p)) {
-		return fail(-EINVAL, msg, len,
-			    "disk %zu path '%.200s' is neither an absolute "
-			    "path nor a plain file name (A-Z, a-z, 0-9, '.', "
-			    "'_', '-')",
-			    i, p);
+		return cn_errf(
+			-EINVAL, msg, len,
+			"disk %zu path '%.200s' is neither an absolute "
+			"path nor a plain file name (A-Z, a-z, 0-9, '.', "
+			"'_', '-')",
+			i, p);
 	}
 	if (d->size_bytes > AGENT_DISK_SIZE_MAX || d->size_bytes % 512)
-		return fail(-EINVAL, msg, len,
-			    "disk %zu size %llu is not a multiple of 512 up "
-			    "to 16 TiB",
-			    i, (unsigned long long)d->size_bytes);
+		return cn_errf(-EINVAL, msg, len,
+			       "disk %zu size %llu is not a multiple of 512 up "
+			       "to 16 TiB",
+			       i, (unsigned long long)d->size_bytes);
 	if (d->serial && strlen(d->serial) > AGENT_SERIAL_MAX)
-		return fail(-EINVAL, msg, len,
-			    "disk %zu serial is longer than %d characters", i,
-			    AGENT_SERIAL_MAX);
+		return cn_errf(-EINVAL, msg, len,
+			       "disk %zu serial is longer than %d characters",
+			       i, AGENT_SERIAL_MAX);
 	if (d->serial && *d->serial && !plain_name(d->serial))
-		return fail(-EINVAL, msg, len,
-			    "disk %zu serial may hold only A-Z, a-z, 0-9, "
-			    "'.', '_' and '-'",
-			    i);
+		return cn_errf(-EINVAL, msg, len,
+			       "disk %zu serial may hold only A-Z, a-z, 0-9, "
+			       "'.', '_' and '-'",
+			       i);
 	return 0;
 }
 
@@ -225,24 +212,26 @@ int agent_spec_check(const Canopy__V1__VmSpec *spec, char *msg, size_t len)
 	int rc;
 
 	if (!spec)
-		return fail(-EINVAL, msg, len,
-			    "the command has no VM spec; send one");
+		return cn_errf(-EINVAL, msg, len,
+			       "the command has no VM spec; send one");
 	if (spec->name &&
 	    (strlen(spec->name) > AGENT_VM_ID_MAX || has_ctl(spec->name)))
-		return fail(-EINVAL, msg, len,
-			    "the VM name is longer than %d characters or has "
-			    "control characters",
-			    AGENT_VM_ID_MAX);
+		return cn_errf(
+			-EINVAL, msg, len,
+			"the VM name is longer than %d characters or has "
+			"control characters",
+			AGENT_VM_ID_MAX);
 	if (spec->cpus < 1 || spec->cpus > AGENT_CPUS_MAX)
-		return fail(-EINVAL, msg, len,
-			    "cpus %u is out of range; give 1 to %d", spec->cpus,
-			    AGENT_CPUS_MAX);
+		return cn_errf(-EINVAL, msg, len,
+			       "cpus %u is out of range; give 1 to %d",
+			       spec->cpus, AGENT_CPUS_MAX);
 	if (spec->memory_mib < AGENT_MEM_MIB_MIN ||
 	    spec->memory_mib > AGENT_MEM_MIB_MAX)
-		return fail(-EINVAL, msg, len,
-			    "memory %llu MiB is out of range; give %d to %llu",
-			    (unsigned long long)spec->memory_mib,
-			    AGENT_MEM_MIB_MIN, AGENT_MEM_MIB_MAX);
+		return cn_errf(
+			-EINVAL, msg, len,
+			"memory %llu MiB is out of range; give %d to %llu",
+			(unsigned long long)spec->memory_mib, AGENT_MEM_MIB_MIN,
+			AGENT_MEM_MIB_MAX);
 	rc = check_abs_path("kernel", spec->kernel, msg, len);
 	if (rc < 0)
 		return rc;
@@ -252,17 +241,17 @@ int agent_spec_check(const Canopy__V1__VmSpec *spec, char *msg, size_t len)
 			return rc;
 	}
 	if (spec->cmdline && strlen(spec->cmdline) > AGENT_CMDLINE_MAX)
-		return fail(-EINVAL, msg, len,
-			    "cmdline is longer than %d bytes",
-			    AGENT_CMDLINE_MAX);
+		return cn_errf(-EINVAL, msg, len,
+			       "cmdline is longer than %d bytes",
+			       AGENT_CMDLINE_MAX);
 	if (spec->n_nics)
-		return fail(-EOPNOTSUPP, msg, len,
-			    "the spec has %zu NICs; this agent runs VMs "
-			    "without network interfaces (remove them)",
-			    spec->n_nics);
+		return cn_errf(-EOPNOTSUPP, msg, len,
+			       "the spec has %zu NICs; this agent runs VMs "
+			       "without network interfaces (remove them)",
+			       spec->n_nics);
 	if (spec->n_disks > AGENT_DISKS_MAX)
-		return fail(-EINVAL, msg, len, "%zu disks; at most %d",
-			    spec->n_disks, AGENT_DISKS_MAX);
+		return cn_errf(-EINVAL, msg, len, "%zu disks; at most %d",
+			       spec->n_disks, AGENT_DISKS_MAX);
 	for (size_t i = 0; i < spec->n_disks; i++) {
 		rc = check_disk(i, spec->disks[i], msg, len);
 		if (rc < 0)
@@ -304,11 +293,11 @@ int agent_spec_load(const char *path, Canopy__V1__VmSpec **out, char *msg,
 	int rc = sys_read_file(path, AGENT_SPEC_FILE_MAX, &data, &n);
 
 	if (rc < 0)
-		return fail(rc, msg, len, "%s: %s", path, cn_strerror(rc));
+		return cn_errf(rc, msg, len, "%s: %s", path, cn_strerror(rc));
 	spec = canopy__v1__vm_spec__unpack(NULL, n, (const uint8_t *)data);
 	free(data);
 	if (!spec)
-		return fail(-EBADMSG, msg, len, "%s: not a VmSpec", path);
+		return cn_errf(-EBADMSG, msg, len, "%s: not a VmSpec", path);
 	rc = agent_spec_check(spec, msg, len);
 	if (rc < 0) {
 		canopy__v1__vm_spec__free_unpacked(spec, NULL);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "host/vmm/virtio_net.h"
+#include "lib/hex.h"
 #include "lib/sys.h"
 
 /* The TAP clone device. */
@@ -28,17 +29,6 @@ struct net_file {
 	char local[NET_PATH_MAX + 1]; /* removed at close; "" autobound */
 };
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int net_mac_parse(const char *s, uint8_t mac[NET_MAC_LEN])
 {
 	unsigned any = 0;
@@ -46,11 +36,9 @@ int net_mac_parse(const char *s, uint8_t mac[NET_MAC_LEN])
 	if (strlen(s) != 17)
 		return -EINVAL;
 	for (int i = 0; i < NET_MAC_LEN; i++) {
-		int hi = hexval(s[3 * i]), lo = hexval(s[3 * i + 1]);
-
-		if (hi < 0 || lo < 0 || (i < 5 && s[3 * i + 2] != ':'))
+		if (cn_hex_decode(s + 3 * i, &mac[i], 1) ||
+		    (i < 5 && s[3 * i + 2] != ':'))
 			return -EINVAL;
-		mac[i] = (uint8_t)(hi << 4 | lo);
 		any |= mac[i];
 	}
 	/* A NIC's own address is unicast (bit 0 of the first byte clear). */
