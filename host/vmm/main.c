@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "host/vmm/jail.h"
+#include "host/vmm/migrate_tls.h"
 #include "host/vmm/virtio_blk.h"
 #include "host/vmm/virtio_net.h"
 #include "host/vmm/vmm.h"
@@ -29,6 +30,8 @@ static const char usage[] =
 	"--net unix=PATH[,local=PATH][,mac=M]]...\n"
 	"                  [--balloon] [--rng on|off]\n"
 	"                  [--incoming tcp:HOST:PORT]  (receive a live migration)\n"
+	"                  [--tls-ca PEM --tls-cert PEM --tls-key PEM]\n"
+	"                    (mutual TLS on migration streams, both ways)\n"
 	"                  [--jail-uid N] [--jail-dir DIR] [--no-jail]\n"
 	"Started as root it jails itself (own mount namespace, own uid,\n"
 	"no capabilities; docs/security.md); --no-jail is for debugging.\n"
@@ -73,6 +76,18 @@ static const struct opt_def opt_defs[] = {
 	{ .name = "incoming",
 	  .kind = OPT_STRING,
 	  .off = offsetof(struct opts, cfg.incoming),
+	  .no_config = true },
+	{ .name = "tls-ca",
+	  .kind = OPT_STRING,
+	  .off = offsetof(struct opts, cfg.tls_ca),
+	  .no_config = true },
+	{ .name = "tls-cert",
+	  .kind = OPT_STRING,
+	  .off = offsetof(struct opts, cfg.tls_cert),
+	  .no_config = true },
+	{ .name = "tls-key",
+	  .kind = OPT_STRING,
+	  .off = offsetof(struct opts, cfg.tls_key),
 	  .no_config = true },
 	STR("jail-uid", cfg.jail_uid),
 	STR("jail-dir", cfg.jail_dir),
@@ -188,6 +203,18 @@ static int validate_nets(const struct opts *o)
 	return 0;
 }
 
+/* --tls-ca, --tls-cert, --tls-key: all three or none. */
+static int validate_tls(const struct opts *o)
+{
+	int n = !!o->cfg.tls_ca + !!o->cfg.tls_cert + !!o->cfg.tls_key;
+
+	if (n == 0 || n == 3)
+		return 0;
+	fprintf(stderr, "canopy-vmm: --tls-ca, --tls-cert and --tls-key go "
+			"together: give all three or none\n");
+	return -EINVAL;
+}
+
 static int validate(struct opts *o)
 {
 	uint64_t v, host = host_mem_mib();
@@ -247,7 +274,22 @@ static int validate(struct opts *o)
 			return -EINVAL;
 		}
 	}
-	return validate_nets(o);
+	return validate_nets(o) ?: validate_tls(o);
+}
+
+/* The migration TLS credentials, read now: the jail hides their files. */
+static int load_tls(struct vm *vm)
+{
+	char err[512];
+	int rc;
+
+	if (!vm->cfg.tls_ca)
+		return 0;
+	rc = mig_tls_load(vm->cfg.tls_ca, vm->cfg.tls_cert, vm->cfg.tls_key,
+			  &vm->mig_tls, err, sizeof(err));
+	if (rc < 0)
+		fprintf(stderr, "canopy-vmm: %s\n", err);
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -276,6 +318,11 @@ int main(int argc, char **argv)
 	if (!vm)
 		die("out of memory");
 	vm->cfg = o.cfg;
+	if (load_tls(vm) < 0) {
+		free(vm);
+		config_free(keep);
+		return VMM_EXIT_USAGE;
+	}
 	rc = vmm_jail_init(vm, err, sizeof(err));
 	if (rc == 0)
 		rc = vmm_setup(vm, err, sizeof(err));
@@ -286,6 +333,7 @@ int main(int argc, char **argv)
 	} else {
 		rc = vmm_run(vm);
 	}
+	mig_tls_free(vm->mig_tls);
 	free(vm);
 	config_free(keep);
 	return rc;

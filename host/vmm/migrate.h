@@ -16,6 +16,7 @@
 #include "vmotion/stream.h"
 
 struct vm;
+struct mig_tls_conn;
 struct Canopy__V1__VmmMigrateSendRequest;
 struct Canopy__V1__MigrationProgress;
 struct Canopy__V1__VmmMigrateResult;
@@ -51,11 +52,14 @@ void mig_test_pause(const char *point);
  * seconds) when set. */
 int mig_io_timeout_ms(void);
 
-/* One end of a migration stream: the socket, the CRC-32C and byte count
- * of what was sent (source) or received (destination) since the header,
- * and an optional bandwidth limit. Owned by one thread. */
+/* One end of a migration stream: the socket (and its TLS session when
+ * the stream is encrypted: migrate_tls.h), the CRC-32C and byte count of
+ * what was sent (source) or received (destination) since the header, and
+ * an optional bandwidth limit. Owned by one thread. */
 struct mig_conn {
 	int fd;
+	struct mig_tls_conn *tls; /* NULL: plain TCP */
+	uint8_t *scratch; /* TLS: small pieces joined into one record */
 	uint32_t crc;
 	uint64_t bytes;
 	uint64_t limit_bps; /* bytes/s, 0 = unlimited */
@@ -64,9 +68,17 @@ struct mig_conn {
 };
 
 void mig_conn_init(struct mig_conn *c, int fd);
+/* Free the TLS session (if any) and close the socket. */
 void mig_conn_close(struct mig_conn *c);
-/* A write blocked longer than ms fails (-ETIMEDOUT). */
+/* A write (and a TLS read inside a record) blocked longer than ms fails
+ * (-ETIMEDOUT). */
 void mig_conn_set_timeout(struct mig_conn *c, int ms);
+/* From now on the stream goes through the TLS session tls (the conn owns
+ * it). 0 or -ENOMEM (tls is freed then). */
+CN_MUST_CHECK int mig_conn_tls_set(struct mig_conn *c,
+				   struct mig_tls_conn *tls);
+/* Is anything readable now (socket or decrypted bytes)? 1, 0 or -errno. */
+CN_MUST_CHECK int mig_conn_readable(struct mig_conn *c);
 /* Send n iovec-like pieces; counted in crc and bytes; sleeps to keep the
  * bandwidth limit. 0 or -errno. */
 CN_MUST_CHECK int mig_conn_send(struct mig_conn *c, const void *p1, size_t n1,
@@ -97,7 +109,7 @@ CN_MUST_CHECK int mig_header_local(struct vm *vm, struct mig_header *h,
 CN_MUST_CHECK int mig_state_save(struct vm *vm, struct buf *out,
 				 struct mig_timeline *tl);
 /* Send the saved records in recs and the END that covers them, in one
- * write. */
+ * write (one SSL_write over TLS): END is appended to recs. */
 CN_MUST_CHECK int mig_final_send(struct mig_conn *c, struct buf *recs);
 
 /* Source (migrate_send.c). Start the migration thread for rq; the reply

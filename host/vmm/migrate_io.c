@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "host/vmm/migrate.h"
+#include "host/vmm/migrate_tls.h"
 #include "host/vmm/snapshot.h"
 #include "host/vmm/vmm.h"
 #include "lib/crc32c.h"
@@ -45,10 +46,38 @@ void mig_conn_set_timeout(struct mig_conn *c, int ms)
 			      .tv_usec = (ms % 1000) * 1000 };
 
 	(void)!setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	/* Reads poll first; only a TLS read inside a record can block. */
+	(void)!setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+/* Pieces up to this size together go out as one TLS record (the
+ * largest plaintext a record holds). */
+#define MIG_TLS_JOIN 16384u
+
+int mig_conn_tls_set(struct mig_conn *c, struct mig_tls_conn *tls)
+{
+	c->scratch = malloc(MIG_TLS_JOIN);
+	if (!c->scratch) {
+		mig_tls_close(tls);
+		return -ENOMEM;
+	}
+	c->tls = tls;
+	return 0;
+}
+
+int mig_conn_readable(struct mig_conn *c)
+{
+	if (c->tls && mig_tls_pending(c->tls))
+		return 1;
+	return sys_wait_fd(c->fd, POLLIN, 0);
 }
 
 void mig_conn_close(struct mig_conn *c)
 {
+	mig_tls_close(c->tls);
+	c->tls = NULL;
+	free(c->scratch);
+	c->scratch = NULL;
 	if (c->fd >= 0)
 		sys_close(c->fd);
 	c->fd = -1;
@@ -75,6 +104,23 @@ static void pace(struct mig_conn *c, size_t n)
 	}
 }
 
+/* Over TLS: small pieces joined into one record, else one write each. */
+static int tls_send(struct mig_conn *c, const void *p1, size_t n1,
+		    const void *p2, size_t n2)
+{
+	int rc;
+
+	if (n2 && n1 + n2 <= MIG_TLS_JOIN) {
+		memcpy(c->scratch, p1, n1);
+		memcpy(c->scratch + n1, p2, n2);
+		return mig_tls_write(c->tls, c->scratch, n1 + n2);
+	}
+	rc = mig_tls_write(c->tls, p1, n1);
+	if (rc == 0 && n2)
+		rc = mig_tls_write(c->tls, p2, n2);
+	return rc;
+}
+
 int mig_conn_send(struct mig_conn *c, const void *p1, size_t n1, const void *p2,
 		  size_t n2)
 {
@@ -86,6 +132,13 @@ int mig_conn_send(struct mig_conn *c, const void *p1, size_t n1, const void *p2,
 	if (n2)
 		c->crc = crc32c(c->crc, p2, n2);
 	c->bytes += n1 + n2;
+	if (c->tls) {
+		int rc = tls_send(c, p1, n1, p2, n2);
+
+		if (rc == 0)
+			pace(c, n1 + n2);
+		return rc;
+	}
 	while (cnt > 0) {
 		ssize_t w = writev(c->fd, v, cnt);
 
@@ -122,14 +175,18 @@ static int read_exact(struct mig_conn *c, void *p, size_t n, int timeout_ms)
 	int fd = c->fd;
 
 	while (n) {
-		int rc = sys_wait_fd(fd, POLLIN, timeout_ms);
+		int rc = c->tls && mig_tls_pending(c->tls) ?
+				 1 :
+				 sys_wait_fd(fd, POLLIN, timeout_ms);
 		ssize_t r;
 
 		if (rc == 0)
 			return -ETIMEDOUT;
 		if (rc < 0)
 			return rc;
-		r = sys_read(fd, q, n);
+		r = c->tls ? mig_tls_read(c->tls, q, n) : sys_read(fd, q, n);
+		if (r == -EAGAIN && c->tls)
+			return -ETIMEDOUT; /* SO_RCVTIMEO inside a record */
 		if (r == -EAGAIN || r == -EINTR)
 			continue;
 		if (r < 0)
@@ -338,15 +395,14 @@ int mig_state_save(struct vm *vm, struct buf *out, struct mig_timeline *tl)
 int mig_final_send(struct mig_conn *c, struct buf *recs)
 {
 	uint32_t crc = crc32c(c->crc, buf_ptr(recs), buf_len(recs));
-	struct buf end;
 	int rc;
 
-	buf_init(&end, 0);
-	rc = mig_end_encode(&end, crc, c->bytes + buf_len(recs));
+	/* END after the records in the same buffer: one write (one
+	 * SSL_write) for the whole of it. The connection's own CRC then
+	 * covers END too; nothing reads it after END. */
+	rc = mig_end_encode(recs, crc, c->bytes + buf_len(recs));
 	if (rc == 0)
-		rc = mig_conn_send(c, buf_ptr(recs), buf_len(recs),
-				   buf_ptr(&end), buf_len(&end));
-	buf_free(&end);
+		rc = mig_conn_send(c, buf_ptr(recs), buf_len(recs), NULL, 0);
 	buf_reset(recs);
 	return rc;
 }

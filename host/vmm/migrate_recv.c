@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "host/vmm/blk_ds.h"
 #include "host/vmm/migrate.h"
+#include "host/vmm/migrate_tls.h"
 #include "host/vmm/snapshot.h"
 #include "host/vmm/virtio_net.h"
 #include "host/vmm/vmm.h"
@@ -57,6 +59,93 @@ static int listen_accept(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "incoming migration: no source: %s",
 			 strerror(-fd));
 	return fd;
+}
+
+/* Refuse the source in plain text (HEADER_REPLY) and say why in err. */
+static int refuse_plain(struct mig_conn *c, int rc, const char *why, char *err,
+			size_t errlen)
+{
+	struct buf out;
+
+	buf_init(&out, 0);
+	if (mig_verdict_encode(&out, MIG_REC_HEADER_REPLY, 0, why) == 0)
+		(void)!mig_conn_send_buf(c, &out);
+	buf_free(&out);
+	snprintf(err, errlen, "incoming migration refused: %s (phase header)",
+		 why);
+	return rc;
+}
+
+/* Read and drop what the source sent so far (its ClientHello), so that
+ * closing does not reset the connection before it reads our answer. */
+static void drain(int fd)
+{
+	char junk[4096];
+
+	while (sys_wait_fd(fd, POLLIN, 100) > 0 &&
+	       sys_read(fd, junk, sizeof(junk)) > 0)
+		;
+}
+
+/* The first bytes decide: a TLS ClientHello or a plain HEADER. With
+ * credentials only TLS goes on (mutual: the source's certificate must
+ * chain to our CA); without, only plain text. */
+static int stream_start(struct vm *vm, struct mig_conn *c, int io_ms, char *err,
+			size_t errlen)
+{
+	char why[MIG_MAX_REASON], desc[96];
+	unsigned char first[2] = { 0, 0 };
+	struct mig_tls_conn *tls = NULL;
+	struct mig_rec r;
+	ssize_t n = 0;
+	int rc = sys_wait_fd(c->fd, POLLIN, io_ms);
+
+	if (rc > 0)
+		n = recv(c->fd, first, sizeof(first), MSG_PEEK);
+	if (rc <= 0 || n <= 0) {
+		snprintf(err, errlen,
+			 "incoming migration: the source sent nothing (%s) "
+			 "(phase header)",
+			 rc == 0 ? "timed out" : "connection closed");
+		return rc < 0 ? rc : rc == 0 ? -ETIMEDOUT : -ECONNRESET;
+	}
+	if (!vm->mig_tls) {
+		log_warn("vmm", "migration stream is not encrypted",
+			 "vm=%s why=\"canopy-vmm was started without "
+			 "--tls-ca/--tls-cert/--tls-key\"",
+			 vm->cfg.name);
+		if (!mig_tls_looks_like_hello(first, (size_t)n))
+			return 0;
+		drain(c->fd);
+		return refuse_plain(c, -EPROTONOSUPPORT,
+				    "the source speaks TLS but this "
+				    "destination canopy-vmm has no "
+				    "--tls-ca/--tls-cert/--tls-key",
+				    err, errlen);
+	}
+	if (!mig_tls_looks_like_hello(first, (size_t)n)) {
+		/* Take its HEADER first: it then reads our answer. */
+		(void)!mig_conn_recv(c, &r, io_ms);
+		return refuse_plain(c, -EPROTONOSUPPORT,
+				    "this destination requires an encrypted "
+				    "(TLS) stream and the source sent plain "
+				    "text: start the source canopy-vmm with "
+				    "--tls-ca/--tls-cert/--tls-key",
+				    err, errlen);
+	}
+	rc = mig_tls_accept(vm->mig_tls, c->fd, &tls, why, sizeof(why));
+	if (rc == 0) {
+		mig_tls_describe(tls, desc, sizeof(desc));
+		rc = mig_conn_tls_set(c, tls);
+	}
+	if (rc < 0) {
+		snprintf(err, errlen,
+			 "incoming migration refused: %s (phase header)", why);
+		return rc;
+	}
+	log_info("vmm", "migration stream encrypted", "vm=%s tls=\"%s\"",
+		 vm->cfg.name, desc);
+	return 0;
 }
 
 /* The HEADER: decode, compare with this VM, answer. */
@@ -243,9 +332,9 @@ int migrate_recv(struct vm *vm, char *err, size_t errlen)
 	mig_conn_init(&in->conn, fd);
 	in->io_ms = mig_io_timeout_ms();
 	mig_conn_set_timeout(&in->conn, in->io_ms);
-	log_warn("vmm", "migration stream is not encrypted",
-		 "vm=%s why=\"TLS for vMotion is not available yet\"",
-		 vm->cfg.name);
+	rc = stream_start(vm, &in->conn, in->io_ms, err, errlen);
+	if (rc < 0)
+		goto fail;
 	rc = take_header(vm, &in->conn, err, errlen);
 	if (rc < 0)
 		goto fail;

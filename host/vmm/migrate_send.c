@@ -15,6 +15,7 @@
 
 #include "host/vmm/blk_ds.h"
 #include "host/vmm/migrate.h"
+#include "host/vmm/migrate_tls.h"
 #include "host/vmm/vmm.h"
 #include "lib/log.h"
 #include "lib/loop.h"
@@ -49,6 +50,7 @@ struct migrate {
 	int running; /* the thread is yet to be joined (I/O thread) */
 	/* The request. */
 	char address[128];
+	char tls_name[256]; /* the destination's name in its certificate */
 	uint64_t target_ms, limit_bps;
 	uint32_t max_rounds;
 	uint64_t timeout_ms;
@@ -474,7 +476,7 @@ static int wait_ack(struct migrate *m)
 	/* Nothing may come from a destination between its ACK and our
 	 * COMMIT: readable means it closed (died) or broke the protocol.
 	 * Not committing then keeps the VM here. */
-	rc = sys_wait_fd(m->conn.fd, POLLIN, 0);
+	rc = mig_conn_readable(&m->conn);
 	if (rc != 0)
 		return fail(m, rc < 0 ? rc : -ECONNRESET,
 			    "the destination went away after its ACK");
@@ -562,6 +564,39 @@ static int header(struct migrate *m)
 	return 0;
 }
 
+/* TLS first when this VMM has credentials (part of the header phase,
+ * before pre-copy); else a warning, once per migration. */
+static int secure(struct migrate *m)
+{
+	struct mig_tls_conn *tls = NULL;
+	char why[256], desc[96];
+	int rc;
+
+	set_phase(m, "header");
+	if (!m->vm->mig_tls) {
+		log_warn("vmm", "migration stream is not encrypted",
+			 "vm=%s to=%s why=\"canopy-vmm was started without "
+			 "--tls-ca/--tls-cert/--tls-key\"",
+			 m->vm->cfg.name, m->address);
+		return 0;
+	}
+	rc = mig_tls_connect(m->vm->mig_tls, m->conn.fd,
+			     m->tls_name[0] ? m->tls_name : NULL, &tls, why,
+			     sizeof(why));
+	if (rc == 0) {
+		mig_tls_describe(tls, desc, sizeof(desc));
+		rc = mig_conn_tls_set(&m->conn, tls);
+		if (rc < 0)
+			snprintf(why, sizeof(why), "TLS: out of memory");
+	}
+	if (rc < 0)
+		return fail(m, rc, "destination %s: %s", m->address, why);
+	log_info("vmm", "migration stream encrypted",
+		 "vm=%s to=%s tls=\"%s\" name=%s", m->vm->cfg.name, m->address,
+		 desc, m->tls_name[0] ? m->tls_name : "(not checked)");
+	return 0;
+}
+
 static int run(struct migrate *m)
 {
 	uint64_t *bm = NULL;
@@ -575,10 +610,7 @@ static int run(struct migrate *m)
 	mig_conn_init(&m->conn, fd);
 	m->conn.limit_bps = m->limit_bps;
 	mig_conn_set_timeout(&m->conn, m->io_ms);
-	log_warn("vmm", "migration stream is not encrypted",
-		 "vm=%s to=%s why=\"TLS for vMotion is not available yet\"",
-		 m->vm->cfg.name, m->address);
-	rc = header(m);
+	rc = secure(m) ?: header(m);
 	if (rc < 0)
 		return rc;
 	m->conn.crc = 0; /* the checksum covers what follows the header */
@@ -683,13 +715,62 @@ static void migrate_free(struct migrate *m)
 	free(m);
 }
 
+/* A name a certificate may carry: 1..253 of A-Z a-z 0-9 . - _. */
+static int tls_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 253)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		      (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
+		      s[i] == '-' || s[i] == '_'))
+			return 0;
+	return 1;
+}
+
+/* The request's address and destination name; -EINVAL with msg. */
+static int request_check(struct vm *vm,
+			 const Canopy__V1__VmmMigrateSendRequest *rq, char *msg,
+			 size_t msglen)
+{
+	char host[64];
+	uint16_t port;
+
+	if (!rq->address ||
+	    mig_address_parse(rq->address, host, sizeof(host), &port) < 0 ||
+	    port == 0 ||
+	    strlen(rq->address) >= sizeof(((struct migrate *)0)->address)) {
+		snprintf(msg, msglen,
+			 "migrate_send: address '%.64s': expected "
+			 "tcp:IPV4:PORT",
+			 rq->address ? rq->address : "");
+		return -EINVAL;
+	}
+	if (rq->tls_name && *rq->tls_name && !tls_name_ok(rq->tls_name)) {
+		snprintf(msg, msglen,
+			 "migrate_send: tls_name '%.64s': expected a host "
+			 "name (A-Z a-z 0-9 . - _, at most 253)",
+			 rq->tls_name);
+		return -EINVAL;
+	}
+	if (rq->tls_name && *rq->tls_name && !vm->mig_tls) {
+		snprintf(msg, msglen,
+			 "migrate_send: tls_name given but this canopy-vmm "
+			 "has no TLS credentials (start it with --tls-ca, "
+			 "--tls-cert and --tls-key)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int migrate_send_start(struct vm *vm,
 		       const Canopy__V1__VmmMigrateSendRequest *rq, char *msg,
 		       size_t msglen)
 {
 	struct migrate *m;
-	char host[64];
-	uint16_t port;
 	int rc;
 
 	if (vm->mig && vm->mig->running)
@@ -702,21 +783,17 @@ int migrate_send_start(struct vm *vm,
 			 vm_state_name(vm->state));
 		return -EBUSY;
 	}
-	if (!rq->address ||
-	    mig_address_parse(rq->address, host, sizeof(host), &port) < 0 ||
-	    port == 0 || strlen(rq->address) >= sizeof(m->address)) {
-		snprintf(msg, msglen,
-			 "migrate_send: address '%.64s': expected "
-			 "tcp:IPV4:PORT",
-			 rq->address ? rq->address : "");
-		return -EINVAL;
-	}
+	rc = request_check(vm, rq, msg, msglen);
+	if (rc < 0)
+		return rc;
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
 	m->vm = vm;
 	pthread_mutex_init(&m->lock, NULL);
 	snprintf(m->address, sizeof(m->address), "%s", rq->address);
+	snprintf(m->tls_name, sizeof(m->tls_name), "%s",
+		 rq->tls_name ? rq->tls_name : "");
 	m->target_ms = rq->max_downtime_ms ?: MIG_DEFAULT_DOWNTIME_MS;
 	m->limit_bps = rq->bandwidth_limit_mib_s << 20;
 	m->max_rounds = rq->max_rounds ?: MIG_DEFAULT_ROUNDS;

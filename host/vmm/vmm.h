@@ -167,6 +167,9 @@ struct vm_config {
 	int balloon; /* --balloon: add a virtio-balloon device */
 	int rng; /* --rng on: add a virtio-rng device */
 	const char *incoming; /* --incoming tcp:HOST:PORT (migrate.h) */
+	/* --tls-ca, --tls-cert, --tls-key: the migration stream's TLS
+	 * credentials (migrate_tls.h), all three or none. */
+	const char *tls_ca, *tls_cert, *tls_key;
 	/* The jail (jail.h): --no-jail, --jail-uid N, --jail-dir DIR. */
 	int no_jail;
 	const char *jail_uid;
@@ -231,6 +234,7 @@ struct vm {
 	 * of vCPU time auto-converge takes away (0..99, any thread). */
 	struct migrate *mig;
 	struct mig_in *mig_in;
+	struct mig_tls *mig_tls; /* loaded at start; NULL: plain TCP */
 	_Atomic unsigned throttle_pct;
 
 	/* The jail (jail.h): still to be entered; files kept open because
