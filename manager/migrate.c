@@ -255,6 +255,7 @@ static void on_ready(void *arg, int status, const Canopy__V1__Envelope *env)
 	ms.vm_id = t->vm;
 	ms.task_id = t->rec->id;
 	ms.address = env->migrate_ready->address;
+	ms.dst_host_id = t->mig->dst; /* TLS: the name its certificate has */
 	ms.max_downtime_ms = t->mig->max_downtime_ms;
 	ms.bandwidth_limit_mib_s = t->mig->bandwidth_mib_s;
 	out.body_case = CANOPY__V1__ENVELOPE__BODY_MIGRATE_SEND;
