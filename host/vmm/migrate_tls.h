@@ -53,7 +53,8 @@ CN_MUST_CHECK int mig_tls_write(struct mig_tls_conn *c, const void *p,
 /* Read up to n bytes: the count (> 0), -ECONNRESET at the end of the
  * stream, -EAGAIN when the socket's receive timeout passed, -EIO. */
 CN_MUST_CHECK long mig_tls_read(struct mig_tls_conn *c, void *p, size_t n);
-/* Decrypted bytes waiting to be read (a read will not block). */
+/* Bytes waiting inside OpenSSL (decrypted, or read ahead and not yet
+ * decrypted): poll(2) on the socket would not see them. */
 int mig_tls_pending(const struct mig_tls_conn *c);
 /* Free the session (no close_notify: the stream's own records say when
  * it ends); the socket stays the caller's. */
