@@ -63,7 +63,7 @@ def unary(channel, path, resp):
 
 def populate(mgr, hosts, vms):
     t = time.monotonic()
-    agents = [FakeAgent(mgr.bus, "sim-h%03d" % i, memory_mib=1 << 20)
+    agents = [FakeAgent(mgr, "sim-h%03d" % i, memory_mib=1 << 20)
               for i in range(hosts)]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -62,7 +62,8 @@ class Stack:
                  self.m.bus, "--host-id", h, "--run-dir",
                  os.path.join(self.tmp, "run-" + h), "--vmm",
                  os.path.join(BUILD, "bin", "canopy-vmm"), "--address",
-                 "127.0.0.1", "--stats-interval", "1"],
+                 "127.0.0.1", "--stats-interval", "1"] +
+                self.m.agent_args(h),
                 stdout=log, stderr=log), log))
             wait_for(lambda: self.m.call(
                 "HostService", "GetHost", self.a.GetHostRequest(id=h),

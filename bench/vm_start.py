@@ -80,7 +80,8 @@ class Stack:
              self.m.bus, "--host-id", "node1", "--run-dir",
              os.path.join(self.tmp, "run"), "--vmm",
              os.path.join(BUILD, "bin", "canopy-vmm"),
-             "--stats-interval", "1", "--manager-timeout", "3"],
+             "--stats-interval", "1", "--manager-timeout", "3"] +
+            self.m.agent_args("node1"),
             stdout=self.alog, stderr=self.alog)
         wait_for(lambda: self.host().state == self.a.HOST_STATE_CONNECTED,
                  15, "node1 connected")

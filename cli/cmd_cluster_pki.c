@@ -6,8 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "cli/cli.h"
 #include "cli/cluster_pki.h"
+#include "lib/bus_keys.h"
 #include "lib/err.h"
 #include "lib/pki.h"
 
@@ -164,6 +167,26 @@ static int ca_exists_check(struct cli *c, const char *dir, bool force)
 		dir, PKI_SUBDIR, fpr);
 }
 
+/* The manager's agent bus key (CURVE), beside the CA so that every
+ * manager of the cluster gets the same one with a copy of pki/. */
+static int bus_key_make(struct cli *c, const char *dir, bool force)
+{
+	struct bus_keys k;
+	char path[4096], err[512];
+	int rc;
+
+	if (pki_path(path, sizeof(path), dir, "bus", ".key"))
+		return cli_fail(c, CLI_EXIT_USAGE, "--state-dir is too long");
+	rc = bus_keys_generate(&k);
+	if (!rc)
+		rc = bus_keys_write(path, &k, force, err, sizeof(err));
+	else
+		snprintf(err, sizeof(err), "cannot make a CURVE key: %s",
+			 cn_strerror(rc));
+	OPENSSL_cleanse(&k, sizeof(k));
+	return rc ? cli_fail(c, CLI_EXIT_FAIL, "%s", err) : 0;
+}
+
 int cli_cluster_init(struct cli *c, const struct cli_args *a)
 {
 	const char *dir = cli_args_get(a, "state-dir");
@@ -195,10 +218,13 @@ int cli_cluster_init(struct cli *c, const struct cli_args *a)
 	rc = pair_write(c, dir, "ca", ca.key, ca.cert, NULL, force);
 	if (!rc)
 		rc = issue(c, dir, &ca, PKI_MANAGER_NAME, &req, force);
+	if (!rc)
+		rc = bus_key_make(c, dir, force);
 	if (!rc && pki_fingerprint(ca.cert, fpr))
 		rc = cli_fail(c, CLI_EXIT_FAIL, "cannot hash the CA");
 	if (!rc)
-		report(c, dir, "cluster CA and manager certificate created",
+		report(c, dir,
+		       "cluster CA, manager certificate and bus key created",
 		       fpr);
 	pki_ca_clear(&ca);
 	return rc;

@@ -1,8 +1,9 @@
-/* canopy CLI: `cluster status`, `host list|show|remove`, `datastore list`. */
+/* canopy CLI: `cluster status`, `host list|show|add|remove`, `datastore list`. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "cli/cluster_pki.h"
@@ -12,6 +13,7 @@
 #define M_LIST_HOSTS "/canopy.v1.HostService/ListHosts"
 #define M_GET_HOST "/canopy.v1.HostService/GetHost"
 #define M_REMOVE_HOST "/canopy.v1.HostService/RemoveHost"
+#define M_ADD_HOST "/canopy.v1.HostService/AddHost"
 #define M_LIST_DATASTORES "/canopy.v1.DatastoreService/ListDatastores"
 
 static int cluster_status(struct cli *c, const struct cli_args *a)
@@ -138,6 +140,7 @@ static int host_remove(struct cli *c, const struct cli_args *a)
 	int rc;
 
 	req.id = (char *)a->pos[0];
+	req.force = cli_args_has(a, "force");
 	rc = cli_call(c, M_REMOVE_HOST, &req.base,
 		      &canopy__v1__remove_host_response__descriptor, &resp);
 	if (rc)
@@ -160,6 +163,77 @@ static int host_remove(struct cli *c, const struct cli_args *a)
 	}
 	return 0;
 }
+
+static void add_print(struct cli *c, const char *id,
+		      const Canopy__V1__AddHostResponse *r)
+{
+	struct cli_json j;
+	char until[64];
+	time_t t = (time_t)(r->expires_unix_ms / 1000);
+	struct tm tm;
+
+	if (c->json) {
+		cli_json_init(&j, c->out);
+		cli_json_begin_object(&j);
+		cli_json_key(&j, "id");
+		cli_json_string(&j, id);
+		cli_json_key(&j, "join_token");
+		cli_json_string(&j, r->join_token);
+		cli_json_key(&j, "expires_unix_ms");
+		cli_json_uint(&j, r->expires_unix_ms);
+		cli_json_key(&j, "bus_public_key");
+		cli_json_string(&j, r->bus_public_key);
+		cli_json_end_object(&j);
+		cli_json_finish(&j);
+		return;
+	}
+	if (!gmtime_r(&t, &tm) ||
+	    !strftime(until, sizeof(until), "%Y-%m-%d %H:%M:%S UTC", &tm))
+		snprintf(until, sizeof(until), "?");
+	fprintf(c->out,
+		"host %s may join until %s. On the host, run once:\n\n"
+		"  canopy-agent --host-id %s --pki-dir DIR --join %s "
+		"--manager tcp://MANAGER:PORT ...\n\n"
+		"The token works once and is shown only now; it holds a "
+		"secret.\n"
+		"Manager bus key: %s\n",
+		id, until, id, r->join_token, r->bus_public_key);
+}
+
+static int host_add(struct cli *c, const struct cli_args *a)
+{
+	Canopy__V1__AddHostRequest req = CANOPY__V1__ADD_HOST_REQUEST__INIT;
+	const char *ttl = cli_args_get(a, "ttl");
+	Canopy__V1__AddHostResponse *resp;
+	char err[256];
+	uint64_t v;
+	int rc;
+
+	req.id = (char *)a->pos[0];
+	if (ttl) {
+		if (cli_parse_uint("--ttl", ttl, 60, 604800, &v, err,
+				   sizeof(err)))
+			return cli_fail(c, CLI_EXIT_USAGE, "%s", err);
+		req.ttl_seconds = (uint32_t)v;
+	}
+	rc = cli_call(c, M_ADD_HOST, &req.base,
+		      &canopy__v1__add_host_response__descriptor,
+		      (ProtobufCMessage **)&resp);
+	if (rc)
+		return rc;
+	add_print(c, req.id, resp);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
+}
+
+static const struct cli_optdef add_opts[] = {
+	{ .name = "ttl", .has_arg = true },
+	{ 0 },
+};
+static const struct cli_optdef remove_opts[] = {
+	{ .name = "force" },
+	{ 0 },
+};
 
 const struct cli_cmd cli_cluster_cmds[] = {
 	{ .object = "cluster",
@@ -213,10 +287,30 @@ const struct cli_cmd cli_host_cmds[] = {
 	  .summary = "List hosts with state, capacity and use.",
 	  .run = host_list },
 	CLI_CMD_1("host", "show", "ID", "Show one host.", host_show),
-	CLI_CMD_1("host", "remove", "ID",
-		  "Remove a host from the inventory (the server refuses "
-		  "while it runs VMs).",
-		  host_remove),
+	{ .object = "host",
+	  .verb = "add",
+	  .args = "ID [--ttl SECONDS]",
+	  .summary = "Let host ID join: prints a one-time join token for its "
+		     "canopy-agent --join.",
+	  .help = "  --ttl SECONDS       how long the token works (60..604800, "
+		  "default 3600);\n"
+		  "                      adding the host again replaces it\n",
+	  .opts = add_opts,
+	  .min_pos = 1,
+	  .max_pos = 1,
+	  .run = host_add },
+	{ .object = "host",
+	  .verb = "remove",
+	  .args = "ID [--force]",
+	  .summary = "Remove a host (refused while it runs VMs); its bus key "
+		     "stops working.",
+	  .help = "  --force             also a connected host: the manager "
+		  "refuses its\n"
+		  "                      agent from the next message on\n",
+	  .opts = remove_opts,
+	  .min_pos = 1,
+	  .max_pos = 1,
+	  .run = host_remove },
 	{ 0 },
 };
 

@@ -11,11 +11,11 @@ $(CLI_LIB): $(CLI_OBJS)
 	$(Q)ar rcs $@ $^
 
 $(B)/bin/canopy: $(B)/cli/main.o $(CLI_LIB) $(LIBCANOPY)
-	$(call link,$@,$^,$(LIBS_PROTO) $(LIBS_GRPC) $(LIBS_SSL) -lm)
+	$(call link,$@,$^,$(LIBS_PROTO) $(LIBS_GRPC) $(LIBS_SSL) $(LIBS_ZMQ) -lm)
 
 BINS += $(B)/bin/canopy
 
 # Unit tests of the CLI's pure parts (tests/unit/test_cli_*.c).
 CLI_TESTS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test_cli_*.c))
 $(CLI_TESTS): $(B)/tests/unit/%: $(B)/tests/unit/%.o $(CLI_LIB) $(LIBCANOPY)
-	$(call link,$@,$(call unit_objs,$^),$(LIBS_CMOCKA) $(LIBS_PROTO) $(LIBS_GRPC) $(LIBS_SSL) -lm)
+	$(call link,$@,$(call unit_objs,$^),$(LIBS_CMOCKA) $(LIBS_PROTO) $(LIBS_GRPC) $(LIBS_SSL) $(LIBS_ZMQ) -lm)

@@ -299,16 +299,22 @@ do_start() {
 	wait_for canopy-managerd 20 canopy login --user admin \
 		--password-file "$STATE/admin-password"
 	trust_lab
-	say "canopy-managerd on $SERVER (API over TLS; bus tcp://$bus_ip:$BUS_PORT)"
+	say "canopy-managerd on $SERVER (API over TLS; bus tcp://$bus_ip:$BUS_PORT, CURVE)"
 
 	i=0
 	for h in $HOSTS; do
 		i=$((i + 1))
 		mkdir -p "$LAB_DIR/$h"
+		# Each host joins with a one-time token: its agent makes its own
+		# CURVE key and gets a certificate into its --pki-dir.
+		token=$(canopy -o json host add "$h" --ttl 600 |
+			sed -n 's/.*"join_token": "\([^"]*\)".*/\1/p')
+		[ -n "$token" ] || fail "canopy host add $h failed (logs: $LOGS)"
 		set -- "$BUILD/bin/canopy-agent" \
 			--manager "tcp://$bus_ip:$BUS_PORT" --host-id "$h" \
 			--run-dir "$LAB_DIR/$h" --vmm "$BUILD/bin/canopy-vmm" \
-			--datastore "lab-ds=$LAB_DIR/lab-ds.img"
+			--datastore "lab-ds=$LAB_DIR/lab-ds.img" \
+			--pki-dir "$LAB_DIR/$h/pki" --join "$token"
 		if [ "$NETNS" = 1 ]; then
 			spawn "$h" ip netns exec "$(netns_of "$h")" "$@" \
 				--address "$SUBNET.1$i"

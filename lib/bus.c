@@ -22,6 +22,7 @@ static const char *const reject_names[BUS_REJECT_COUNT] = {
 	[BUS_REJECT_HOST_ID] = "host_id",
 	[BUS_REJECT_REPLY_TO] = "reply_to",
 	[BUS_REJECT_PEERS_FULL] = "peers_full",
+	[BUS_REJECT_KEY] = "key",
 };
 
 /* The human sentence of each reject reason, sent back in the Status. */
@@ -41,6 +42,8 @@ static const char *const reject_msgs[BUS_REJECT_COUNT] = {
 				"have timed out)",
 	[BUS_REJECT_PEERS_FULL] = "the manager tracks too many hosts; raise "
 				  "its peer limit",
+	[BUS_REJECT_KEY] = "this host's CURVE key is not accepted (the host "
+			   "was removed, or the key may only enrol)",
 };
 
 const char *bus_reject_name(enum bus_reject r)

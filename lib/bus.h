@@ -88,6 +88,8 @@ enum bus_reject {
 	BUS_REJECT_HOST_ID, /* host_id does not match the sender / us */
 	BUS_REJECT_REPLY_TO, /* reply_to matches no pending request */
 	BUS_REJECT_PEERS_FULL, /* server: too many peers already */
+	BUS_REJECT_KEY, /* server: the sender's CURVE key is not (or no
+			 * longer) this host's, or it may only enrol */
 	BUS_REJECT_COUNT,
 };
 
@@ -121,7 +123,25 @@ struct bus_server_ops {
 	void (*on_peer_up)(void *arg, const char *host_id);
 	/* Nothing accepted from an up host for peer_timeout_ms. */
 	void (*on_peer_down)(void *arg, const char *host_id);
+	/*
+	 * CURVE servers only: who may talk. Called by the ZAP handler at each
+	 * handshake with host_id NULL (may any host use this key?) and for
+	 * every received message with the sender's host id (is this key that
+	 * host's, now?). key is the client's public key, Z85. Returns
+	 * BUS_KEY_HOST (a host: everything), BUS_KEY_ENROL (a one-time
+	 * enrolment key: only its enrol request reaches on_enrol; it is no
+	 * peer) or a negative errno (refused). NULL with CURVE: any key.
+	 */
+	int (*authorize)(void *arg, const char *host_id, const char *key);
+	/* An enrol request from a BUS_KEY_ENROL sender (answer it with
+	 * bus_server_reply). */
+	void (*on_enrol)(void *arg, const char *host_id, const char *key,
+			 const Canopy__V1__Envelope *env);
 };
+
+/* What authorize() says of a key. */
+#define BUS_KEY_HOST 0
+#define BUS_KEY_ENROL 1
 
 /* Client callbacks; any may be NULL. */
 struct bus_client_ops {

@@ -67,6 +67,31 @@ struct bus_core {
 	uint64_t log_suppressed;
 };
 
+/* A CURVE server's ZAP handler: a REP socket on the server's context. */
+struct bus_zap {
+	struct loop *loop;
+	void *sock;
+	int fd;
+	int (*authorize)(void *arg, const char *host_id, const char *key);
+	void *arg;
+	uint64_t refused; /* handshakes refused */
+	uint64_t log_window;
+	uint32_t log_count;
+};
+
+/* ---- bus_zap.c ---------------------------------------------------------- */
+
+/* Bind the ZAP handler of ctx (before any CURVE socket of ctx binds) and
+ * register it with loop l: every handshake asks authorize(arg, NULL, key)
+ * and the key (Z85) becomes the connection's User-Id. 0 or -errno. */
+CN_MUST_CHECK int
+bus_zap_open(struct bus_zap *z, struct loop *l, void *ctx,
+	     int (*authorize)(void *, const char *, const char *), void *arg);
+/* Answer what waits (timers call it in case a wake-up was lost). */
+void bus_zap_poke(struct bus_zap *z);
+/* Leave the loop and close the socket (before the context ends). */
+void bus_zap_close(struct bus_zap *z);
+
 /* ---- bus_sock.c ---------------------------------------------------------- */
 
 /* Check opts (NULL = defaults) and fill every zero field of out with its

@@ -24,6 +24,8 @@ struct bus_server {
 	size_t cap;
 	uint64_t tick;
 	uint64_t hb_seq;
+	struct bus_zap zap; /* CURVE with ops->authorize: who may connect */
+	bool zap_on;
 };
 
 static const struct bus_server_ops no_ops;
@@ -122,6 +124,40 @@ reject:
 	bus_reject_reply(core, id, idlen, host, env->request_id, why);
 }
 
+/* A CURVE server with an authorize op: may this sender's key say this?
+ * BUS_KEY_HOST / BUS_KEY_ENROL, or -EACCES. */
+static int sender_key(struct bus_server *s, zmq_msg_t *body, const char *host,
+		      const char **key)
+{
+	*key = NULL;
+	if (!s->zap_on)
+		return BUS_KEY_HOST;
+	*key = zmq_msg_gets(body, "User-Id");
+	if (!*key || !*host)
+		return -EACCES;
+	return s->ops->authorize(s->arg, host, *key);
+}
+
+/* A message from a sender with an enrolment key: only its enrol request
+ * gets through, and it makes no peer (no heartbeats, no peer up). */
+static void enrol_act(struct bus_server *s, const void *id, size_t idlen,
+		      const char *host, const char *key,
+		      const Canopy__V1__Envelope *env)
+{
+	if (env->body_case == CANOPY__V1__ENVELOPE__BODY_HEARTBEAT)
+		return;
+	if (env->body_case != CANOPY__V1__ENVELOPE__BODY_ENROL ||
+	    !env->request_id || !s->ops->on_enrol) {
+		bus_reject_note(&s->core, BUS_REJECT_KEY, host,
+				env->request_id);
+		bus_reject_reply(&s->core, id, idlen, host, env->request_id,
+				 BUS_REJECT_KEY);
+		return;
+	}
+	s->core.stats.received++;
+	s->ops->on_enrol(s->arg, host, key, env);
+}
+
 /* One received message: [routing id][envelope]; decode, validate, act. */
 static void server_recv(struct bus_core *core, struct bus_frames *f)
 {
@@ -129,8 +165,10 @@ static void server_recv(struct bus_core *core, struct bus_frames *f)
 	char host[BUS_HOST_ID_MAX + 1] = "";
 	Canopy__V1__Envelope *env;
 	enum bus_reject why;
+	const char *key;
 	const void *id;
 	size_t idlen;
+	int kind;
 
 	if (f->kept >= 1)
 		bus_host_from_id(host, zmq_msg_data(&f->part[0]),
@@ -149,9 +187,16 @@ static void server_recv(struct bus_core *core, struct bus_frames *f)
 	if (bus_validate(env, id, idlen, &why)) {
 		bus_reject_note(core, why, host, env->request_id);
 		bus_reject_reply(core, id, idlen, host, env->request_id, why);
-	} else {
-		act(s, id, idlen, host, env);
+		goto out;
 	}
+	kind = sender_key(s, &f->part[1], host, &key);
+	if (kind == BUS_KEY_HOST)
+		act(s, id, idlen, host, env);
+	else if (kind == BUS_KEY_ENROL)
+		enrol_act(s, id, idlen, host, key, env);
+	else /* No reply: this sender is no host of ours (any more). */
+		bus_reject_note(core, BUS_REJECT_KEY, host, env->request_id);
+out:
 	canopy__v1__envelope__free_unpacked(env, NULL);
 }
 
@@ -191,6 +236,8 @@ static int tick_fn(struct loop *l, uint64_t tid, void *arg)
 			s->ops->on_peer_down(s->arg, gone);
 	}
 	bus_core_poke(&s->core);
+	if (s->zap_on)
+		bus_zap_poke(&s->zap);
 	return (int)s->core.opts.heartbeat_ms;
 }
 
@@ -207,6 +254,14 @@ static int server_setup(struct bus_server *s, const char *endpoint)
 				      sizeof(one));
 	if (ret)
 		return ret;
+	/* The ZAP handler first: a CURVE server without one admits anyone. */
+	if (s->core.opts.curve_secret_key && s->ops->authorize) {
+		ret = bus_zap_open(&s->zap, s->core.loop, s->core.ctx,
+				   s->ops->authorize, s->arg);
+		if (ret)
+			return ret;
+		s->zap_on = true;
+	}
 	if (zmq_bind(s->core.sock, endpoint) != 0)
 		return zmq_errno() > 0 ? -zmq_errno() : -EIO;
 	s->tick = loop_timer_add(s->core.loop, s->core.opts.heartbeat_ms,
@@ -250,6 +305,8 @@ int bus_server_create(struct loop *l, const char *bind_endpoint,
 	return 0;
 
 err_core:
+	if (s->zap_on)
+		bus_zap_close(&s->zap);
 	bus_core_close(&s->core);
 err_free:
 	free(s);
@@ -262,6 +319,8 @@ void bus_server_destroy(struct bus_server *s)
 		return;
 	if (s->tick)
 		loop_timer_del(s->core.loop, s->tick);
+	if (s->zap_on)
+		bus_zap_close(&s->zap);
 	bus_core_close(&s->core);
 	free(s->peers);
 	free(s);

@@ -92,6 +92,10 @@ CN_MUST_CHECK int pki_key_write(const char *path, EVP_PKEY *key, bool replace,
 CN_MUST_CHECK int pki_certs_write(const char *path, X509 *const *certs,
 				  size_t n, bool replace, char *err,
 				  size_t errlen);
+/* The same as PEM text in memory (a new string: free it; the caller
+ * wipes a key's text with OPENSSL_cleanse first). -ENOMEM or -EIO. */
+CN_MUST_CHECK int pki_key_pem(EVP_PKEY *key, char **out);
+CN_MUST_CHECK int pki_certs_pem(X509 *const *certs, size_t n, char **out);
 /* Read the first certificate of a PEM file, or the key. -ENOENT when the
  * file is missing, -EBADMSG when it holds no certificate / key. */
 CN_MUST_CHECK int pki_cert_read(const char *path, X509 **out, char *err,

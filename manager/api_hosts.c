@@ -8,6 +8,7 @@
 #include "lib/log.h"
 #include "manager/index.h"
 #include "manager/list.h"
+#include "manager/hosts.h"
 #include "manager/manager.h"
 
 /* The index once it has applied revision rev, or NULL: the caller then
@@ -226,6 +227,48 @@ static void host_forget(struct manager *m, const char *id)
 		}
 }
 
+/* A host added (or enrolled) that never registered: only its key goes. */
+static void key_remove(struct manager *m, struct api_call *c, const char *id)
+{
+	Canopy__V1__RemoveHostResponse resp =
+		CANOPY__V1__REMOVE_HOST_RESPONSE__INIT;
+	char key[MGR_KEY_MAX];
+	int rc;
+
+	rc = mgr_key_join(key, sizeof(key), MGR_PREFIX_HOSTKEYS, MGR_NAME_HOST,
+			  id);
+	if (!rc)
+		rc = mgr_delete(m, key, NULL, 0);
+	if (rc) {
+		mgr_fail_store(m, c, rc, "removing the host's key");
+		return;
+	}
+	mgr_hostkey_forget(m, id);
+	mgr_event(m, CANOPY__V1__EVENT_SEVERITY__EVENT_SEVERITY_INFO,
+		  "host.removed", id, "",
+		  "host %s was removed before it registered; its key no longer "
+		  "works",
+		  id);
+	api_reply(c, &resp.base);
+}
+
+/* Delete the host's record and its bus key in one fenced txn. */
+static int host_delete(struct manager *m, const char *id)
+{
+	char rec[MGR_KEY_MAX], key[MGR_KEY_MAX];
+	const char *keys[2] = { rec, key };
+	int rc;
+
+	rc = mgr_key_join(rec, sizeof(rec), MGR_PREFIX_HOSTS, MGR_NAME_HOST,
+			  id);
+	if (!rc)
+		rc = mgr_key_join(key, sizeof(key), MGR_PREFIX_HOSTKEYS,
+				  MGR_NAME_HOST, id);
+	if (!rc)
+		rc = mgr_delete_many(m, keys, 2);
+	return rc;
+}
+
 void api_remove_host(void *arg, struct api_call *c, const ProtobufCMessage *r)
 {
 	const Canopy__V1__RemoveHostRequest *req = (const void *)r;
@@ -234,9 +277,13 @@ void api_remove_host(void *arg, struct api_call *c, const ProtobufCMessage *r)
 	struct manager *m = arg;
 	Canopy__V1__Host *rec;
 	struct mgr_host *h;
-	char key[MGR_KEY_MAX];
 	int rc;
 
+	if (mgr_name_valid(MGR_NAME_HOST, req->id) &&
+	    !mgr_host_find(m, req->id) && mgr_hostkey_of(m, req->id)) {
+		key_remove(m, c, req->id);
+		return;
+	}
 	if (host_read(m, c, req->id, &rec, NULL))
 		return;
 	h = mgr_host_find(m, rec->id);
@@ -244,22 +291,24 @@ void api_remove_host(void *arg, struct api_call *c, const ProtobufCMessage *r)
 	rc = host_vm_count(m, rec);
 	if (rc)
 		mgr_fail_store(m, c, rc, "counting the host's vms");
-	else if (h && h->up)
+	else if (h && h->up && !req->force)
 		api_fail(c, CN_FAILED_PRECONDITION,
-			 "host %s is connected; stop its canopy-agent first",
+			 "host %s is connected; stop its canopy-agent first, "
+			 "or give --force to cut it off now",
 			 rec->id);
 	else if (rec->vms)
 		api_fail(c, CN_FAILED_PRECONDITION,
 			 "host %s still has %u vms; delete them first", rec->id,
 			 rec->vms);
-	else if ((rc = mgr_key_join(key, sizeof(key), MGR_PREFIX_HOSTS,
-				    MGR_NAME_HOST, rec->id)) ||
-		 (rc = mgr_delete(m, key, NULL, 0)))
+	else if ((rc = host_delete(m, rec->id)))
 		mgr_fail_store(m, c, rc, "removing the host");
 	else {
 		host_forget(m, rec->id);
+		/* From its next message on, the bus refuses the host. */
+		mgr_hostkey_forget(m, rec->id);
 		mgr_event(m, CANOPY__V1__EVENT_SEVERITY__EVENT_SEVERITY_INFO,
-			  "host.removed", rec->id, "", "host %s was removed",
+			  "host.removed", rec->id, "",
+			  "host %s was removed; its bus key no longer works",
 			  rec->id);
 		api_reply(c, &resp.base);
 	}

@@ -96,7 +96,8 @@ enum auth_priv {
 	AUTH_TASK_CANCEL = 1u << 9,
 	AUTH_USER_MANAGE = 1u << 10, /* users, roles, permissions */
 	AUTH_AUDIT_READ = 1u << 11,
-	AUTH_PRIV_ALL = (1u << 12) - 1,
+	AUTH_HOST_ADD = 1u << 12, /* let a host join (its join token) */
+	AUTH_PRIV_ALL = (1u << 13) - 1,
 };
 
 /* The privilege named `name` ("vm.power"), or 0 when there is none. */

@@ -14,6 +14,7 @@ static const struct auth_rule rules[] = {
 	READ("HostService/ListHosts"),
 	R("HostService/GetHost", AUTH_SYSTEM_READ, HOST, "id", "host", false),
 	R("HostService/RemoveHost", AUTH_HOST_REMOVE, HOST, "id", "host", true),
+	R("HostService/AddHost", AUTH_HOST_ADD, CLUSTER, "id", "host", true),
 	R("VmService/CreateVm", AUTH_VM_CREATE, CLUSTER, "spec.name", "vm",
 	  true),
 	READ("VmService/ListVms"),

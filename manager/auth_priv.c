@@ -20,6 +20,7 @@ static const struct {
 	{ AUTH_TASK_CANCEL, "task.cancel" },
 	{ AUTH_USER_MANAGE, "user.manage" },
 	{ AUTH_AUDIT_READ, "audit.read" },
+	{ AUTH_HOST_ADD, "host.add" },
 };
 
 static const struct auth_role_def roles[] = {

@@ -153,8 +153,12 @@ int mgr_hosts_start(struct manager *m)
 	int rc, err = 0;
 
 	rc = hosts_load(m);
+	if (!rc)
+		rc = mgr_hostkeys_load(m);
 	if (rc)
 		return rc;
+	/* Only hosts with a key we know may connect (mgr_bus_authorize). */
+	o.curve_secret_key = m->bus_secret;
 	o.peer_timeout_ms = m->opt.host_timeout_s * 1000;
 	o.heartbeat_ms = o.peer_timeout_ms >= 4000 ? 1000 :
 						     o.peer_timeout_ms / 4;
@@ -175,6 +179,7 @@ void mgr_hosts_stop(struct manager *m)
 
 	bus_server_destroy(m->bus);
 	m->bus = NULL;
+	mgr_hostkeys_clear(m);
 	if (m->sweep_timer)
 		(void)loop_timer_del(m->l, m->sweep_timer);
 	m->sweep_timer = 0;

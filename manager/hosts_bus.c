@@ -19,9 +19,9 @@
 /* Longest stop reason kept from a VM report. */
 #define MGR_REASON_MAX 512
 
-static void reply_status(struct manager *m, const char *host,
-			 const Canopy__V1__Envelope *req, enum cn_code code,
-			 const char *msg)
+void mgr_bus_reply_status(struct manager *m, const char *host,
+			  const Canopy__V1__Envelope *req, enum cn_code code,
+			  const char *msg)
 {
 	Canopy__V1__Envelope env = CANOPY__V1__ENVELOPE__INIT;
 	Canopy__V1__CommandResult res = CANOPY__V1__COMMAND_RESULT__INIT;
@@ -119,13 +119,13 @@ static void on_register(struct manager *m, const char *id,
 	if (bad) {
 		log_warn("manager", "registration refused",
 			 "host=%s why=\"%s\"", id, bad);
-		reply_status(m, id, env, CN_INVALID_ARGUMENT, bad);
+		mgr_bus_reply_status(m, id, env, CN_INVALID_ARGUMENT, bad);
 		return;
 	}
 	rec = host_from_register(id, env->register_);
 	if (!rec) {
-		reply_status(m, id, env, CN_RESOURCE_EXHAUSTED,
-			     "out of memory");
+		mgr_bus_reply_status(m, id, env, CN_RESOURCE_EXHAUSTED,
+				     "out of memory");
 		return;
 	}
 	h = mgr_host_find(m, id);
@@ -135,14 +135,15 @@ static void on_register(struct manager *m, const char *id,
 		h->rec = rec;
 	} else if (!(h = mgr_host_add(m, rec))) {
 		canopy__v1__host__free_unpacked(rec, NULL);
-		reply_status(m, id, env, CN_RESOURCE_EXHAUSTED,
-			     "out of memory");
+		mgr_bus_reply_status(m, id, env, CN_RESOURCE_EXHAUSTED,
+				     "out of memory");
 		return;
 	}
 	h->up = true;
 	if (mgr_host_save(m, h)) {
-		reply_status(m, id, env, CN_UNAVAILABLE,
-			     "the manager cannot store the host; retry");
+		mgr_bus_reply_status(
+			m, id, env, CN_UNAVAILABLE,
+			"the manager cannot store the host; retry");
 		return;
 	}
 	log_info("manager", "host registered",
@@ -152,7 +153,7 @@ static void on_register(struct manager *m, const char *id,
 		  "host.connected", id, "",
 		  "host %s registered (%u cpus, %llu MiB)", id, rec->cpus,
 		  (unsigned long long)rec->memory_mib);
-	reply_status(m, id, env, CN_OK, "");
+	mgr_bus_reply_status(m, id, env, CN_OK, "");
 }
 
 /* A VM state report from host: update the VM's runtime state. */
@@ -223,8 +224,8 @@ static void on_message(void *arg, const char *id,
 	}
 	h = mgr_host_find(m, id);
 	if (!h) {
-		reply_status(m, id, env, CN_FAILED_PRECONDITION,
-			     "unknown host: send AgentRegister first");
+		mgr_bus_reply_status(m, id, env, CN_FAILED_PRECONDITION,
+				     "unknown host: send AgentRegister first");
 		return;
 	}
 	switch (env->body_case) {
@@ -247,8 +248,8 @@ static void on_message(void *arg, const char *id,
 		mgr_migrate_on_done(m, id, env->migrate_done);
 		break;
 	default:
-		reply_status(m, id, env, CN_INVALID_ARGUMENT,
-			     "the manager does not take this message");
+		mgr_bus_reply_status(m, id, env, CN_INVALID_ARGUMENT,
+				     "the manager does not take this message");
 	}
 }
 
@@ -300,4 +301,6 @@ const struct bus_server_ops mgr_bus_ops = {
 	.on_heartbeat = on_heartbeat,
 	.on_peer_up = on_peer_up,
 	.on_peer_down = on_peer_down,
+	.authorize = mgr_bus_authorize,
+	.on_enrol = mgr_bus_enrol,
 };

@@ -20,6 +20,7 @@
 #define MGR_PREFIX_PLACEMENT "/canopy/placement/" /* <host>/<vm>: index */
 #define MGR_PREFIX_RUNNING "/canopy/running/" /* <vm>: running index */
 #define MGR_PREFIX_ACTIVE "/canopy/active/" /* <task>: unfinished tasks */
+#define MGR_PREFIX_HOSTKEYS "/canopy/hostkeys/" /* HostKey per host id */
 /* Longest key we build. */
 #define MGR_KEY_MAX 256
 /* Longest manager id and API/bus address in the leader key. */

@@ -8,6 +8,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
+#include "lib/bus_keys.h"
 #include "lib/config.h"
 #include "lib/etcd.h"
 #include "lib/log.h"
@@ -16,6 +19,7 @@
 #include "manager/auth_kdf.h"
 #include "manager/auth_mgr.h"
 #include "manager/manager.h"
+#include "manager/hosts.h"
 #include "manager/tls.h"
 #include "vmotion/orch.h"
 
@@ -255,6 +259,20 @@ static unsigned number(const char *s, const char *what, unsigned lo,
 	return (unsigned)v;
 }
 
+/* The agent bus's CURVE key (hosts.h); its secret stays in m only. */
+static void bus_keys_load(struct manager *m, char *err, size_t errlen)
+{
+	struct bus_keys k;
+
+	if (mgr_bus_key_load(m->opt.state_dir, &k, err, errlen))
+		die("the agent bus key: %s", err);
+	memcpy(m->bus_secret, k.secret_key, sizeof(m->bus_secret));
+	memcpy(m->bus_public, k.public_key, sizeof(m->bus_public));
+	OPENSSL_cleanse(&k, sizeof(k));
+	log_info("manager", "agent bus is CURVE", "public_key=%s",
+		 m->bus_public);
+}
+
 /* Users and audit (auth_mgr.h). The audit file's path is kept for the
  * process's life: it is built here from the state directory. */
 static void auth_options_set(struct manager *m, struct args *a)
@@ -290,6 +308,7 @@ static void options_set(struct manager *m, struct args *a)
 	m->opt.etcd = a->etcd;
 	m->opt.listen = a->listen ? a->listen : "127.0.0.1:7443";
 	m->opt.bus = a->bus ? a->bus : "tcp://127.0.0.1:7444";
+	m->opt.state_dir = a->state_dir ? a->state_dir : MGR_STATE_DIR_DEFAULT;
 	if (a->id)
 		snprintf(m->opt.id, sizeof(m->opt.id), "%s", a->id);
 	else if (gethostname(m->opt.id, sizeof(m->opt.id) - 1))
@@ -381,9 +400,9 @@ static void start(struct manager *m, const struct args *a, struct mgr_tls *tls)
 		    a->etcd_ca ? " (with the etcd TLS files)" : "",
 		    why && why[0] ? why : cn_strerror(rc));
 	/* Before anything runs: a manager without its certificate stops. */
-	if (mgr_tls_load(a->state_dir ? a->state_dir : MGR_STATE_DIR_DEFAULT,
-			 tls, err, sizeof(err)))
+	if (mgr_tls_load(m->opt.state_dir, tls, err, sizeof(err)))
 		die("%s", err);
+	bus_keys_load(m, err, sizeof(err));
 	rc = mgr_index_start(m);
 	if (rc)
 		die("cannot start the inventory index: %s", cn_strerror(rc));

@@ -48,6 +48,7 @@ struct mgr_options {
 	const char *etcd; /* comma-separated endpoints */
 	const char *listen; /* API host:port */
 	const char *bus; /* bus endpoint to bind */
+	const char *state_dir; /* pki/: CA, certificates, bus key */
 	char id[MGR_ID_MAX + 1];
 	unsigned host_timeout_s;
 	unsigned command_timeout_ms; /* default agent command timeout */
@@ -79,6 +80,7 @@ struct mgr_watcher; /* events.c: WatchEvents streams */
 struct mgr_index_sync; /* index_sync.c: the inventory index */
 struct mgr_image; /* api_images.c: image imports */
 struct mgr_auth; /* auth_mgr.h: users, roles, grants, audit */
+struct mgr_hostkey; /* hosts.h: the hosts' bus keys */
 
 struct manager {
 	struct mgr_options opt;
@@ -110,6 +112,11 @@ struct manager {
 	struct mgr_image *images; /* image imports the leader runs */
 	uint64_t image_timer; /* api_images.c: silent imports fail */
 	struct mgr_auth *auth; /* leader only */
+	/* the bus's CURVE keys: ours, and the hosts' (hosts.h; leader) */
+	char bus_secret[41];
+	char bus_public[41];
+	struct mgr_hostkey *hostkeys;
+	size_t n_hostkeys, cap_hostkeys;
 	int kdf_inflight; /* password hashing threads running (atomic) */
 };
 
@@ -302,6 +309,7 @@ void api_get_cluster(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_list_hosts(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_get_host(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_remove_host(void *arg, struct api_call *c, const ProtobufCMessage *r);
+void api_add_host(void *arg, struct api_call *c, const ProtobufCMessage *r);
 void api_list_datastores(void *arg, struct api_call *c,
 			 const ProtobufCMessage *r);
 void api_create_vm(void *arg, struct api_call *c, const ProtobufCMessage *r);

@@ -17,6 +17,7 @@ static const struct api_method methods[] = {
 	M("HostService", "ListHosts", list_hosts_request, api_list_hosts),
 	M("HostService", "GetHost", get_host_request, api_get_host),
 	M("HostService", "RemoveHost", remove_host_request, api_remove_host),
+	M("HostService", "AddHost", add_host_request, api_add_host),
 	M("VmService", "CreateVm", create_vm_request, api_create_vm),
 	M("VmService", "ListVms", list_vms_request, api_list_vms),
 	M("VmService", "GetVm", get_vm_request, api_get_vm),

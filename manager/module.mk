@@ -22,4 +22,4 @@ $(MGR_TESTS): $(B)/tests/unit/%: $(B)/tests/unit/%.o $(MGR_LIB) $(VMOTION_LIB) $
 
 # The fake agent of the manager's integration tests links ZeroMQ.
 $(B)/tests/helpers/mgr_fake_agent: $(B)/tests/helpers/mgr_fake_agent.o $(LIBCANOPY)
-	$(call link,$@,$(call unit_objs,$^),$(LIBS_PROTO) $(LIBS_ZMQ))
+	$(call link,$@,$(call unit_objs,$^),$(LIBS_PROTO) $(LIBS_ZMQ) $(LIBS_CRYPTO))

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "host/agent/spec.h"
+#include "lib/bus_keys.h"
 #include "lib/compiler.h"
 #include "proto/canopy_agent.pb-c.h"
 #include "proto/canopy_vmm.pb-c.h"
@@ -65,6 +66,12 @@ struct agent_opts {
 	uint32_t manager_timeout_ms; /* manager gone after this silence */
 	/* Datastore heartbeat slots this host may use (0: none given). */
 	uint32_t ds_slot_first, ds_slot_last;
+	/* --pki-dir: this host's credentials from enrolment (bus.key: the
+	 * CURVE pair and the manager's key; ca.pem, host.pem, host.key: the
+	 * host's TLS certificate from the cluster CA). NULL: none. */
+	const char *pki_dir;
+	/* --join: a one-time token from 'canopy host add' to enrol with. */
+	const char *join_token;
 	/* CURVE: the manager's public key and our key pair file (both or
 	 * neither). */
 	const char *curve_server_key;
@@ -118,12 +125,6 @@ struct agent_vm {
 	uint32_t jail_uid; /* its VMM's --jail-uid (vm_uid.c), 0: none */
 };
 
-/* This agent's CURVE key pair (Z85, NUL-terminated). */
-struct agent_curve {
-	char public_key[41];
-	char secret_key[41];
-};
-
 struct agent {
 	struct agent_opts opts;
 	struct loop *loop;
@@ -139,7 +140,7 @@ struct agent {
 	int stats_round; /* a round is collecting */
 	uint64_t ds_slots_used; /* bit s-1: slot s given out */
 	uint32_t ds_slot_next; /* next-fit position in the slot range */
-	struct agent_curve curve; /* kept: the bus options point into it */
+	struct bus_keys curve; /* kept: the bus options point into it */
 	uint64_t bad_window_ms; /* start of the current log second */
 	unsigned bad_logged; /* bad-input lines logged in that second */
 	uint64_t bad_dropped; /* bad-input lines not logged */
@@ -349,14 +350,12 @@ void agent_ds_list_join_all(struct agent *ag);
 /* ---- curve.c: CURVE keys for the bus -------------------------------- */
 
 /*
- * Load a key file of `public = KEY` and `secret = KEY` lines (Z85, 40
- * characters each). The file must not be open to group or others
- * (-EPERM). 0 or -errno with err (never containing a key) naming the file.
+ * The bus keys of this agent into *bo (and ag->curve): --curve-keys FILE
+ * with --curve-server-key, or --pki-dir DIR/bus.key, enrolling first with
+ * --join. Neither: plain text, with a warning. 0, or -errno with msg.
  */
-CN_MUST_CHECK int agent_curve_load(const char *path, struct agent_curve *out,
-				   char *err, size_t len);
-/* Whether k is a well-formed Z85 public key. */
-int agent_curve_server_key_ok(const char *k);
+CN_MUST_CHECK int agent_curve_setup(struct agent *ag, struct bus_options *bo,
+				    char *msg, size_t len);
 
 /* ---- host.c: registration and host stats ---------------------------- */
 

@@ -1,69 +1,78 @@
-/* canopy-agent: the CURVE key pair file for the agent bus (--curve-keys). */
+/* canopy-agent: the CURVE keys of the agent bus: given keys, or the host's own from enrolment (--pki-dir, --join). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "host/agent/agent.h"
-#include "lib/bus.h"
-#include "lib/config.h"
+#include "lib/bus_enrol.h"
+#include "lib/bus_keys.h"
+#include "lib/log.h"
 
-static const char *const key_names[] = { "public", "secret", NULL };
-
-/* A Z85 key: BUS_CURVE_KEY_LEN printable characters. */
-static int key_ok(const char *k)
+/* Enrol with the one-time token, then keep the host's own keys. */
+static int enrol(struct agent *ag, char *msg, size_t len)
 {
-	if (!k || strlen(k) != BUS_CURVE_KEY_LEN)
-		return 0;
-	for (const char *p = k; *p; p++)
-		if (*p <= ' ' || *p > '~')
-			return 0;
-	return 1;
-}
-
-int agent_curve_load(const char *path, struct agent_curve *out, char *err,
-		     size_t len)
-{
-	struct config *c = NULL;
-	struct stat sb;
 	int rc;
 
-	if (stat(path, &sb) < 0) {
-		snprintf(err, len, "%s: %s", path, strerror(errno));
-		return -errno;
-	}
-	if (sb.st_mode & 077) {
-		snprintf(err, len,
-			 "%s: the key file is open to other users (mode %03o); "
-			 "chmod 600 it",
-			 path, (unsigned)(sb.st_mode & 0777));
-		return -EPERM;
-	}
-	rc = config_load(path, &c, err, len);
-	if (rc == 0)
-		rc = config_check_keys(c, key_names, err, len);
-	if (rc < 0)
-		goto out;
-	if (!key_ok(config_get(c, "public")) ||
-	    !key_ok(config_get(c, "secret"))) {
-		/* Never print the values: one of them is the secret. */
-		snprintf(err, len,
-			 "%s: give 'public' and 'secret', each %d characters "
-			 "of Z85",
-			 path, BUS_CURVE_KEY_LEN);
-		rc = -EINVAL;
-		goto out;
-	}
-	snprintf(out->public_key, sizeof(out->public_key), "%s",
-		 config_get(c, "public"));
-	snprintf(out->secret_key, sizeof(out->secret_key), "%s",
-		 config_get(c, "secret"));
-out:
-	config_free(c);
+	log_info("agent", "enrolling with the manager", "manager=%s dir=%s",
+		 ag->opts.manager, ag->opts.pki_dir);
+	rc = bus_enrol(ag->opts.manager, ag->opts.join_token, ag->opts.host_id,
+		       ag->opts.address, ag->opts.pki_dir, msg, len);
+	if (!rc)
+		log_info("agent",
+			 "enrolled: this host has its own bus key "
+			 "and certificate",
+			 "dir=%s", ag->opts.pki_dir);
 	return rc;
 }
 
-int agent_curve_server_key_ok(const char *k)
+static int from_pki_dir(struct agent *ag, char *msg, size_t len)
 {
-	return key_ok(k);
+	char path[AGENT_PATH_MAX];
+	int rc;
+
+	if (ag->opts.join_token) {
+		rc = enrol(ag, msg, len);
+		if (rc)
+			return rc;
+	}
+	if (snprintf(path, sizeof(path), "%s/%s", ag->opts.pki_dir,
+		     BUS_ENROL_KEYS) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	rc = bus_keys_read(path, true, &ag->curve, msg, len);
+	if (rc == -ENOENT)
+		snprintf(msg, len,
+			 "%s does not exist: this host has not joined; run "
+			 "'canopy host add %s' and start the agent once with "
+			 "--join TOKEN",
+			 path, ag->opts.host_id);
+	return rc;
+}
+
+int agent_curve_setup(struct agent *ag, struct bus_options *bo, char *msg,
+		      size_t len)
+{
+	int rc;
+
+	if (ag->opts.curve_keys) {
+		rc = bus_keys_read(ag->opts.curve_keys, false, &ag->curve, msg,
+				   len);
+		if (rc)
+			return rc;
+		snprintf(ag->curve.server_key, sizeof(ag->curve.server_key),
+			 "%s", ag->opts.curve_server_key);
+	} else if (ag->opts.pki_dir) {
+		rc = from_pki_dir(ag, msg, len);
+		if (rc)
+			return rc;
+	} else {
+		log_warn("agent", "the agent bus is not encrypted",
+			 "hint=\"give --pki-dir DIR (and --join TOKEN from "
+			 "'canopy host add' once); managers refuse "
+			 "unencrypted agents\"");
+		return 0;
+	}
+	bo->curve_public_key = ag->curve.public_key;
+	bo->curve_secret_key = ag->curve.secret_key;
+	bo->curve_server_key = ag->curve.server_key;
+	return 0;
 }

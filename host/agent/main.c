@@ -24,6 +24,7 @@ static const char usage[] =
 	"                    [--vmm PATH] [--address ADDR] [--datastore NAME=DEV]...\n"
 	"                    [--ds-slots FIRST-LAST] [--stats-interval SEC]\n"
 	"                    [--manager-timeout SEC]\n"
+	"                    [--pki-dir DIR [--join TOKEN]]\n"
 	"                    [--curve-server-key KEY --curve-keys FILE]\n"
 	"                    [--image-ca-file PEM] [--vmm-uids FIRST-LAST]\n"
 	"                    [--log-level LEVEL] [--log-file PATH]\n"
@@ -54,6 +55,8 @@ static const struct opt_def opt_defs[] = {
 	STR("stats-interval", stats),
 	STR("manager-timeout", mgr_timeout),
 	STR("ds-slots", ds_slots),
+	STR("pki-dir", o.pki_dir),
+	STR("join", o.join_token),
 	STR("curve-server-key", o.curve_server_key),
 	STR("curve-keys", o.curve_keys),
 	STR("image-ca-file", o.image_ca_file),
@@ -243,8 +246,17 @@ static int validate(struct agent_opts *o, struct cmdline *cl)
 				"--curve-keys go together\n");
 		return -EINVAL;
 	}
-	if (o->curve_server_key &&
-	    !agent_curve_server_key_ok(o->curve_server_key)) {
+	if (o->join_token && !o->pki_dir) {
+		fprintf(stderr, "canopy-agent: --join needs --pki-dir DIR, "
+				"where the host's keys are kept\n");
+		return -EINVAL;
+	}
+	if (o->pki_dir && o->curve_keys) {
+		fprintf(stderr, "canopy-agent: give --pki-dir or --curve-keys, "
+				"not both\n");
+		return -EINVAL;
+	}
+	if (o->curve_server_key && !bus_key_valid(o->curve_server_key)) {
 		fprintf(stderr,
 			"canopy-agent: --curve-server-key: give the "
 			"manager's public key, %d characters of Z85\n",
@@ -427,14 +439,8 @@ static int agent_start(struct agent *ag)
 	char msg[512];
 	int rc, err = 0;
 
-	if (ag->opts.curve_keys) {
-		if (agent_curve_load(ag->opts.curve_keys, &ag->curve, msg,
-				     sizeof(msg)) < 0)
-			die("--curve-keys %s", msg);
-		bo.curve_public_key = ag->curve.public_key;
-		bo.curve_secret_key = ag->curve.secret_key;
-		bo.curve_server_key = ag->opts.curve_server_key;
-	}
+	if (agent_curve_setup(ag, &bo, msg, sizeof(msg)) < 0)
+		die("%s%s", ag->opts.curve_keys ? "--curve-keys " : "", msg);
 
 	snprintf(ag->vms_dir, sizeof(ag->vms_dir), "%s/vms", ag->opts.run_dir);
 	rc = mkdir_p(ag->vms_dir);

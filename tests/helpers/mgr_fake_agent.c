@@ -2,7 +2,7 @@
  *
  *   mgr_fake_agent --manager tcp://HOST:PORT --host-id ID
  *                  [--memory-mib N] [--cpus N] [--heartbeat-ms N]
- *                  [--datastore NAME]
+ *                  [--datastore NAME] [--pki-dir DIR [--join TOKEN]]
  *
  * Registers on connection (again after each reconnection), heartbeats,
  * and answers each VmCommand as its mode says. Lines on stdout:
@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "lib/bus.h"
+#include "lib/bus_enrol.h"
+#include "lib/bus_keys.h"
 #include "lib/log.h"
 #include "lib/loop.h"
 #include "lib/sys.h"
@@ -220,11 +222,15 @@ int main(int argc, char **argv)
 		{ "cpus", 1, NULL, 'c' },
 		{ "heartbeat-ms", 1, NULL, 'h' },
 		{ "datastore", 1, NULL, 'd' },
+		{ "pki-dir", 1, NULL, 'p' },
+		{ "join", 1, NULL, 'j' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct fake f = { .cpus = 4, .memory_mib = 8192 };
 	struct bus_options o = { .heartbeat_ms = 200, .peer_timeout_ms = 3000 };
-	const char *mgr = NULL;
+	const char *mgr = NULL, *pki = NULL, *join = NULL;
+	struct bus_keys keys;
+	char err[512], path[4096];
 	int ch;
 
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -247,6 +253,12 @@ int main(int argc, char **argv)
 		case 'd':
 			f.datastore = optarg;
 			break;
+		case 'p':
+			pki = optarg;
+			break;
+		case 'j':
+			join = optarg;
+			break;
 		default:
 			return 2;
 		}
@@ -254,6 +266,17 @@ int main(int argc, char **argv)
 	if (!mgr || !f.host_id)
 		die("usage: mgr_fake_agent --manager EP --host-id ID");
 	log_set_level(LOG_WARN);
+	if (join &&
+	    bus_enrol(mgr, join, f.host_id, NULL, pki, err, sizeof(err)))
+		die("enrol: %s", err);
+	if (pki) {
+		snprintf(path, sizeof(path), "%s/%s", pki, BUS_ENROL_KEYS);
+		if (bus_keys_read(path, true, &keys, err, sizeof(err)))
+			die("%s", err);
+		o.curve_public_key = keys.public_key;
+		o.curve_secret_key = keys.secret_key;
+		o.curve_server_key = keys.server_key;
+	}
 	if (loop_create(&f.l) ||
 	    bus_client_create(f.l, mgr, f.host_id, &o, &ops, &f, &f.bus) ||
 	    sys_set_nonblock(0, 1) ||

@@ -43,7 +43,8 @@ def plane(etcd, tmp_path):
                               "--manager", m.bus, "--host-id", "h1",
                               "--run-dir", str(run_dir),
                               "--stats-interval", "1",
-                              "--manager-timeout", "2"],
+                              "--manager-timeout", "2"] +
+                             m.agent_args("h1"),
                              stdout=log, stderr=log)
         agents.append((p, log))
         return p

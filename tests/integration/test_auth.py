@@ -361,7 +361,7 @@ def test_host_grant_reaches_its_vms(mgr):
     if not os.path.exists(mgrlib.binary("tests/helpers/mgr_fake_agent")):
         pytest.skip("SKIP: tests/helpers/mgr_fake_agent not built")
     C = mgrlib.common
-    agent = mgrlib.FakeAgent(mgr.bus, "h1", memory_mib=8192)
+    agent = mgrlib.FakeAgent(mgr, "h1", memory_mib=8192)
     try:
         agent.expect("registered 0")
         for name in ("web1", "web2"):

@@ -39,7 +39,8 @@ def cluster(etcd, tmp_path):
     log = open(tmp_path / "agent.log", "ab")
     agent = subprocess.Popen([_bin("canopy-agent"), "--manager", m.bus,
                               "--host-id", "e2e-h1", "--run-dir",
-                              str(run_dir)], stdout=log, stderr=log)
+                              str(run_dir)] + m.agent_args("e2e-h1"),
+                             stdout=log, stderr=log)
     try:
         yield m, tmp_path
     finally:

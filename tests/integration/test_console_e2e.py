@@ -47,7 +47,8 @@ class Cluster:
             [mgrlib.binary("bin/canopy-agent"), "--manager", self.m.bus,
              "--host-id", "node1", "--run-dir", str(self.run_dir),
              "--vmm", mgrlib.binary("bin/canopy-vmm"),
-             "--stats-interval", "1", "--manager-timeout", "3"],
+             "--stats-interval", "1", "--manager-timeout", "3"] +
+            self.m.agent_args("node1"),
             stdout=self.log, stderr=self.log)
         wait_until(lambda: self.host().state == A().HOST_STATE_CONNECTED,
                    10, "node1 connected")

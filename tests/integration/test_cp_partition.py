@@ -114,7 +114,8 @@ def test_partition_disconnects_then_reconciles(net, etcd, tmp_path):
                  "--host-id", h, "--run-dir", str(run_dir),
                  "--vmm", mgrlib.binary("bin/canopy-vmm"),
                  "--address", "%s.1%d" % (net["subnet"], i),
-                 "--stats-interval", "1", "--manager-timeout", "3"],
+                 "--stats-interval", "1", "--manager-timeout", "3"] +
+                m.agent_args(h),
                 stdout=log, stderr=log))
 
         def host(h):

@@ -217,7 +217,8 @@ def env(tmp_path_factory):
         [_bin("canopy-agent"), "--manager", e.m.bus, "--host-id", HOST,
          "--run-dir", str(run_dir), "--datastore", "%s=%s" % (DS, e.dev),
          "--ds-slots", "10-13", "--image-ca-file", str(tmp / "ca.pem"),
-         "--log-level", "debug"], stdout=log, stderr=log)
+         "--log-level", "debug"] + e.m.agent_args(HOST),
+        stdout=log, stderr=log)
     try:
         wait_connected(e)
         yield e
@@ -506,7 +507,8 @@ def test_http_only_with_manager_option(env, tmp_path):
         agent = subprocess.Popen(
             [_bin("canopy-agent"), "--manager", m.bus, "--host-id", HOST,
              "--run-dir", str(tmp_path / "h2"), "--datastore",
-             "%s=%s" % (DS, dev), "--ds-slots", "1-2"],
+             "%s=%s" % (DS, dev), "--ds-slots", "1-2"] +
+            m.agent_args(HOST),
             stdout=log, stderr=log)
         e2 = Env()
         e2.m, e2.agent_log = m, tmp_path / "agent2.log"

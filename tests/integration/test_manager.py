@@ -39,7 +39,7 @@ def mgr(etcd, tmp_path):
 
 @pytest.fixture
 def agent(mgr):
-    a = mgrlib.FakeAgent(mgr.bus, "h1", memory_mib=8192, datastore="ds1")
+    a = mgrlib.FakeAgent(mgr, "h1", memory_mib=8192, datastore="ds1")
     try:
         a.expect("registered 0")
         yield a
@@ -393,7 +393,7 @@ def test_vm_on_disconnected_host(mgr, agent):
 
 def test_paging_and_host_filter(mgr, agent):
     a = A()
-    h2 = mgrlib.FakeAgent(mgr.bus, "h2", memory_mib=1024)
+    h2 = mgrlib.FakeAgent(mgr, "h2", memory_mib=1024)
     try:
         h2.expect("registered 0")
         names = ["vm%d" % i for i in range(5)]
@@ -490,7 +490,7 @@ def test_etcd_away_then_back(mgr, agent, etcd):
 
 def test_remove_disconnected_host(mgr, agent):
     a = A()
-    h2 = mgrlib.FakeAgent(mgr.bus, "h2")
+    h2 = mgrlib.FakeAgent(mgr, "h2")
     try:
         h2.expect("registered 0")
         h2.pause()
@@ -541,7 +541,7 @@ def test_retention(etcd, tmp_path):
     agent = None
     try:
         m.start().wait_leader()
-        agent = mgrlib.FakeAgent(m.bus, "h1")
+        agent = mgrlib.FakeAgent(m, "h1")
         agent.expect("registered 0")
         assert final(m, create(m).id).state == a.TASK_STATE_SUCCEEDED
         agent.mode("silent")

@@ -31,8 +31,9 @@ def _need_binaries():
 
 
 class RealAgent:
-    def __init__(self, bus, run_dir, log_path):
-        self.cmd = [mgrlib.binary("bin/canopy-agent"), "--manager", bus,
+    def __init__(self, m, run_dir, log_path):
+        self.m = m
+        self.cmd = [mgrlib.binary("bin/canopy-agent"), "--manager", m.bus,
                     "--host-id", "node1", "--run-dir", str(run_dir),
                     "--vmm", mgrlib.binary("bin/canopy-vmm"),
                     "--stats-interval", "1", "--manager-timeout", "3"]
@@ -41,8 +42,9 @@ class RealAgent:
 
     def start(self):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.cmd, stdout=self.log,
-                                     stderr=self.log)
+        self.proc = subprocess.Popen(
+            self.cmd + self.m.agent_args("node1"), stdout=self.log,
+            stderr=self.log)
         return self
 
     def kill(self):
@@ -78,7 +80,7 @@ def test_life_cycle_and_agent_restart(etcd, tmp_path):
     m = mgrlib.Manager(tmp_path, etcd.endpoints, "m1", host_timeout=2,
                        command_timeout_ms=20000)
     run_dir = tmp_path / "run"
-    agent = RealAgent(m.bus, run_dir, tmp_path / "agent.log")
+    agent = RealAgent(m, run_dir, tmp_path / "agent.log")
     vm_pids = []
     try:
         m.start().wait_leader()

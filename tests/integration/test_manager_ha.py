@@ -65,7 +65,7 @@ def test_standby_names_the_leader(pair):
 def test_failover_fails_running_task(pair):
     m1, m2 = pair
     a = A()
-    agent = mgrlib.FakeAgent(m1.bus, "h1")
+    agent = mgrlib.FakeAgent(m1, "h1")
     try:
         agent.expect("registered 0")
         t = m1.call("VmService", "CreateVm", a.CreateVmRequest(
@@ -138,7 +138,7 @@ def test_etcd_member_killed(etcd3, tmp_path):
     agent = None
     try:
         m.start().wait_leader()
-        agent = mgrlib.FakeAgent(m.bus, "h1")
+        agent = mgrlib.FakeAgent(m, "h1")
         agent.expect("registered 0")
         etcd3.kill(0)
         t0 = time.monotonic()

@@ -232,7 +232,7 @@ def agents(mgr):
     ags = []
     try:
         for hid, mem in (("h1", 8192), ("h2", 1024)):
-            ags.append(mgrlib.FakeAgent(mgr.bus, hid, memory_mib=mem))
+            ags.append(mgrlib.FakeAgent(mgr, hid, memory_mib=mem))
             ags[-1].expect("registered 0")
         yield ags
     finally:
@@ -351,7 +351,7 @@ def test_standby_keeps_counts_and_takes_over(etcd, tmp_path):
         # The standby's index is loaded before any VM exists...
         line = ready_line(ms[1])
         assert field(line, "vms") == 0, line
-        ag = mgrlib.FakeAgent(ms[0].bus, "h1")
+        ag = mgrlib.FakeAgent(ms[0], "h1")
         ag.expect("registered 0")
         for n in ("web1", "web2", "web3"):
             assert final(ms[0], create(ms[0], n).id).state == \
@@ -387,7 +387,7 @@ def test_compaction_past_the_watch_rereads(etcd, tmp_path):
     try:
         m.start().wait_leader()
         for hid in ("h1", "h2"):
-            ags.append(mgrlib.FakeAgent(m.bus, hid))
+            ags.append(mgrlib.FakeAgent(m, hid))
             ags[-1].expect("registered 0")
         for n in ("web1", "web2"):
             assert final(m, create(m, n, "h1").id).state == \

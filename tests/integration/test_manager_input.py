@@ -84,17 +84,6 @@ def mgr(etcd, tmp_path):
         m.close()
 
 
-def dealer(bus, ident):
-    import zmq
-    ctx = zmq.Context.instance()
-    s = ctx.socket(zmq.DEALER)
-    s.setsockopt(zmq.ROUTING_ID, ident.encode())
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.RCVTIMEO, 3000)
-    s.connect(bus)
-    return s
-
-
 def envelope(host_id, request_id=0, **body):
     ag = protos_agent()
     env = ag.Envelope(version=1, host_id=host_id, request_id=request_id)
@@ -122,12 +111,12 @@ def reply_to(s, rid):
 def test_bus_bad_peers(mgr):
     pytest.importorskip("zmq", reason="SKIP: python3-zmq missing")
     ag = protos_agent()
-    g = dealer(mgr.bus, "garbage")
+    g = mgr.bus_dealer("garbage")
     for junk in [b"", b"\xff" * 64, b"\x08\x01" + b"\x00" * 10]:
         g.send(junk)
     g.send_multipart([b"a", b"b", b"c"])
     # A registration that breaks the rules is refused and not stored.
-    s = dealer(mgr.bus, "h9")
+    s = mgr.bus_dealer("h9")
     s.send(envelope("h9", 7, register=ag.AgentRegister(
         hostname="", cpus=0, memory_mib=0)).SerializeToString())
     st = reply_to(s, 7)
@@ -141,7 +130,7 @@ def test_bus_bad_peers(mgr):
                      A().ListHostsResponse).hosts
     assert list(hosts) == []
     # The manager is alive and a real agent still registers.
-    agent = mgrlib.FakeAgent(mgr.bus, "h1")
+    agent = mgrlib.FakeAgent(mgr, "h1")
     try:
         agent.expect("registered 0")
         assert mgr.cluster().hosts_connected == 1

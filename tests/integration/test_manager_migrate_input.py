@@ -56,11 +56,7 @@ def test_migrate_vm_names_nothing(mgr):
 def test_forged_migration_reports(mgr):
     zmq = pytest.importorskip("zmq", reason="SKIP: python3-zmq missing")
     ag = protos.load("canopy_agent")
-    s = zmq.Context.instance().socket(zmq.DEALER)
-    s.setsockopt(zmq.ROUTING_ID, b"h9")
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.RCVTIMEO, 3000)
-    s.connect(mgr.bus)
+    s = mgr.bus_dealer("h9")
 
     def send(rid=0, **body):
         env = ag.Envelope(version=1, host_id="h9", request_id=rid)

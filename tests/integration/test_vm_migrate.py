@@ -45,6 +45,7 @@ def _need_binaries():
 
 class Agent:
     def __init__(self, m, host, tmp_path, extra=()):
+        self.m = m
         self.host = host
         self.run_dir = tmp_path / ("run-" + host)
         self.cmd = [mgrlib.binary("bin/canopy-agent"), "--manager", m.bus,
@@ -57,8 +58,9 @@ class Agent:
 
     def start(self):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.cmd, stdout=self.log,
-                                     stderr=self.log)
+        self.proc = subprocess.Popen(
+            self.cmd + self.m.agent_args(self.host), stdout=self.log,
+            stderr=self.log)
         return self
 
     def kill(self):
@@ -473,6 +475,7 @@ def test_manager_failover_mid_migration(etcd, tmp_path, sig):
     m2 = mgrlib.Manager(tmp_path, etcd.endpoints, "m2", host_timeout=3,
                         command_timeout_ms=20000, bus_port=bus)
     for ag in c.agents.values():
+        ag.m = c.m
         ag.cmd[ag.cmd.index("--manager") + 1] = c.m.bus
     try:
         c.start()
@@ -576,6 +579,7 @@ def test_destination_link_down_at_precopy(netns, etcd, tmp_path):
     c.m.bus = "tcp://%s.1:%d" % (netns["subnet"], free_port())
     c.m.cmd[c.m.cmd.index("--bus") + 1] = c.m.bus
     for i, (h, ag) in enumerate(sorted(c.agents.items()), 1):
+        ag.m = c.m
         ag.cmd[ag.cmd.index("--manager") + 1] = c.m.bus
         ag.cmd[ag.cmd.index("--address") + 1] = "%s.1%d" % (
             netns["subnet"], i)

@@ -319,6 +319,141 @@ static void test_curve(void **state)
 	bus_client_destroy(bad);
 }
 
+/* ---- ZAP: who may connect, and what each key may say -------------------- */
+
+static char zap_host_key[41]; /* h1's key */
+static char zap_enrol_key[41]; /* h3's one-time key */
+static int zap_enrols;
+
+static int zap_authorize(void *arg, const char *host, const char *key)
+{
+	(void)arg;
+	if (!strcmp(key, zap_host_key) && (!host || !strcmp(host, "h1")))
+		return BUS_KEY_HOST;
+	if (!strcmp(key, zap_enrol_key) && (!host || !strcmp(host, "h3")))
+		return BUS_KEY_ENROL;
+	return -EACCES;
+}
+
+static void zap_enrol(void *arg, const char *host, const char *key,
+		      const Canopy__V1__Envelope *env)
+{
+	struct fx *f = arg;
+	Canopy__V1__Envelope r = CANOPY__V1__ENVELOPE__INIT;
+	Canopy__V1__CommandResult res = CANOPY__V1__COMMAND_RESULT__INIT;
+	Canopy__V1__Status st = CANOPY__V1__STATUS__INIT;
+
+	assert_string_equal(host, "h3");
+	assert_string_equal(key, zap_enrol_key);
+	assert_string_equal(env->enrol->public_key, "new-key");
+	zap_enrols++;
+	result_env(&r, &res, &st, CN_OK);
+	assert_int_equal(bus_server_reply(f->srv, host, env, &r), 0);
+}
+
+/* The fixture's server callbacks plus ZAP's (set in test_zap). */
+static struct bus_server_ops zap_ops;
+
+static struct bus_client *zap_client(struct fx *f, const char *host,
+				     const char *pub, const char *sec,
+				     const char *spub, struct fx *events)
+{
+	struct bus_options co = f->opts;
+	struct bus_client *c = NULL;
+
+	co.curve_public_key = pub;
+	co.curve_secret_key = sec;
+	co.curve_server_key = spub;
+	assert_int_equal(bus_client_create(f->l, f->ep, host, &co, &cli_ops,
+					   events, &c),
+			 0);
+	return c;
+}
+
+static void test_zap(void **state)
+{
+	struct fx *f = *state;
+	char spub[41], ssec[41], epub[41], esec[41], upub[41], usec[41];
+	char hsec[41];
+	Canopy__V1__Envelope e = CANOPY__V1__ENVELOPE__INIT;
+	Canopy__V1__EnrolRequest er = CANOPY__V1__ENROL_REQUEST__INIT;
+	Canopy__V1__AgentRegister reg = CANOPY__V1__AGENT_REGISTER__INIT;
+	struct bus_options so = f->opts;
+	Canopy__V1__AgentHeartbeat hb = CANOPY__V1__AGENT_HEARTBEAT__INIT;
+	Canopy__V1__Envelope *got;
+	struct bus_client *unknown, *thief;
+	struct fx ev_u = { 0 }, ev_t = { 0 };
+	struct raw r;
+	uint64_t before;
+
+	if (!zmq_has("curve")) {
+		print_message("SKIP: libzmq has no CURVE support\n");
+		skip();
+	}
+	assert_int_equal(zmq_curve_keypair(spub, ssec), 0);
+	assert_int_equal(zmq_curve_keypair(zap_host_key, hsec), 0);
+	assert_int_equal(zmq_curve_keypair(epub, esec), 0);
+	assert_int_equal(zmq_curve_keypair(upub, usec), 0);
+	memcpy(zap_enrol_key, epub, sizeof(epub));
+	zap_ops = srv_ops;
+	zap_ops.authorize = zap_authorize;
+	zap_ops.on_enrol = zap_enrol;
+	so.curve_secret_key = ssec;
+	assert_int_equal(
+		bus_server_create(f->l, f->ep, &so, &zap_ops, f, &f->srv), 0);
+	/* A known host key: through. */
+	f->c1 = zap_client(f, "h1", zap_host_key, hsec, spub, f);
+	assert_true(spin_until(f, &f->connected, 1));
+	/* An unknown key: refused at the handshake; nothing arrives. */
+	unknown = zap_client(f, "h2", upub, usec, spub, &ev_u);
+	/* h1's key used as h4: the handshake passes (the key is known), but
+	 * every message is refused: a key speaks only for its host. */
+	thief = zap_client(f, "h4", zap_host_key, hsec, spub, &ev_t);
+	assert_true(wait_rejected(f, BUS_REJECT_KEY, 1, true) >= 1);
+	assert_false(bus_server_peer_up(f->srv, "h2"));
+	assert_false(bus_server_peer_up(f->srv, "h4"));
+	assert_int_equal(ev_u.connected + ev_t.connected, 0);
+	/* An enrolment key: its heartbeats make no peer, its enrol request
+	 * reaches on_enrol, anything else is refused with a reply. */
+	raw_open(&r, ZMQ_DEALER, "h3", NULL, NULL);
+	assert_int_equal(zmq_setsockopt(r.sock, ZMQ_CURVE_SERVERKEY, spub, 40),
+			 0);
+	assert_int_equal(zmq_setsockopt(r.sock, ZMQ_CURVE_PUBLICKEY, epub, 40),
+			 0);
+	assert_int_equal(zmq_setsockopt(r.sock, ZMQ_CURVE_SECRETKEY, esec, 40),
+			 0);
+	assert_int_equal(zmq_connect(r.sock, f->ep), 0);
+	bad_env(&e, &hb, BUS_VERSION, "h3", 0);
+	raw_send_env(&r, NULL, &e); /* a heartbeat: ignored */
+	er.public_key = (char *)"new-key";
+	e.body_case = CANOPY__V1__ENVELOPE__BODY_ENROL;
+	e.enrol = &er;
+	e.request_id = 5;
+	raw_send_env(&r, NULL, &e);
+	got = raw_recv_nonhb(f, &r, T_WAIT_MS);
+	assert_non_null(got);
+	assert_int_equal(got->reply_to, 5);
+	assert_int_equal(got->result->status->code, CN_OK);
+	canopy__v1__envelope__free_unpacked(got, NULL);
+	assert_int_equal(zap_enrols, 1);
+	register_env(&e, &reg);
+	e.version = BUS_VERSION;
+	e.host_id = (char *)"h3";
+	e.request_id = 6;
+	raw_send_env(&r, NULL, &e);
+	expect_error_reply(f, &r, 6);
+	assert_false(bus_server_peer_up(f->srv, "h3"));
+	/* The host key is revoked: h1's very next message is refused. */
+	before = wait_rejected(f, BUS_REJECT_KEY, 0, true);
+	zap_host_key[0] = zap_host_key[0] == 'a' ? 'b' : 'a';
+	assert_true(wait_rejected(f, BUS_REJECT_KEY, before + 1, true) >
+		    before);
+	assert_true(spin_until(f, &f->peer_down, 1));
+	bus_client_destroy(unknown);
+	bus_client_destroy(thief);
+	raw_close(&r);
+}
+
 /* A peer that does not read: sends fail with -EAGAIN, never block. */
 static void test_send_queue_full(void **state)
 {
@@ -377,6 +512,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_options, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_curve, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_send_queue_full, setup,
 						teardown),
 	};

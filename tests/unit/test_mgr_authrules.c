@@ -23,6 +23,7 @@ static const struct {
 	{ "HostService/ListHosts", "AOR" },
 	{ "HostService/GetHost", "AOR" },
 	{ "HostService/RemoveHost", "A" },
+	{ "HostService/AddHost", "A" },
 	{ "VmService/CreateVm", "A" },
 	{ "VmService/ListVms", "AOR" },
 	{ "VmService/GetVm", "AOR" },

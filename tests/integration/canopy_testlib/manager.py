@@ -166,6 +166,7 @@ class Manager:
     def __init__(self, workdir, etcd_endpoints, mid, host_timeout=2,
                  command_timeout_ms=3000, bus_port=None, extra=()):
         api_port, own_bus = free_ports(2)
+        self.workdir = str(workdir)
         self.pki = Pki(workdir)
         self.ca = self.pki.ca
         self.id = mid
@@ -233,6 +234,61 @@ class Manager:
             request_serializer=_ser, response_deserializer=resp_type.FromString)
         return f(req, timeout=timeout)
 
+    def add_host(self, host_id, ttl=0):
+        """AddHost: the host's one-time join token."""
+        a = api()
+        return self.call("HostService", "AddHost",
+                         a.AddHostRequest(id=host_id, ttl_seconds=ttl),
+                         a.AddHostResponse).join_token
+
+    def bus_dealer(self, host_id, rcvtimeo_ms=3000):
+        """A raw ZeroMQ DEALER on the bus as host_id, enrolled the way
+        lib/bus_enrol.c does it (for tests that send their own envelopes).
+        """
+        import zmq
+        from zmq.utils import z85
+        ag = protos.load("canopy_agent")
+        _, _, sec_hex, srv_hex = self.add_host(host_id).split(":")
+        esec = z85.encode(bytes.fromhex(sec_hex))
+        srv = z85.encode(bytes.fromhex(srv_hex))
+        pub, sec = zmq.curve_keypair()
+
+        def sock(p, s):
+            d = zmq.Context.instance().socket(zmq.DEALER)
+            d.setsockopt(zmq.ROUTING_ID, host_id.encode())
+            d.setsockopt(zmq.LINGER, 0)
+            d.setsockopt(zmq.RCVTIMEO, rcvtimeo_ms)
+            d.setsockopt(zmq.CURVE_SERVERKEY, srv)
+            d.setsockopt(zmq.CURVE_PUBLICKEY, p)
+            d.setsockopt(zmq.CURVE_SECRETKEY, s)
+            d.connect(self.bus)
+            return d
+        e = sock(zmq.curve_public(esec), esec)
+        env = ag.Envelope(version=1, host_id=host_id, request_id=1)
+        env.enrol.public_key = pub.decode()
+        e.send(env.SerializeToString())
+        try:
+            while True:
+                r = ag.Envelope.FromString(e.recv())
+                if r.reply_to == 1:
+                    assert r.WhichOneof("body") == "enrol_reply", r
+                    break
+        finally:
+            e.close()
+        return sock(pub, sec)
+
+    def host_pki_dir(self, host_id):
+        return os.path.join(self.workdir, "host-pki", host_id)
+
+    def agent_args(self, host_id):
+        """canopy-agent options that give host_id its bus keys: --pki-dir,
+        and --join with a fresh token until the host has enrolled."""
+        d = self.host_pki_dir(host_id)
+        if os.path.exists(os.path.join(d, "bus.key")):
+            return ["--pki-dir", d]
+        os.makedirs(os.path.dirname(d), exist_ok=True)
+        return ["--pki-dir", d, "--join", self.add_host(host_id)]
+
     def cluster(self):
         a = api()
         return self.call("ClusterService", "GetCluster",
@@ -272,9 +328,13 @@ def _ser(m):
 class FakeAgent:
     """The C fake agent; lines it prints are queued for expect()."""
 
-    def __init__(self, bus, host_id, memory_mib=8192, datastore=None):
-        cmd = [binary("tests/helpers/mgr_fake_agent"), "--manager", bus,
-               "--host-id", host_id, "--memory-mib", str(memory_mib)]
+    def __init__(self, mgr, host_id, memory_mib=8192, datastore=None,
+                 bus=None):
+        """mgr: the Manager that lets the host join (agent_args); bus: its
+        endpoint when not mgr.bus (HA tests share one)."""
+        cmd = [binary("tests/helpers/mgr_fake_agent"), "--manager",
+               bus or mgr.bus, "--host-id", host_id,
+               "--memory-mib", str(memory_mib)] + mgr.agent_args(host_id)
         if datastore:
             cmd += ["--datastore", datastore]
         self.host_id = host_id
