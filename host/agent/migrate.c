@@ -92,6 +92,20 @@ static void incoming_drop(struct agent *ag, struct agent_vm *vm)
 	agent_vm_free(ag, vm);
 }
 
+/* No host certificate: the stream goes in plain TCP; say so once per
+ * migration (docs/security.md). */
+static void warn_plain(const struct agent *ag, const struct agent_vm *vm,
+		       const char *side)
+{
+	if (agent_tls_ready(ag->opts.pki_dir))
+		return;
+	log_warn("agent",
+		 "migration stream not encrypted: no host certificate in "
+		 "--pki-dir",
+		 "vm=%s side=%s pki_dir=%s", vm->id, side,
+		 ag->opts.pki_dir ? ag->opts.pki_dir : "(none)");
+}
+
 /* ---- destination --------------------------------------------------- */
 
 /* INCOMING_MARKER in the VM's directory holds the receiving VMM's pid
@@ -363,6 +377,7 @@ void agent_migrate_incoming(struct agent *ag, const Canopy__V1__Envelope *env)
 	snprintf(vm->mig->task_id, sizeof(vm->mig->task_id), "%s",
 		 r->task_id ? r->task_id : "");
 	own_addr(ag, vm->mig->addr, sizeof(vm->mig->addr));
+	warn_plain(ag, vm, "destination");
 	rc = incoming_spawn(ag, vm, msg, sizeof(msg));
 	if (rc < 0) {
 		/* Nothing left behind before the answer goes out (a VMM that
@@ -520,6 +535,11 @@ static int send_start(struct agent *ag, struct agent_vm *vm,
 	int rc, err = 0;
 
 	ms.address = r->address;
+	/* With TLS the VMM checks the destination's certificate names its
+	 * host (a VMM started without credentials refuses a name). */
+	if (agent_tls_ready(ag->opts.pki_dir) && r->dst_host_id &&
+	    *r->dst_host_id)
+		ms.tls_name = r->dst_host_id;
 	ms.max_downtime_ms = r->max_downtime_ms;
 	ms.bandwidth_limit_mib_s = r->bandwidth_limit_mib_s;
 	req.op_case = CANOPY__V1__VMM_REQUEST__OP_MIGRATE_SEND;
@@ -591,6 +611,7 @@ void agent_migrate_send(struct agent *ag, const Canopy__V1__Envelope *env)
 	}
 	log_info("agent", "migration started", "vm=%s to=%s max_downtime=%u",
 		 vm->id, r->address, r->max_downtime_ms);
+	warn_plain(ag, vm, "source");
 	vm->state = CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_MIGRATING;
 	agent_reply(ag, env->request_id, CN_OK, "");
 }
@@ -634,11 +655,16 @@ int agent_migrate_exited(struct agent *ag, struct agent_vm *vm)
 	return 1;
 }
 
+/* Every VMM of a host with a certificate gets the TLS options: it may be
+ * the destination now or the source of a migration later (the VMM reads
+ * them at start, before its jail). A receiver gets --incoming too. */
 int agent_migrate_argv(const struct agent_vm *vm, struct agent_argv *av)
 {
 	char arg[96];
-	int rc;
+	int rc = agent_vmm_argv_tls(vm->ag->opts.pki_dir, av);
 
+	if (rc < 0)
+		return rc;
 	if (!vm->mig || !vm->mig->incoming)
 		return 0;
 	snprintf(arg, sizeof(arg), "%s0", vm->mig->addr);

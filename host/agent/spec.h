@@ -124,6 +124,17 @@ CN_MUST_CHECK int agent_vmm_argv_build(const char *vmm, const char *vm_dir,
 				       const struct agent_ds_disk *ds,
 				       struct agent_argv *out);
 void agent_argv_free(struct agent_argv *a);
+
+/* This host's TLS credentials for migration streams in --pki-dir (written
+ * by enrolment): AGENT_TLS_CA, AGENT_TLS_CERT, AGENT_TLS_KEY. */
+#define AGENT_TLS_CA "ca.pem"
+#define AGENT_TLS_CERT "host.pem"
+#define AGENT_TLS_KEY "host.key"
+/* 1 when pki_dir (may be NULL) holds all three files, else 0. */
+int agent_tls_ready(const char *pki_dir);
+/* Append --tls-ca DIR/ca.pem --tls-cert DIR/host.pem --tls-key
+ * DIR/host.key when agent_tls_ready: 1 (added), 0 (not), or -ENOMEM. */
+CN_MUST_CHECK int agent_vmm_argv_tls(const char *pki_dir, struct agent_argv *a);
 /* Append a copy of s to a. 0 or -ENOMEM. */
 CN_MUST_CHECK int agent_argv_add(struct agent_argv *a, const char *s);
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "host/agent/spec.h"
 
@@ -110,4 +111,38 @@ int agent_vmm_argv_build(const char *vmm, const char *vm_dir, const char *vm_id,
 	for (size_t i = 0; !rc && i < spec->n_disks; i++)
 		rc = push_disk(out, vm_dir, spec->disks[i], ds ? &ds[i] : NULL);
 	return rc;
+}
+
+int agent_tls_ready(const char *pki_dir)
+{
+	static const char *const files[] = { AGENT_TLS_CA, AGENT_TLS_CERT,
+					     AGENT_TLS_KEY };
+	char path[AGENT_PATH_MAX + 16];
+
+	if (!pki_dir || !*pki_dir)
+		return 0;
+	for (size_t i = 0; i < CN_ARRAY_SIZE(files); i++) {
+		int n = snprintf(path, sizeof(path), "%s/%s", pki_dir,
+				 files[i]);
+
+		if (n < 0 || (size_t)n >= sizeof(path) ||
+		    access(path, F_OK) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+int agent_vmm_argv_tls(const char *pki_dir, struct agent_argv *a)
+{
+	int rc;
+
+	if (!agent_tls_ready(pki_dir))
+		return 0;
+	rc = push(a, "--tls-ca");
+	rc = rc ?: push(a, "%s/%s", pki_dir, AGENT_TLS_CA);
+	rc = rc ?: push(a, "--tls-cert");
+	rc = rc ?: push(a, "%s/%s", pki_dir, AGENT_TLS_CERT);
+	rc = rc ?: push(a, "--tls-key");
+	rc = rc ?: push(a, "%s/%s", pki_dir, AGENT_TLS_KEY);
+	return rc < 0 ? rc : 1;
 }
