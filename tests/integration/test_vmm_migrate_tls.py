@@ -4,10 +4,13 @@ issue-cert --usage both`: the stream moves the test guest's `dirty`
 workload intact over mutual TLS 1.3; a destination whose certificate comes
 from another CA, a wrong tls_name, a plaintext source to a TLS destination
 and a TLS source to a plaintext destination are all refused in the header
-phase with the reason, the VM running on on the source; bad --tls-* option
+phase with the reason, the VM running on the source; a destination
+takes no client without a certificate from its CA; bad --tls-* option
 sets stop canopy-vmm at start with a clear error."""
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 
 import pytest
@@ -200,3 +203,43 @@ def test_bad_tls_options(build_dir, tmp_path, pkis):
     assert r.returncode == 2, r.stderr
     assert "not valid for a TLS client under --tls-ca" in r.stderr
     assert "(issue it with --usage both)" in r.stderr
+
+
+def _tls_client(port, cert=None):
+    """A TLS client that trusts any server and presents cert (or none)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(*cert)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return ctx.wrap_socket(raw)
+
+
+@pytest.mark.parametrize("who,words", [
+    ("no certificate", "peer did not return a certificate"),
+    ("another CA", "TLS: the source's certificate was refused: "
+     "self-signed certificate in certificate chain (not issued by this "
+     "cluster's CA)"),
+    ("ours, then junk", "not a canopy migration stream of version 1"),
+])
+def test_destination_requires_a_cluster_client(vms, pkis, who, words):
+    """Mutual TLS: the destination takes only a source whose certificate
+    its CA signed, and parses records only inside the session."""
+    ours, other = pkis
+    dst, port = destination(vms, "dst", extra=creds(ours, "dst-host"))
+    cert = {"no certificate": None,
+            "another CA": creds(other, "src-host")[3::2],
+            "ours, then junk": creds(ours, "src-host")[3::2]}[who]
+    try:
+        s = _tls_client(port, cert)
+        s.sendall(b"\x01\x00\x00\x00\x08\x00\x00\x00junkjunk")
+        s.recv(64)
+        s.close()
+    except (ssl.SSLError, OSError):
+        pass  # refused during or right after the handshake
+    assert dst.wait_exit() == 2
+    log = dst.log_text()
+    assert "incoming migration refused: " in log and words in log, \
+        log[-2000:]
+    assert "(phase header)" in log or who == "ours, then junk"
