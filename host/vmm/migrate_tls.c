@@ -241,6 +241,22 @@ static int foreign_ca(long vr)
 	       vr == X509_V_ERR_CERT_SIGNATURE_FAILURE;
 }
 
+/* Is OpenSSL's last error the peer's alert about our certificate? */
+static int cert_alert(unsigned long e)
+{
+	int r = ERR_GET_REASON(e);
+
+	return ERR_GET_LIB(e) == ERR_LIB_SSL &&
+	       (r == SSL_R_TLSV1_ALERT_UNKNOWN_CA ||
+		r == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE ||
+		r == SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN ||
+		r == SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED ||
+		r == SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED ||
+		r == SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE ||
+		r == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED ||
+		r == SSL_R_TLSV1_ALERT_ACCESS_DENIED);
+}
+
 /* Why the handshake failed, as a sentence for the operator. */
 static int handshake_error(SSL *ssl, int ret, const char *peer,
 			   const char *name, char *why, size_t whylen)
@@ -267,12 +283,17 @@ static int handshake_error(SSL *ssl, int ret, const char *peer,
 			 "--tls-key?)",
 			 peer);
 		rc = -EPROTONOSUPPORT;
-	} else if (e) {
+	} else if (e && cert_alert(e)) {
 		snprintf(why, whylen,
-			 "TLS handshake with the %s failed: %s (are both "
-			 "hosts' certificates from this cluster's CA?)",
-			 peer, ssl_reason("error"));
+			 "TLS: the %s refused this host's certificate (%s): "
+			 "not from its cluster's CA, or not the host name it "
+			 "expected",
+			 peer, ssl_reason("alert"));
 		rc = -EACCES;
+	} else if (e) {
+		snprintf(why, whylen, "TLS handshake with the %s failed: %s",
+			 peer, ssl_reason("error"));
+		rc = -EPROTO;
 	} else if (se == SSL_ERROR_SYSCALL &&
 		   (sys == EAGAIN || sys == EWOULDBLOCK)) {
 		snprintf(why, whylen, "TLS handshake with the %s timed out",
