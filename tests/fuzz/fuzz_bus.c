@@ -9,13 +9,19 @@
  * leak, a read past the input, or an accepted input that breaks a checked
  * promise is a bug.
  *
+ * The same input, as text, is also a join token an operator pastes into
+ * canopy-agent --join (lib/bus_enrol.c: bus_token_parse); a token that
+ * parses must format back to the same text.
+ *
  * Input: u8 k, then k % 72 bytes of routing id, then the Envelope body.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "host/agent/spec.h"
+#include "lib/bus_enrol.h"
 #include "lib/bus_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -74,6 +80,26 @@ static void agent_side(const Canopy__V1__Envelope *env)
 	}
 }
 
+/* The input as a join token: refused with a reason, or round-trips. */
+static void token_side(const uint8_t *data, size_t size)
+{
+	char text[BUS_TOKEN_MAX + 8], again[BUS_TOKEN_MAX], err[256] = "";
+	char host[BUS_HOST_ID_MAX + 1], sec[BUS_CURVE_KEY_LEN + 1];
+	char srv[BUS_CURVE_KEY_LEN + 1];
+	size_t n = size < sizeof(text) - 1 ? size : sizeof(text) - 1;
+
+	memcpy(text, data, n);
+	text[n] = '\0';
+	if (bus_token_parse(text, host, sec, srv, err, sizeof(err)) < 0) {
+		if (!err[0])
+			abort(); /* a refusal must say why */
+		return;
+	}
+	if (bus_token_format(host, sec, srv, again, sizeof(again)) != 0 ||
+	    strcasecmp(again, text) != 0)
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char host[BUS_HOST_ID_MAX + 1];
@@ -81,6 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	enum bus_reject why = BUS_REJECT_COUNT;
 	size_t idlen;
 
+	token_side(data, size);
 	if (size < 1)
 		return 0;
 	idlen = data[0] % 72;

@@ -45,8 +45,10 @@ $(eval $(call fuzz_rule,mig,vmotion/stream.c lib/buf.c))
 $(eval $(call fuzz_rule,ctl,host/vmm/control_req.c lib/frame.c lib/buf.c \
 	lib/sys.c $(call FUZZ_PB,canopy_vmm),$(FUZZ_LIBS_PB)))
 $(eval $(call fuzz_rule,bus,lib/bus.c lib/bus_sock.c lib/loop.c lib/log.c \
-	lib/sys.c lib/err.c host/agent/spec.c host/agent/vmm_argv.c \
-	$(call FUZZ_PB,canopy_agent),$(FUZZ_LIBS_PB) $(LIBS_ZMQ)))
+	lib/sys.c lib/err.c lib/bus_enrol.c lib/bus_keys.c lib/hex.c \
+	lib/config.c host/agent/spec.c host/agent/vmm_argv.c \
+	$(call FUZZ_PB,canopy_agent),$(FUZZ_LIBS_PB) $(LIBS_ZMQ) \
+	$(LIBS_CRYPTO)))
 $(eval $(call fuzz_rule,api,manager/api_check.c manager/keys.c \
 	manager/spec.c lib/url.c vmotion/orch.c lib/err.c \
 	$(call FUZZ_PB,canopy_api) $(B)/gen/proto/canopy_agent.pb-c.c \
