@@ -118,17 +118,9 @@ static int check_chain(SSL_CTX *ctx, const char *cert, char *err, size_t errlen)
 	return rc;
 }
 
-/* A context of one role with the CA, the certificate and the key. */
-static int ctx_new(const SSL_METHOD *method, const char *ca, const char *cert,
-		   const char *key, SSL_CTX **out, char *err, size_t errlen)
+/* What both roles share: versions, suites, verification, no resumption. */
+static void ctx_settings(SSL_CTX *ctx)
 {
-	SSL_CTX *ctx = SSL_CTX_new(method);
-
-	*out = NULL;
-	if (!ctx) {
-		snprintf(err, errlen, "TLS: %s", ssl_reason("out of memory"));
-		return -ENOMEM;
-	}
 	(void)SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	/* AES-128-GCM first: the stream is bulk data, and it encrypts about
 	 * a third faster than AES-256-GCM here (docs/performance.md). */
@@ -143,6 +135,20 @@ static int ctx_new(const SSL_METHOD *method, const char *ca, const char *cert,
 	/* Read several records per read(2), not a header and a body each. */
 	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_default_read_buffer_len(ctx, MIG_TLS_READ_BUF);
+}
+
+/* A context of one role with the CA, the certificate and the key. */
+static int ctx_new(const SSL_METHOD *method, const char *ca, const char *cert,
+		   const char *key, SSL_CTX **out, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(method);
+
+	*out = NULL;
+	if (!ctx) {
+		snprintf(err, errlen, "TLS: %s", ssl_reason("out of memory"));
+		return -ENOMEM;
+	}
+	ctx_settings(ctx);
 	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
 		snprintf(err, errlen, "--tls-ca %s: no PEM certificate (%s)",
 			 ca, ssl_reason("unreadable"));
@@ -294,8 +300,10 @@ static int handshake_error(SSL *ssl, int ret, const char *peer,
 		snprintf(why, whylen, "TLS handshake with the %s failed: %s",
 			 peer, ssl_reason("error"));
 		rc = -EPROTO;
-	} else if (se == SSL_ERROR_SYSCALL &&
-		   (sys == EAGAIN || sys == EWOULDBLOCK)) {
+	} else if (se == SSL_ERROR_WANT_READ || se == SSL_ERROR_WANT_WRITE ||
+		   (se == SSL_ERROR_SYSCALL &&
+		    (sys == EAGAIN || sys == EWOULDBLOCK))) {
+		/* The socket's timeout (SO_RCVTIMEO / SO_SNDTIMEO) passed. */
 		snprintf(why, whylen, "TLS handshake with the %s timed out",
 			 peer);
 		rc = -ETIMEDOUT;
@@ -370,6 +378,9 @@ static int io_error(SSL *ssl, int ret)
 	ERR_clear_error();
 	if (se == SSL_ERROR_ZERO_RETURN)
 		return -ECONNRESET;
+	/* A blocking socket's timeout shows as "retry". */
+	if (se == SSL_ERROR_WANT_READ || se == SSL_ERROR_WANT_WRITE)
+		return -EAGAIN;
 	if (se == SSL_ERROR_SYSCALL && (sys == EAGAIN || sys == EWOULDBLOCK))
 		return -EAGAIN;
 	if (se == SSL_ERROR_SYSCALL && sys)

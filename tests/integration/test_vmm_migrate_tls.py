@@ -253,3 +253,23 @@ def test_destination_requires_a_cluster_client(vms, pkis, who, words):
     assert "incoming migration refused: " in log and words in log, \
         log[-2000:]
     assert "(phase header)" in log or who == "ours, then junk"
+
+
+def test_silent_destination_times_out_in_the_handshake(vms, guest, pkis,
+                                                      monkeypatch):
+    """A peer that accepts and never answers the ClientHello: the source
+    gives up after its I/O timeout, in the header phase, VM running."""
+    ours, _ = pkis
+    monkeypatch.setenv("CANOPY_MIG_TEST_IO_TIMEOUT_MS", "500")
+    src, ctl = tls_source(vms, guest, ours)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    try:
+        rep = migrate(ctl, lsock.getsockname()[1], tls_name="dst-host")
+    finally:
+        lsock.close()
+    assert rep.status.code != 0
+    assert "TLS handshake with the destination timed out (phase header)" \
+        in rep.status.message, rep.status.message
+    still_running(src, ctl)
