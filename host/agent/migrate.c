@@ -556,6 +556,16 @@ static int send_start(struct agent *ag, struct agent_vm *vm,
 	return 0;
 }
 
+/* How the stream to r's destination is protected, for the log. */
+static const char *tls_desc(const struct agent *ag,
+			    const Canopy__V1__MigrateSend *r)
+{
+	if (!agent_tls_ready(ag->opts.pki_dir))
+		return "none";
+	return r->dst_host_id && *r->dst_host_id ? r->dst_host_id :
+						   "(any cluster host)";
+}
+
 /* Why vm cannot be sent now (NULL: it can). */
 static const char *send_refusal(const struct agent_vm *vm)
 {
@@ -609,8 +619,9 @@ void agent_migrate_send(struct agent *ag, const Canopy__V1__Envelope *env)
 		agent_reply(ag, env->request_id, cn_code_from_errno(rc), msg);
 		return;
 	}
-	log_info("agent", "migration started", "vm=%s to=%s max_downtime=%u",
-		 vm->id, r->address, r->max_downtime_ms);
+	log_info("agent", "migration started",
+		 "vm=%s to=%s max_downtime=%u tls=%s", vm->id, r->address,
+		 r->max_downtime_ms, tls_desc(ag, r));
 	warn_plain(ag, vm, "source");
 	vm->state = CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_MIGRATING;
 	agent_reply(ag, env->request_id, CN_OK, "");

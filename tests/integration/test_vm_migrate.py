@@ -222,6 +222,11 @@ def test_migrate_back_and_forth(cluster):
     assert re.search(r"migrated from host node1 to node2: downtime \d+ ms, "
                      r"total \d+ ms", out), out
     c.only_on("node2")
+    # Over mutual TLS (the hosts enrolled), the destination's certificate
+    # checked against its host id (docs/migration-protocol.md, "TLS").
+    assert "tls=node2" in n1.log_text()
+    assert 'migration stream encrypted" vm=web1 tls="TLSv1.3' in \
+        (n2.run_dir / "vms" / "web1" / "vmm.log").read_text()
     # The source forgot the VM: its directory is gone.
     assert not (n1.run_dir / "vms" / "web1").exists()
     # The guest goes on where it was: its round counter continues.
