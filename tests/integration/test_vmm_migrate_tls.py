@@ -273,3 +273,18 @@ def test_silent_destination_times_out_in_the_handshake(vms, guest, pkis,
     assert "TLS handshake with the destination timed out (phase header)" \
         in rep.status.message, rep.status.message
     still_running(src, ctl)
+
+
+def test_header_refusal_inside_tls(vms, guest, pkis):
+    """The destination's own checks answer inside the session as before."""
+    ours, _ = pkis
+    src, ctl = tls_source(vms, guest, ours)
+    dst, port = destination(vms, "dst", mem="128",
+                            extra=creds(ours, "dst-host"))
+    rep = migrate(ctl, port, tls_name="dst-host")
+    assert rep.status.code != 0
+    assert "destination refused the VM: memory size differs" in \
+        rep.status.message, rep.status.message
+    assert "migration stream encrypted" in src.log_text()
+    assert dst.wait_exit() != 0
+    still_running(src, ctl)
