@@ -219,6 +219,30 @@ static int do_migrate(struct control_client *cl, const Request *rq, Reply *r,
 	return 1;
 }
 
+/* migrate_resolve after an in-doubt migration; deferred like
+ * migrate_send. 1 when the reply is deferred. */
+static int do_resolve(struct control_client *cl, const Request *rq, Reply *r,
+		      Canopy__V1__Status *s, char *msg, size_t msglen)
+{
+	int rc;
+
+	if (cl->ctl->mig_client) {
+		set_error(r, s, -EALREADY,
+			  "migrate_resolve: another migration request is "
+			  "being answered; retry when it is");
+		return 0;
+	}
+	rc = migrate_resolve_start(cl->ctl->vm, rq->migrate_resolve->resume,
+				   msg, msglen);
+	if (rc < 0) {
+		set_error(r, s, rc, msg);
+		return 0;
+	}
+	cl->ctl->mig_client = cl;
+	cl->ctl->mig_id = rq->id;
+	return 1;
+}
+
 void control_migrate_done(struct vm *vm, int rc, const char *msg,
 			  const Canopy__V1__VmmMigrateResult *res)
 {
@@ -231,11 +255,14 @@ void control_migrate_done(struct vm *vm, int rc, const char *msg,
 		return; /* the client went away; status still tells */
 	ctl->mig_client = NULL;
 	r.id = ctl->mig_id;
-	if (rc < 0) {
+	if (rc < 0)
 		set_error(&r, &s, rc, msg);
-	} else {
+	if (res) {
 		r.result_case = CANOPY__V1__VMM_REPLY__RESULT_MIGRATED;
 		r.migrated = (Canopy__V1__VmmMigrateResult *)res;
+		/* The outcome is unknown: neither a move nor a failure. */
+		if (res->in_doubt)
+			s.code = CN_UNKNOWN;
 	}
 	if (frame_queue_pb(&cl->wr, &r.base) == 0)
 		(void)!frame_flush(&cl->wr, cl->fd);
@@ -331,6 +358,10 @@ static int handle(struct control_client *cl, const Request *rq)
 		if (do_migrate(cl, rq, &r, &s, msg, sizeof(msg)))
 			return 0;
 		break;
+	case CANOPY__V1__VMM_REQUEST__OP_MIGRATE_RESOLVE:
+		if (do_resolve(cl, rq, &r, &s, msg, sizeof(msg)))
+			return 0;
+		break;
 	case CANOPY__V1__VMM_REQUEST__OP_BALLOON:
 		rc = balloon_set_target(vm, rq->balloon->target_mib, msg,
 					sizeof(msg));
@@ -356,10 +387,18 @@ static int migrating(struct control_client *cl, const Request *rq)
 
 	if (!migrate_busy(cl->ctl->vm) ||
 	    rq->op_case == CANOPY__V1__VMM_REQUEST__OP_STATUS ||
-	    rq->op_case == CANOPY__V1__VMM_REQUEST__OP_BALLOON)
+	    rq->op_case == CANOPY__V1__VMM_REQUEST__OP_BALLOON ||
+	    rq->op_case == CANOPY__V1__VMM_REQUEST__OP_MIGRATE_RESOLVE)
 		return 0;
 	r.id = rq->id;
-	set_error(&r, &s, -EBUSY, "a migration is running; wait for it to end");
+	if (migrate_in_doubt(cl->ctl->vm))
+		set_error(&r, &s, -EBUSY,
+			  "migration in doubt; waiting for migrate_resolve "
+			  "(COMMIT was sent, the destination did not confirm "
+			  "it runs the VM)");
+	else
+		set_error(&r, &s, -EBUSY,
+			  "a migration is running; wait for it to end");
 	return frame_queue_pb(&cl->wr, &r.base) ?: 1;
 }
 

@@ -29,6 +29,8 @@ static int op_present(const Request *rq)
 		return rq->migrate_send != NULL;
 	case CANOPY__V1__VMM_REQUEST__OP_CONSOLE_INPUT:
 		return rq->console_input != NULL;
+	case CANOPY__V1__VMM_REQUEST__OP_MIGRATE_RESOLVE:
+		return rq->migrate_resolve != NULL;
 	default:
 		return 0;
 	}

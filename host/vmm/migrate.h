@@ -132,6 +132,23 @@ void migrate_send_cancel(struct vm *vm);
  * paused for it and nothing was committed. */
 void migrate_send_abort(struct vm *vm);
 
+/* In doubt (migrate_doubt.c): COMMIT was written and the destination's
+ * STARTED did not come (timeout or broken connection), so it may or may
+ * not run the VM. The source keeps its vCPUs and devices paused, answers
+ * migrate_send with VmmMigrateResult.in_doubt (status UNKNOWN) and waits
+ * for migrate_resolve. Is this VM's migration in doubt? I/O thread. */
+int migrate_in_doubt(struct vm *vm);
+/* migrate_resolve: resume != 0 takes the datastore locks back and runs
+ * the VM here (on a resolver thread); 0 stops this VMM as "migrated".
+ * 0: the reply comes through control_migrate_done (res NULL); -EBUSY with
+ * msg when nothing is in doubt (nothing changes), -EALREADY while one is
+ * carried out. A failed lock reclaim keeps the VM paused and in doubt.
+ * I/O thread. */
+CN_MUST_CHECK int migrate_resolve_start(struct vm *vm, int resume, char *msg,
+					size_t msglen);
+/* Teardown: join a resolver thread still running (before freeing). */
+void migrate_doubt_join(struct vm *vm);
+
 /* Destination (migrate_recv.c). Listen on cfg.incoming, take one source,
  * receive its stream into this (not yet running) VM, send the ACK and wait
  * for COMMIT. -errno with the reason in err: the VM must not run. */
@@ -139,8 +156,9 @@ CN_MUST_CHECK int migrate_recv(struct vm *vm, char *err, size_t errlen);
 /* The vCPUs run: tell the source (STARTED), announce the NICs' MACs. */
 void migrate_recv_started(struct vm *vm);
 
-/* control.c: the reply to the pending migrate_send request (result or the
- * error code and message). I/O thread. */
+/* control.c: the reply to the pending migrate_send or migrate_resolve
+ * request: the error code and message (rc < 0), and/or the result (res,
+ * may be NULL; an in-doubt result makes the status UNKNOWN). I/O thread. */
 void control_migrate_done(struct vm *vm, int rc, const char *msg,
 			  const struct Canopy__V1__VmmMigrateResult *res);
 

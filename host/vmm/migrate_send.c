@@ -15,6 +15,7 @@
 
 #include "host/vmm/blk_ds.h"
 #include "host/vmm/migrate.h"
+#include "host/vmm/migrate_src.h"
 #include "host/vmm/migrate_tls.h"
 #include "host/vmm/vmm.h"
 #include "lib/log.h"
@@ -41,41 +42,7 @@
 /* Wait for the destination's STARTED after COMMIT (ms). */
 #define MIG_STARTED_MS 10000
 
-struct migrate {
-	struct vm *vm;
-	pthread_t thread, throttler;
-	int throttler_on;
-	_Atomic int stop_throttler;
-	_Atomic int cancel;
-	int running; /* the thread is yet to be joined (I/O thread) */
-	/* The request. */
-	char address[128];
-	char tls_name[256]; /* the destination's name in its certificate */
-	uint64_t target_ms, limit_bps;
-	uint32_t max_rounds;
-	uint64_t timeout_ms;
-	/* Progress, under lock; read by status. */
-	pthread_mutex_t lock;
-	char phase[24];
-	uint32_t round;
-	uint64_t remaining, dirty_rate_bps, bw_bps, expect_ms;
-	char error[256];
-	/* Migration thread only, then the I/O thread after the join. */
-	struct mig_conn conn;
-	struct mig_header hdr;
-	char devices[MIG_MAX_DEVICES];
-	uint8_t *bounce;
-	uint64_t pages, t0_ns, pause_ns, downtime_ms, total_ms, final_pages;
-	uint64_t t_end; /* END written (ns) */
-	uint64_t t_fetch; /* the last pre-copy dirty-log read (ns) */
-	struct mig_timeline tl; /* the switchover, step by step */
-	struct buf final; /* the state records of the switchover */
-	int io_ms; /* wait for a peer's record */
-	unsigned throttle_max; /* highest auto-converge level used */
-	int rc, paused, committed;
-};
-
-static void set_phase(struct migrate *m, const char *phase)
+void migrate_src_phase_set(struct migrate *m, const char *phase)
 {
 	pthread_mutex_lock(&m->lock);
 	snprintf(m->phase, sizeof(m->phase), "%s", phase);
@@ -313,7 +280,7 @@ static int precopy(struct migrate *m, uint64_t **bm)
 	memset(*bm, 0xff, m->pages / 64 * sizeof(uint64_t));
 	if (m->pages % 64)
 		(*bm)[m->pages / 64] = (1ull << (m->pages % 64)) - 1;
-	set_phase(m, "precopy");
+	migrate_src_phase_set(m, "precopy");
 	mig_test_pause("src-precopy");
 	for (uint32_t round = 1;; round++) {
 		uint64_t t = sys_mono_ns(), dirty, now;
@@ -362,8 +329,7 @@ static int precopy(struct migrate *m, uint64_t **bm)
 	}
 }
 
-/* A guest request (run.c on_request) waits for the I/O thread. */
-static int request_pending(struct vm *vm)
+int migrate_src_request_pending(struct vm *vm)
 {
 	int r;
 
@@ -373,7 +339,7 @@ static int request_pending(struct vm *vm)
 	return r;
 }
 
-static void vm_set_state(struct vm *vm, enum vm_state s)
+void migrate_src_state_set(struct vm *vm, enum vm_state s)
 {
 	pthread_mutex_lock(&vm->lock);
 	vm->state = s;
@@ -404,18 +370,18 @@ static int final_copy(struct migrate *m, uint64_t *bm)
 	char why[256];
 	int rc;
 
-	set_phase(m, "stop-and-copy");
+	migrate_src_phase_set(m, "stop-and-copy");
 	settle(m);
 	mig_tl_start(&m->tl);
 	m->pause_ns = m->tl.t0;
 	m->paused = m->vm->state == VM_RUNNING; /* resume on failure */
 	vm_pause_all(m->vm);
-	vm_set_state(m->vm, VM_PAUSED);
+	migrate_src_state_set(m->vm, VM_PAUSED);
 	mig_tl_mark(&m->tl, "pause");
 	mig_test_pause("src-paused");
 	/* The guest asked for a reset or a power-off before it stopped:
 	 * that is for this VMM to carry out, not to migrate. */
-	if (atomic_load(&m->cancel) || request_pending(m->vm))
+	if (atomic_load(&m->cancel) || migrate_src_request_pending(m->vm))
 		return fail(m, -ECANCELED,
 			    "cancelled: the guest requested a "
 			    "reset or power-off (%s)",
@@ -471,7 +437,7 @@ static int wait_ack(struct migrate *m)
 			    "the destination rejected the stream: %s",
 			    v.reason);
 	mig_tl_mark(&m->tl, "ack");
-	set_phase(m, "commit");
+	migrate_src_phase_set(m, "commit");
 	mig_test_pause("src-ack");
 	/* Nothing may come from a destination between its ACK and our
 	 * COMMIT: readable means it closed (died) or broke the protocol.
@@ -520,15 +486,26 @@ static int commit(struct migrate *m)
 	rc = mig_conn_recv(&m->conn, &r,
 			   m->io_ms < MIG_STARTED_MS ? m->io_ms :
 						       MIG_STARTED_MS);
-	if (rc == 0 && mig_started_decode(&r, &rs) == 0) {
+	if (rc == 0 && r.type != MIG_REC_STARTED)
+		rc = -EPROTO;
+	if (rc == 0)
+		rc = mig_started_decode(&r, &rs);
+	if (rc == 0) {
 		mig_tl_mark(&m->tl, "started");
 		m->downtime_ms =
 			(sys_mono_ns() - m->pause_ns + 999999) / 1000000;
 	} else {
+		/* It may run the VM or may never: the VM stays paused here
+		 * until migrate_resolve says which (migrate_doubt.c). */
+		m->in_doubt = 1;
+		snprintf(m->doubt, sizeof(m->doubt),
+			 "COMMIT was sent but the destination %s did not "
+			 "confirm it runs the VM: %s",
+			 m->address, strerror(-rc));
 		log_warn("vmm",
 			 "migration: the destination did not confirm "
 			 "it runs the VM",
-			 "vm=%s", m->vm->cfg.name);
+			 "vm=%s why=\"%s\"", m->vm->cfg.name, strerror(-rc));
 	}
 	log_switchover(m, rs);
 	return 0;
@@ -541,7 +518,7 @@ static int header(struct migrate *m)
 	struct buf b;
 	int rc;
 
-	set_phase(m, "header");
+	migrate_src_phase_set(m, "header");
 	mig_test_pause("src-header");
 	rc = mig_header_local(m->vm, &m->hdr, m->devices, sizeof(m->devices));
 	buf_init(&b, 0);
@@ -572,7 +549,7 @@ static int secure(struct migrate *m)
 	char why[256], desc[96];
 	int rc;
 
-	set_phase(m, "header");
+	migrate_src_phase_set(m, "header");
 	if (!m->vm->mig_tls) {
 		log_warn("vmm", "migration stream is not encrypted",
 			 "vm=%s to=%s why=\"canopy-vmm was started without "
@@ -602,7 +579,7 @@ static int run(struct migrate *m)
 	uint64_t *bm = NULL;
 	int fd, rc;
 
-	set_phase(m, "connecting");
+	migrate_src_phase_set(m, "connecting");
 	fd = mig_connect(m->address, MIG_CONNECT_MS);
 	if (fd < 0)
 		return fail(m, fd, "cannot connect to %s: %s", m->address,
@@ -639,7 +616,7 @@ static void on_done(void *arg)
 	pthread_join(m->thread, NULL);
 	m->running = 0;
 	/* A guest request that came meanwhile waited for us (run.c). */
-	if (!m->committed && request_pending(vm) &&
+	if (!m->committed && migrate_src_request_pending(vm) &&
 	    eventfd_write(vm->event_fd, 1) < 0)
 		log_error("vmm", "eventfd write failed", "vm=%s", vm->cfg.name);
 	mig_conn_close(&m->conn);
@@ -648,13 +625,12 @@ static void on_done(void *arg)
 	buf_free(&m->final);
 	m->total_ms = (sys_mono_ns() - m->t0_ns) / 1000000;
 	if (!m->committed) {
-		set_phase(m, "failed");
+		migrate_src_phase_set(m, "failed");
 		log_error("vmm", "migration failed", "vm=%s to=%s why=\"%s\"",
 			  vm->cfg.name, m->address, m->error);
 		control_migrate_done(vm, m->rc, m->error, NULL);
 		return;
 	}
-	set_phase(m, "completed");
 	res.downtime_ms = m->downtime_ms;
 	res.total_ms = m->total_ms;
 	res.bytes = m->conn.bytes;
@@ -662,6 +638,11 @@ static void on_done(void *arg)
 	res.throttle_pct = m->throttle_max;
 	res.final_pages = m->final_pages;
 	res.pause_to_end_us = (m->t_end - m->pause_ns) / 1000;
+	if (m->in_doubt) {
+		migrate_doubt_enter(m, &res);
+		return;
+	}
+	migrate_src_phase_set(m, "completed");
 	log_info("vmm", "migrated",
 		 "vm=%s to=%s downtime_ms=%llu total_ms=%llu", vm->cfg.name,
 		 m->address, (unsigned long long)m->downtime_ms,
@@ -687,10 +668,10 @@ static void *thread_main(void *arg)
 				  "migration",
 				  "vm=%s why=\"%s\"", vm->cfg.name, why);
 		if (m->paused) {
-			vm_set_state(vm, VM_RUNNING);
+			migrate_src_state_set(vm, VM_RUNNING);
 			/* A guest request keeps the vCPUs parked for the I/O
 			 * thread (on_done hands it over); devices run. */
-			if (request_pending(vm)) {
+			if (migrate_src_request_pending(vm)) {
 				for (unsigned i = 0; i < vm->ndevs; i++)
 					if (vm->devs[i].ops->resume)
 						vm->devs[i].ops->resume(
@@ -773,7 +754,7 @@ int migrate_send_start(struct vm *vm,
 	struct migrate *m;
 	int rc;
 
-	if (vm->mig && vm->mig->running)
+	if (migrate_busy(vm))
 		return -EBUSY;
 	/* The destination runs what arrives: a paused VM would not stay so. */
 	if (vm->state != VM_RUNNING) {
@@ -825,7 +806,7 @@ int migrate_send_start(struct vm *vm,
 
 int migrate_busy(struct vm *vm)
 {
-	return vm->mig && vm->mig->running;
+	return vm->mig && (vm->mig->running || vm->mig->in_doubt);
 }
 
 int migrate_progress(struct vm *vm, Canopy__V1__MigrationProgress *p)
@@ -865,6 +846,7 @@ void migrate_send_abort(struct vm *vm)
 
 	if (!m)
 		return;
+	migrate_doubt_join(vm);
 	if (m->running) {
 		atomic_store(&m->cancel, 1);
 		/* A blocked send or receive ends with the connection. */

@@ -223,12 +223,46 @@ def test_link_down_before_commit(nspair, vms, guest, point, phase, words):
     destination_never_ran(dst)
 
 
+CODE_UNKNOWN = 2  # lib/err.h CN_UNKNOWN: an in-doubt migrate_send
+CODE_FAILED_PRECONDITION = 9
+
+
+def resolve(ctl, resume):
+    return ctl.call(migrate_resolve=protos.vmm().VmmMigrateResolveRequest(
+        resume=resume))
+
+
+def in_doubt(src, ctl, rep):
+    """The source answered migrate_send "in doubt" and holds the VM
+    paused: status says so, the guest does not move, other lifecycle
+    requests are refused with the in-doubt sentence."""
+    assert rep.status.code == CODE_UNKNOWN, rep.status
+    assert rep.migrated.in_doubt, rep
+    assert "did not confirm it runs the VM" in rep.migrated.in_doubt_reason
+    assert "migration in doubt" in rep.status.message, rep.status.message
+    st = ctl.status()
+    assert st.state == protos.common().VM_RUN_STATE_PAUSED
+    assert st.migration.phase == "in_doubt", st.migration
+    assert "did not confirm" in st.migration.error
+    for op in ("resume", "stop"):
+        r = ctl.call(**{op: getattr(protos.vmm(), "Vmm%sRequest"
+                                    % op.capitalize())()})
+        assert r.status.code == CODE_FAILED_PRECONDITION, r.status
+        assert "migration in doubt; waiting for migrate_resolve" in \
+            r.status.message, r.status.message
+    n = len(rounds(src.console_text()))
+    time.sleep(0.6)  # the guest verifies every 100 ms when it runs
+    assert len(rounds(src.console_text())) == n, "the guest ran"
+    return n
+
+
 @pytest.mark.root
 def test_link_down_after_commit_reached_destination(nspair, vms, guest):
     """The destination is held after its ACK; the source's COMMIT is
     already in its socket when the link goes down: the destination runs
-    the VM, the source (its STARTED lost) does not resume and stops as
-    migrated."""
+    the VM; the source, its STARTED lost, cannot know it and holds the
+    VM paused "in doubt" until migrate_resolve resume=false, then stops
+    as migrated."""
     src, ctl, dst, addr = start_pair(vms, guest, "dst-ack",
                                      host=nspair["net"] + ".2", ns=nspair)
     before = src.console_text()
@@ -243,12 +277,80 @@ def test_link_down_after_commit_reached_destination(nspair, vms, guest):
         assert not t.is_alive(), "no reply from the source"
     finally:
         link_up(nspair)
-    rep = out["rep"]
-    assert rep.status.code == 0, rep.status.message
+    in_doubt(src, ctl, out["rep"])
     assert "the destination did not confirm it runs the VM" in \
         src.log_text()
-    assert src.wait_exit(10) == 0
     arrived(dst, before)
+    rep = resolve(ctl, False)
+    assert rep.status.code == 0, rep.status.message
+    assert src.wait_exit(10) == 0
+    assert re.search(r"vm stopped\".*reason=\"migrated\"", src.log_text())
+
+
+@pytest.mark.root
+def test_link_down_before_commit_arrived_resolve_resume(nspair, vms, guest):
+    """The link goes down after the destination's ACK, before COMMIT is
+    written, and stays down past the destination's wait for COMMIT: the
+    destination exits without running the VM; the source (COMMIT written,
+    no STARTED) holds it paused in doubt; migrate_resolve resume=true runs
+    it on at the source, its rounds continuing where they stopped."""
+    src, ctl, dst, addr = start_pair(vms, guest, "src-ack",
+                                     host=nspair["net"] + ".2", ns=nspair)
+    t, out = migrate_async(src, addr)
+    try:
+        wait_point(src, "src-ack")
+        ip("-n", nspair["dst"], "link", "set", "eth0", "down")
+        destination_never_ran(dst)
+        t.join(30)
+        assert not t.is_alive(), "no reply from the source"
+    finally:
+        link_up(nspair)
+    assert "no COMMIT from the source" in dst.log_text(), dst.log_text()
+    n = in_doubt(src, ctl, out["rep"])
+    last = int(rounds(src.console_text())[-1][0])
+    rep = resolve(ctl, True)
+    assert rep.status.code == 0, rep.status.message
+    st = ctl.status()
+    assert st.state == protos.common().VM_RUN_STATE_RUNNING
+    assert st.migration.phase == "failed"
+    assert "resumed on this host" in st.migration.error
+    src.wait_console(lambda t: len(rounds(t)) >= n + 2,
+                     what="the guest going on at the source")
+    after = rounds(src.console_text())
+    assert int(after[n][0]) == last + 1, (last, after[n:])  # no reset
+    assert "CORRUPT" not in src.console_text()
+    assert all(r[3] == "ok" for r in after), after
+    # Resolved: a second resolve has nothing to act on.
+    rep = resolve(ctl, False)
+    assert rep.status.code == CODE_FAILED_PRECONDITION, rep.status
+    assert src.proc.poll() is None
+
+
+def test_migrate_resolve_nothing_in_doubt(vms, guest):
+    """migrate_resolve with no migration at all, and after one that
+    failed before COMMIT: a clear refusal, and the VM runs on unchanged."""
+    src = vms("--kernel", guest, "--cmdline", "dirty=16,rate=2000,verify=100",
+              "--memory", "64", name="src")
+    ctl = src.wait_control()
+    src.wait_console(lambda t: len(rounds(t)) >= 1, what="a verify round")
+    for resume in (True, False):
+        rep = resolve(ctl, resume)
+        assert rep.status.code == CODE_FAILED_PRECONDITION, rep.status
+        assert rep.status.message == (
+            "migrate_resolve: no migration is in doubt here (no migration "
+            "ran); nothing changed"), rep.status.message
+    port = free_port()  # nobody listens: fails while connecting
+    rep = ctl.call(migrate_send=protos.vmm().VmmMigrateSendRequest(
+        address="tcp:127.0.0.1:%d" % port))
+    assert rep.status.code != 0 and not rep.migrated.in_doubt
+    rep = resolve(ctl, False)
+    assert rep.status.code == CODE_FAILED_PRECONDITION, rep.status
+    assert "no migration is in doubt here (failed)" in rep.status.message
+    assert ctl.status().state == protos.common().VM_RUN_STATE_RUNNING
+    n = len(rounds(src.console_text()))
+    src.wait_console(lambda t: len(rounds(t)) >= n + 2,
+                     what="the guest going on")
+    assert src.proc.poll() is None
 
 
 def arrived(dst, before_text):

@@ -143,6 +143,30 @@ static void test_plain_ops(void **state)
 	canopy__v1__vmm_request__free_unpacked(out, NULL);
 }
 
+/* migrate_resolve carries its flag through; a request built by hand with
+ * the case and no message is refused. */
+static void test_migrate_resolve(void **state)
+{
+	Request rq = CANOPY__V1__VMM_REQUEST__INIT, *out;
+	Canopy__V1__VmmMigrateResolveRequest mr =
+		CANOPY__V1__VMM_MIGRATE_RESOLVE_REQUEST__INIT;
+	char msg[128];
+
+	(void)state;
+	rq.op_case = CANOPY__V1__VMM_REQUEST__OP_MIGRATE_RESOLVE;
+	rq.migrate_resolve = &mr;
+	mr.resume = 1;
+	assert_int_equal(roundtrip(&rq, &out, msg, sizeof(msg)), 0);
+	assert_int_equal(out->op_case,
+			 CANOPY__V1__VMM_REQUEST__OP_MIGRATE_RESOLVE);
+	assert_true(out->migrate_resolve->resume);
+	canopy__v1__vmm_request__free_unpacked(out, NULL);
+	mr.resume = 0;
+	assert_int_equal(roundtrip(&rq, &out, msg, sizeof(msg)), 0);
+	assert_false(out->migrate_resolve->resume);
+	canopy__v1__vmm_request__free_unpacked(out, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -152,6 +176,7 @@ int main(void)
 		cmocka_unit_test(test_dirty_op),
 		cmocka_unit_test(test_console_bound),
 		cmocka_unit_test(test_plain_ops),
+		cmocka_unit_test(test_migrate_resolve),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
