@@ -22,7 +22,9 @@ struct mgr_mig {
 	uint64_t bandwidth_mib_s, memory_mib;
 	bool cancel; /* a user asked; ends CANCELLED */
 	bool resolving; /* outcome unknown: waiting for reports */
+	bool in_doubt; /* the source wrote COMMIT, no STARTED: paused there */
 	uint64_t timer; /* prepare / send / resolve deadline */
+	uint64_t probe_timer; /* resolving: ask the destination, each second */
 };
 
 #define RUN(x) CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_##x
@@ -73,12 +75,17 @@ static void arm(struct mgr_task *t, uint64_t ms)
 			 t->rec->id);
 }
 
+static void probe_arm(struct mgr_task *t);
+static int resolve_src(struct mgr_task *t, bool resume, bus_reply_fn cb);
+
 void mgr_migrate_forget(struct mgr_task *t)
 {
 	if (!t->mig)
 		return;
 	if (t->mig->timer)
 		(void)loop_timer_del(t->m->l, t->mig->timer);
+	if (t->mig->probe_timer)
+		(void)loop_timer_del(t->m->l, t->mig->probe_timer);
 	free(t->mig);
 	t->mig = NULL;
 }
@@ -292,6 +299,7 @@ static void on_accepted(void *arg, int status, const Canopy__V1__Envelope *env)
 		/* It may have started: only the reports can tell. */
 		t->mig->resolving = true;
 		arm(t, MGR_MIGRATE_RESOLVE_MS);
+		probe_arm(t);
 		return;
 	}
 	req_error(status, env, t->mig->src, "send the vm", msg, sizeof(msg),
@@ -330,7 +338,7 @@ void mgr_migrate_on_progress(struct manager *m, const char *host,
 	char text[256];
 
 	if (!t || strcmp(t->mig->src, host) != 0 ||
-	    t->mig->stage != VMO_SENDING || !p->phase)
+	    t->mig->stage != VMO_SENDING || !p->phase || t->mig->resolving)
 		return;
 	snprintf(t->mig->phase, sizeof(t->mig->phase), "%s", p->phase);
 	tm = t->rec->migration;
@@ -404,6 +412,10 @@ static void committed(struct mgr_task *t, const Canopy__V1__MigrateDone *d)
 	int rc;
 
 	(void)stage(t, VMO_EV_DONE_OK);
+	/* A source holding the VM paused in doubt stops as migrated (a
+	 * source not in doubt refuses: harmless). */
+	if (t->mig->resolving)
+		resolve_src(t, false, NULL);
 	show(t, 97, "recording the vm on the destination");
 	rc = record_move(t);
 	if (rc) {
@@ -445,6 +457,154 @@ static void committed(struct mgr_task *t, const Canopy__V1__MigrateDone *d)
 	mgr_task_end(t, CN_OK, text);
 }
 
+/* ---- an in-doubt outcome: the destination decides ------------------- */
+
+static void resolved_reply(void *arg, int status,
+			   const Canopy__V1__Envelope *env)
+{
+	(void)arg;
+	if (status || env->body_case != CANOPY__V1__ENVELOPE__BODY_RESULT ||
+	    !env->result->status || env->result->status->code != CN_OK)
+		log_info("manager",
+			 "source not resolved (nothing in doubt "
+			 "there, or unreachable)",
+			 "status=%d", status);
+}
+
+/* Ask the source agent to resolve: resume or stop as migrated. cb NULL:
+ * fire and forget (t is not the callback's argument). */
+static int resolve_src(struct mgr_task *t, bool resume, bus_reply_fn cb)
+{
+	Canopy__V1__Envelope env = CANOPY__V1__ENVELOPE__INIT;
+	Canopy__V1__MigrateResolve r = CANOPY__V1__MIGRATE_RESOLVE__INIT;
+	int rc;
+
+	if (!t->m->bus)
+		return -ENOTCONN;
+	r.vm_id = t->vm;
+	r.task_id = t->rec->id;
+	r.resume = resume;
+	env.body_case = CANOPY__V1__ENVELOPE__BODY_MIGRATE_RESOLVE;
+	env.migrate_resolve = &r;
+	rc = bus_server_request(t->m->bus, t->mig->src, &env,
+				MGR_MIGRATE_RESOLVE_CALL_MS,
+				cb ? cb : resolved_reply, cb ? t : NULL, NULL);
+	if (rc == 0 && cb)
+		t->in_flight = true;
+	log_info("manager", "resolving an in-doubt migration",
+		 "vm=%s host=%s resume=%d sent=%d", t->vm, t->mig->src,
+		 (int)resume, rc == 0);
+	return rc;
+}
+
+/* The source resumed the VM after an in-doubt outcome: the destination
+ * never ran it. Ends t. */
+static void resumed_on_source(struct mgr_task *t)
+{
+	char msg[MGR_KEY_MAX * 5 + 400];
+
+	snprintf(msg, sizeof(msg),
+		 "migration to host %s failed: the link broke after COMMIT; "
+		 "host %s never ran the vm (its receiving canopy-vmm exited "
+		 "without it) and vm %s resumed on host %s",
+		 t->mig->dst, t->mig->dst, t->vm, t->mig->src);
+	log_info("manager", "migration resolved: resumed on the source",
+		 "vm=%s host=%s", t->vm, t->mig->src);
+	(void)stage(t, VMO_EV_FAIL);
+	stage_str(t, "failed");
+	mgr_task_end(t, CN_ABORTED, msg);
+}
+
+static void on_resumed(void *arg, int status, const Canopy__V1__Envelope *env)
+{
+	struct mgr_task *t = callback_task(arg, status);
+
+	if (!t || !t->mig->resolving)
+		return;
+	if (status || env->body_case != CANOPY__V1__ENVELOPE__BODY_RESULT ||
+	    !env->result->status || env->result->status->code != CN_OK)
+		return; /* not in doubt (yet), or unreachable: probe again */
+	resumed_on_source(t);
+}
+
+/* The destination's answer to MigrateProbe. */
+static void on_probe(void *arg, int status, const Canopy__V1__Envelope *env)
+{
+	struct mgr_task *t = callback_task(arg, status);
+	int code;
+
+	if (!t || !t->mig->resolving)
+		return;
+	if (status || env->body_case != CANOPY__V1__ENVELOPE__BODY_RESULT ||
+	    !env->result->status)
+		return; /* not connected or no answer: next tick */
+	code = env->result->status->code;
+	if (code == CN_OK) {
+		log_info("manager", "migration resolved: destination has it",
+			 "vm=%s host=%s", t->vm, t->mig->dst);
+		committed(t, NULL);
+	} else if (code == CN_NOT_FOUND) {
+		/* Its receiver is gone without having run the VM: the source
+		 * may take it back (only if it is in doubt: it says). */
+		(void)resolve_src(t, true, on_resumed);
+	}
+}
+
+static int probe_tick(struct loop *l, uint64_t id, void *arg)
+{
+	struct mgr_task *t = arg;
+	Canopy__V1__Envelope env = CANOPY__V1__ENVELOPE__INIT;
+	Canopy__V1__MigrateProbe p = CANOPY__V1__MIGRATE_PROBE__INIT;
+
+	(void)l;
+	(void)id;
+	if (t->in_flight || !t->m->bus || !t->m->leader)
+		return MGR_MIGRATE_PROBE_MS;
+	p.vm_id = t->vm;
+	env.body_case = CANOPY__V1__ENVELOPE__BODY_MIGRATE_PROBE;
+	env.migrate_probe = &p;
+	if (bus_server_request(t->m->bus, t->mig->dst, &env,
+			       MGR_MIGRATE_PROBE_MS, on_probe, t, NULL) == 0)
+		t->in_flight = true;
+	return MGR_MIGRATE_PROBE_MS;
+}
+
+/* While the outcome is unknown, ask the destination every second. */
+static void probe_arm(struct mgr_task *t)
+{
+	int err = 0;
+
+	if (t->mig->probe_timer)
+		return;
+	t->mig->probe_timer = loop_timer_add(t->m->l, MGR_MIGRATE_PROBE_MS,
+					     probe_tick, t, &err);
+	if (!t->mig->probe_timer)
+		log_warn("manager", "no migration probe timer", "task=%s",
+			 t->rec->id);
+}
+
+/* The source wrote COMMIT and the destination never confirmed: the VM is
+ * paused on the source until the destination says what it has. */
+static void doubt_enter(struct mgr_task *t, const char *why)
+{
+	char text[MGR_KEY_MAX * 5 + 400];
+
+	log_warn("manager", "migration in doubt",
+		 "task=%s vm=%s from=%s to=%s why=\"%s\"", t->rec->id, t->vm,
+		 t->mig->src, t->mig->dst, why);
+	t->mig->in_doubt = true;
+	t->mig->resolving = true;
+	stage_str(t, "in_doubt");
+	snprintf(text, sizeof(text),
+		 "in doubt: COMMIT was sent but host %s did not confirm it "
+		 "runs the vm; vm %s stays paused on host %s until host %s "
+		 "says whether it has it",
+		 t->mig->dst, t->vm, t->mig->src, t->mig->dst);
+	show(t, 96, text);
+	arm(t, MGR_MIGRATE_DOUBT_MS);
+	probe_arm(t);
+}
+
 void mgr_migrate_on_done(struct manager *m, const char *host,
 			 const Canopy__V1__MigrateDone *d)
 {
@@ -459,6 +619,12 @@ void mgr_migrate_on_done(struct manager *m, const char *host,
 	}
 	if (d->status && d->status->code == CN_OK) {
 		committed(t, d);
+		return;
+	}
+	if (d->in_doubt) {
+		doubt_enter(t, d->status && d->status->message ?
+				       d->status->message :
+				       "");
 		return;
 	}
 	snprintf(msg, sizeof(msg), "migration to host %s failed: %.800s",
@@ -483,6 +649,10 @@ void mgr_migrate_on_report(struct manager *m, const char *host,
 		   (r->state == RUN(RUNNING) || r->state == RUN(PAUSED))) {
 		/* The source runs it and is not migrating any more: the
 		 * migration failed before commit. */
+		if (t->mig->in_doubt) { /* our resolve resumed it */
+			resumed_on_source(t);
+			return;
+		}
 		log_info("manager", "migration resolved: source runs it",
 			 "vm=%s host=%s", t->vm, host);
 		abort_dst(t);
@@ -509,6 +679,7 @@ again:
 			     "source host disconnected; waiting for the hosts "
 			     "to report where the vm runs");
 			arm(t, MGR_MIGRATE_RESOLVE_MS);
+			probe_arm(t);
 		} else if ((strcmp(t->mig->dst, host) == 0 &&
 			    t->mig->stage == VMO_PREPARING) ||
 			   (strcmp(t->mig->src, host) == 0 &&
@@ -533,6 +704,19 @@ static int deadline(struct loop *l, uint64_t id, void *arg)
 	(void)l;
 	(void)id;
 	t->mig->timer = 0;
+	if (t->mig->in_doubt) {
+		char big[MGR_KEY_MAX * 5 + 400];
+
+		snprintf(big, sizeof(big),
+			 "the migration is in doubt: COMMIT was sent to host "
+			 "%s, which has not said within %u s whether it runs "
+			 "the vm; vm %s stays paused on host %s (never resumed "
+			 "blindly); check host %s",
+			 t->mig->dst, MGR_MIGRATE_DOUBT_MS / 1000, t->vm,
+			 t->mig->src, t->mig->dst);
+		mgr_task_end(t, CN_DEADLINE_EXCEEDED, big);
+		return LOOP_TIMER_STOP;
+	}
 	if (t->mig->resolving) {
 		snprintf(msg, sizeof(msg),
 			 "the outcome of the migration is unknown: neither "
@@ -546,6 +730,7 @@ static int deadline(struct loop *l, uint64_t id, void *arg)
 	/* The source never gave a verdict: ask the reports. */
 	t->mig->resolving = true;
 	arm(t, MGR_MIGRATE_RESOLVE_MS);
+	probe_arm(t);
 	return LOOP_TIMER_STOP;
 }
 
@@ -652,6 +837,7 @@ int mgr_migrate_recover(struct manager *m, const Canopy__V1__Task *rec)
 	     "manager failover: waiting for the hosts to report where the vm "
 	     "runs");
 	arm(t, MGR_MIGRATE_RESOLVE_MS);
+	probe_arm(t);
 	log_info("manager", "resolving a migration after failover",
 		 "task=%s vm=%s from=%s to=%s", rec->id, name, tm->from_host,
 		 tm->to_host);

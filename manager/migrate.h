@@ -17,6 +17,14 @@ struct mgr_task;
  * the agents' reports before it fails asking to check both hosts. */
 #define MGR_MIGRATE_PREPARE_MS 15000
 #define MGR_MIGRATE_RESOLVE_MS 60000
+/* In doubt (the source wrote COMMIT, the destination never confirmed):
+ * how often the destination is asked whether it has the VM, how long the
+ * source's resolve may take (its VMM may wait 60 s for the datastore
+ * locks), and the bound after which the task fails naming both hosts
+ * (the VM stays paused on the source). */
+#define MGR_MIGRATE_PROBE_MS 1000
+#define MGR_MIGRATE_RESOLVE_CALL_MS 90000
+#define MGR_MIGRATE_DOUBT_MS (10u * 60 * 1000)
 /* The longest a migration may stream before the manager gives up
  * waiting for the source's verdict and resolves by reports. */
 #define MGR_MIGRATE_SEND_MS (6u * 60 * 1000)

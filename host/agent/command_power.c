@@ -335,6 +335,7 @@ static void adopt_reply(void *arg, int status, const Canopy__V1__VmmReply *rep)
 	agent_vmm_log_mark(vm);
 	if (!is_up(rep->vm_status->state))
 		vm->state = RUN(CREATED); /* stopping: the pidfd will tell */
+	agent_migrate_adopt_doubt(vm->ag, vm, rep->vm_status);
 	log_info("agent", "vmm adopted", "vm=%s pid=%d", vm->id, (int)vm->pid);
 	agent_vm_report(vm->ag, vm);
 }

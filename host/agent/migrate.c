@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "host/agent/agent.h"
+#include "host/agent/migrate_mig.h"
 #include "host/agent/vmmctl.h"
 #include "lib/bus.h"
 #include "lib/err.h"
@@ -25,21 +26,7 @@
  * plus stop-and-copy; the agent waits at most this long for its answer. */
 #define MIG_SEND_CALL_MS (5u * 60 * 1000)
 
-struct agent_mig {
-	int incoming; /* 1: destination side */
-	int committed; /* source: the VMM answered success; its exit is
-			* the end of the VM here */
-	int exited; /* source: the VMM exited before its answer arrived */
-	char task_id[64];
-	uint64_t reply_id; /* destination: MigrateIncoming to answer */
-	uint64_t deadline_ms; /* destination: listen line wait */
-	uint64_t timer;
-	struct vmmctl_call *call; /* source: migrate_send */
-	struct vmmctl_call *poll; /* status (progress / run check) */
-	char addr[80]; /* destination: what the source connects to */
-};
-
-static void mig_free(struct agent *ag, struct agent_vm *vm)
+void agent_mig_free(struct agent *ag, struct agent_vm *vm)
 {
 	struct agent_mig *mg = vm->mig;
 
@@ -49,13 +36,18 @@ static void mig_free(struct agent *ag, struct agent_vm *vm)
 		(void)loop_timer_del(ag->loop, mg->timer);
 	vmmctl_call_cancel(mg->call);
 	vmmctl_call_cancel(mg->poll);
+	vmmctl_call_cancel(mg->resolve);
+	if (mg->resolve_rid) /* the VMM's answer will not come now */
+		agent_reply(ag, mg->resolve_rid, CN_ABORTED,
+			    "the source canopy-vmm exited before it answered "
+			    "migrate_resolve");
 	free(mg);
 	vm->mig = NULL;
 }
 
 void agent_migrate_forget(struct agent *ag, struct agent_vm *vm)
 {
-	mig_free(ag, vm);
+	agent_mig_free(ag, vm);
 }
 
 int agent_migrate_busy(const struct agent_vm *vm)
@@ -177,7 +169,7 @@ static void run_status(void *arg, int status, const Canopy__V1__VmmReply *rep)
 	log_info("agent", "migrated vm runs here", "vm=%s pid=%d", vm->id,
 		 (int)vm->pid);
 	marker_remove(vm);
-	mig_free(ag, vm); /* an ordinary VM of this host from now on */
+	agent_mig_free(ag, vm); /* an ordinary VM of this host from now on */
 	agent_vm_status_apply(vm, rep->vm_status);
 	agent_vm_report(ag, vm);
 }
@@ -434,6 +426,7 @@ static void send_done(struct agent *ag, struct agent_vm *vm, int code,
 	d.task_id = vm->mig->task_id;
 	d.vm_id = vm->id;
 	if (res) {
+		d.in_doubt = res->in_doubt;
 		d.downtime_ms = res->downtime_ms;
 		d.total_ms = res->total_ms;
 		d.bytes = res->bytes;
@@ -501,6 +494,16 @@ static void send_reply(void *arg, int status, const Canopy__V1__VmmReply *rep)
 	char msg[800];
 
 	vm->mig->call = NULL;
+	if (status == 0 && rep->migrated && rep->migrated->in_doubt) {
+		/* The VMM holds the VM paused until MigrateResolve. */
+		vm->mig->in_doubt = 1;
+		if (vm->mig->timer) /* no progress to relay any more */
+			(void)loop_timer_del(ag->loop, vm->mig->timer);
+		vm->mig->timer = 0;
+		send_done(ag, vm, CN_UNKNOWN, vmmctl_message(rep),
+			  rep->migrated);
+		return;
+	}
 	if (status == 0 && vmmctl_code(rep) == 0 && rep->migrated) {
 		send_done(ag, vm, CN_OK, "", rep->migrated);
 		vm->mig->committed = 1;
@@ -517,12 +520,12 @@ static void send_reply(void *arg, int status, const Canopy__V1__VmmReply *rep)
 		snprintf(msg, sizeof(msg), "%.700s", vmmctl_message(rep));
 	send_done(ag, vm, status < 0 ? CN_UNAVAILABLE : CN_ABORTED, msg, NULL);
 	if (vm->mig->exited) { /* died during the migration: a crash */
-		mig_free(ag, vm);
+		agent_mig_free(ag, vm);
 		agent_power_exited(ag, vm);
 		agent_vm_report(ag, vm);
 		return;
 	}
-	mig_free(ag, vm);
+	agent_mig_free(ag, vm);
 	vm->state = CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_RUNNING;
 }
 
@@ -612,7 +615,7 @@ void agent_migrate_send(struct agent *ag, const Canopy__V1__Envelope *env)
 		 r->task_id ? r->task_id : "");
 	rc = send_start(ag, vm, r);
 	if (rc < 0) {
-		mig_free(ag, vm);
+		agent_mig_free(ag, vm);
 		snprintf(msg, sizeof(msg),
 			 "cannot reach the VM's canopy-vmm: %s",
 			 cn_strerror(rc));
@@ -652,9 +655,23 @@ int agent_migrate_exited(struct agent *ag, struct agent_vm *vm)
 			agent_reply(ag, rid, CN_INTERNAL, msg);
 		return 1;
 	}
-	if (!mg->committed) {
+	if (mg->in_doubt && !mg->resolve_migrated) {
+		/* Killed or crashed while in doubt: it ran nowhere here. */
+		log_warn("agent", "source vmm exited while in doubt",
+			 "vm=%s reason=\"%s\"", vm->id, vm->reason);
+		agent_mig_free(ag, vm);
+		agent_power_exited(ag, vm);
+		agent_vm_report(ag, vm);
+		return 1;
+	}
+	if (!mg->committed && !mg->resolve_migrated) {
 		mg->exited = 1; /* send_reply decides */
 		return 1;
+	}
+	if (mg->resolve_rid) { /* its exit came before its answer */
+		agent_reply(ag, mg->resolve_rid, CN_OK,
+			    "the source canopy-vmm stopped as migrated");
+		mg->resolve_rid = 0;
 	}
 	/* Migrated: the VM lives on the destination now; not a crash. */
 	log_info("agent", "vm migrated away; forgetting it", "vm=%s", vm->id);
@@ -696,6 +713,12 @@ int agent_migrate_dispatch(struct agent *ag, const Canopy__V1__Envelope *env)
 		break;
 	case CANOPY__V1__ENVELOPE__BODY_MIGRATE_ABORT:
 		fn = agent_migrate_abort;
+		break;
+	case CANOPY__V1__ENVELOPE__BODY_MIGRATE_RESOLVE:
+		fn = agent_migrate_resolve;
+		break;
+	case CANOPY__V1__ENVELOPE__BODY_MIGRATE_PROBE:
+		fn = agent_migrate_probe;
 		break;
 	default:
 		return 0;

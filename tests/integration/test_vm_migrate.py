@@ -55,12 +55,14 @@ class Agent:
                     "--manager-timeout", "3"] + list(extra)
         self.log_path = tmp_path / ("agent-%s.log" % host)
         self.proc = None
+        self.env = None  # extra environment (its VMMs inherit it)
 
     def start(self):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.cmd + self.m.agent_args(self.host), stdout=self.log,
-            stderr=self.log)
+            stderr=self.log,
+            env=dict(os.environ, **self.env) if self.env else None)
         return self
 
     def kill(self):
@@ -611,6 +613,81 @@ def test_destination_link_down_at_precopy(netns, etcd, tmp_path):
         wait_until(lambda: not (c.agents["node2"].run_dir / "vms" /
                                 "web1").exists(), 10, "node2 cleaned up")
         c.only_on("node1")
+    finally:
+        c.close()
+
+
+def netns_cluster(netns, etcd, tmp_path):
+    """A cluster whose manager listens on the bridge and whose agents run
+    each in its namespace (node2's veth can go down)."""
+    from canopy_testlib.ports import free_port
+    c = Cluster(etcd, tmp_path)
+    c.m.bus = "tcp://%s.1:%d" % (netns["subnet"], free_port())
+    c.m.cmd[c.m.cmd.index("--bus") + 1] = c.m.bus
+    for i, (h, ag) in enumerate(sorted(c.agents.items()), 1):
+        ag.m = c.m
+        ag.cmd[ag.cmd.index("--manager") + 1] = c.m.bus
+        ag.cmd[ag.cmd.index("--address") + 1] = "%s.1%d" % (
+            netns["subnet"], i)
+        ag.cmd = ["ip", "netns", "exec", netns["ns"][h]] + ag.cmd
+    return c
+
+
+def vmm_log(ag, name="web1"):
+    p = ag.run_dir / "vms" / name / "vmm.log"
+    return p.read_text(errors="replace") if p.exists() else ""
+
+
+@pytest.mark.root
+def test_link_down_after_ack_resolved_by_manager(netns, etcd, tmp_path):
+    """node2's veth goes down after its ACK, before the source writes
+    COMMIT (the source VMM held at src-ack), and stays down past node2's
+    wait for COMMIT (1.5 s here): node2's receiver exits without running
+    the VM; the source, COMMIT written and no STARTED, holds the VM paused
+    in doubt; the task waits (node2 unreachable: it cannot know) and says
+    so; with the link back node2 answers that it has no VM, the manager
+    resolves resume=true: the task fails naming the broken link, the VM
+    runs on node1, one VMM, its memory intact."""
+    c = netns_cluster(netns, etcd, tmp_path)
+    io = {"CANOPY_MIG_TEST_IO_TIMEOUT_MS": "1500"}
+    c.agents["node1"].env = dict(io, CANOPY_MIG_TEST_PAUSE="src-ack:1500")
+    c.agents["node2"].env = io
+    n1 = c.agents["node1"]
+    try:
+        c.start()
+        c.start_vm(args=GUEST_LIGHT)
+        t = c.migrate("node2")
+        wait_until(lambda: "point=src-ack" in vmm_log(n1), 30,
+                   "the source at src-ack")
+        ip("link", "set", netns["veth"]["node2"], "down")
+        try:
+            task = wait_until(lambda: "in doubt" in c.task(t.id).phase and
+                              c.task(t.id), 20, "the task in doubt")
+            assert task.state == A().TASK_STATE_RUNNING, task
+            assert task.migration.stage == "in_doubt", task.migration
+            assert "stays paused on host node1" in task.phase, task.phase
+            assert "migration in doubt" in vmm_log(n1)
+            # Paused, and not resumed while node2 cannot say.
+            seen = len(rounds(n1.console("web1")))
+            time.sleep(3)
+            assert len(rounds(n1.console("web1"))) == seen, "it ran"
+            assert c.task(t.id).state == A().TASK_STATE_RUNNING
+        finally:
+            ip("link", "set", netns["veth"]["node2"], "up")
+        last = c.wait_task(t.id, timeout=60)
+        assert last.state == A().TASK_STATE_FAILED, last
+        msg = last.error.message
+        assert "the link broke after COMMIT" in msg, msg
+        assert "resumed on host node1" in msg, msg
+        assert "no COMMIT from the source" in vmm_log(c.agents["node2"]) \
+            or not (c.agents["node2"].run_dir / "vms" / "web1").exists()
+        wait_until(lambda: c.vm().state == C().VM_RUN_STATE_RUNNING, 10,
+                   "the vm running")
+        c.only_on("node1")
+        guest_keeps_going(n1)
+        assert all(r == "ok" for r in re.findall(
+            r"^dirty: round \d+ pages \d+ writes \d+ (\w+)",
+            n1.console("web1"), re.M))
     finally:
         c.close()
 

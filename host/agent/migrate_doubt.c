@@ -1,0 +1,170 @@
+/* canopy-agent: an in-doubt vMotion (COMMIT sent, STARTED never came):
+ * MigrateResolve on the source, MigrateProbe on the destination. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "host/agent/agent.h"
+#include "host/agent/migrate_mig.h"
+#include "host/agent/vmmctl.h"
+#include "lib/err.h"
+#include "lib/log.h"
+
+/* migrate_resolve may wait for the datastore locks (the VMM's reclaim:
+ * 60 s at most) before it answers. */
+#define MIG_RESOLVE_CALL_MS 90000
+
+#define RUN(x) CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_##x
+
+static void resolve_reply(void *arg, int status,
+			  const Canopy__V1__VmmReply *rep)
+{
+	struct agent_vm *vm = arg;
+	struct agent_mig *mg = vm->mig;
+	struct agent *ag = vm->ag;
+	uint64_t rid = mg->resolve_rid;
+	char msg[800];
+
+	mg->resolve = NULL;
+	mg->resolve_rid = 0;
+	if (status < 0 || vmmctl_code(rep) != 0) {
+		mg->resolve_migrated = 0;
+		if (status < 0)
+			snprintf(msg, sizeof(msg),
+				 "the migrate_resolve call to the source "
+				 "canopy-vmm failed: %s",
+				 cn_strerror(status));
+		else
+			snprintf(msg, sizeof(msg), "%.700s",
+				 vmmctl_message(rep));
+		log_warn("agent", "migrate resolve failed", "vm=%s msg=\"%s\"",
+			 vm->id, msg);
+		agent_reply(ag, rid,
+			    status < 0 ? CN_UNAVAILABLE : vmmctl_code(rep),
+			    msg);
+		return;
+	}
+	if (mg->resolve_migrated) {
+		/* It exits as migrated: agent_migrate_exited forgets it. */
+		mg->committed = 1;
+		agent_reply(ag, rid, CN_OK,
+			    "the source canopy-vmm stops as migrated");
+		if (mg->exited)
+			(void)agent_migrate_exited(ag, vm);
+		return;
+	}
+	log_info("agent", "in-doubt migration resolved: the vm runs here",
+		 "vm=%s", vm->id);
+	agent_mig_free(ag, vm);
+	vm->state = RUN(RUNNING);
+	agent_reply(ag, rid, CN_OK, "the vm runs on this host again");
+	agent_vm_report(ag, vm);
+}
+
+void agent_migrate_resolve(struct agent *ag, const Canopy__V1__Envelope *env)
+{
+	const Canopy__V1__MigrateResolve *r = env->migrate_resolve;
+	Canopy__V1__VmmRequest req = CANOPY__V1__VMM_REQUEST__INIT;
+	Canopy__V1__VmmMigrateResolveRequest mr =
+		CANOPY__V1__VMM_MIGRATE_RESOLVE_REQUEST__INIT;
+	struct agent_vm *vm;
+	char msg[600];
+	int rc;
+
+	/* validate */
+	if (agent_vm_id_check(r->vm_id, msg, sizeof(msg)) < 0) {
+		agent_reply(ag, env->request_id, CN_INVALID_ARGUMENT, msg);
+		return;
+	}
+	vm = agent_vm_find(ag, r->vm_id);
+	if (!vm || !agent_vm_active(vm) || !vm->mig || vm->mig->incoming ||
+	    !vm->mig->in_doubt) {
+		snprintf(msg, sizeof(msg),
+			 "no migration of vm %.64s is in doubt on this host; "
+			 "nothing changed",
+			 r->vm_id);
+		agent_reply(ag, env->request_id, CN_FAILED_PRECONDITION, msg);
+		return;
+	}
+	if (vm->mig->resolve) {
+		agent_reply(ag, env->request_id, CN_FAILED_PRECONDITION,
+			    "a MigrateResolve of this vm is being carried "
+			    "out; retry when it is done");
+		return;
+	}
+	/* act */
+	mr.resume = r->resume;
+	req.op_case = CANOPY__V1__VMM_REQUEST__OP_MIGRATE_RESOLVE;
+	req.migrate_resolve = &mr;
+	rc = vmmctl_call_start(ag->loop, vm->dir, &req, MIG_RESOLVE_CALL_MS,
+			       resolve_reply, vm, &vm->mig->resolve);
+	if (rc < 0) {
+		snprintf(msg, sizeof(msg),
+			 "cannot reach the VM's canopy-vmm: %s",
+			 cn_strerror(rc));
+		agent_reply(ag, env->request_id, cn_code_from_errno(rc), msg);
+		return;
+	}
+	vm->mig->resolve_rid = env->request_id;
+	vm->mig->resolve_migrated = !r->resume;
+	log_info("agent", "resolving an in-doubt migration", "vm=%s resume=%d",
+		 vm->id, (int)r->resume);
+}
+
+void agent_migrate_probe(struct agent *ag, const Canopy__V1__Envelope *env)
+{
+	const Canopy__V1__MigrateProbe *r = env->migrate_probe;
+	struct agent_vm *vm;
+	char msg[600], path[AGENT_PATH_MAX + 16];
+
+	if (agent_vm_id_check(r->vm_id, msg, sizeof(msg)) < 0) {
+		agent_reply(ag, env->request_id, CN_INVALID_ARGUMENT, msg);
+		return;
+	}
+	vm = agent_vm_find(ag, r->vm_id);
+	if (!vm) {
+		agent_reply(ag, env->request_id, CN_NOT_FOUND,
+			    "no receiving canopy-vmm and no such vm on this "
+			    "host");
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/control.sock", vm->dir);
+	/* The control socket appears only once the VM runs (after COMMIT). */
+	if (vm->mig && vm->mig->incoming && access(path, F_OK) != 0) {
+		agent_reply(ag, env->request_id, CN_UNAVAILABLE,
+			    "the receiving canopy-vmm still waits for COMMIT");
+		return;
+	}
+	if (vm->mig && !vm->mig->incoming) {
+		agent_reply(ag, env->request_id, CN_FAILED_PRECONDITION,
+			    "this host is the source of the vm's migration");
+		return;
+	}
+	snprintf(msg, sizeof(msg), "the vm is on this host (%s)",
+		 agent_vm_active(vm) ? "its canopy-vmm runs" :
+				       "its canopy-vmm has stopped");
+	agent_reply(ag, env->request_id, CN_OK, msg);
+}
+
+void agent_migrate_adopt_doubt(struct agent *ag, struct agent_vm *vm,
+			       const Canopy__V1__VmmStatus *st)
+{
+	(void)ag;
+	if (!st->migration || !st->migration->phase ||
+	    strcmp(st->migration->phase, "in_doubt") != 0 || vm->mig)
+		return;
+	vm->mig = calloc(1, sizeof(*vm->mig));
+	if (!vm->mig) {
+		log_error("agent", "in-doubt migration not tracked: no memory",
+			  "vm=%s", vm->id);
+		return;
+	}
+	vm->mig->in_doubt = 1;
+	vm->mig->committed = 0;
+	vm->state = RUN(MIGRATING);
+	log_warn("agent", "adopted a vmm whose migration is in doubt",
+		 "vm=%s why=\"%s\"", vm->id,
+		 st->migration->error ? st->migration->error : "");
+}
