@@ -1,6 +1,6 @@
 """canopy-agent's vMotion messages against a fake manager (no KVM needed):
-every bad MigrateIncoming, MigrateSend and MigrateAbort is answered with
-its code and leaves nothing behind; a receiving VMM that exits before it
+every bad MigrateIncoming, MigrateSend, MigrateAbort, MigrateResolve and
+MigrateProbe is answered with its code and leaves nothing behind; a receiving VMM that exits before it
 listens is reported and its directory removed."""
 import time
 
@@ -111,4 +111,43 @@ def test_bad_send_and_abort(mgr, agent):
     time.sleep(0.5)
     assert agent.alive()
     assert "not a request" in agent.log_text()
+    assert mgr.command("host1", "DELETE", "web1").code == OK
+
+
+def test_bad_resolve_and_probe(mgr, agent, tmp_path):
+    """MigrateResolve with nothing in doubt here changes nothing (a bad id,
+    no such VM, an ordinary VM that is not running); MigrateProbe says
+    NOT_FOUND for a VM this host does not have and OK for one it has."""
+    A = agent_pb()
+
+    def resolve(vm_id, resume):
+        return mgr.request("host1", migrate_resolve=A.MigrateResolve(
+            vm_id=vm_id, task_id="t1", resume=resume))
+
+    def probe(vm_id):
+        return mgr.request("host1", migrate_probe=A.MigrateProbe(
+            vm_id=vm_id))
+
+    assert resolve("../x", True).code == INVALID_ARGUMENT
+    assert probe("../x").code == INVALID_ARGUMENT
+    for resume in (True, False):
+        st = resolve("nosuch", resume)
+        assert st.code == FAILED_PRECONDITION, st
+        assert st.message == ("no migration of vm nosuch is in doubt on "
+                              "this host; nothing changed"), st
+    st = probe("nosuch")
+    assert st.code == NOT_FOUND and "no receiving canopy-vmm" in \
+        st.message, st
+    assert mgr.command("host1", "CREATE", "web1", spec()).code == OK
+    st = resolve("web1", True)
+    assert st.code == FAILED_PRECONDITION and "nothing changed" in \
+        st.message, st
+    st = probe("web1")
+    assert st.code == OK and "has stopped" in st.message, st
+    assert (tmp_path / "run" / "vms" / "web1" / "spec.pb").exists()
+    # One-way: not a request, dropped.
+    mgr.send("host1", mgr.envelope("host1", migrate_resolve=A.MigrateResolve(
+        vm_id="web1", resume=True)))
+    time.sleep(0.3)
+    assert agent.alive()
     assert mgr.command("host1", "DELETE", "web1").code == OK

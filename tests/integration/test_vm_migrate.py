@@ -692,6 +692,47 @@ def test_link_down_after_ack_resolved_by_manager(netns, etcd, tmp_path):
         c.close()
 
 
+@pytest.mark.root
+def test_link_down_after_commit_arrived_resolved_by_manager(netns, etcd,
+                                                           tmp_path):
+    """node2's veth goes down while node2's receiver is held after its
+    ACK with COMMIT already in its socket: node2 runs the VM but its
+    STARTED is lost; the source holds the VM paused in doubt; once node2
+    is back and says it has the VM the manager records the move and tells
+    the source to stop as migrated: one VMM, on node2, task SUCCEEDED."""
+    c = netns_cluster(netns, etcd, tmp_path)
+    io = {"CANOPY_MIG_TEST_IO_TIMEOUT_MS": "1500"}
+    c.agents["node1"].env = io
+    c.agents["node2"].env = dict(io, CANOPY_MIG_TEST_PAUSE="dst-ack:1500")
+    n1, n2 = c.agents["node1"], c.agents["node2"]
+    try:
+        c.start()
+        c.start_vm(args=GUEST_LIGHT)
+        t = c.migrate("node2")
+        wait_until(lambda: "point=dst-ack" in vmm_log(n2), 30,
+                   "the destination at dst-ack")
+        ip("link", "set", netns["veth"]["node2"], "down")
+        try:
+            wait_until(lambda: "in doubt" in c.task(t.id).phase, 20,
+                       "the task in doubt")
+            assert len(n1.vmm_pids("web1")) == 1  # paused, not gone
+            assert c.task(t.id).state == A().TASK_STATE_RUNNING
+        finally:
+            ip("link", "set", netns["veth"]["node2"], "up")
+        last = c.wait_task(t.id, timeout=60)
+        assert last.state == A().TASK_STATE_SUCCEEDED, last
+        assert "migrated from host node1 to node2" in last.result, last
+        wait_until(lambda: n1.vmm_pids("web1") == [], 10,
+                   "the source VMM gone")
+        # It stopped as migrated: the agent forgot it (no crash report).
+        assert "vm migrated away; forgetting it" in n1.log_text()
+        assert not (n1.run_dir / "vms" / "web1").exists()
+        c.only_on("node2")
+        guest_keeps_going(n2)
+    finally:
+        c.close()
+
+
 def test_destination_agent_restarted_midstream(cluster):
     """The destination agent dies and comes back while the VM streams to
     it: the new agent process finds the receiving VMM (its marker and
