@@ -693,6 +693,56 @@ def test_link_down_after_ack_resolved_by_manager(netns, etcd, tmp_path):
 
 
 @pytest.mark.root
+def test_in_doubt_resolved_after_manager_failover(netns, etcd, tmp_path):
+    """As test_link_down_after_ack_resolved_by_manager, but the leader is
+    killed while the task is in doubt: the standby takes the task over
+    and resolves it the same way once node2 is back (the VM resumes on
+    node1, never blindly while node2 cannot answer)."""
+    c = netns_cluster(netns, etcd, tmp_path)
+    m2 = mgrlib.Manager(tmp_path, etcd.endpoints, "m2", host_timeout=2,
+                        command_timeout_ms=20000)
+    m2.bus = c.m.bus
+    m2.cmd[m2.cmd.index("--bus") + 1] = c.m.bus
+    io = {"CANOPY_MIG_TEST_IO_TIMEOUT_MS": "1500"}
+    c.agents["node1"].env = dict(io, CANOPY_MIG_TEST_PAUSE="src-ack:1500")
+    c.agents["node2"].env = io
+    n1 = c.agents["node1"]
+    try:
+        c.start()
+        m2.start()
+        c.start_vm(args=GUEST_LIGHT)
+        t = c.migrate("node2")
+        wait_until(lambda: "point=src-ack" in vmm_log(n1), 30,
+                   "the source at src-ack")
+        ip("link", "set", netns["veth"]["node2"], "down")
+        try:
+            wait_until(lambda: "in doubt" in c.task(t.id).phase, 20,
+                       "the task in doubt")
+            c.m.kill(signal.SIGKILL)
+            c.m, m2 = m2, c.m
+            c.m.wait_leader(timeout=20)
+            wait_until(lambda: c.task(t.id).manager == "m2", 20,
+                       "m2 owning the task")
+            seen = len(rounds(n1.console("web1")))
+            time.sleep(2)
+            assert c.task(t.id).state == A().TASK_STATE_RUNNING
+            assert len(rounds(n1.console("web1"))) == seen, "it ran"
+        finally:
+            ip("link", "set", netns["veth"]["node2"], "up")
+        last = c.wait_task(t.id, timeout=60)
+        assert last.state == A().TASK_STATE_FAILED, last
+        assert last.manager == "m2", last
+        assert "the link broke after COMMIT" in last.error.message, last
+        wait_until(lambda: c.vm().state == C().VM_RUN_STATE_RUNNING, 10,
+                   "the vm running")
+        c.only_on("node1")
+        guest_keeps_going(n1)
+    finally:
+        c.close()
+        m2.close()
+
+
+@pytest.mark.root
 def test_link_down_after_commit_arrived_resolved_by_manager(netns, etcd,
                                                            tmp_path):
     """node2's veth goes down while node2's receiver is held after its
