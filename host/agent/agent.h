@@ -128,6 +128,14 @@ struct agent_vm {
 	uint32_t jail_uid; /* its VMM's --jail-uid (vm_uid.c), 0: none */
 };
 
+/* The exit of a receiving VMM that left without the VM (migrate_doubt.c:
+ * MigrateProbe tells "exited without running it" from "may have run"). */
+#define AGENT_MIG_EXITS 16
+struct agent_mig_exit {
+	char vm_id[AGENT_VM_ID_MAX + 1]; /* "" = free */
+	int status; /* exit status; 2: nothing ran; -1: unknown */
+};
+
 struct agent {
 	struct agent_opts opts;
 	struct loop *loop;
@@ -147,6 +155,8 @@ struct agent {
 	uint64_t bad_window_ms; /* start of the current log second */
 	unsigned bad_logged; /* bad-input lines logged in that second */
 	uint64_t bad_dropped; /* bad-input lines not logged */
+	struct agent_mig_exit mig_exits[AGENT_MIG_EXITS]; /* a ring */
+	unsigned mig_exits_next;
 };
 
 /* ---- vm.c: the VM table, reports -------------------------------------- */
@@ -259,6 +269,9 @@ void agent_migrate_resolve(struct agent *ag, const Canopy__V1__Envelope *env);
  * receiver and no such VM: a receiver exits without running the VM once
  * its wait for COMMIT is over), UNAVAILABLE (the receiver still waits). */
 void agent_migrate_probe(struct agent *ag, const Canopy__V1__Envelope *env);
+/* Destination: note that vm_id's receiving VMM exited with status
+ * (-1: unknown) without the VM; a new MigrateIncoming forgets it. */
+void agent_migrate_exit_note(struct agent *ag, const char *vm_id, int status);
 /* A VMM adopted at start-up reports a migration in doubt: the VM is
  * MIGRATING here until a MigrateResolve (migrate_doubt.c). */
 void agent_migrate_adopt_doubt(struct agent *ag, struct agent_vm *vm,

@@ -349,6 +349,7 @@ void agent_migrate_incoming(struct agent *ag, const Canopy__V1__Envelope *env)
 		return;
 	}
 	/* act */
+	agent_migrate_exit_note(ag, r->vm_id, 0); /* a new attempt */
 	rc = incoming_make(ag, r, &vm, msg, sizeof(msg));
 	if (rc < 0) {
 		agent_reply(ag, env->request_id,
@@ -649,7 +650,9 @@ int agent_migrate_exited(struct agent *ag, struct agent_vm *vm)
 				 tail[0] ? tail : vm->reason);
 		}
 		log_info("agent", "incoming migration ended without the vm",
-			 "vm=%s reason=\"%s\"", vm->id, vm->reason);
+			 "vm=%s reason=\"%s\" status=%d", vm->id, vm->reason,
+			 vm->exit_status);
+		agent_migrate_exit_note(ag, vm->id, vm->exit_status);
 		incoming_drop(ag, vm); /* before the answer: nothing left */
 		if (rid)
 			agent_reply(ag, rid, CN_INTERNAL, msg);

@@ -113,6 +113,54 @@ void agent_migrate_resolve(struct agent *ag, const Canopy__V1__Envelope *env)
 		 vm->id, (int)r->resume);
 }
 
+/* The ring entry of vm_id, or NULL. */
+static struct agent_mig_exit *exit_find(struct agent *ag, const char *vm_id)
+{
+	for (unsigned i = 0; i < AGENT_MIG_EXITS; i++)
+		if (strcmp(ag->mig_exits[i].vm_id, vm_id) == 0)
+			return &ag->mig_exits[i];
+	return NULL;
+}
+
+void agent_migrate_exit_note(struct agent *ag, const char *vm_id, int status)
+{
+	struct agent_mig_exit *e = exit_find(ag, vm_id);
+
+	if (status == 0) { /* forget */
+		if (e)
+			e->vm_id[0] = '\0';
+		return;
+	}
+	if (!e) {
+		e = &ag->mig_exits[ag->mig_exits_next++ % AGENT_MIG_EXITS];
+		snprintf(e->vm_id, sizeof(e->vm_id), "%s", vm_id);
+	}
+	e->status = status;
+}
+
+/* No VM and no receiver here: did the last receiver run nothing? */
+static void probe_gone(struct agent *ag, uint64_t rid, const char *vm_id)
+{
+	const struct agent_mig_exit *e = exit_find(ag, vm_id);
+	char msg[200];
+
+	if (!e) {
+		agent_reply(ag, rid, CN_NOT_FOUND,
+			    "no receiving canopy-vmm and no such vm on this "
+			    "host");
+	} else if (e->status == 2) { /* migrate_recv failed: no vCPU ran */
+		agent_reply(ag, rid, CN_NOT_FOUND,
+			    "the receiving canopy-vmm exited without running "
+			    "the vm (status 2)");
+	} else {
+		snprintf(msg, sizeof(msg),
+			 "the receiving canopy-vmm exited with status %d: it "
+			 "may have run the vm; check this host",
+			 e->status);
+		agent_reply(ag, rid, CN_ABORTED, msg);
+	}
+}
+
 void agent_migrate_probe(struct agent *ag, const Canopy__V1__Envelope *env)
 {
 	const Canopy__V1__MigrateProbe *r = env->migrate_probe;
@@ -125,9 +173,7 @@ void agent_migrate_probe(struct agent *ag, const Canopy__V1__Envelope *env)
 	}
 	vm = agent_vm_find(ag, r->vm_id);
 	if (!vm) {
-		agent_reply(ag, env->request_id, CN_NOT_FOUND,
-			    "no receiving canopy-vmm and no such vm on this "
-			    "host");
+		probe_gone(ag, env->request_id, r->vm_id);
 		return;
 	}
 	snprintf(path, sizeof(path), "%s/control.sock", vm->dir);

@@ -151,3 +151,29 @@ def test_bad_resolve_and_probe(mgr, agent, tmp_path):
     time.sleep(0.3)
     assert agent.alive()
     assert mgr.command("host1", "DELETE", "web1").code == OK
+
+
+@pytest.mark.parametrize("status,code,words", [
+    (2, NOT_FOUND, "exited without running the vm (status 2)"),
+    (1, 10, "exited with status 1: it may have run the vm"),
+])
+def test_probe_after_receiver_exit(mgr, build_dir, tmp_path, status, code,
+                                   words):
+    """A receiver that exits with status 2 (no COMMIT: nothing ran) is
+    gone for sure: NOT_FOUND; one that exits any other way may have run
+    the VM: ABORTED. A new MigrateIncoming forgets the old exit."""
+    vmm = tmp_path / "fake-vmm"
+    vmm.write_text("#!/bin/sh\nexit %d\n" % status)
+    vmm.chmod(0o755)
+    a = Agent(build_dir, tmp_path / "run", mgr.endpoint, "host1",
+              ["--vmm", str(vmm)])
+    try:
+        mgr.wait_body("register")
+        A = agent_pb()
+        assert incoming(mgr).code == INTERNAL
+        st = mgr.request("host1", migrate_probe=A.MigrateProbe(vm_id="web1"))
+        assert st.code == code and words in st.message, st
+        assert not (tmp_path / "run" / "vms" / "web1").exists()
+        assert a.alive()
+    finally:
+        a.stop()
