@@ -547,6 +547,21 @@ static void on_probe(void *arg, int status, const Canopy__V1__Envelope *env)
 		/* Its receiver is gone without having run the VM: the source
 		 * may take it back (only if it is in doubt: it says). */
 		(void)resolve_src(t, true, on_resumed);
+	} else if (code == CN_ABORTED && t->mig->in_doubt) {
+		/* Its receiver died and may have run the VM: nobody may
+		 * resume it; say why the task waits. */
+		char text[MGR_KEY_MAX * 3 + 700];
+
+		snprintf(text, sizeof(text),
+			 "in doubt: host %s says: %.400s; vm %s stays paused "
+			 "on host %s",
+			 t->mig->dst,
+			 env->result->status->message ?
+				 env->result->status->message :
+				 "",
+			 t->vm, t->mig->src);
+		if (!t->rec->phase || strcmp(t->rec->phase, text) != 0)
+			show(t, t->rec->progress, text);
 	}
 }
 
@@ -721,7 +736,9 @@ static int deadline(struct loop *l, uint64_t id, void *arg)
 		snprintf(msg, sizeof(msg),
 			 "the outcome of the migration is unknown: neither "
 			 "host %s nor host %s reported the vm running within "
-			 "%u s; check both hosts ('canopy vm show %s')",
+			 "%u s (if the source wrote COMMIT the vm is paused "
+			 "there, in doubt); check both hosts ('canopy vm show "
+			 "%s')",
 			 t->mig->src, t->mig->dst,
 			 MGR_MIGRATE_RESOLVE_MS / 1000, t->vm);
 		mgr_task_end(t, CN_DEADLINE_EXCEEDED, msg);

@@ -743,6 +743,46 @@ def test_in_doubt_resolved_after_manager_failover(netns, etcd, tmp_path):
 
 
 @pytest.mark.root
+def test_in_doubt_receiver_killed_stays_paused(netns, etcd, tmp_path):
+    """In doubt, and node2's receiver was killed (not the clean status-2
+    exit of a receiver whose wait for COMMIT ended): node2 cannot say it
+    never ran the VM, so the manager does not resume it; the task waits,
+    saying why, the VM paused on node1 (one VMM, the guest not moving)."""
+    c = netns_cluster(netns, etcd, tmp_path)
+    io = {"CANOPY_MIG_TEST_IO_TIMEOUT_MS": "1500"}
+    c.agents["node1"].env = io
+    c.agents["node2"].env = dict(io, CANOPY_MIG_TEST_PAUSE="dst-ack:1500")
+    n1, n2 = c.agents["node1"], c.agents["node2"]
+    try:
+        c.start()
+        c.start_vm(args=GUEST_LIGHT)
+        t = c.migrate("node2")
+        wait_until(lambda: "point=dst-ack" in vmm_log(n2), 30,
+                   "the destination at dst-ack")
+        ip("link", "set", netns["veth"]["node2"], "down")
+        try:
+            for pid in n2.vmm_pids("web1"):
+                os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: "in doubt" in c.task(t.id).phase, 20,
+                       "the task in doubt")
+        finally:
+            ip("link", "set", netns["veth"]["node2"], "up")
+        task = wait_until(lambda: "may have run the vm" in
+                          c.task(t.id).phase and c.task(t.id), 20,
+                          "node2's answer in the task")
+        assert "exited with status 137" in task.phase, task.phase
+        assert "stays paused on host node1" in task.phase, task.phase
+        seen = len(rounds(n1.console("web1")))
+        time.sleep(2)
+        assert len(rounds(n1.console("web1"))) == seen, "it ran"
+        assert c.task(t.id).state == A().TASK_STATE_RUNNING
+        assert len(n1.vmm_pids("web1")) == 1 and n2.vmm_pids("web1") == []
+        assert c.vm().host == "node1"
+    finally:
+        c.close()
+
+
+@pytest.mark.root
 def test_link_down_after_commit_arrived_resolved_by_manager(netns, etcd,
                                                            tmp_path):
     """node2's veth goes down while node2's receiver is held after its
