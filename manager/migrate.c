@@ -76,6 +76,18 @@ static void arm(struct mgr_task *t, uint64_t ms)
 }
 
 static void probe_arm(struct mgr_task *t);
+
+/* The in-doubt bound: MGR_MIGRATE_DOUBT_MS, or CANOPY_MGR_TEST_DOUBT_MS
+ * (test only, 100 ms or more) when set. */
+static uint32_t doubt_ms(void)
+{
+	const char *e = getenv("CANOPY_MGR_TEST_DOUBT_MS");
+	long v = e ? strtol(e, NULL, 10) : 0;
+
+	return v >= 100 && v < (long)MGR_MIGRATE_DOUBT_MS ?
+		       (uint32_t)v :
+		       MGR_MIGRATE_DOUBT_MS;
+}
 static int resolve_src(struct mgr_task *t, bool resume, bus_reply_fn cb);
 
 void mgr_migrate_forget(struct mgr_task *t)
@@ -369,7 +381,8 @@ void mgr_migrate_on_progress(struct manager *m, const char *host,
 /* The move, once: the VM record's host and its placement index change in
  * one fenced txn (new placement and running keys put, the source's
  * placement deleted). */
-static int record_move(struct mgr_task *t)
+int mgr_migrate_record_move(struct manager *m, const char *name,
+			    const char *dst)
 {
 	char key[MGR_KEY_MAX], place[MGR_KEY_MAX], run[MGR_KEY_MAX];
 	char old[MGR_KEY_MAX] = "";
@@ -378,15 +391,15 @@ static int record_move(struct mgr_task *t)
 	size_t n = 0;
 	int rc;
 
-	rc = mgr_key_join(key, sizeof(key), MGR_PREFIX_VMS, MGR_NAME_VM, t->vm);
+	rc = mgr_key_join(key, sizeof(key), MGR_PREFIX_VMS, MGR_NAME_VM, name);
 	rc = rc	   ?:
-		     mgr_get_msg(t->m, key, &canopy__v1__vm__descriptor,
+		     mgr_get_msg(m, key, &canopy__v1__vm__descriptor,
 				 (ProtobufCMessage **)&vm);
 	if (rc)
 		return rc;
-	if (strcmp(vm->host, t->mig->dst) != 0) {
+	if (strcmp(vm->host, dst) != 0) {
 		rc = mgr_key_placement(old, sizeof(old), vm->host, vm->id);
-		if (mgr_set_str(&vm->host, t->mig->dst))
+		if (mgr_set_str(&vm->host, dst))
 			rc = rc ?: -ENOMEM;
 	}
 	vm->state = RUN(RUNNING);
@@ -399,7 +412,7 @@ static int record_move(struct mgr_task *t)
 		ops[n].key = old;
 		n++;
 	}
-	rc = rc ?: mgr_put_msg(t->m, key, &vm->base, NULL, ops, n);
+	rc = rc ?: mgr_put_msg(m, key, &vm->base, NULL, ops, n);
 	canopy__v1__vm__free_unpacked(vm, NULL);
 	return rc;
 }
@@ -417,7 +430,7 @@ static void committed(struct mgr_task *t, const Canopy__V1__MigrateDone *d)
 	if (t->mig->resolving)
 		resolve_src(t, false, NULL);
 	show(t, 97, "recording the vm on the destination");
-	rc = record_move(t);
+	rc = mgr_migrate_record_move(t->m, t->vm, t->mig->dst);
 	if (rc) {
 		/* The VM runs on dst whatever etcd says: the reports fix
 		 * the record once a leader can write (on_report). */
@@ -473,27 +486,37 @@ static void resolved_reply(void *arg, int status,
 
 /* Ask the source agent to resolve: resume or stop as migrated. cb NULL:
  * fire and forget (t is not the callback's argument). */
-static int resolve_src(struct mgr_task *t, bool resume, bus_reply_fn cb)
+int mgr_migrate_resolve_send(struct manager *m, const char *src,
+			     const char *name, const char *task_id, bool resume,
+			     bus_reply_fn cb, void *arg)
 {
 	Canopy__V1__Envelope env = CANOPY__V1__ENVELOPE__INIT;
 	Canopy__V1__MigrateResolve r = CANOPY__V1__MIGRATE_RESOLVE__INIT;
 	int rc;
 
-	if (!t->m->bus)
+	if (!m->bus)
 		return -ENOTCONN;
-	r.vm_id = t->vm;
-	r.task_id = t->rec->id;
+	r.vm_id = (char *)name;
+	r.task_id = (char *)task_id;
 	r.resume = resume;
 	env.body_case = CANOPY__V1__ENVELOPE__BODY_MIGRATE_RESOLVE;
 	env.migrate_resolve = &r;
-	rc = bus_server_request(t->m->bus, t->mig->src, &env,
-				MGR_MIGRATE_RESOLVE_CALL_MS,
-				cb ? cb : resolved_reply, cb ? t : NULL, NULL);
+	rc = bus_server_request(m->bus, src, &env, MGR_MIGRATE_RESOLVE_CALL_MS,
+				cb ? cb : resolved_reply, cb ? arg : NULL,
+				NULL);
+	log_info("manager", "resolving an in-doubt migration",
+		 "vm=%s host=%s resume=%d sent=%d", name, src, (int)resume,
+		 rc == 0);
+	return rc;
+}
+
+static int resolve_src(struct mgr_task *t, bool resume, bus_reply_fn cb)
+{
+	int rc = mgr_migrate_resolve_send(t->m, t->mig->src, t->vm, t->rec->id,
+					  resume, cb, t);
+
 	if (rc == 0 && cb)
 		t->in_flight = true;
-	log_info("manager", "resolving an in-doubt migration",
-		 "vm=%s host=%s resume=%d sent=%d", t->vm, t->mig->src,
-		 (int)resume, rc == 0);
 	return rc;
 }
 
@@ -616,22 +639,28 @@ static void doubt_enter(struct mgr_task *t, const char *why)
 		 "says whether it has it",
 		 t->mig->dst, t->vm, t->mig->src, t->mig->dst);
 	show(t, 96, text);
-	arm(t, MGR_MIGRATE_DOUBT_MS);
+	arm(t, doubt_ms());
 	probe_arm(t);
 }
 
 void mgr_migrate_on_done(struct manager *m, const char *host,
 			 const Canopy__V1__MigrateDone *d)
 {
-	struct mgr_task *t = find(m, d->task_id, NULL);
+	struct mgr_task *t = find(m, d->task_id, d->in_doubt ? d->vm_id : NULL);
 	char msg[1000];
 
 	if (!t || strcmp(t->mig->src, host) != 0 ||
 	    (t->mig->stage != VMO_SENDING && !t->mig->resolving)) {
+		if (d->in_doubt && !t) { /* its task has ended: resolve */
+			mgr_migrate_orphan(m, host, d);
+			return;
+		}
 		log_info("manager", "migrate done for no running task",
 			 "host=%s task=%s", host, d->task_id);
 		return;
 	}
+	if (d->in_doubt && t->mig->in_doubt)
+		return; /* the source says it again: already deciding */
 	if (d->status && d->status->code == CN_OK) {
 		committed(t, d);
 		return;
@@ -727,8 +756,8 @@ static int deadline(struct loop *l, uint64_t id, void *arg)
 			 "%s, which has not said within %u s whether it runs "
 			 "the vm; vm %s stays paused on host %s (never resumed "
 			 "blindly); check host %s",
-			 t->mig->dst, MGR_MIGRATE_DOUBT_MS / 1000, t->vm,
-			 t->mig->src, t->mig->dst);
+			 t->mig->dst, doubt_ms() / 1000, t->vm, t->mig->src,
+			 t->mig->dst);
 		mgr_task_end(t, CN_DEADLINE_EXCEEDED, big);
 		return LOOP_TIMER_STOP;
 	}

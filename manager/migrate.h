@@ -6,7 +6,10 @@
 #ifndef CANOPY_MANAGER_MIGRATE_H
 #define CANOPY_MANAGER_MIGRATE_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+#include "lib/bus.h"
 
 #include "manager/manager.h"
 
@@ -29,6 +32,23 @@ struct mgr_task;
  * waiting for the source's verdict and resolves by reports. */
 #define MGR_MIGRATE_SEND_MS (6u * 60 * 1000)
 
+/* Record vm name as running on host dst (its host, placement and running
+ * keys in one fenced txn; nothing if it is there already). 0 or -errno. */
+CN_MUST_CHECK int mgr_migrate_record_move(struct manager *m, const char *name,
+					  const char *dst);
+/* MigrateResolve {name, task_id, resume} to host src; cb(arg) gets the
+ * answer (cb NULL: logged only). 0 or -errno (not sent). */
+CN_MUST_CHECK int mgr_migrate_resolve_send(struct manager *m, const char *src,
+					   const char *name,
+					   const char *task_id, bool resume,
+					   bus_reply_fn cb, void *arg);
+/* migrate_orphan.c: an in-doubt MigrateDone from host src whose task has
+ * ended (the agent repeats it while in doubt): ask the destination it
+ * names and resolve as a task would (the VM on dst: record the move and
+ * stop src as migrated; no receiver there: resume on src; else wait for
+ * the next repeat). */
+void mgr_migrate_orphan(struct manager *m, const char *src,
+			const Canopy__V1__MigrateDone *d);
 /* Attach the migration (to host dst, limits) to the queued task t that
  * MigrateVm just submitted and record it in the task. 0 or -ENOMEM. */
 CN_MUST_CHECK int mgr_migrate_attach(struct mgr_task *t, const char *dst,

@@ -413,8 +413,9 @@ void agent_migrate_abort(struct agent *ag, const Canopy__V1__Envelope *env)
 
 /* ---- source -------------------------------------------------------- */
 
-static void send_done(struct agent *ag, struct agent_vm *vm, int code,
-		      const char *text, const Canopy__V1__VmmMigrateResult *res)
+void agent_mig_send_done(struct agent *ag, struct agent_vm *vm, int code,
+			 const char *text,
+			 const Canopy__V1__VmmMigrateResult *res)
 {
 	Canopy__V1__Envelope env = CANOPY__V1__ENVELOPE__INIT;
 	Canopy__V1__MigrateDone d = CANOPY__V1__MIGRATE_DONE__INIT;
@@ -426,8 +427,11 @@ static void send_done(struct agent *ag, struct agent_vm *vm, int code,
 	d.status = &st;
 	d.task_id = vm->mig->task_id;
 	d.vm_id = vm->id;
+	if (vm->mig->in_doubt) {
+		d.in_doubt = 1;
+		d.dst_host_id = vm->mig->dst_host;
+	}
 	if (res) {
-		d.in_doubt = res->in_doubt;
 		d.downtime_ms = res->downtime_ms;
 		d.total_ms = res->total_ms;
 		d.bytes = res->bytes;
@@ -497,16 +501,12 @@ static void send_reply(void *arg, int status, const Canopy__V1__VmmReply *rep)
 	vm->mig->call = NULL;
 	if (status == 0 && rep->migrated && rep->migrated->in_doubt) {
 		/* The VMM holds the VM paused until MigrateResolve. */
-		vm->mig->in_doubt = 1;
-		if (vm->mig->timer) /* no progress to relay any more */
-			(void)loop_timer_del(ag->loop, vm->mig->timer);
-		vm->mig->timer = 0;
-		send_done(ag, vm, CN_UNKNOWN, vmmctl_message(rep),
-			  rep->migrated);
+		agent_mig_doubt_enter(ag, vm, vmmctl_message(rep),
+				      rep->migrated);
 		return;
 	}
 	if (status == 0 && vmmctl_code(rep) == 0 && rep->migrated) {
-		send_done(ag, vm, CN_OK, "", rep->migrated);
+		agent_mig_send_done(ag, vm, CN_OK, "", rep->migrated);
 		vm->mig->committed = 1;
 		if (vm->mig->exited) /* its exit came first */
 			(void)agent_migrate_exited(ag, vm);
@@ -519,7 +519,8 @@ static void send_reply(void *arg, int status, const Canopy__V1__VmmReply *rep)
 			 cn_strerror(status));
 	else
 		snprintf(msg, sizeof(msg), "%.700s", vmmctl_message(rep));
-	send_done(ag, vm, status < 0 ? CN_UNAVAILABLE : CN_ABORTED, msg, NULL);
+	agent_mig_send_done(ag, vm, status < 0 ? CN_UNAVAILABLE : CN_ABORTED,
+			    msg, NULL);
 	if (vm->mig->exited) { /* died during the migration: a crash */
 		agent_mig_free(ag, vm);
 		agent_power_exited(ag, vm);
@@ -614,6 +615,8 @@ void agent_migrate_send(struct agent *ag, const Canopy__V1__Envelope *env)
 	}
 	snprintf(vm->mig->task_id, sizeof(vm->mig->task_id), "%s",
 		 r->task_id ? r->task_id : "");
+	snprintf(vm->mig->dst_host, sizeof(vm->mig->dst_host), "%s",
+		 r->dst_host_id ? r->dst_host_id : "");
 	rc = send_start(ag, vm, r);
 	if (rc < 0) {
 		agent_mig_free(ag, vm);
@@ -662,6 +665,7 @@ int agent_migrate_exited(struct agent *ag, struct agent_vm *vm)
 		/* Killed or crashed while in doubt: it ran nowhere here. */
 		log_warn("agent", "source vmm exited while in doubt",
 			 "vm=%s reason=\"%s\"", vm->id, vm->reason);
+		agent_mig_doubt_forget(vm);
 		agent_mig_free(ag, vm);
 		agent_power_exited(ag, vm);
 		agent_vm_report(ag, vm);

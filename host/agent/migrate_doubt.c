@@ -11,10 +11,15 @@
 #include "host/agent/vmmctl.h"
 #include "lib/err.h"
 #include "lib/log.h"
+#include "lib/loop.h"
 
 /* migrate_resolve may wait for the datastore locks (the VMM's reclaim:
  * 60 s at most) before it answers. */
 #define MIG_RESOLVE_CALL_MS 90000
+/* While in doubt, MigrateDone is repeated this often. */
+#define MIG_DOUBT_RESEND_MS 5000
+/* In the VM's directory while in doubt: "DST_HOST TASK_ID". */
+#define MIG_DOUBT_FILE "migrate-doubt"
 
 #define RUN(x) CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_##x
 
@@ -57,6 +62,7 @@ static void resolve_reply(void *arg, int status,
 	}
 	log_info("agent", "in-doubt migration resolved: the vm runs here",
 		 "vm=%s", vm->id);
+	agent_mig_doubt_forget(vm);
 	agent_mig_free(ag, vm);
 	vm->state = RUN(RUNNING);
 	agent_reply(ag, rid, CN_OK, "the vm runs on this host again");
@@ -194,10 +200,88 @@ void agent_migrate_probe(struct agent *ag, const Canopy__V1__Envelope *env)
 	agent_reply(ag, env->request_id, CN_OK, msg);
 }
 
+static void doubt_path(const struct agent_vm *vm, char *out, size_t n)
+{
+	snprintf(out, n, "%s/%s", vm->dir, MIG_DOUBT_FILE);
+}
+
+void agent_mig_doubt_forget(const struct agent_vm *vm)
+{
+	char path[AGENT_PATH_MAX + 32];
+
+	doubt_path(vm, path, sizeof(path));
+	(void)unlink(path);
+}
+
+static int doubt_resend(struct loop *l, uint64_t id, void *arg)
+{
+	struct agent_vm *vm = arg;
+
+	(void)l;
+	(void)id;
+	if (!vm->mig->resolve)
+		agent_mig_send_done(vm->ag, vm, CN_UNKNOWN, vm->mig->doubt,
+				    NULL);
+	return MIG_DOUBT_RESEND_MS;
+}
+
+void agent_mig_doubt_enter(struct agent *ag, struct agent_vm *vm,
+			   const char *why,
+			   const Canopy__V1__VmmMigrateResult *res)
+{
+	struct agent_mig *mg = vm->mig;
+	char path[AGENT_PATH_MAX + 32];
+	FILE *f;
+	int err = 0;
+
+	mg->in_doubt = 1;
+	snprintf(mg->doubt, sizeof(mg->doubt), "%s", why);
+	vm->state = RUN(MIGRATING);
+	doubt_path(vm, path, sizeof(path));
+	f = fopen(path, "we");
+	if (!f || fprintf(f, "%s %s\n", mg->dst_host[0] ? mg->dst_host : "-",
+			  mg->task_id[0] ? mg->task_id : "-") < 0)
+		log_warn("agent", "cannot note the in-doubt migration", "vm=%s",
+			 vm->id);
+	if (f)
+		fclose(f);
+	if (mg->timer) /* no progress to relay any more */
+		(void)loop_timer_del(ag->loop, mg->timer);
+	mg->timer = loop_timer_add(ag->loop, MIG_DOUBT_RESEND_MS, doubt_resend,
+				   vm, &err);
+	if (!mg->timer)
+		log_warn("agent", "in-doubt migration not repeated: no timer",
+			 "vm=%s", vm->id);
+	agent_mig_send_done(ag, vm, CN_UNKNOWN, why, res);
+}
+
+/* The destination and task of an adopted in-doubt VMM, from its note. */
+static void doubt_read(struct agent_vm *vm)
+{
+	char path[AGENT_PATH_MAX + 32], dst[AGENT_VM_ID_MAX + 1] = "";
+	char task[64] = "";
+	FILE *f;
+
+	doubt_path(vm, path, sizeof(path));
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	if (fscanf(f, "%63s %63s", dst, task) == 2) {
+		if (strcmp(dst, "-") != 0)
+			snprintf(vm->mig->dst_host, sizeof(vm->mig->dst_host),
+				 "%s", dst);
+		if (strcmp(task, "-") != 0)
+			snprintf(vm->mig->task_id, sizeof(vm->mig->task_id),
+				 "%s", task);
+	}
+	fclose(f);
+}
+
 void agent_migrate_adopt_doubt(struct agent *ag, struct agent_vm *vm,
 			       const Canopy__V1__VmmStatus *st)
 {
-	(void)ag;
+	char why[512];
+
 	if (!st->migration || !st->migration->phase ||
 	    strcmp(st->migration->phase, "in_doubt") != 0 || vm->mig)
 		return;
@@ -207,10 +291,10 @@ void agent_migrate_adopt_doubt(struct agent *ag, struct agent_vm *vm,
 			  "vm=%s", vm->id);
 		return;
 	}
-	vm->mig->in_doubt = 1;
-	vm->mig->committed = 0;
-	vm->state = RUN(MIGRATING);
-	log_warn("agent", "adopted a vmm whose migration is in doubt",
-		 "vm=%s why=\"%s\"", vm->id,
+	doubt_read(vm);
+	snprintf(why, sizeof(why), "migration in doubt: %.400s",
 		 st->migration->error ? st->migration->error : "");
+	log_warn("agent", "adopted a vmm whose migration is in doubt",
+		 "vm=%s dst=%s why=\"%s\"", vm->id, vm->mig->dst_host, why);
+	agent_mig_doubt_enter(ag, vm, why, NULL);
 }

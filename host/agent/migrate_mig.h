@@ -26,11 +26,26 @@ struct agent_mig {
 	/* Source, in doubt (migrate_doubt.c): COMMIT sent, STARTED never
 	 * came; the VMM holds the VM paused until MigrateResolve. */
 	int in_doubt;
+	char dst_host[AGENT_VM_ID_MAX + 1]; /* MigrateSend.dst_host_id */
+	char doubt[512]; /* why, repeated in each in-doubt MigrateDone */
 	int resolve_migrated; /* resume=false asked: its exit is the end */
 	uint64_t resolve_rid; /* MigrateResolve to answer */
 	struct vmmctl_call *resolve; /* migrate_resolve to the VMM */
 };
 
+/* Source: send MigrateDone (res may be NULL; in doubt: in_doubt and the
+ * destination host are set). */
+void agent_mig_send_done(struct agent *ag, struct agent_vm *vm, int code,
+			 const char *text,
+			 const Canopy__V1__VmmMigrateResult *res);
+/* Source: the VMM answered in doubt (or was adopted so): keep the VM
+ * MIGRATING, note the destination in the VM's directory (a restarted
+ * agent reads it), tell the manager now and every 5 s until resolved. */
+void agent_mig_doubt_enter(struct agent *ag, struct agent_vm *vm,
+			   const char *why,
+			   const Canopy__V1__VmmMigrateResult *res);
+/* Source: remove the note agent_mig_doubt_enter left (resolved). */
+void agent_mig_doubt_forget(const struct agent_vm *vm);
 /* Free vm's migration state (timers and calls cancelled; a pending
  * MigrateResolve is answered ABORTED). */
 void agent_mig_free(struct agent *ag, struct agent_vm *vm);

@@ -645,7 +645,8 @@ def test_link_down_after_ack_resolved_by_manager(netns, etcd, tmp_path):
     wait for COMMIT (1.5 s here): node2's receiver exits without running
     the VM; the source, COMMIT written and no STARTED, holds the VM paused
     in doubt; the task waits (node2 unreachable: it cannot know) and says
-    so; with the link back node2 answers that it has no VM, the manager
+    so; node1's agent, restarted meanwhile, adopts the paused VMM still in
+    doubt; with the link back node2 answers that it has no VM, the manager
     resolves resume=true: the task fails naming the broken link, the VM
     runs on node1, one VMM, its memory intact."""
     c = netns_cluster(netns, etcd, tmp_path)
@@ -669,7 +670,13 @@ def test_link_down_after_ack_resolved_by_manager(netns, etcd, tmp_path):
             assert "migration in doubt" in vmm_log(n1)
             # Paused, and not resumed while node2 cannot say.
             seen = len(rounds(n1.console("web1")))
-            time.sleep(3)
+            # The source agent restarted meanwhile adopts the paused VMM,
+            # sees it in doubt and keeps it resolvable.
+            n1.kill()
+            n1.start()
+            wait_until(lambda: "adopted a vmm whose migration is in doubt"
+                       in n1.log_text(), 20, "node1 adopting its VMM")
+            time.sleep(1)
             assert len(rounds(n1.console("web1"))) == seen, "it ran"
             assert c.task(t.id).state == A().TASK_STATE_RUNNING
         finally:
@@ -740,6 +747,50 @@ def test_in_doubt_resolved_after_manager_failover(netns, etcd, tmp_path):
     finally:
         c.close()
         m2.close()
+
+
+@pytest.mark.root
+def test_in_doubt_past_the_bound_still_resolves(netns, etcd, tmp_path,
+                                                monkeypatch):
+    """The in-doubt bound (10 min; 2 s here through the test-only
+    CANOPY_MGR_TEST_DOUBT_MS) passes while node2 is unreachable: the task
+    fails naming both hosts, the VM still paused on node1; once node2 is
+    back the source agent's repeated in-doubt MigrateDone lets the manager
+    resolve it without a task: the VM resumes on node1."""
+    monkeypatch.setenv("CANOPY_MGR_TEST_DOUBT_MS", "2000")
+    c = netns_cluster(netns, etcd, tmp_path)
+    io = {"CANOPY_MIG_TEST_IO_TIMEOUT_MS": "1500"}
+    c.agents["node1"].env = dict(io, CANOPY_MIG_TEST_PAUSE="src-ack:1500")
+    c.agents["node2"].env = io
+    n1 = c.agents["node1"]
+    try:
+        c.start()
+        c.start_vm(args=GUEST_LIGHT)
+        t = c.migrate("node2")
+        wait_until(lambda: "point=src-ack" in vmm_log(n1), 30,
+                   "the source at src-ack")
+        ip("link", "set", netns["veth"]["node2"], "down")
+        try:
+            last = c.wait_task(t.id, timeout=30)
+            assert last.state == A().TASK_STATE_FAILED, last
+            msg = last.error.message
+            assert "the migration is in doubt" in msg, msg
+            assert "stays paused on host node1" in msg, msg
+            assert "check host node2" in msg, msg
+            seen = len(rounds(n1.console("web1")))
+            time.sleep(1)
+            assert len(rounds(n1.console("web1"))) == seen, "it ran"
+            assert len(n1.vmm_pids("web1")) == 1
+        finally:
+            ip("link", "set", netns["veth"]["node2"], "up")
+        wait_until(lambda: c.vm().state == C().VM_RUN_STATE_RUNNING, 30,
+                   "the vm running again")
+        assert "resolving an in-doubt vm without a task" in \
+            c.m.log_text()
+        c.only_on("node1")
+        guest_keeps_going(n1)
+    finally:
+        c.close()
 
 
 @pytest.mark.root

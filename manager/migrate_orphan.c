@@ -1,0 +1,104 @@
+/* canopy-managerd: an in-doubt migration whose vm.migrate task has ended
+ * (its 10-minute bound, a lost-outcome deadline): resolved when the source
+ * agent repeats its in-doubt MigrateDone, as the task would have. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/bus.h"
+#include "lib/log.h"
+#include "manager/keys.h"
+#include "manager/migrate.h"
+
+struct orphan {
+	struct manager *m;
+	char vm[MGR_KEY_MAX], src[MGR_KEY_MAX], dst[MGR_KEY_MAX];
+	char object[MGR_KEY_MAX + 8];
+};
+
+/* The destination's answer: the same rules as an in-doubt task. */
+static void on_probe(void *arg, int status, const Canopy__V1__Envelope *env)
+{
+	struct orphan *o = arg;
+	struct manager *m = o->m;
+	int code = -1, rc;
+
+	if (!status && env->body_case == CANOPY__V1__ENVELOPE__BODY_RESULT &&
+	    env->result->status)
+		code = env->result->status->code;
+	if (!m->leader || (code != CN_OK && code != CN_NOT_FOUND))
+		goto out; /* unknown: the source says it again later */
+	if (code == CN_NOT_FOUND) {
+		rc = mgr_migrate_resolve_send(m, o->src, o->vm, "", true, NULL,
+					      NULL);
+		if (rc == 0)
+			mgr_event(
+				m,
+				CANOPY__V1__EVENT_SEVERITY__EVENT_SEVERITY_WARNING,
+				"vm.migration_resolved", o->object, "",
+				"in-doubt migration of vm %s resolved after "
+				"its task ended: host %s never ran it; it "
+				"resumes on host %s",
+				o->vm, o->dst, o->src);
+		goto out;
+	}
+	rc = mgr_migrate_record_move(m, o->vm, o->dst);
+	if (rc) {
+		log_warn("manager",
+			 "in-doubt vm runs on its destination but "
+			 "the move is not recorded; retried later",
+			 "vm=%s host=%s err=%d", o->vm, o->dst, rc);
+		goto out;
+	}
+	mgr_event(m, CANOPY__V1__EVENT_SEVERITY__EVENT_SEVERITY_INFO,
+		  "vm.migrated", o->object, "",
+		  "vm %s migrated from host %s to %s (resolved after its "
+		  "in-doubt task ended)",
+		  o->vm, o->src, o->dst);
+	if (mgr_migrate_resolve_send(m, o->src, o->vm, "", false, NULL, NULL))
+		log_info("manager",
+			 "source not told to stop as migrated; "
+			 "it says it again later",
+			 "vm=%s", o->vm);
+out:
+	free(o);
+}
+
+void mgr_migrate_orphan(struct manager *m, const char *src,
+			const Canopy__V1__MigrateDone *d)
+{
+	Canopy__V1__Envelope env = CANOPY__V1__ENVELOPE__INIT;
+	Canopy__V1__MigrateProbe p = CANOPY__V1__MIGRATE_PROBE__INIT;
+	struct orphan *o;
+
+	/* validate */
+	if (!m->bus || !d->vm_id || !*d->vm_id || !d->dst_host_id ||
+	    !*d->dst_host_id || strlen(d->vm_id) >= MGR_KEY_MAX ||
+	    strlen(d->dst_host_id) >= MGR_KEY_MAX ||
+	    strcmp(d->dst_host_id, src) == 0) {
+		log_info("manager",
+			 "in-doubt migrate done without a usable "
+			 "destination; ignored",
+			 "host=%s", src);
+		return;
+	}
+	/* act: ask the destination */
+	o = calloc(1, sizeof(*o));
+	if (!o)
+		return;
+	o->m = m;
+	snprintf(o->vm, sizeof(o->vm), "%s", d->vm_id);
+	snprintf(o->src, sizeof(o->src), "%s", src);
+	snprintf(o->dst, sizeof(o->dst), "%s", d->dst_host_id);
+	snprintf(o->object, sizeof(o->object), "vm/%s", d->vm_id);
+	p.vm_id = o->vm;
+	env.body_case = CANOPY__V1__ENVELOPE__BODY_MIGRATE_PROBE;
+	env.migrate_probe = &p;
+	if (bus_server_request(m->bus, o->dst, &env, MGR_MIGRATE_PROBE_MS,
+			       on_probe, o, NULL) < 0)
+		free(o);
+	else
+		log_info("manager", "resolving an in-doubt vm without a task",
+			 "vm=%s from=%s to=%s", o->vm, o->src, o->dst);
+}
