@@ -2,6 +2,7 @@
  * (its 10-minute bound, a lost-outcome deadline): resolved when the source
  * agent repeats its in-doubt MigrateDone, as the task would have. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,52 +18,90 @@ struct orphan {
 	char object[MGR_KEY_MAX + 8];
 };
 
+/* The source's answer to resume=true: an event once it has resumed. */
+static void on_resumed(void *arg, int status, const Canopy__V1__Envelope *env)
+{
+	struct orphan *o = arg;
+
+	if (!status && env->body_case == CANOPY__V1__ENVELOPE__BODY_RESULT &&
+	    env->result->status && env->result->status->code == CN_OK &&
+	    o->m->leader)
+		mgr_event(o->m,
+			  CANOPY__V1__EVENT_SEVERITY__EVENT_SEVERITY_WARNING,
+			  "vm.migration_resolved", o->object, "",
+			  "in-doubt migration of vm %s resolved after its "
+			  "task ended: host %s never ran it; it resumed on "
+			  "host %s",
+			  o->vm, o->dst, o->src);
+	free(o);
+}
+
+/* Is the VM recorded on host already (the move was recorded)? */
+static bool recorded_on(struct manager *m, const char *name, const char *host)
+{
+	char key[MGR_KEY_MAX];
+	Canopy__V1__Vm *vm = NULL;
+	bool on;
+
+	if (mgr_key_join(key, sizeof(key), MGR_PREFIX_VMS, MGR_NAME_VM, name) ||
+	    mgr_get_msg(m, key, &canopy__v1__vm__descriptor,
+			(ProtobufCMessage **)&vm))
+		return false;
+	on = vm->host && strcmp(vm->host, host) == 0;
+	canopy__v1__vm__free_unpacked(vm, NULL);
+	return on;
+}
+
+/* The destination has the VM: record the move (once), stop the source. */
+static void moved(struct orphan *o)
+{
+	struct manager *m = o->m;
+	int rc;
+
+	if (!recorded_on(m, o->vm, o->dst)) {
+		rc = mgr_migrate_record_move(m, o->vm, o->dst);
+		if (rc) {
+			log_warn("manager",
+				 "in-doubt vm runs on its destination but the "
+				 "move is not recorded; retried later",
+				 "vm=%s host=%s err=%d", o->vm, o->dst, rc);
+			return;
+		}
+		mgr_event(m, CANOPY__V1__EVENT_SEVERITY__EVENT_SEVERITY_INFO,
+			  "vm.migrated", o->object, "",
+			  "vm %s migrated from host %s to %s (resolved after "
+			  "its in-doubt task ended)",
+			  o->vm, o->src, o->dst);
+	}
+	if (mgr_migrate_resolve_send(m, o->src, o->vm, "", false, NULL, NULL))
+		log_info("manager",
+			 "source not told to stop as migrated; it says it "
+			 "again later",
+			 "vm=%s", o->vm);
+}
+
 /* The destination's answer: the same rules as an in-doubt task. */
 static void on_probe(void *arg, int status, const Canopy__V1__Envelope *env)
 {
 	struct orphan *o = arg;
-	struct manager *m = o->m;
-	int code = -1, rc;
+	int code = -1;
 
 	if (!status && env->body_case == CANOPY__V1__ENVELOPE__BODY_RESULT &&
 	    env->result->status)
 		code = env->result->status->code;
-	if (!m->leader || (code != CN_OK && code != CN_NOT_FOUND))
-		goto out; /* unknown: the source says it again later */
-	if (code == CN_NOT_FOUND) {
-		rc = mgr_migrate_resolve_send(m, o->src, o->vm, "", true, NULL,
-					      NULL);
-		if (rc == 0)
-			mgr_event(
-				m,
-				CANOPY__V1__EVENT_SEVERITY__EVENT_SEVERITY_WARNING,
-				"vm.migration_resolved", o->object, "",
-				"in-doubt migration of vm %s resolved after "
-				"its task ended: host %s never ran it; it "
-				"resumes on host %s",
-				o->vm, o->dst, o->src);
-		goto out;
+	if (!o->m->leader) {
+		free(o);
+	} else if (code == CN_OK) {
+		moved(o);
+		free(o);
+	} else if (code == CN_NOT_FOUND) {
+		/* Gone without having run it: resume on the source. */
+		if (mgr_migrate_resolve_send(o->m, o->src, o->vm, "", true,
+					     on_resumed, o))
+			free(o);
+	} else {
+		free(o); /* unknown: the source says it again later */
 	}
-	rc = mgr_migrate_record_move(m, o->vm, o->dst);
-	if (rc) {
-		log_warn("manager",
-			 "in-doubt vm runs on its destination but "
-			 "the move is not recorded; retried later",
-			 "vm=%s host=%s err=%d", o->vm, o->dst, rc);
-		goto out;
-	}
-	mgr_event(m, CANOPY__V1__EVENT_SEVERITY__EVENT_SEVERITY_INFO,
-		  "vm.migrated", o->object, "",
-		  "vm %s migrated from host %s to %s (resolved after its "
-		  "in-doubt task ended)",
-		  o->vm, o->src, o->dst);
-	if (mgr_migrate_resolve_send(m, o->src, o->vm, "", false, NULL, NULL))
-		log_info("manager",
-			 "source not told to stop as migrated; "
-			 "it says it again later",
-			 "vm=%s", o->vm);
-out:
-	free(o);
 }
 
 void mgr_migrate_orphan(struct manager *m, const char *src,

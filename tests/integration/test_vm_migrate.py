@@ -787,6 +787,12 @@ def test_in_doubt_past_the_bound_still_resolves(netns, etcd, tmp_path,
                    "the vm running again")
         assert "resolving an in-doubt vm without a task" in \
             c.m.log_text()
+        ev = wait_until(lambda: [e for e in c.m.call(
+            "EventService", "ListEvents", A().ListEventsRequest(),
+            A().ListEventsResponse).events
+            if e.kind == "vm.migration_resolved"], 10, "the event")
+        assert ev[0].object == "vm/web1", ev
+        assert "it resumed on host node1" in ev[0].message, ev
         c.only_on("node1")
         guest_keeps_going(n1)
     finally:
