@@ -326,6 +326,75 @@ def test_link_down_before_commit_arrived_resolve_resume(nspair, vms, guest):
     assert src.proc.poll() is None
 
 
+def ds_tool(build_dir, *args):
+    r = subprocess.run([os.path.join(str(build_dir), "bin", "canopy-ds")] +
+                       [str(a) for a in args], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def blk_seconds(text):
+    return [int(n) for n in re.findall(r"^blk: seqwrite second (\d+)",
+                                       text, re.M)]
+
+
+@pytest.mark.root
+def test_in_doubt_resume_takes_the_datastore_lock_back(nspair, vms, guest,
+                                                       build_dir, tmp_path):
+    """A guest writing its datastore disk; the link goes down after the
+    destination's ACK (it took the file's lock), COMMIT is lost: the
+    destination exits without running, the source is in doubt with its
+    lock released (the guest writes nothing); migrate_resolve resume=true
+    takes the lock back for host 3 before the guest runs, and the guest
+    writes on without an I/O error."""
+    if not os.path.exists(os.path.join(str(build_dir), "bin", "canopy-ds")):
+        pytest.skip("SKIP: bin/canopy-ds not built")
+    img = tmp_path / "ds.img"
+    ds_tool(build_dir, "format", img, "--name", "lab", "--size", "128M",
+            "--hb-interval", "200", "--hb-timeout", "2000")
+    ds_tool(build_dir, "create", img, "vm1/disk0", "--size", "16M",
+            "--host-id", "9")
+    env = {"CANOPY_MIG_TEST_IO_TIMEOUT_MS": str(IO_MS)}
+    src = vms("--kernel", guest, "--memory", "64", "--cmdline",
+              "blk,mode=seqwrite,mib=4,bs=4096,secs=600,seed=2",
+              "--disk", "ds=%s:vm1/disk0,host=3" % img, name="src",
+              ns=nspair["src"], env=dict(
+                  env, CANOPY_MIG_TEST_PAUSE="src-ack:%d" % PAUSE_MS))
+    ctl = src.wait_control()
+    dst = vms("--incoming", "tcp:%s.2:0" % nspair["net"], "--memory", "64",
+              "--disk", "ds=%s:vm1/disk0,host=4" % img, name="dst",
+              ns=nspair["dst"], env=env)
+    port = int(wait_log(dst, r"listen=[0-9.]+:(\d+)")[1])
+    src.wait_console(lambda t: len(blk_seconds(t)) >= 2,
+                     what="the guest writing")
+    t, out = migrate_async(src, "tcp:%s.2:%d" % (nspair["net"], port))
+    try:
+        wait_point(src, "src-ack")
+        ip("-n", nspair["dst"], "link", "set", "eth0", "down")
+        destination_never_ran(dst)
+        t.join(30)
+        assert not t.is_alive(), "no reply from the source"
+    finally:
+        link_up(nspair)
+    assert "datastore lock taken over" in dst.log_text()
+    rep = out["rep"]
+    assert rep.status.code == CODE_UNKNOWN and rep.migrated.in_doubt, rep
+    assert "datastore lock released for the hand-over" in src.log_text()
+    n = len(blk_seconds(src.console_text()))
+    time.sleep(1.5)  # the guest reports each second it writes
+    assert len(blk_seconds(src.console_text())) == n, "it ran in doubt"
+    rep = resolve(ctl, True)
+    assert rep.status.code == 0, rep.status.message
+    assert "datastore lock taken back" in src.log_text()
+    m = re.search(r"^1\s+(\d+)\s", ds_tool(build_dir, "locks", img), re.M)
+    assert m and int(m[1]) == 3, m
+    n = len(blk_seconds(src.console_text()))
+    src.wait_console(lambda t: len(blk_seconds(t)) >= n + 2,
+                     what="the guest writing on at the source")
+    assert "I/O error" not in src.console_text(), src.console_text()
+
+
 def test_migrate_resolve_nothing_in_doubt(vms, guest):
     """migrate_resolve with no migration at all, and after one that
     failed before COMMIT: a clear refusal, and the VM runs on unchanged."""
