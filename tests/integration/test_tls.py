@@ -67,9 +67,13 @@ def test_cluster_init_files_modes_and_refusal(tmp_path):
     fpr = fingerprint(pki / "ca.crt")
     assert fpr in r.stdout
     assert mode(st) == 0o700 and mode(pki) == 0o700
-    assert sorted(os.listdir(pki)) == ["ca.crt", "ca.key", "manager.crt",
-                                       "manager.key"]
+    assert sorted(os.listdir(pki)) == ["bus.key", "ca.crt", "ca.key",
+                                       "manager.crt", "manager.key"]
     assert mode(pki / "ca.key") == 0o600 and mode(pki / "manager.key") == 0o600
+    # The agent bus's CURVE key pair, for every manager of the cluster.
+    assert mode(pki / "bus.key") == 0o600
+    bus = (pki / "bus.key").read_text()
+    assert bus.count('public = "') == 1 and bus.count('secret = "') == 1
     ca = cert_text(pki / "ca.crt")
     assert "CN = lab" in ca and "CA:TRUE" in ca
     leaf = cert_text(pki / "manager.crt")
@@ -95,6 +99,7 @@ def test_cluster_init_files_modes_and_refusal(tmp_path):
     assert r.returncode == 0, r.stderr
     assert fingerprint(pki / "ca.crt") != fpr
     assert mode(pki / "ca.key") == 0o600
+    assert (pki / "bus.key").read_text() != bus
 
 
 def test_issue_cert(tmp_path):
@@ -106,7 +111,7 @@ def test_issue_cert(tmp_path):
     assert json.loads(r.stdout) == {
         "state_dir": str(st), "ca_fingerprint_sha256":
         fingerprint(st / "pki" / "ca.crt"),
-        "created": "cluster CA and manager certificate created"}
+        "created": "cluster CA, manager certificate and bus key created"}
     r = cli("cluster", "issue-cert", "etcd-client", "--usage", "client",
             "--state-dir", st, "--san", "node1")
     assert r.returncode == 0, r.stderr
