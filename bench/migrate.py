@@ -30,7 +30,9 @@ the VMMs' logs: see docs/performance.md.
 throw-away cluster PKI, `canopy cluster issue-cert --usage both`, and
 tls_name checked) against canopy-vmm over plain TCP, interleaved, idle and
 at 10k pages/s; no QEMU.
-Usage: bench/migrate.py [--tls] [RUNS] [MEM_MIB]"""
+--with-tls: the comparison with QEMU (all three cases) with canopy-vmm over
+mutual TLS, as enrolled hosts migrate (QEMU stays on plain TCP).
+Usage: bench/migrate.py [--tls | --with-tls] [RUNS] [MEM_MIB]"""
 import json
 import os
 import re
@@ -295,24 +297,29 @@ def main_tls(runs, mem):
 
 
 def main():
-    args = [a for a in sys.argv[1:] if a != "--tls"]
+    args = [a for a in sys.argv[1:] if a not in ("--tls", "--with-tls")]
+    with_tls = "--with-tls" in sys.argv[1:]
     runs = int(args[0]) if args else 5
     mem = int(args[1]) if len(args) > 1 else 1024
     if "--tls" in sys.argv[1:]:
         main_tls(runs, mem)
         return
     print("live migration on 127.0.0.1, %d MiB guest, downtime target "
-          "%d ms, %d runs each; %s" % (mem, TARGET_MS, runs, machine()))
+          "%d ms, %d runs each; canopy over %s; %s; load before: %s" % (
+              mem, TARGET_MS, runs, "mutual TLS" if with_tls else
+              "plain TCP", machine(),
+              open("/proc/loadavg").read().split()[:3]))
     cases = [("idle (count)", "count=100"),
              ("dirty 64 MiB at 10k pages/s (39 MiB/s)",
               "dirty=64,rate=10000,verify=500"),
              ("dirty 64 MiB at 50k pages/s (195 MiB/s)",
               "dirty=64,rate=50000,verify=500")]
     with tempfile.TemporaryDirectory() as d:
+        tls = tls_creds(d) if with_tls else None
         for title, workload in cases:
             ours, base, dflt = [], [], []
             for _ in range(runs):  # interleaved: drift hits all alike
-                ours.append(canopy_once(d, mem, workload))
+                ours.append(canopy_once(d, mem, workload, tls))
                 base.append(qemu_once(d, mem, workload, TARGET_MS))
                 dflt.append(qemu_once(d, mem, workload))
             for name, q in (("qemu, limit %d ms" % TARGET_MS, base),
@@ -329,6 +336,8 @@ def main():
                     [o[0] for o in ours], [b[0] for b in base], "ms",
                     "qemu, limit %d ms" % TARGET_MS)
             print_steps(title, [o[4] for o in ours])
+    print("load after: %s" % open("/proc/loadavg").read().split()[:3])
+
 
 if __name__ == "__main__":
     main()
