@@ -90,16 +90,7 @@ static void *resolver_main(void *arg)
 		blk_ds_handover_reclaim(m->resolve_why, sizeof(m->resolve_why));
 	if (m->resolve_rc == 0) {
 		(void)!dirty_log_stop(vm);
-		migrate_src_state_set(vm, VM_RUNNING);
-		if (migrate_src_request_pending(vm)) {
-			/* The vCPUs stay parked for the I/O thread. */
-			for (unsigned i = 0; i < vm->ndevs; i++)
-				if (vm->devs[i].ops->resume)
-					vm->devs[i].ops->resume(
-						vm->devs[i].dev);
-		} else {
-			vm_resume_all(vm);
-		}
+		migrate_src_resume_guest(vm);
 	}
 	if (loop_post(vm->loop, on_resumed, m) < 0)
 		log_error("vmm", "migrate_resolve result lost", "vm=%s",

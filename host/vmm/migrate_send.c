@@ -341,6 +341,20 @@ int migrate_src_request_pending(struct vm *vm)
 	return r;
 }
 
+void migrate_src_resume_guest(struct vm *vm)
+{
+	migrate_src_state_set(vm, VM_RUNNING);
+	/* A guest request keeps the vCPUs parked for the I/O thread (on_done
+	 * hands it over); devices run. */
+	if (migrate_src_request_pending(vm)) {
+		for (unsigned i = 0; i < vm->ndevs; i++)
+			if (vm->devs[i].ops->resume)
+				vm->devs[i].ops->resume(vm->devs[i].dev);
+	} else {
+		vm_resume_all(vm);
+	}
+}
+
 void migrate_src_state_set(struct vm *vm, enum vm_state s)
 {
 	pthread_mutex_lock(&vm->lock);
@@ -670,17 +684,7 @@ static void *thread_main(void *arg)
 				  "migration",
 				  "vm=%s why=\"%s\"", vm->cfg.name, why);
 		if (m->paused) {
-			migrate_src_state_set(vm, VM_RUNNING);
-			/* A guest request keeps the vCPUs parked for the I/O
-			 * thread (on_done hands it over); devices run. */
-			if (migrate_src_request_pending(vm)) {
-				for (unsigned i = 0; i < vm->ndevs; i++)
-					if (vm->devs[i].ops->resume)
-						vm->devs[i].ops->resume(
-							vm->devs[i].dev);
-			} else {
-				vm_resume_all(vm);
-			}
+			migrate_src_resume_guest(vm);
 			m->paused = 0;
 		}
 		if (m->rc == 0)

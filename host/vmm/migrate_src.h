@@ -61,6 +61,10 @@ void migrate_src_phase_set(struct migrate *m, const char *phase);
 int migrate_src_request_pending(struct vm *vm);
 /* vm->state under vm->lock. */
 void migrate_src_state_set(struct vm *vm, enum vm_state s);
+/* A paused source runs its guest again: state RUNNING, devices resumed,
+ * and the vCPUs too unless a guest request keeps them parked for the I/O
+ * thread. */
+void migrate_src_resume_guest(struct vm *vm);
 /* After the migration thread is joined (I/O thread): COMMIT was written
  * and STARTED did not come. Keeps the VM paused, answers migrate_send with
  * the in-doubt result and waits for migrate_resolve. */
