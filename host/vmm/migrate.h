@@ -23,6 +23,8 @@ struct Canopy__V1__VmmMigrateResult;
 
 /* Wait this long for any record from the peer (ms). */
 #define MIG_IO_TIMEOUT_MS 30000
+/* The stream's write and read buffers (bytes each): 16 TLS records. */
+#define MIG_CONN_BUF (256u * 1024u)
 
 /* Switchover timeline: named monotonic marks (docs/performance.md reads
  * them from the log). One thread. */
@@ -59,7 +61,10 @@ int mig_io_timeout_ms(void);
 struct mig_conn {
 	int fd;
 	struct mig_tls_conn *tls; /* NULL: plain TCP */
-	uint8_t *scratch; /* TLS: small pieces joined into one record */
+	uint8_t *wbuf; /* MIG_CONN_BUF: what is put, not yet written */
+	size_t wlen;
+	uint8_t *rbuf; /* MIG_CONN_BUF: read, not yet taken [rpos, rlen) */
+	size_t rpos, rlen;
 	uint32_t crc;
 	uint64_t bytes;
 	uint64_t limit_bps; /* bytes/s, 0 = unlimited */
@@ -79,8 +84,14 @@ CN_MUST_CHECK int mig_conn_tls_set(struct mig_conn *c,
 				   struct mig_tls_conn *tls);
 /* Is anything readable now (socket or decrypted bytes)? 1, 0 or -errno. */
 CN_MUST_CHECK int mig_conn_readable(struct mig_conn *c);
-/* Send n iovec-like pieces; counted in crc and bytes; sleeps to keep the
- * bandwidth limit. 0 or -errno. */
+/* Queue n bytes to send: copied into the write buffer now (counted in crc
+ * and bytes), written when the buffer is full or at mig_conn_flush. A run
+ * of pages costs one write per MIG_CONN_BUF, not one per page. 0 or
+ * -errno (-ENOMEM, or a write's error). */
+CN_MUST_CHECK int mig_conn_put(struct mig_conn *c, const void *p, size_t n);
+/* Write what is queued; sleeps to keep the bandwidth limit. 0 or -errno. */
+CN_MUST_CHECK int mig_conn_flush(struct mig_conn *c);
+/* Queue two pieces (n2 may be 0) and flush: sent when it returns. */
 CN_MUST_CHECK int mig_conn_send(struct mig_conn *c, const void *p1, size_t n1,
 				const void *p2, size_t n2);
 /* Send a buffer's contents and empty it. */

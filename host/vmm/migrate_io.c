@@ -12,7 +12,6 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,24 +49,15 @@ void mig_conn_set_timeout(struct mig_conn *c, int ms)
 	(void)!setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
 
-/* Pieces up to this size together go out as one TLS record (the
- * largest plaintext a record holds). */
-#define MIG_TLS_JOIN 16384u
-
 int mig_conn_tls_set(struct mig_conn *c, struct mig_tls_conn *tls)
 {
-	c->scratch = malloc(MIG_TLS_JOIN);
-	if (!c->scratch) {
-		mig_tls_close(tls);
-		return -ENOMEM;
-	}
 	c->tls = tls;
 	return 0;
 }
 
 int mig_conn_readable(struct mig_conn *c)
 {
-	if (c->tls && mig_tls_pending(c->tls))
+	if (c->rpos < c->rlen || (c->tls && mig_tls_pending(c->tls)))
 		return 1;
 	return sys_wait_fd(c->fd, POLLIN, 0);
 }
@@ -76,8 +66,10 @@ void mig_conn_close(struct mig_conn *c)
 {
 	mig_tls_close(c->tls);
 	c->tls = NULL;
-	free(c->scratch);
-	c->scratch = NULL;
+	free(c->wbuf);
+	free(c->rbuf);
+	c->wbuf = c->rbuf = NULL;
+	c->wlen = c->rpos = c->rlen = 0;
 	if (c->fd >= 0)
 		sys_close(c->fd);
 	c->fd = -1;
@@ -104,60 +96,74 @@ static void pace(struct mig_conn *c, size_t n)
 	}
 }
 
-/* Over TLS: small pieces joined into one record, else one write each. */
-static int tls_send(struct mig_conn *c, const void *p1, size_t n1,
-		    const void *p2, size_t n2)
+/* Write n bytes from p: all of them or an error. */
+static int write_all(struct mig_conn *c, const uint8_t *p, size_t n)
 {
-	int rc;
-
-	if (n2 && n1 + n2 <= MIG_TLS_JOIN) {
-		memcpy(c->scratch, p1, n1);
-		memcpy(c->scratch + n1, p2, n2);
-		return mig_tls_write(c->tls, c->scratch, n1 + n2);
-	}
-	rc = mig_tls_write(c->tls, p1, n1);
-	if (rc == 0 && n2)
-		rc = mig_tls_write(c->tls, p2, n2);
-	return rc;
-}
-
-int mig_conn_send(struct mig_conn *c, const void *p1, size_t n1, const void *p2,
-		  size_t n2)
-{
-	struct iovec iov[2] = { { (void *)p1, n1 }, { (void *)p2, n2 } };
-	struct iovec *v = iov;
-	int cnt = n2 ? 2 : 1;
-
-	c->crc = crc32c(c->crc, p1, n1);
-	if (n2)
-		c->crc = crc32c(c->crc, p2, n2);
-	c->bytes += n1 + n2;
-	if (c->tls) {
-		int rc = tls_send(c, p1, n1, p2, n2);
-
-		if (rc == 0)
-			pace(c, n1 + n2);
-		return rc;
-	}
-	while (cnt > 0) {
-		ssize_t w = writev(c->fd, v, cnt);
+	if (c->tls)
+		return mig_tls_write(c->tls, p, n);
+	while (n) {
+		ssize_t w = write(c->fd, p, n);
 
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0)
 			return errno == EAGAIN ? -ETIMEDOUT : -errno;
-		while (cnt > 0 && (size_t)w >= v->iov_len) {
-			w -= (ssize_t)v->iov_len;
-			v++;
-			cnt--;
-		}
-		if (cnt > 0) {
-			v->iov_base = (uint8_t *)v->iov_base + w;
-			v->iov_len -= (size_t)w;
-		}
+		p += w;
+		n -= (size_t)w;
 	}
-	pace(c, n1 + n2);
 	return 0;
+}
+
+int mig_conn_flush(struct mig_conn *c)
+{
+	size_t n = c->wlen;
+	int rc;
+
+	if (!n)
+		return 0;
+	c->wlen = 0;
+	rc = write_all(c, c->wbuf, n);
+	if (rc == 0)
+		pace(c, n);
+	return rc;
+}
+
+int mig_conn_put(struct mig_conn *c, const void *p, size_t n)
+{
+	const uint8_t *q = p;
+
+	if (!c->wbuf && !(c->wbuf = malloc(MIG_CONN_BUF)))
+		return -ENOMEM;
+	while (n) {
+		size_t k = MIG_CONN_BUF - c->wlen;
+		int rc;
+
+		if (k == 0) {
+			rc = mig_conn_flush(c);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
+		if (k > n)
+			k = n;
+		/* The checksum covers the copy: what goes on the wire even
+		 * if the guest writes the page meanwhile. */
+		memcpy(c->wbuf + c->wlen, q, k);
+		c->crc = crc32c(c->crc, c->wbuf + c->wlen, k);
+		c->bytes += k;
+		c->wlen += k;
+		q += k;
+		n -= k;
+	}
+	return 0;
+}
+
+int mig_conn_send(struct mig_conn *c, const void *p1, size_t n1, const void *p2,
+		  size_t n2)
+{
+	return mig_conn_put(c, p1, n1)	       ?:
+		       mig_conn_put(c, p2, n2) ?:
+						 mig_conn_flush(c);
 }
 
 int mig_conn_send_buf(struct mig_conn *c, struct buf *b)
@@ -168,33 +174,64 @@ int mig_conn_send_buf(struct mig_conn *c, struct buf *b)
 	return rc;
 }
 
-/* Read exactly n bytes, each wait bounded by timeout_ms. */
-static int read_exact(struct mig_conn *c, void *p, size_t n, int timeout_ms)
+/* Read what is there, up to n bytes, into p, waiting at most timeout_ms
+ * for the first: > 0 bytes or -errno (-ETIMEDOUT, -ECONNRESET on EOF). */
+static long read_some(struct mig_conn *c, void *p, size_t n, int timeout_ms)
 {
-	uint8_t *q = p;
-	int fd = c->fd;
-
-	while (n) {
+	for (;;) {
 		int rc = c->tls && mig_tls_pending(c->tls) ?
 				 1 :
-				 sys_wait_fd(fd, POLLIN, timeout_ms);
-		ssize_t r;
+				 sys_wait_fd(c->fd, POLLIN, timeout_ms);
+		long r;
 
 		if (rc == 0)
 			return -ETIMEDOUT;
 		if (rc < 0)
 			return rc;
-		r = c->tls ? mig_tls_read(c->tls, q, n) : sys_read(fd, q, n);
+		r = c->tls ? mig_tls_read(c->tls, p, n) : sys_read(c->fd, p, n);
 		if (r == -EAGAIN && c->tls)
 			return -ETIMEDOUT; /* SO_RCVTIMEO inside a record */
 		if (r == -EAGAIN || r == -EINTR)
 			continue;
-		if (r < 0)
-			return (int)r;
 		if (r == 0)
 			return -ECONNRESET;
-		q += r;
-		n -= (size_t)r;
+		return r;
+	}
+}
+
+/* Read exactly n bytes, each wait bounded by timeout_ms; through the read
+ * buffer, so a run of small records costs one read. */
+static int read_exact(struct mig_conn *c, void *p, size_t n, int timeout_ms)
+{
+	uint8_t *q = p;
+
+	while (n) {
+		size_t k = c->rlen - c->rpos;
+		long r;
+
+		if (k) {
+			k = k < n ? k : n;
+			memcpy(q, c->rbuf + c->rpos, k);
+			c->rpos += k;
+			q += k;
+			n -= k;
+			continue;
+		}
+		if (n >= MIG_CONN_BUF) { /* large: straight in */
+			r = read_some(c, q, n, timeout_ms);
+			if (r < 0)
+				return (int)r;
+			q += r;
+			n -= (size_t)r;
+			continue;
+		}
+		if (!c->rbuf && !(c->rbuf = malloc(MIG_CONN_BUF)))
+			return -ENOMEM;
+		r = read_some(c, c->rbuf, MIG_CONN_BUF, timeout_ms);
+		if (r < 0)
+			return (int)r;
+		c->rpos = 0;
+		c->rlen = (size_t)r;
 	}
 	return 0;
 }

@@ -36,7 +36,6 @@ struct migrate {
 	struct mig_conn conn;
 	struct mig_header hdr;
 	char devices[MIG_MAX_DEVICES];
-	uint8_t *bounce;
 	uint64_t pages, t0_ns, pause_ns, downtime_ms, total_ms, final_pages;
 	uint64_t t_end; /* END written (ns) */
 	uint64_t t_fetch; /* the last pre-copy dirty-log read (ns) */
