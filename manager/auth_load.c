@@ -15,49 +15,24 @@
 #include "manager/auth_mgr.h"
 #include "manager/manager.h"
 
-/* Every value under prefix, unpacked as desc, through cache(). */
-static int load_prefix(struct manager *m, const char *prefix,
-		       const ProtobufCMessageDescriptor *desc,
-		       int (*cache)(struct manager *, const ProtobufCMessage *))
+static int cache_user(struct manager *m, const char *name,
+		      const ProtobufCMessage *msg)
 {
-	struct etcd_range_opts o = { .prefix = true };
-	struct etcd_kvs *r = NULL;
-	ProtobufCMessage *msg;
-	size_t i;
-	int rc;
-
-	rc = etcd_kv_range(m->etcd, prefix, &o, &r);
-	if (rc)
-		return rc;
-	for (i = 0; i < r->n_kvs && !rc; i++) {
-		msg = protobuf_c_message_unpack(
-			desc, NULL, r->kvs[i].value_len,
-			(const uint8_t *)r->kvs[i].value);
-		if (!msg) {
-			log_error("manager", "stored record does not decode",
-				  "key=%.*s", (int)r->kvs[i].key_len,
-				  r->kvs[i].key);
-			continue;
-		}
-		rc = cache(m, msg);
-		protobuf_c_message_free_unpacked(msg, NULL);
-	}
-	etcd_kvs_free(r);
-	return rc;
-}
-
-static int cache_user(struct manager *m, const ProtobufCMessage *msg)
-{
+	(void)name;
 	return mgr_auth_cache_user(m, (const Canopy__V1__User *)msg, false);
 }
 
-static int cache_role(struct manager *m, const ProtobufCMessage *msg)
+static int cache_role(struct manager *m, const char *name,
+		      const ProtobufCMessage *msg)
 {
+	(void)name;
 	return mgr_auth_cache_role(m, (const Canopy__V1__Role *)msg, false);
 }
 
-static int cache_perm(struct manager *m, const ProtobufCMessage *msg)
+static int cache_perm(struct manager *m, const char *name,
+		      const ProtobufCMessage *msg)
 {
+	(void)name;
 	return mgr_auth_cache_perm(m, (const Canopy__V1__Permission *)msg,
 				   false);
 }
@@ -166,15 +141,15 @@ int mgr_auth_start(struct manager *m)
 	m->auth->audit_fd = -1;
 	rc = token_key(m);
 	if (!rc)
-		rc = load_prefix(m, MGR_PREFIX_USERS,
-				 &canopy__v1__user__descriptor, cache_user);
+		rc = mgr_load_prefix(m, MGR_PREFIX_USERS,
+				     &canopy__v1__user__descriptor, cache_user);
 	if (!rc)
-		rc = load_prefix(m, MGR_PREFIX_ROLES,
-				 &canopy__v1__role__descriptor, cache_role);
+		rc = mgr_load_prefix(m, MGR_PREFIX_ROLES,
+				     &canopy__v1__role__descriptor, cache_role);
 	if (!rc)
-		rc = load_prefix(m, MGR_PREFIX_PERMS,
-				 &canopy__v1__permission__descriptor,
-				 cache_perm);
+		rc = mgr_load_prefix(m, MGR_PREFIX_PERMS,
+				     &canopy__v1__permission__descriptor,
+				     cache_perm);
 	if (!rc)
 		rc = bootstrap(m);
 	if (!rc)

@@ -90,34 +90,19 @@ void mgr_hostkeys_clear(struct manager *m)
 	m->n_hostkeys = m->cap_hostkeys = 0;
 }
 
+static int cache_hostkey(struct manager *m, const char *host,
+			 const ProtobufCMessage *msg)
+{
+	return mirror(m, host, (const Canopy__V1__HostKey *)msg);
+}
+
 int mgr_hostkeys_load(struct manager *m)
 {
-	struct etcd_range_opts o = { .prefix = true };
-	struct etcd_kvs *r = NULL;
-	Canopy__V1__HostKey *rec;
-	const char *host;
-	size_t i, plen = strlen(MGR_PREFIX_HOSTKEYS);
 	int rc;
 
 	mgr_hostkeys_clear(m);
-	rc = etcd_kv_range(m->etcd, MGR_PREFIX_HOSTKEYS, &o, &r);
-	if (rc)
-		return rc;
-	for (i = 0; i < r->n_kvs && !rc; i++) {
-		host = r->kvs[i].key + plen;
-		rec = canopy__v1__host_key__unpack(
-			NULL, r->kvs[i].value_len,
-			(const uint8_t *)r->kvs[i].value);
-		rc = rec ? mirror(m, host, rec) : -EINVAL;
-		if (rc == -EINVAL) {
-			log_error("manager", "stored host key does not decode",
-				  "key=%s", r->kvs[i].key);
-			rc = 0;
-		}
-		if (rec)
-			canopy__v1__host_key__free_unpacked(rec, NULL);
-	}
-	etcd_kvs_free(r);
+	rc = mgr_load_prefix(m, MGR_PREFIX_HOSTKEYS,
+			     &canopy__v1__host_key__descriptor, cache_hostkey);
 	log_info("manager", "host keys loaded", "count=%zu", m->n_hostkeys);
 	return rc;
 }

@@ -143,6 +143,15 @@ CN_MUST_CHECK int mgr_put_msg(struct manager *m, const char *key,
 			      const ProtobufCMessage *msg,
 			      const struct etcd_cmp *cmp,
 			      const struct etcd_op *extra, size_t n_extra);
+/* Every value under prefix, unpacked as desc, through cache(m, name,
+ * msg), name being the key after the prefix. A value that does not
+ * unpack, or that cache() finds invalid (-EINVAL), is logged and
+ * skipped; another error stops the load. 0 or -errno. */
+typedef int (*mgr_load_fn)(struct manager *m, const char *name,
+			   const ProtobufCMessage *msg);
+CN_MUST_CHECK int mgr_load_prefix(struct manager *m, const char *prefix,
+				  const ProtobufCMessageDescriptor *desc,
+				  mgr_load_fn cache);
 /* Fenced delete of n keys (at most 64). Errors as mgr_put_msg. */
 CN_MUST_CHECK int mgr_delete_many(struct manager *m, const char *const *keys,
 				  size_t n);

@@ -109,6 +109,36 @@ static int fenced(struct manager *m, const struct etcd_cmp *cmp,
 	return rc;
 }
 
+int mgr_load_prefix(struct manager *m, const char *prefix,
+		    const ProtobufCMessageDescriptor *desc, mgr_load_fn cache)
+{
+	struct etcd_range_opts o = { .prefix = true };
+	struct etcd_kvs *r = NULL;
+	ProtobufCMessage *msg;
+	size_t i, plen = strlen(prefix);
+	int rc;
+
+	rc = etcd_kv_range(m->etcd, prefix, &o, &r);
+	if (rc)
+		return rc;
+	for (i = 0; i < r->n_kvs && !rc; i++) {
+		msg = protobuf_c_message_unpack(
+			desc, NULL, r->kvs[i].value_len,
+			(const uint8_t *)r->kvs[i].value);
+		rc = msg ? cache(m, r->kvs[i].key + plen, msg) : -EINVAL;
+		if (rc == -EINVAL) { /* one bad record does not stop the rest */
+			log_error("manager", "stored record does not decode",
+				  "key=%.*s", (int)r->kvs[i].key_len,
+				  r->kvs[i].key);
+			rc = 0;
+		}
+		if (msg)
+			protobuf_c_message_free_unpacked(msg, NULL);
+	}
+	etcd_kvs_free(r);
+	return rc;
+}
+
 #define MGR_EXTRA_MAX 4
 
 int mgr_put_msg(struct manager *m, const char *key, const ProtobufCMessage *msg,
