@@ -1,5 +1,6 @@
 /* canopy-managerd: the bus's CURVE keys: the manager's key file and the hosts' keys the ZAP handler admits. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,24 +41,50 @@ int mgr_bus_key_load(const char *state_dir, struct bus_keys *k, char *err,
 	return rc;
 }
 
+/* The index of host in m->hostkeys (kept sorted by host id, so every bus
+ * message's key check is a binary search), or where it would go; *found
+ * says which. */
+static size_t hostkey_pos(const struct manager *m, const char *host,
+			  bool *found)
+{
+	size_t lo = 0, hi = m->n_hostkeys;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(m->hostkeys[mid].host, host);
+
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}
+
 struct mgr_hostkey *mgr_hostkey_of(struct manager *m, const char *host)
 {
-	size_t i;
+	bool found;
+	size_t i = hostkey_pos(m, host, &found);
 
-	for (i = 0; i < m->n_hostkeys; i++)
-		if (strcmp(m->hostkeys[i].host, host) == 0)
-			return &m->hostkeys[i];
-	return NULL;
+	return found ? &m->hostkeys[i] : NULL;
 }
 
 static int mirror(struct manager *m, const char *host,
 		  const Canopy__V1__HostKey *rec)
 {
-	struct mgr_hostkey *e = mgr_hostkey_of(m, host), *grown;
+	struct mgr_hostkey *e, *grown;
+	bool found;
+	size_t i;
 
 	if (!bus_host_id_valid(host) || !bus_key_valid(rec->public_key))
 		return -EINVAL;
-	if (!e) {
+	i = hostkey_pos(m, host, &found);
+	if (!found) {
 		if (m->n_hostkeys == m->cap_hostkeys) {
 			size_t cap = m->cap_hostkeys ? m->cap_hostkeys * 2 : 16;
 
@@ -67,9 +94,13 @@ static int mirror(struct manager *m, const char *host,
 			m->hostkeys = grown;
 			m->cap_hostkeys = cap;
 		}
-		e = &m->hostkeys[m->n_hostkeys++];
-		snprintf(e->host, sizeof(e->host), "%s", host);
+		memmove(&m->hostkeys[i + 1], &m->hostkeys[i],
+			(m->n_hostkeys - i) * sizeof(*m->hostkeys));
+		m->n_hostkeys++;
+		snprintf(m->hostkeys[i].host, sizeof(m->hostkeys[i].host), "%s",
+			 host);
 	}
+	e = &m->hostkeys[i];
 	memcpy(e->key, rec->public_key, sizeof(e->key));
 	e->expires_ms = rec->expires_unix_ms;
 	return 0;
@@ -77,10 +108,14 @@ static int mirror(struct manager *m, const char *host,
 
 void mgr_hostkey_forget(struct manager *m, const char *host)
 {
-	struct mgr_hostkey *e = mgr_hostkey_of(m, host);
+	bool found;
+	size_t i = hostkey_pos(m, host, &found);
 
-	if (e)
-		*e = m->hostkeys[--m->n_hostkeys];
+	if (!found)
+		return;
+	m->n_hostkeys--;
+	memmove(&m->hostkeys[i], &m->hostkeys[i + 1],
+		(m->n_hostkeys - i) * sizeof(*m->hostkeys));
 }
 
 void mgr_hostkeys_clear(struct manager *m)

@@ -44,7 +44,8 @@ CN_MUST_CHECK int mgr_bus_key_load(const char *state_dir, struct bus_keys *k,
 /* Load every /canopy/hostkeys/ record into m's table. 0 or -errno. */
 CN_MUST_CHECK int mgr_hostkeys_load(struct manager *m);
 void mgr_hostkeys_clear(struct manager *m);
-/* The table entry of host, or NULL. */
+/* The table entry of host, or NULL (a binary search: the table is sorted
+ * by host id). Valid until the next save or forget. */
 struct mgr_hostkey *mgr_hostkey_of(struct manager *m, const char *host);
 /* Store rec as host's key (fenced) and mirror it. 0 or -errno. */
 CN_MUST_CHECK int mgr_hostkey_save(struct manager *m, const char *host,
