@@ -252,6 +252,27 @@ const struct cli_cmd cli_vm_cmds[] = {
 	  .max_pos = 1,
 	  .run = cli_vm_migrate },
 	{ .object = "vm",
+	  .verb = "resolve-migration",
+	  .args = "NAME --resume-source | --power-off [--no-wait]",
+	  .summary = "End a migration in doubt (the VM paused on its "
+		     "source).",
+	  .help = "  --resume-source     run the paused source copy again "
+		  "(you have checked\n"
+		  "                      that the destination does not run "
+		  "it; refused if\n"
+		  "                      the destination says it does)\n"
+		  "  --power-off         stop the paused source copy (the "
+		  "destination ran\n"
+		  "                      it and died: its old memory must not "
+		  "run); start\n"
+		  "                      it again with 'canopy vm start'\n"
+		  "  exactly one of the two; needs vm.migrate.resolve on the "
+		  "cluster\n" WAIT_HELP,
+	  .opts = cli_vm_resolve_opts,
+	  .min_pos = 1,
+	  .max_pos = 1,
+	  .run = cli_vm_resolve },
+	{ .object = "vm",
 	  .verb = "console",
 	  .args = "NAME [--follow] [--from-start] [--input FILE|-]",
 	  .summary = "A VM's serial console: interactive on a terminal "

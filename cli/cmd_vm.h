@@ -46,6 +46,12 @@ CN_MUST_CHECK int cli_vm_console(struct cli *c, const struct cli_args *a);
 extern const struct cli_optdef cli_vm_migrate_opts[];
 CN_MUST_CHECK int cli_vm_migrate(struct cli *c, const struct cli_args *a);
 
+/* `vm resolve-migration NAME --resume-source | --power-off [--no-wait]`
+ * (cmd_vm_resolve.c): ResolveMigration (exactly one choice, else a usage
+ * error), then follow the task and print its result. */
+extern const struct cli_optdef cli_vm_resolve_opts[];
+CN_MUST_CHECK int cli_vm_resolve(struct cli *c, const struct cli_args *a);
+
 /* Call a VmService method that returns a task, then follow it unless
  * --no-wait was given (cli_task_after). */
 CN_MUST_CHECK int cli_vm_task_call(struct cli *c, const struct cli_args *a,

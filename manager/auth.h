@@ -97,7 +97,9 @@ enum auth_priv {
 	AUTH_USER_MANAGE = 1u << 10, /* users, roles, permissions */
 	AUTH_AUDIT_READ = 1u << 11,
 	AUTH_HOST_ADD = 1u << 12, /* let a host join (its join token) */
-	AUTH_PRIV_ALL = (1u << 13) - 1,
+	/* end an in-doubt migration (ResolveMigration) */
+	AUTH_VM_MIGRATE_RESOLVE = 1u << 13,
+	AUTH_PRIV_ALL = (1u << 14) - 1,
 };
 
 /* The privilege named `name` ("vm.power"), or 0 when there is none. */

@@ -27,6 +27,10 @@ static const struct auth_rule rules[] = {
 	R("VmService/ReadConsole", AUTH_VM_CONSOLE, VM, "name", "vm", false),
 	R("VmService/WriteConsole", AUTH_VM_CONSOLE, VM, "name", "vm", true),
 	R("VmService/MigrateVm", AUTH_VM_MIGRATE, VM, "name", "vm", true),
+	/* Ends an in-doubt migration (may resume or power off a VM after
+	 * a partition): on the cluster, Administrator only by default. */
+	R("VmService/ResolveMigration", AUTH_VM_MIGRATE_RESOLVE, CLUSTER,
+	  "name", "vm", true),
 	READ("DatastoreService/ListDatastores"),
 	R("ImageService/ImportImage", AUTH_IMAGE_IMPORT, CLUSTER, "name",
 	  "image", true),

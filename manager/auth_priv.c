@@ -21,6 +21,7 @@ static const struct {
 	{ AUTH_USER_MANAGE, "user.manage" },
 	{ AUTH_AUDIT_READ, "audit.read" },
 	{ AUTH_HOST_ADD, "host.add" },
+	{ AUTH_VM_MIGRATE_RESOLVE, "vm.migrate.resolve" },
 };
 
 static const struct auth_role_def roles[] = {

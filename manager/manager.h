@@ -82,6 +82,14 @@ struct mgr_image; /* api_images.c: image imports */
 struct mgr_auth; /* auth_mgr.h: users, roles, grants, audit */
 struct mgr_hostkey; /* hosts.h: the hosts' bus keys */
 
+/* An in-doubt migration whose task has ended, as its source last said
+ * (migrate_orphan.c; ResolveMigration finds it there). */
+#define MGR_DOUBTS_SEEN 8
+struct mgr_doubt_seen {
+	char vm[MGR_KEY_MAX], src[MGR_KEY_MAX], dst[MGR_KEY_MAX];
+	uint64_t seen_ms; /* monotonic; 0: free */
+};
+
 struct manager {
 	struct mgr_options opt;
 	struct loop *l;
@@ -118,6 +126,7 @@ struct manager {
 	struct mgr_hostkey *hostkeys;
 	size_t n_hostkeys, cap_hostkeys;
 	int kdf_inflight; /* password hashing threads running (atomic) */
+	struct mgr_doubt_seen doubts[MGR_DOUBTS_SEEN]; /* leader */
 };
 
 /* ---- store.c: etcd values and fenced writes ------------------------------ */

@@ -30,6 +30,8 @@ static const struct api_method methods[] = {
 	M("VmService", "WriteConsole", write_console_request,
 	  api_write_console),
 	M("VmService", "MigrateVm", migrate_vm_request, api_migrate_vm),
+	M("VmService", "ResolveMigration", resolve_migration_request,
+	  api_resolve_migration),
 	M("DatastoreService", "ListDatastores", list_datastores_request,
 	  api_list_datastores),
 	M("ImageService", "ImportImage", import_image_request,

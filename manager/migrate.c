@@ -23,6 +23,7 @@ struct mgr_mig {
 	bool cancel; /* a user asked; ends CANCELLED */
 	bool resolving; /* outcome unknown: waiting for reports */
 	bool in_doubt; /* the source wrote COMMIT, no STARTED: paused there */
+	bool held; /* an operator's ResolveMigration decides (no probing) */
 	uint64_t timer; /* prepare / send / resolve deadline */
 	uint64_t probe_timer; /* resolving: ask the destination, each second */
 };
@@ -488,7 +489,7 @@ static void resolved_reply(void *arg, int status,
  * fire and forget (t is not the callback's argument). */
 int mgr_migrate_resolve_send(struct manager *m, const char *src,
 			     const char *name, const char *task_id, bool resume,
-			     bus_reply_fn cb, void *arg)
+			     bool power_off, bus_reply_fn cb, void *arg)
 {
 	Canopy__V1__Envelope env = CANOPY__V1__ENVELOPE__INIT;
 	Canopy__V1__MigrateResolve r = CANOPY__V1__MIGRATE_RESOLVE__INIT;
@@ -499,21 +500,22 @@ int mgr_migrate_resolve_send(struct manager *m, const char *src,
 	r.vm_id = (char *)name;
 	r.task_id = (char *)task_id;
 	r.resume = resume;
+	r.power_off = power_off;
 	env.body_case = CANOPY__V1__ENVELOPE__BODY_MIGRATE_RESOLVE;
 	env.migrate_resolve = &r;
 	rc = bus_server_request(m->bus, src, &env, MGR_MIGRATE_RESOLVE_CALL_MS,
 				cb ? cb : resolved_reply, cb ? arg : NULL,
 				NULL);
 	log_info("manager", "resolving an in-doubt migration",
-		 "vm=%s host=%s resume=%d sent=%d", name, src, (int)resume,
-		 rc == 0);
+		 "vm=%s host=%s resume=%d power_off=%d sent=%d", name, src,
+		 (int)resume, (int)power_off, rc == 0);
 	return rc;
 }
 
 static int resolve_src(struct mgr_task *t, bool resume, bus_reply_fn cb)
 {
 	int rc = mgr_migrate_resolve_send(t->m, t->mig->src, t->vm, t->rec->id,
-					  resume, cb, t);
+					  resume, false, cb, t);
 
 	if (rc == 0 && cb)
 		t->in_flight = true;
@@ -542,7 +544,7 @@ static void on_resumed(void *arg, int status, const Canopy__V1__Envelope *env)
 {
 	struct mgr_task *t = callback_task(arg, status);
 
-	if (!t || !t->mig->resolving)
+	if (!t || !t->mig->resolving || t->mig->held)
 		return;
 	if (status || env->body_case != CANOPY__V1__ENVELOPE__BODY_RESULT ||
 	    !env->result->status || env->result->status->code != CN_OK)
@@ -556,7 +558,7 @@ static void on_probe(void *arg, int status, const Canopy__V1__Envelope *env)
 	struct mgr_task *t = callback_task(arg, status);
 	int code;
 
-	if (!t || !t->mig->resolving)
+	if (!t || !t->mig->resolving || t->mig->held)
 		return;
 	if (status || env->body_case != CANOPY__V1__ENVELOPE__BODY_RESULT ||
 	    !env->result->status)
@@ -683,7 +685,7 @@ void mgr_migrate_on_report(struct manager *m, const char *host,
 {
 	struct mgr_task *t = find(m, NULL, r->vm_id);
 
-	if (!t || !t->mig->resolving)
+	if (!t || !t->mig->resolving || t->mig->held)
 		return;
 	if (strcmp(host, t->mig->dst) == 0 && r->state == RUN(RUNNING)) {
 		log_info("manager", "migration resolved: destination runs it",
@@ -888,4 +890,40 @@ int mgr_migrate_recover(struct manager *m, const Canopy__V1__Task *rec)
 		 "task=%s vm=%s from=%s to=%s", rec->id, name, tm->from_host,
 		 tm->to_host);
 	return 1;
+}
+
+/* ---- an operator's ResolveMigration (migrate_resolve.c) ------------- */
+
+int mgr_migrate_doubt_find(struct manager *m, const char *vm, char *src,
+			   char *dst, char *task_id)
+{
+	struct mgr_task *t = find(m, NULL, vm);
+
+	if (!t || !t->mig->in_doubt || t->mig->held)
+		return 0;
+	snprintf(src, MGR_KEY_MAX, "%s", t->mig->src);
+	snprintf(dst, MGR_KEY_MAX, "%s", t->mig->dst);
+	snprintf(task_id, MGR_KEY_MAX, "%s", t->rec->id);
+	return 1;
+}
+
+void mgr_migrate_doubt_hold(struct manager *m, const char *vm, bool hold)
+{
+	struct mgr_task *t = find(m, NULL, vm);
+
+	if (t)
+		t->mig->held = hold;
+}
+
+void mgr_migrate_doubt_end(struct manager *m, const char *vm, const char *msg)
+{
+	struct mgr_task *t = find(m, NULL, vm);
+
+	if (!t || !t->mig->in_doubt)
+		return;
+	log_info("manager", "in-doubt migration ended by an operator",
+		 "task=%s vm=%s", t->rec->id, vm);
+	(void)stage(t, VMO_EV_FAIL);
+	stage_str(t, "failed");
+	mgr_task_end(t, CN_ABORTED, msg);
 }

@@ -36,12 +36,34 @@ struct mgr_task;
  * keys in one fenced txn; nothing if it is there already). 0 or -errno. */
 CN_MUST_CHECK int mgr_migrate_record_move(struct manager *m, const char *name,
 					  const char *dst);
-/* MigrateResolve {name, task_id, resume} to host src; cb(arg) gets the
- * answer (cb NULL: logged only). 0 or -errno (not sent). */
+/* An in-doubt migration without a task counts as one for an operator
+ * while its source said so within this long (it repeats every 5 s). */
+#define MGR_MIGRATE_SEEN_MS 15000
+
+/* MigrateResolve {name, task_id, resume, power_off} to host src; cb(arg)
+ * gets the answer (cb NULL: logged only). 0 or -errno (not sent). */
 CN_MUST_CHECK int mgr_migrate_resolve_send(struct manager *m, const char *src,
 					   const char *name,
 					   const char *task_id, bool resume,
-					   bus_reply_fn cb, void *arg);
+					   bool power_off, bus_reply_fn cb,
+					   void *arg);
+/* The running vm.migrate task of vm if it is in doubt and not held: 1
+ * with its source, destination and task id (MGR_KEY_MAX bytes each),
+ * else 0. */
+int mgr_migrate_doubt_find(struct manager *m, const char *vm, char *src,
+			   char *dst, char *task_id);
+/* Hold (true) or release the in-doubt task of vm: while held it neither
+ * probes nor acts on reports (an operator's resolution decides). */
+void mgr_migrate_doubt_hold(struct manager *m, const char *vm, bool hold);
+/* End the in-doubt task of vm, if any, FAILED (ABORTED) with msg. */
+void mgr_migrate_doubt_end(struct manager *m, const char *vm, const char *msg);
+/* migrate_orphan.c: an in-doubt migration of vm whose task has ended and
+ * whose source said so within MGR_MIGRATE_SEEN_MS: 1 with its source and
+ * destination (MGR_KEY_MAX bytes each), else 0. */
+int mgr_migrate_orphan_find(struct manager *m, const char *vm, char *src,
+			    char *dst);
+/* Forget that (it was resolved). */
+void mgr_migrate_orphan_forget(struct manager *m, const char *vm);
 /* migrate_orphan.c: an in-doubt MigrateDone from host src whose task has
  * ended (the agent repeats it while in doubt): ask the destination it
  * names and resolve as a task would (the VM on dst: record the move and
@@ -83,5 +105,9 @@ int mgr_migrate_cancel(struct manager *m, struct api_call *c, const char *id);
 int mgr_migrate_recover(struct manager *m, const Canopy__V1__Task *rec);
 /* MigrateVm handler (api_migrate.c). */
 void api_migrate_vm(void *arg, struct api_call *c, const ProtobufCMessage *r);
+/* ResolveMigration handler (migrate_resolve.c): a vm.resolve_migration
+ * task ends an in-doubt migration as the operator chose. */
+void api_resolve_migration(void *arg, struct api_call *c,
+			   const ProtobufCMessage *r);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "lib/bus.h"
 #include "lib/log.h"
+#include "lib/loop.h"
 #include "manager/keys.h"
 #include "manager/migrate.h"
 
@@ -25,7 +26,8 @@ static void on_resumed(void *arg, int status, const Canopy__V1__Envelope *env)
 
 	if (!status && env->body_case == CANOPY__V1__ENVELOPE__BODY_RESULT &&
 	    env->result->status && env->result->status->code == CN_OK &&
-	    o->m->leader)
+	    o->m->leader) {
+		mgr_migrate_orphan_forget(o->m, o->vm);
 		mgr_event(o->m,
 			  CANOPY__V1__EVENT_SEVERITY__EVENT_SEVERITY_WARNING,
 			  "vm.migration_resolved", o->object, "",
@@ -33,6 +35,7 @@ static void on_resumed(void *arg, int status, const Canopy__V1__Envelope *env)
 			  "task ended: host %s never ran it; it resumed on "
 			  "host %s",
 			  o->vm, o->dst, o->src);
+	}
 	free(o);
 }
 
@@ -73,7 +76,9 @@ static void moved(struct orphan *o)
 			  "its in-doubt task ended)",
 			  o->vm, o->src, o->dst);
 	}
-	if (mgr_migrate_resolve_send(m, o->src, o->vm, "", false, NULL, NULL))
+	mgr_migrate_orphan_forget(m, o->vm);
+	if (mgr_migrate_resolve_send(m, o->src, o->vm, "", false, false, NULL,
+				     NULL))
 		log_info("manager",
 			 "source not told to stop as migrated; it says it "
 			 "again later",
@@ -97,11 +102,60 @@ static void on_probe(void *arg, int status, const Canopy__V1__Envelope *env)
 	} else if (code == CN_NOT_FOUND) {
 		/* Gone without having run it: resume on the source. */
 		if (mgr_migrate_resolve_send(o->m, o->src, o->vm, "", true,
-					     on_resumed, o))
+					     false, on_resumed, o))
 			free(o);
 	} else {
 		free(o); /* unknown: the source says it again later */
 	}
+}
+
+/* The entry of vm in m->doubts, or a free (or the oldest) one. */
+static struct mgr_doubt_seen *seen_slot(struct manager *m, const char *vm)
+{
+	struct mgr_doubt_seen *old = &m->doubts[0];
+
+	for (unsigned i = 0; i < MGR_DOUBTS_SEEN; i++) {
+		if (m->doubts[i].seen_ms && strcmp(m->doubts[i].vm, vm) == 0)
+			return &m->doubts[i];
+		if (m->doubts[i].seen_ms < old->seen_ms)
+			old = &m->doubts[i];
+	}
+	return old;
+}
+
+/* Note what the source said: an operator may resolve it. */
+static void seen_note(struct manager *m, const struct orphan *o)
+{
+	struct mgr_doubt_seen *s = seen_slot(m, o->vm);
+
+	snprintf(s->vm, sizeof(s->vm), "%s", o->vm);
+	snprintf(s->src, sizeof(s->src), "%s", o->src);
+	snprintf(s->dst, sizeof(s->dst), "%s", o->dst);
+	s->seen_ms = loop_now_ms(m->l);
+	if (!s->seen_ms)
+		s->seen_ms = 1;
+}
+
+int mgr_migrate_orphan_find(struct manager *m, const char *vm, char *src,
+			    char *dst)
+{
+	struct mgr_doubt_seen *s = seen_slot(m, vm);
+	uint64_t now = loop_now_ms(m->l);
+
+	if (!s->seen_ms || strcmp(s->vm, vm) != 0 ||
+	    now - s->seen_ms > MGR_MIGRATE_SEEN_MS)
+		return 0;
+	snprintf(src, MGR_KEY_MAX, "%s", s->src);
+	snprintf(dst, MGR_KEY_MAX, "%s", s->dst);
+	return 1;
+}
+
+void mgr_migrate_orphan_forget(struct manager *m, const char *vm)
+{
+	struct mgr_doubt_seen *s = seen_slot(m, vm);
+
+	if (s->seen_ms && strcmp(s->vm, vm) == 0)
+		s->seen_ms = 0;
 }
 
 void mgr_migrate_orphan(struct manager *m, const char *src,
@@ -131,6 +185,7 @@ void mgr_migrate_orphan(struct manager *m, const char *src,
 	snprintf(o->src, sizeof(o->src), "%s", src);
 	snprintf(o->dst, sizeof(o->dst), "%s", d->dst_host_id);
 	snprintf(o->object, sizeof(o->object), "vm/%s", d->vm_id);
+	seen_note(m, o);
 	p.vm_id = o->vm;
 	env.body_case = CANOPY__V1__ENVELOPE__BODY_MIGRATE_PROBE;
 	env.migrate_probe = &p;

@@ -134,6 +134,7 @@ struct agent_vm {
 struct agent_mig_exit {
 	char vm_id[AGENT_VM_ID_MAX + 1]; /* "" = free */
 	int status; /* exit status; 2: nothing ran; -1: unknown */
+	int ran; /* its run marker (migrate-ran) was in the VM's directory */
 };
 
 struct agent {
@@ -267,11 +268,15 @@ int agent_migrate_exited(struct agent *ag, struct agent_vm *vm);
 void agent_migrate_resolve(struct agent *ag, const Canopy__V1__Envelope *env);
 /* Destination: MigrateProbe: OK (the VM runs or ran here), NOT_FOUND (no
  * receiver and no such VM: a receiver exits without running the VM once
- * its wait for COMMIT is over), UNAVAILABLE (the receiver still waits). */
+ * its wait for COMMIT is over, or without its run marker), UNAVAILABLE
+ * (the receiver still waits), ABORTED (it died after its run marker). */
 void agent_migrate_probe(struct agent *ag, const Canopy__V1__Envelope *env);
 /* Destination: note that vm_id's receiving VMM exited with status
- * (-1: unknown) without the VM; a new MigrateIncoming forgets it. */
-void agent_migrate_exit_note(struct agent *ag, const char *vm_id, int status);
+ * (-1: unknown) without the VM, and whether it had made its run marker
+ * (ran: it may have run a vCPU); status 0 forgets the note (a new
+ * MigrateIncoming). */
+void agent_migrate_exit_note(struct agent *ag, const char *vm_id, int status,
+			     int ran);
 /* A VMM adopted at start-up reports a migration in doubt: the VM is
  * MIGRATING here until a MigrateResolve (migrate_doubt.c). */
 void agent_migrate_adopt_doubt(struct agent *ag, struct agent_vm *vm,

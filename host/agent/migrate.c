@@ -131,6 +131,30 @@ static void marker_remove(const struct agent_vm *vm)
 	(void)unlink(path);
 }
 
+/* Did the receiver make its run marker (it may have run a vCPU)? */
+static int ran_marker(const struct agent_vm *vm)
+{
+	char path[AGENT_PATH_MAX + 32];
+
+	snprintf(path, sizeof(path), "%s/%s", vm->dir, AGENT_MIG_RAN_FILE);
+	return access(path, F_OK) == 0;
+}
+
+/* A stale run marker goes before a new receiver starts: only its own
+ * may be there when it exits (and the jailed VMM could not replace one
+ * owned by another uid in the sticky directory). */
+static int ran_marker_clear(const struct agent_vm *vm, char *msg, size_t len)
+{
+	char path[AGENT_PATH_MAX + 32];
+
+	snprintf(path, sizeof(path), "%s/%s", vm->dir, AGENT_MIG_RAN_FILE);
+	if (unlink(path) == 0 || errno == ENOENT)
+		return 0;
+	snprintf(msg, len, "cannot remove the stale run marker %.300s: %s",
+		 path, strerror(errno));
+	return -errno;
+}
+
 /* Find "listen=HOST:PORT" in this run's vmm.log: the port, or 0. */
 static int listen_port(struct agent_vm *vm)
 {
@@ -296,8 +320,9 @@ static int disks_shared(const Canopy__V1__VmSpec *spec, char *msg, size_t len)
 static int incoming_spawn(struct agent *ag, struct agent_vm *vm, char *msg,
 			  size_t len)
 {
-	int rc = agent_vm_ds_assign(ag, vm, msg, len), err = 0;
+	int rc = ran_marker_clear(vm, msg, len), err = 0;
 
+	rc = rc ?: agent_vm_ds_assign(ag, vm, msg, len);
 	if (rc < 0)
 		return rc;
 	rc = agent_vmm_spawn(ag, vm, msg, len);
@@ -349,7 +374,7 @@ void agent_migrate_incoming(struct agent *ag, const Canopy__V1__Envelope *env)
 		return;
 	}
 	/* act */
-	agent_migrate_exit_note(ag, r->vm_id, 0); /* a new attempt */
+	agent_migrate_exit_note(ag, r->vm_id, 0, 0); /* a new attempt */
 	rc = incoming_make(ag, r, &vm, msg, sizeof(msg));
 	if (rc < 0) {
 		agent_reply(ag, env->request_id,
@@ -652,19 +677,28 @@ int agent_migrate_exited(struct agent *ag, struct agent_vm *vm)
 				 "the receiving canopy-vmm exited: %s",
 				 tail[0] ? tail : vm->reason);
 		}
+		int ran = ran_marker(vm); /* before the directory goes */
+
 		log_info("agent", "incoming migration ended without the vm",
-			 "vm=%s reason=\"%s\" status=%d", vm->id, vm->reason,
-			 vm->exit_status);
-		agent_migrate_exit_note(ag, vm->id, vm->exit_status);
+			 "vm=%s reason=\"%s\" status=%d ran_marker=%d", vm->id,
+			 vm->reason, vm->exit_status, ran);
+		agent_migrate_exit_note(ag, vm->id, vm->exit_status, ran);
 		incoming_drop(ag, vm); /* before the answer: nothing left */
 		if (rid)
 			agent_reply(ag, rid, CN_INTERNAL, msg);
 		return 1;
 	}
 	if (mg->in_doubt && !mg->resolve_migrated) {
-		/* Killed or crashed while in doubt: it ran nowhere here. */
+		/* Powered off by MigrateResolve, or killed or crashed while
+		 * in doubt: it is off here. */
+		if (mg->resolve_power_off && mg->resolve_rid) {
+			agent_reply(ag, mg->resolve_rid, CN_OK,
+				    "the source canopy-vmm powered the vm off");
+			mg->resolve_rid = 0;
+		}
 		log_warn("agent", "source vmm exited while in doubt",
-			 "vm=%s reason=\"%s\"", vm->id, vm->reason);
+			 "vm=%s reason=\"%s\" power_off=%d", vm->id, vm->reason,
+			 mg->resolve_power_off);
 		agent_mig_doubt_forget(vm);
 		agent_mig_free(ag, vm);
 		agent_power_exited(ag, vm);
@@ -778,9 +812,13 @@ int agent_migrate_reattach(struct agent *ag, struct agent_vm *vm)
 	pid = marker_pid(vm);
 	vm->mig = pid ? calloc(1, sizeof(*vm->mig)) : NULL;
 	if (!vm->mig || agent_vmm_watch(ag, vm, pid, 0) < 0) {
-		/* The receiver is gone: nothing ran, the VM is not ours. */
+		/* The receiver is gone and the VM is not ours; its run marker
+		 * says whether it may have run it (MigrateProbe). */
+		int ran = ran_marker(vm);
+
 		log_info("agent", "leftover incoming migration removed",
-			 "vm=%s", vm->id);
+			 "vm=%s ran_marker=%d", vm->id, ran);
+		agent_migrate_exit_note(ag, vm->id, -1, ran);
 		free(vm->mig);
 		vm->mig = NULL;
 		incoming_drop(ag, vm);

@@ -36,6 +36,7 @@ static void resolve_reply(void *arg, int status,
 	mg->resolve_rid = 0;
 	if (status < 0 || vmmctl_code(rep) != 0) {
 		mg->resolve_migrated = 0;
+		mg->resolve_power_off = 0;
 		if (status < 0)
 			snprintf(msg, sizeof(msg),
 				 "the migrate_resolve call to the source "
@@ -49,6 +50,12 @@ static void resolve_reply(void *arg, int status,
 		agent_reply(ag, rid,
 			    status < 0 ? CN_UNAVAILABLE : vmmctl_code(rep),
 			    msg);
+		return;
+	}
+	if (mg->resolve_power_off) {
+		/* It exits as powered off: agent_migrate_exited reports it. */
+		agent_reply(ag, rid, CN_OK,
+			    "the source canopy-vmm powers the vm off");
 		return;
 	}
 	if (mg->resolve_migrated) {
@@ -80,8 +87,13 @@ void agent_migrate_resolve(struct agent *ag, const Canopy__V1__Envelope *env)
 	int rc;
 
 	/* validate */
-	if (agent_vm_id_check(r->vm_id, msg, sizeof(msg)) < 0) {
-		agent_reply(ag, env->request_id, CN_INVALID_ARGUMENT, msg);
+	if (agent_vm_id_check(r->vm_id, msg, sizeof(msg)) < 0 ||
+	    (r->resume && r->power_off)) {
+		agent_reply(ag, env->request_id, CN_INVALID_ARGUMENT,
+			    r->resume && r->power_off ?
+				    "MigrateResolve: resume and power_off "
+				    "together; choose one" :
+				    msg);
 		return;
 	}
 	vm = agent_vm_find(ag, r->vm_id);
@@ -102,6 +114,7 @@ void agent_migrate_resolve(struct agent *ag, const Canopy__V1__Envelope *env)
 	}
 	/* act */
 	mr.resume = r->resume;
+	mr.power_off = r->power_off;
 	req.op_case = CANOPY__V1__VMM_REQUEST__OP_MIGRATE_RESOLVE;
 	req.migrate_resolve = &mr;
 	rc = vmmctl_call_start(ag->loop, vm->dir, &req, MIG_RESOLVE_CALL_MS,
@@ -114,9 +127,11 @@ void agent_migrate_resolve(struct agent *ag, const Canopy__V1__Envelope *env)
 		return;
 	}
 	vm->mig->resolve_rid = env->request_id;
-	vm->mig->resolve_migrated = !r->resume;
-	log_info("agent", "resolving an in-doubt migration", "vm=%s resume=%d",
-		 vm->id, (int)r->resume);
+	vm->mig->resolve_migrated = !r->resume && !r->power_off;
+	vm->mig->resolve_power_off = r->power_off;
+	log_info("agent", "resolving an in-doubt migration",
+		 "vm=%s resume=%d power_off=%d", vm->id, (int)r->resume,
+		 (int)r->power_off);
 }
 
 /* The ring entry of vm_id, or NULL. */
@@ -128,7 +143,8 @@ static struct agent_mig_exit *exit_find(struct agent *ag, const char *vm_id)
 	return NULL;
 }
 
-void agent_migrate_exit_note(struct agent *ag, const char *vm_id, int status)
+void agent_migrate_exit_note(struct agent *ag, const char *vm_id, int status,
+			     int ran)
 {
 	struct agent_mig_exit *e = exit_find(ag, vm_id);
 
@@ -142,6 +158,7 @@ void agent_migrate_exit_note(struct agent *ag, const char *vm_id, int status)
 		snprintf(e->vm_id, sizeof(e->vm_id), "%s", vm_id);
 	}
 	e->status = status;
+	e->ran = ran;
 }
 
 /* No VM and no receiver here: did the last receiver run nothing? */
@@ -158,10 +175,17 @@ static void probe_gone(struct agent *ag, uint64_t rid, const char *vm_id)
 		agent_reply(ag, rid, CN_NOT_FOUND,
 			    "the receiving canopy-vmm exited without running "
 			    "the vm (status 2)");
+	} else if (!e->ran) { /* gone before its run marker: no vCPU ran */
+		snprintf(msg, sizeof(msg),
+			 "the receiving canopy-vmm exited without running the "
+			 "vm (status %d, before its run marker)",
+			 e->status);
+		agent_reply(ag, rid, CN_NOT_FOUND, msg);
 	} else {
 		snprintf(msg, sizeof(msg),
-			 "the receiving canopy-vmm exited with status %d: it "
-			 "may have run the vm; check this host",
+			 "the receiving canopy-vmm exited with status %d after "
+			 "its run marker: it may have run the vm; check this "
+			 "host",
 			 e->status);
 		agent_reply(ag, rid, CN_ABORTED, msg);
 	}

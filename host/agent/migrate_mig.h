@@ -29,6 +29,7 @@ struct agent_mig {
 	char dst_host[AGENT_VM_ID_MAX + 1]; /* MigrateSend.dst_host_id */
 	char doubt[512]; /* why, repeated in each in-doubt MigrateDone */
 	int resolve_migrated; /* resume=false asked: its exit is the end */
+	int resolve_power_off; /* power_off asked: its exit is a power-off */
 	uint64_t resolve_rid; /* MigrateResolve to answer */
 	struct vmmctl_call *resolve; /* migrate_resolve to the VMM */
 };
@@ -46,6 +47,10 @@ void agent_mig_doubt_enter(struct agent *ag, struct agent_vm *vm,
 			   const Canopy__V1__VmmMigrateResult *res);
 /* Source: remove the note agent_mig_doubt_enter left (resolved). */
 void agent_mig_doubt_forget(const struct agent_vm *vm);
+/* Destination: the receiving VMM's run marker in vm's directory (made
+ * after COMMIT, before a vCPU runs: host/vmm/migrate_recv.c). */
+#define AGENT_MIG_RAN_FILE "migrate-ran"
+
 /* Free vm's migration state (timers and calls cancelled; a pending
  * MigrateResolve is answered ABORTED). */
 void agent_mig_free(struct agent *ag, struct agent_vm *vm);

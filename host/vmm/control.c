@@ -233,7 +233,7 @@ static int do_resolve(struct control_client *cl, const Request *rq, Reply *r,
 		return 0;
 	}
 	rc = migrate_resolve_start(cl->ctl->vm, rq->migrate_resolve->resume,
-				   msg, msglen);
+				   rq->migrate_resolve->power_off, msg, msglen);
 	if (rc < 0) {
 		set_error(r, s, rc, msg);
 		return 0;

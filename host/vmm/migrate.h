@@ -150,12 +150,15 @@ void migrate_send_abort(struct vm *vm);
  * for migrate_resolve. Is this VM's migration in doubt? I/O thread. */
 int migrate_in_doubt(struct vm *vm);
 /* migrate_resolve: resume != 0 takes the datastore locks back and runs
- * the VM here (on a resolver thread); 0 stops this VMM as "migrated".
- * 0: the reply comes through control_migrate_done (res NULL); -EBUSY with
- * msg when nothing is in doubt (nothing changes), -EALREADY while one is
- * carried out. A failed lock reclaim keeps the VM paused and in doubt.
- * I/O thread. */
-CN_MUST_CHECK int migrate_resolve_start(struct vm *vm, int resume, char *msg,
+ * the VM here (on a resolver thread); power_off != 0 stops this VMM as
+ * "powered off" (the VM is off here, its locks stay released: a later
+ * start takes them); both 0 stop it as "migrated". 0: the reply comes
+ * through control_migrate_done (res NULL); -EINVAL with msg for both
+ * set, -EBUSY with msg when nothing is in doubt (nothing changes),
+ * -EALREADY while one is carried out. A failed lock reclaim keeps the VM
+ * paused and in doubt. I/O thread. */
+CN_MUST_CHECK int migrate_resolve_start(struct vm *vm, int resume,
+					int power_off, char *msg,
 					size_t msglen);
 /* Teardown: join a resolver thread still running (before freeing). */
 void migrate_doubt_join(struct vm *vm);

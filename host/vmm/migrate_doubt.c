@@ -114,11 +114,40 @@ static void on_migrated(void *arg)
 	vmm_finish(vm, VMM_EXIT_OK, "migrated");
 }
 
-int migrate_resolve_start(struct vm *vm, int resume, char *msg, size_t msglen)
+/* I/O thread: an operator chose to power the VM off here (the
+ * destination may have run it: old memory must not run again). */
+static void on_powered_off(void *arg)
+{
+	struct migrate *m = arg;
+	struct vm *vm = m->vm;
+
+	m->resolving = 0;
+	m->in_doubt = 0;
+	migrate_src_phase_set(m, "failed");
+	pthread_mutex_lock(&m->lock);
+	snprintf(m->error, sizeof(m->error),
+		 "%.200s; powered off here (migrate_resolve)", m->doubt);
+	pthread_mutex_unlock(&m->lock);
+	log_warn("vmm", "in-doubt migration resolved: powered off here",
+		 "vm=%s to=%s", vm->cfg.name, m->address);
+	control_migrate_done(vm, 0, "", NULL);
+	vmm_finish(vm, VMM_EXIT_OK,
+		   "powered off: the in-doubt migration was resolved by "
+		   "powering the vm off (migrate_resolve)");
+}
+
+int migrate_resolve_start(struct vm *vm, int resume, int power_off, char *msg,
+			  size_t msglen)
 {
 	struct migrate *m = vm->mig;
 	int rc;
 
+	if (resume && power_off) {
+		snprintf(msg, msglen,
+			 "migrate_resolve: resume and power_off together; "
+			 "choose one; nothing changed");
+		return -EINVAL;
+	}
 	if (!m || !m->in_doubt) {
 		snprintf(msg, msglen,
 			 "migrate_resolve: no migration is in doubt here "
@@ -132,13 +161,14 @@ int migrate_resolve_start(struct vm *vm, int resume, char *msg, size_t msglen)
 		return -EALREADY;
 	}
 	m->resolving = 1;
-	log_info("vmm", "migrate_resolve", "vm=%s resume=%d", vm->cfg.name,
-		 resume);
+	log_info("vmm", "migrate_resolve", "vm=%s resume=%d power_off=%d",
+		 vm->cfg.name, resume, power_off);
 	if (resume) {
 		rc = -pthread_create(&m->resolver, NULL, resolver_main, m);
 		m->resolver_on = rc == 0;
 	} else
-		rc = loop_post(vm->loop, on_migrated, m);
+		rc = loop_post(vm->loop,
+			       power_off ? on_powered_off : on_migrated, m);
 	if (rc < 0) {
 		m->resolving = 0;
 		snprintf(msg, msglen, "migrate_resolve: %s", strerror(-rc));

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -29,6 +30,10 @@ struct mig_in {
 /* Wait for a source at most this long (ms); an agent normally connects
  * within a second of starting the destination. */
 #define MIG_ACCEPT_TIMEOUT_MS 600000
+/* Made in the VM's directory after COMMIT, before any vCPU runs: the
+ * agent tells a receiver killed before it from one that may have run
+ * the VM (docs/migration-protocol.md, "In doubt"). */
+#define MIG_RAN_FILE "migrate-ran"
 
 static int listen_accept(struct vm *vm, char *err, size_t errlen)
 {
@@ -315,6 +320,55 @@ static int ack_and_commit(struct mig_in *in, char *why, size_t whylen)
 	return rc;
 }
 
+/*
+ * The run marker, in the VM's directory (--jail-dir, else the control
+ * socket's; none without either: no agent watches this VMM). No fsync: it
+ * is read by the agent of this host after a process exit; a host crash is
+ * HA's case, not this one. One left by an earlier VMM of another uid (the
+ * sticky directory lets us neither truncate nor remove it) is there all
+ * the same: what matters is that no vCPU runs without one (the agent
+ * removes stale ones before it starts a receiver). 0, or -errno with why:
+ * the VM must not run.
+ */
+static int mark_ran(const struct vm *vm, char *why, size_t whylen)
+{
+	const char *dir = vm->cfg.jail_dir, *slash;
+	char path[4096];
+	struct stat st;
+	int fd;
+
+	if (dir)
+		snprintf(path, sizeof(path), "%s/%s", dir, MIG_RAN_FILE);
+	else if (vm->cfg.control && (slash = strrchr(vm->cfg.control, '/')))
+		snprintf(path, sizeof(path), "%.*s/%s",
+			 (int)(slash - vm->cfg.control), vm->cfg.control,
+			 MIG_RAN_FILE);
+	else if (vm->cfg.control)
+		snprintf(path, sizeof(path), "%s", MIG_RAN_FILE);
+	else
+		return 0;
+	fd = open(path, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EACCES && lstat(path, &st) == 0 &&
+	    S_ISREG(st.st_mode)) {
+		log_info("vmm", "migration run marker already there",
+			 "vm=%s path=%s", vm->cfg.name, path);
+		return 0;
+	}
+	if (fd < 0) {
+		fd = -errno;
+		snprintf(why, whylen,
+			 "cannot create the run marker %.120s (%s): the VM "
+			 "does not run here",
+			 path, strerror(-fd));
+		log_error("vmm", "migration run marker not made",
+			  "vm=%s path=%s err=\"%s\"", vm->cfg.name, path,
+			  strerror(-fd));
+		return fd;
+	}
+	sys_close(fd);
+	return 0;
+}
+
 int migrate_recv(struct vm *vm, char *err, size_t errlen)
 {
 	struct mig_in *in = calloc(1, sizeof(*in));
@@ -356,6 +410,9 @@ int migrate_recv(struct vm *vm, char *err, size_t errlen)
 		buf_free(&out);
 	} else {
 		rc = ack_and_commit(in, why, sizeof(why));
+		rc = rc ?: mark_ran(vm, why, sizeof(why));
+		if (rc == 0)
+			mig_test_pause("dst-marked");
 	}
 	if (rc < 0) {
 		snprintf(err, errlen, "incoming migration failed: %s", why);

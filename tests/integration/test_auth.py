@@ -182,6 +182,38 @@ def test_custom_role(mgr):
                                        "ReadOnly", "NoAccess", "PowerOnly"}
 
 
+def test_resolve_migration_needs_its_privilege(mgr):
+    """ResolveMigration needs vm.migrate.resolve on the cluster: an
+    Operator (vm.migrate) is refused, on the cluster or on the VM; a
+    custom role holding vm.migrate.resolve on the cluster gets past the
+    gate (the VM does not exist), one holding it on the VM alone does
+    not."""
+    a = Au()
+
+    def resolve(ch):
+        return call(ch, "VmService", "ResolveMigration",
+                    A().ResolveMigrationRequest(
+                        name="web1",
+                        choice=A().ResolveMigrationRequest.POWER_OFF),
+                    A().Task)
+    add_user(mgr, "op", "operator-pw", "Operator")
+    call(mgr.channel, "RoleService", "CreateRole", a.CreateRoleRequest(
+        role=a.Role(name="Resolver", privileges=["vm.migrate.resolve"])),
+        a.Role)
+    add_user(mgr, "res", "resolver-pw", "Resolver")
+    add_user(mgr, "vres", "vm-resolver-pw", "Resolver", "vm/web1")
+    code, msg = code_of(lambda: resolve(as_user(mgr, "op", "operator-pw")))
+    assert code == grpc.StatusCode.PERMISSION_DENIED, msg
+    assert "vm.migrate.resolve" in msg, msg
+    code, msg = code_of(lambda: resolve(as_user(mgr, "vres",
+                                                 "vm-resolver-pw")))
+    assert code == grpc.StatusCode.PERMISSION_DENIED, msg
+    code, msg = code_of(lambda: resolve(as_user(mgr, "res", "resolver-pw")))
+    assert code == grpc.StatusCode.NOT_FOUND, msg
+    assert code_of(lambda: resolve(mgr.channel))[0] == \
+        grpc.StatusCode.NOT_FOUND
+
+
 def test_password_change_and_delete_revoke_tokens(mgr):
     a = Au()
     add_user(mgr, "op", "first-password", "Operator")

@@ -799,12 +799,19 @@ def test_in_doubt_past_the_bound_still_resolves(netns, etcd, tmp_path,
         c.close()
 
 
+def no_reset(ag, name="web1"):
+    """The guest's rounds only go up: it never started again."""
+    r = rounds(ag.console(name))
+    assert all(b > a for a, b in zip(r, r[1:])), r
+
+
 @pytest.mark.root
-def test_in_doubt_receiver_killed_stays_paused(netns, etcd, tmp_path):
-    """In doubt, and node2's receiver was killed (not the clean status-2
-    exit of a receiver whose wait for COMMIT ended): node2 cannot say it
-    never ran the VM, so the manager does not resume it; the task waits,
-    saying why, the VM paused on node1 (one VMM, the guest not moving)."""
+def test_in_doubt_receiver_killed_before_marker_resumes(netns, etcd,
+                                                        tmp_path):
+    """In doubt, and node2's receiver was killed at dst-ack (before COMMIT,
+    so before its run marker): node2 says it exited without running the
+    VM, the manager resumes it on node1: the task fails with the reason,
+    the guest goes on where it stopped (no reset), one VMM."""
     c = netns_cluster(netns, etcd, tmp_path)
     io = {"CANOPY_MIG_TEST_IO_TIMEOUT_MS": "1500"}
     c.agents["node1"].env = io
@@ -824,17 +831,175 @@ def test_in_doubt_receiver_killed_stays_paused(netns, etcd, tmp_path):
                        "the task in doubt")
         finally:
             ip("link", "set", netns["veth"]["node2"], "up")
-        task = wait_until(lambda: "may have run the vm" in
-                          c.task(t.id).phase and c.task(t.id), 20,
-                          "node2's answer in the task")
-        assert "exited with status 137" in task.phase, task.phase
-        assert "stays paused on host node1" in task.phase, task.phase
-        seen = len(rounds(n1.console("web1")))
-        time.sleep(2)
-        assert len(rounds(n1.console("web1"))) == seen, "it ran"
+        last = c.wait_task(t.id, timeout=60)
+        assert last.state == A().TASK_STATE_FAILED, last
+        msg = last.error.message
+        assert "never ran the vm" in msg, msg
+        assert "resumed on host node1" in msg, msg
+        assert "ran_marker=0" in n2.log_text()
+        wait_until(lambda: c.vm().state == C().VM_RUN_STATE_RUNNING, 10,
+                   "the vm running")
+        c.only_on("node1")
+        guest_keeps_going(n1)
+        no_reset(n1)
+    finally:
+        c.close()
+
+
+def doubt_cluster(etcd, tmp_path, dst_pause="dst-marked:3000"):
+    """node2's receiver held at dst_pause; waits cut to 1.5 s."""
+    c = Cluster(etcd, tmp_path)
+    io = {"CANOPY_MIG_TEST_IO_TIMEOUT_MS": "1500"}
+    c.agents["node1"].env = io
+    c.agents["node2"].env = dict(io, CANOPY_MIG_TEST_PAUSE=dst_pause)
+    return c.start()
+
+
+def doubt_after_marker(c):
+    """node2's receiver killed after its run marker (COMMIT read, no vCPU
+    started yet): the source holds the VM paused in doubt, node2 says its
+    receiver may have run it, the task waits saying so. The task."""
+    n1, n2 = c.agents["node1"], c.agents["node2"]
+    c.start_vm(args=GUEST_LIGHT)
+    t = c.migrate("node2")
+    wait_until(lambda: "point=dst-marked" in vmm_log(n2), 30,
+               "the destination at dst-marked")
+    for pid in n2.vmm_pids("web1"):
+        os.kill(pid, signal.SIGKILL)
+    task = wait_until(lambda: "may have run the vm" in c.task(t.id).phase
+                      and c.task(t.id), 20, "node2's answer in the task")
+    assert "exited with status 137 after its run marker" in task.phase, \
+        task.phase
+    assert "stays paused on host node1" in task.phase, task.phase
+    assert task.migration.stage == "in_doubt", task.migration
+    assert "ran_marker=1" in n2.log_text()
+    seen = len(rounds(n1.console("web1")))
+    time.sleep(1.5)
+    assert len(rounds(n1.console("web1"))) == seen, "it ran"
+    assert c.task(t.id).state == A().TASK_STATE_RUNNING
+    assert len(n1.vmm_pids("web1")) == 1 and n2.vmm_pids("web1") == []
+    assert c.vm().host == "node1"
+    return t
+
+
+def resolve_req(name="web1", choice=None):
+    return A().ResolveMigrationRequest(
+        name=name, choice=choice or A().ResolveMigrationRequest.POWER_OFF)
+
+
+def api_code(fn):
+    with pytest.raises(grpc.RpcError) as e:
+        fn()
+    return e.value.code(), e.value.details()
+
+
+def test_in_doubt_killed_after_marker_resolved_by_power_off(etcd, tmp_path):
+    """The receiver killed after its run marker: the VM stays paused on
+    node1 (ABORTED from node2 in the task's phase); bad requests change
+    nothing; `canopy vm resolve-migration --power-off` stops the source
+    copy: no VMM left, the VM STOPPED on node1, the migration task FAILED
+    naming the choice, the user and both hosts; a second resolve finds
+    nothing in doubt; `vm start` boots it again."""
+    c = doubt_cluster(etcd, tmp_path)
+    n1 = c.agents["node1"]
+    try:
+        t = doubt_after_marker(c)
+        rc, out, err = c.canopy("vm", "resolve-migration", "web1")
+        assert rc == 2 and "exactly one of --resume-source" in err, err
+        rc, out, err = c.canopy("vm", "resolve-migration", "web1",
+                                "--power-off", "--resume-source")
+        assert rc == 2 and "exactly one" in err, err
+        code, msg = api_code(lambda: c.m.call(
+            "VmService", "ResolveMigration", A().ResolveMigrationRequest(
+                name="web1"), A().Task))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, msg
+        code, msg = api_code(lambda: c.m.call(
+            "VmService", "ResolveMigration", resolve_req("nosuch"),
+            A().Task))
+        assert code == grpc.StatusCode.NOT_FOUND, msg
         assert c.task(t.id).state == A().TASK_STATE_RUNNING
-        assert len(n1.vmm_pids("web1")) == 1 and n2.vmm_pids("web1") == []
-        assert c.vm().host == "node1"
+        assert len(n1.vmm_pids("web1")) == 1
+        rc, out, err = c.canopy("vm", "resolve-migration", "web1",
+                                "--power-off")
+        assert rc == 0, out + err
+        assert "was powered off on host node1" in out, out
+        wait_until(lambda: n1.vmm_pids("web1") == [], 10,
+                   "the source VMM gone")
+        last = c.task(t.id)
+        assert last.state == A().TASK_STATE_FAILED, last
+        msg = last.error.message
+        for words in ("resolve-migration --power-off", "by admin",
+                      "host node2", "host node1"):
+            assert words in msg, msg
+        v = wait_until(lambda: c.vm().state == C().VM_RUN_STATE_STOPPED
+                       and c.vm(), 10, "the vm stopped")
+        assert v.host == "node1", v
+        assert v.desired == A().POWER_STATE_OFF, v
+        assert "powered off" in v.stop_reason, v
+        assert "power_off=1" in n1.log_text()
+        code, msg = api_code(lambda: c.m.call(
+            "VmService", "ResolveMigration", resolve_req(), A().Task))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION, msg
+        assert "no migration of vm web1 is in doubt" in msg, msg
+        before = len(n1.console("web1"))
+        c.run_task("StartVm", A().VmPowerRequest(name="web1"))
+        wait_until(lambda: len(rounds(n1.console("web1")[before:])) >= 2,
+                   20, "the guest booted again")
+        c.only_on("node1")
+    finally:
+        c.close()
+
+
+def test_in_doubt_killed_after_marker_resolved_by_resume(etcd, tmp_path):
+    """The same doubt, resolved through the API with RESUME_SOURCE: node2
+    says its receiver may have run the VM (the operator's word stands),
+    the guest goes on at node1 where it stopped, the migration task FAILED
+    naming the choice."""
+    c = doubt_cluster(etcd, tmp_path)
+    n1 = c.agents["node1"]
+    try:
+        t = doubt_after_marker(c)
+        last = c.run_task("ResolveMigration", resolve_req(
+            choice=A().ResolveMigrationRequest.RESUME_SOURCE))
+        assert "resumed on host node1" in last.result, last
+        assert last.kind == "vm.resolve_migration", last
+        mig = c.task(t.id)
+        assert mig.state == A().TASK_STATE_FAILED, mig
+        assert "resolve-migration --resume-source" in mig.error.message
+        wait_until(lambda: c.vm().state == C().VM_RUN_STATE_RUNNING, 10,
+                   "the vm running")
+        c.only_on("node1")
+        guest_keeps_going(n1)
+        no_reset(n1)
+    finally:
+        c.close()
+
+
+def test_resume_source_refused_while_destination_may_run(etcd, tmp_path):
+    """In doubt while node2's receiver still holds COMMIT unread (held at
+    dst-ack past the source's wait for STARTED): RESUME_SOURCE is refused
+    (FAILED_PRECONDITION, nothing changed), and rightly: node2 then runs
+    the VM and the migration succeeds, one VMM."""
+    c = doubt_cluster(etcd, tmp_path, dst_pause="dst-ack:6000")
+    n1, n2 = c.agents["node1"], c.agents["node2"]
+    try:
+        c.start_vm(args=GUEST_LIGHT)
+        t = c.migrate("node2")
+        wait_until(lambda: "in doubt" in c.task(t.id).phase, 20,
+                   "the task in doubt")
+        r = c.m.call("VmService", "ResolveMigration", resolve_req(
+            choice=A().ResolveMigrationRequest.RESUME_SOURCE), A().Task)
+        last = c.wait_task(r.id, timeout=30)
+        assert last.state == A().TASK_STATE_FAILED, last
+        assert last.error.code == \
+            grpc.StatusCode.FAILED_PRECONDITION.value[0], last.error
+        assert "still waits for COMMIT" in last.error.message, last
+        assert "nothing changed" in last.error.message, last
+        assert len(n1.vmm_pids("web1")) == 1
+        mig = c.wait_task(t.id, timeout=30)
+        assert mig.state == A().TASK_STATE_SUCCEEDED, mig
+        c.only_on("node2")
+        guest_keeps_going(n2)
     finally:
         c.close()
 

@@ -475,9 +475,10 @@ def test_source_killed_after_commit(vms, guest):
     arrived(dst, before)
 
 
-def test_pause_point_unset_has_no_effect(vms, guest):
+def test_pause_point_unset_has_no_effect(vms, guest, tmp_path):
     """Without the variables the stream runs straight through and the log
-    names no pause point."""
+    names no pause point; the destination made its run marker in its
+    control socket's directory."""
     src = vms("--kernel", guest, "--cmdline", "dirty=16,rate=2000,verify=100",
               "--memory", "64", name="src")
     src.wait_control()
@@ -488,6 +489,7 @@ def test_pause_point_unset_has_no_effect(vms, guest):
     t.join(30)
     assert out["rep"].status.code == 0, out["rep"].status.message
     assert "test pause point" not in src.log_text() + dst.log_text()
+    assert (tmp_path / "migrate-ran").is_file()
     m = wait_log(src, r"migration switchover\".*steps=\"([^\"]*)\"")
     steps = dict(kv.split("=") for kv in m[1].split())
     for name in ("pause", "dirty-log", "cpu.0", "kvm", "send", "ack",
@@ -495,6 +497,51 @@ def test_pause_point_unset_has_no_effect(vms, guest):
         assert name in steps, steps
     m = wait_log(dst, r"migrated VM running\".*steps=\"([^\"]*)\"")
     assert "run=" in m[1] and "cpu.0=" in m[1], m[1]
+
+
+def test_run_marker_not_made_destination_never_runs(vms, guest, tmp_path):
+    """The destination cannot make its run marker (a directory is in the
+    way): after COMMIT it exits with status 2 without running a vCPU,
+    saying why; the source, STARTED missing, holds the VM in doubt and
+    migrate_resolve resume=true runs it on, its rounds continuing."""
+    (tmp_path / "migrate-ran").mkdir()
+    src, ctl, dst, addr = start_pair(vms, guest, "src-none")
+    t, out = migrate_async(src, addr)
+    t.join(30)
+    assert not t.is_alive(), "no reply from the source"
+    destination_never_ran(dst)
+    assert "migration run marker not made" in dst.log_text()
+    assert "cannot create the run marker" in dst.log_text()
+    n = in_doubt(src, ctl, out["rep"])
+    last = int(rounds(src.console_text())[-1][0])
+    rep = resolve(ctl, True)
+    assert rep.status.code == 0, rep.status.message
+    src.wait_console(lambda t: len(rounds(t)) >= n + 2,
+                     what="the guest going on at the source")
+    assert int(rounds(src.console_text())[n][0]) == last + 1  # no reset
+
+
+def test_resolve_power_off(vms, guest):
+    """In doubt, migrate_resolve power_off=true stops the source VMM as
+    "powered off" (status 0), not as migrated; resume and power_off
+    together are refused and change nothing."""
+    src, ctl, dst, addr = start_pair(vms, guest, "dst-marked")
+    t, out = migrate_async(src, addr)
+    wait_point(dst, "dst-marked")
+    dst.kill()
+    t.join(30)
+    assert not t.is_alive(), "no reply from the source"
+    in_doubt(src, ctl, out["rep"])
+    rep = ctl.call(migrate_resolve=protos.vmm().VmmMigrateResolveRequest(
+        resume=True, power_off=True))
+    assert rep.status.code != 0 and "choose one" in rep.status.message
+    assert ctl.status().migration.phase == "in_doubt"
+    rep = ctl.call(migrate_resolve=protos.vmm().VmmMigrateResolveRequest(
+        power_off=True))
+    assert rep.status.code == 0, rep.status.message
+    assert src.wait_exit(10) == 0
+    assert re.search(r"vm stopped\".*reason=\"powered off", src.log_text())
+    assert "reason=\"migrated\"" not in src.log_text()
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ static const struct {
 	{ "VmService/ReadConsole", "AO" },
 	{ "VmService/WriteConsole", "AO" },
 	{ "VmService/MigrateVm", "AO" },
+	{ "VmService/ResolveMigration", "A" },
 	{ "DatastoreService/ListDatastores", "AOR" },
 	{ "ImageService/ImportImage", "A" },
 	{ "ImageService/ListImages", "AOR" },
