@@ -846,16 +846,23 @@ def test_in_doubt_receiver_killed_before_marker_resumes(netns, etcd,
         c.close()
 
 
-def doubt_cluster(etcd, tmp_path, dst_pause="dst-marked:3000"):
-    """node2's receiver held at dst_pause; waits cut to 1.5 s."""
+def doubt_cluster(etcd, tmp_path, dst_pause="dst-marked:3000", bus=None):
+    """node2's receiver held at dst_pause; waits cut to 1.5 s; the bus on
+    port bus when given (a standby manager can take it over)."""
     c = Cluster(etcd, tmp_path)
+    if bus:
+        c.m = mgrlib.Manager(tmp_path, etcd.endpoints, "m1", host_timeout=3,
+                             command_timeout_ms=20000, bus_port=bus)
+        for ag in c.agents.values():
+            ag.m = c.m
+            ag.cmd[ag.cmd.index("--manager") + 1] = c.m.bus
     io = {"CANOPY_MIG_TEST_IO_TIMEOUT_MS": "1500"}
     c.agents["node1"].env = io
     c.agents["node2"].env = dict(io, CANOPY_MIG_TEST_PAUSE=dst_pause)
     return c.start()
 
 
-def doubt_after_marker(c):
+def doubt_after_marker(c, bound_passes=False):
     """node2's receiver killed after its run marker (COMMIT read, no vCPU
     started yet): the source holds the VM paused in doubt, node2 says its
     receiver may have run it, the task waits saying so. The task."""
@@ -876,7 +883,7 @@ def doubt_after_marker(c):
     seen = len(rounds(n1.console("web1")))
     time.sleep(1.5)
     assert len(rounds(n1.console("web1"))) == seen, "it ran"
-    assert c.task(t.id).state == A().TASK_STATE_RUNNING
+    assert bound_passes or c.task(t.id).state == A().TASK_STATE_RUNNING
     assert len(n1.vmm_pids("web1")) == 1 and n2.vmm_pids("web1") == []
     assert c.vm().host == "node1"
     return t
@@ -951,14 +958,26 @@ def test_in_doubt_killed_after_marker_resolved_by_power_off(etcd, tmp_path):
 
 
 def test_in_doubt_killed_after_marker_resolved_by_resume(etcd, tmp_path):
-    """The same doubt, resolved through the API with RESUME_SOURCE: node2
-    says its receiver may have run the VM (the operator's word stands),
-    the guest goes on at node1 where it stopped, the migration task FAILED
+    """The same doubt, the leader killed meanwhile: the standby rebuilds
+    the in-doubt task; resolved through it with RESUME_SOURCE (node2 says
+    its receiver may have run the VM: the operator's word stands), the
+    guest goes on at node1 where it stopped, the migration task FAILED
     naming the choice."""
-    c = doubt_cluster(etcd, tmp_path)
+    from canopy_testlib.ports import free_port
+    bus = free_port()
+    c = doubt_cluster(etcd, tmp_path, bus=bus)
+    m2 = mgrlib.Manager(tmp_path, etcd.endpoints, "m2", host_timeout=3,
+                        command_timeout_ms=20000, bus_port=bus)
     n1 = c.agents["node1"]
     try:
+        m2.start()
         t = doubt_after_marker(c)
+        c.m.kill(signal.SIGKILL)
+        c.m, m2 = m2, c.m
+        c.m.wait_leader(timeout=20)
+        wait_until(lambda: c.task(t.id).manager == "m2" and
+                   "may have run the vm" in c.task(t.id).phase, 30,
+                   "m2 owning the task, in doubt again")
         last = c.run_task("ResolveMigration", resolve_req(
             choice=A().ResolveMigrationRequest.RESUME_SOURCE))
         assert "resumed on host node1" in last.result, last
@@ -971,6 +990,37 @@ def test_in_doubt_killed_after_marker_resolved_by_resume(etcd, tmp_path):
         c.only_on("node1")
         guest_keeps_going(n1)
         no_reset(n1)
+    finally:
+        c.close()
+        m2.close()
+
+
+def test_in_doubt_past_the_bound_resolved_by_power_off(etcd, tmp_path,
+                                                       monkeypatch):
+    """The in-doubt bound (2 s here) passes with node2 saying its receiver
+    may have run the VM: the migration task fails, the VM stays paused on
+    node1; the operator's power-off still resolves it (the source's
+    repeated in-doubt report names node2): the VM STOPPED on node1."""
+    monkeypatch.setenv("CANOPY_MGR_TEST_DOUBT_MS", "2000")
+    c = doubt_cluster(etcd, tmp_path)
+    n1 = c.agents["node1"]
+    try:
+        t = doubt_after_marker(c, bound_passes=True)
+        last = c.wait_task(t.id, timeout=30)
+        assert last.state == A().TASK_STATE_FAILED, last
+        assert "the migration is in doubt" in last.error.message, last
+        assert len(n1.vmm_pids("web1")) == 1
+        wait_until(lambda: "resolving an in-doubt vm without a task" in
+                   c.m.log_text(), 15, "the source's repeated report")
+        rc, out, err = c.canopy("vm", "resolve-migration", "web1",
+                                "--power-off")
+        assert rc == 0, out + err
+        assert "migration to host node2 ended by admin" in out, out
+        wait_until(lambda: n1.vmm_pids("web1") == [], 10,
+                   "the source VMM gone")
+        wait_until(lambda: c.vm().state == C().VM_RUN_STATE_STOPPED, 10,
+                   "the vm stopped")
+        assert c.vm().host == "node1"
     finally:
         c.close()
 
