@@ -102,7 +102,7 @@ static void on_resolved(void *arg, int status, const Canopy__V1__Envelope *env)
 		!status && env->body_case == CANOPY__V1__ENVELOPE__BODY_RESULT ?
 			env->result->status :
 			NULL;
-	char msg[MGR_KEY_MAX * 4 + 800];
+	char msg[MGR_KEY_MAX * 4 + 800], object[MGR_KEY_MAX + 8];
 	int rc;
 
 	if (!r->m->leader || status == -ECANCELED) {
@@ -140,8 +140,9 @@ static void on_resolved(void *arg, int status, const Canopy__V1__Envelope *env)
 		finish(r, CN_UNAVAILABLE, msg);
 		return;
 	}
+	snprintf(object, sizeof(object), "vm/%s", r->vm);
 	mgr_event(r->m, CANOPY__V1__EVENT_SEVERITY__EVENT_SEVERITY_WARNING,
-		  "vm.migration_resolved", r->task, r->task, "%s", msg);
+		  "vm.migration_resolved", object, r->task, "%s", msg);
 	log_info("manager", "in-doubt migration resolved by an operator",
 		 "vm=%s user=%s choice=%s", r->vm, r->user, choice_name(r));
 	finish(r, CN_OK, msg);
@@ -262,6 +263,7 @@ static int task_make(struct resolve *r, const Canopy__V1__Vm *vm,
 	t->m = m;
 	t->op = MGR_OP_MIGRATE; /* no VmCommand: the engine never starts it */
 	t->running = true;
+	t->timeout_ms = RESOLVE_PROBE_MS + MGR_MIGRATE_RESOLVE_CALL_MS;
 	t->prev_desired = vm->desired;
 	snprintf(t->vm, sizeof(t->vm), "%s", vm->id);
 	snprintf(t->host, sizeof(t->host), "%s", r->src);

@@ -659,6 +659,29 @@ void agent_migrate_send(struct agent *ag, const Canopy__V1__Envelope *env)
 	agent_reply(ag, env->request_id, CN_OK, "");
 }
 
+/* A receiving VMM exited without the VM: note how (its status and run
+ * marker, read before the directory goes), drop the VM, answer. */
+static void incoming_exited(struct agent *ag, struct agent_vm *vm)
+{
+	uint64_t rid = vm->mig->reply_id;
+	char tail[600], msg[800];
+	int ran = ran_marker(vm);
+
+	if (rid) {
+		agent_log_tail(vm->dir, vm->log_mark, tail, sizeof(tail));
+		snprintf(msg, sizeof(msg),
+			 "the receiving canopy-vmm exited: %s",
+			 tail[0] ? tail : vm->reason);
+	}
+	log_info("agent", "incoming migration ended without the vm",
+		 "vm=%s reason=\"%s\" status=%d ran_marker=%d", vm->id,
+		 vm->reason, vm->exit_status, ran);
+	agent_migrate_exit_note(ag, vm->id, vm->exit_status, ran);
+	incoming_drop(ag, vm); /* before the answer: nothing left */
+	if (rid)
+		agent_reply(ag, rid, CN_INTERNAL, msg);
+}
+
 int agent_migrate_exited(struct agent *ag, struct agent_vm *vm)
 {
 	struct agent_mig *mg = vm->mig;
@@ -667,25 +690,7 @@ int agent_migrate_exited(struct agent *ag, struct agent_vm *vm)
 	if (!mg)
 		return 0;
 	if (mg->incoming) {
-		char tail[600], msg[800];
-		uint64_t rid = mg->reply_id;
-
-		if (rid) {
-			agent_log_tail(vm->dir, vm->log_mark, tail,
-				       sizeof(tail));
-			snprintf(msg, sizeof(msg),
-				 "the receiving canopy-vmm exited: %s",
-				 tail[0] ? tail : vm->reason);
-		}
-		int ran = ran_marker(vm); /* before the directory goes */
-
-		log_info("agent", "incoming migration ended without the vm",
-			 "vm=%s reason=\"%s\" status=%d ran_marker=%d", vm->id,
-			 vm->reason, vm->exit_status, ran);
-		agent_migrate_exit_note(ag, vm->id, vm->exit_status, ran);
-		incoming_drop(ag, vm); /* before the answer: nothing left */
-		if (rid)
-			agent_reply(ag, rid, CN_INTERNAL, msg);
+		incoming_exited(ag, vm);
 		return 1;
 	}
 	if (mg->in_doubt && !mg->resolve_migrated) {

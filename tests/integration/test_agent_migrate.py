@@ -129,6 +129,9 @@ def test_bad_resolve_and_probe(mgr, agent, tmp_path):
             vm_id=vm_id))
 
     assert resolve("../x", True).code == INVALID_ARGUMENT
+    st = mgr.request("host1", migrate_resolve=A.MigrateResolve(
+        vm_id="web1", resume=True, power_off=True))
+    assert st.code == INVALID_ARGUMENT and "choose one" in st.message, st
     assert probe("../x").code == INVALID_ARGUMENT
     for resume in (True, False):
         st = resolve("nosuch", resume)
@@ -153,17 +156,23 @@ def test_bad_resolve_and_probe(mgr, agent, tmp_path):
     assert mgr.command("host1", "DELETE", "web1").code == OK
 
 
-@pytest.mark.parametrize("status,code,words", [
-    (2, NOT_FOUND, "exited without running the vm (status 2)"),
-    (1, 10, "exited with status 1: it may have run the vm"),
+@pytest.mark.parametrize("status,marker,code,words", [
+    (2, False, NOT_FOUND, "exited without running the vm (status 2)"),
+    (2, True, NOT_FOUND, "exited without running the vm (status 2)"),
+    (1, False, NOT_FOUND, "(status 1, before its run marker)"),
+    (1, True, 10, "exited with status 1 after its run marker: it may have "
+     "run the vm"),
 ])
-def test_probe_after_receiver_exit(mgr, build_dir, tmp_path, status, code,
-                                   words):
-    """A receiver that exits with status 2 (no COMMIT: nothing ran) is
-    gone for sure: NOT_FOUND; one that exits any other way may have run
-    the VM: ABORTED. A new MigrateIncoming forgets the old exit."""
+def test_probe_after_receiver_exit(mgr, build_dir, tmp_path, status, marker,
+                                   code, words):
+    """A receiver that exits with status 2 (no COMMIT: nothing ran), or
+    any other way before it made its run marker (migrate-ran, in the VM's
+    directory: its working directory), is gone for sure: NOT_FOUND; one
+    that exits another way after its marker may have run the VM:
+    ABORTED. A new MigrateIncoming forgets the old exit."""
     vmm = tmp_path / "fake-vmm"
-    vmm.write_text("#!/bin/sh\nexit %d\n" % status)
+    vmm.write_text("#!/bin/sh\n%sexit %d\n" % (
+        ": > migrate-ran\n" if marker else "", status))
     vmm.chmod(0o755)
     a = Agent(build_dir, tmp_path / "run", mgr.endpoint, "host1",
               ["--vmm", str(vmm)])

@@ -944,6 +944,12 @@ def test_in_doubt_killed_after_marker_resolved_by_power_off(etcd, tmp_path):
         assert v.desired == A().POWER_STATE_OFF, v
         assert "powered off" in v.stop_reason, v
         assert "power_off=1" in n1.log_text()
+        ev = [e for e in c.m.call(
+            "EventService", "ListEvents", A().ListEventsRequest(),
+            A().ListEventsResponse).events
+            if e.kind == "vm.migration_resolved"]
+        assert ev and ev[-1].object == "vm/web1", ev
+        assert "--power-off" in ev[-1].message, ev
         code, msg = api_code(lambda: c.m.call(
             "VmService", "ResolveMigration", resolve_req(), A().Task))
         assert code == grpc.StatusCode.FAILED_PRECONDITION, msg
