@@ -3,9 +3,9 @@
 # archive, or $CANOPY_KERNEL_VERSION) and extract what Canopy's QEMU nodes
 # and guests need into OUTDIR:
 #   OUTDIR/vmlinuz            the bzImage
-#   OUTDIR/modules/*.ko       kvm, kvm-amd, virtio_pci and virtio_blk (none
-#                             is built into Debian's kernel) and their
-#                             dependencies
+#   OUTDIR/modules/*.ko       kvm, kvm-amd, virtio_pci, virtio_blk,
+#                             virtio_net, bridge and tun (none is built
+#                             into Debian's kernel) and their dependencies
 #   OUTDIR/modules/order      the order node-init.sh loads them in
 #   OUTDIR/guest-modules/     what a Linux guest of canopy-vmm needs for its
 #                             virtio devices and an ext4 disk, with its
@@ -27,7 +27,7 @@ if [ -z "$ver" ]; then
 		"run apt-get update" >&2
 	exit 1
 fi
-format=modules-v4
+format=modules-v5
 if [ -f "$out/version" ] &&
 	[ "$(cat "$out/version")" = "$ver $format" ]; then
 	exit 0
@@ -49,12 +49,18 @@ cp "$tmp/x/boot/vmlinuz-$ver" "$out/vmlinuz"
 # before kvm-amd; virtio_ring before virtio, both before virtio_pci (which
 # also needs the modern and legacy device libraries) and virtio_blk. The
 # disks attached with `-device virtio-blk-pci` then show up as /dev/vda...
+# Then the network a node needs to bridge its VMs' TAPs onto an inter-node
+# link (`-device virtio-net-pci`): failover before net_failover before
+# virtio_net; llc before stp before bridge; tun (no dependencies).
 for m in virt/lib/irqbypass.ko drivers/crypto/ccp/ccp.ko \
 	arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko \
 	drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko \
 	drivers/virtio/virtio_pci_modern_dev.ko \
 	drivers/virtio/virtio_pci_legacy_dev.ko \
-	drivers/virtio/virtio_pci.ko drivers/block/virtio_blk.ko; do
+	drivers/virtio/virtio_pci.ko drivers/block/virtio_blk.ko \
+	net/core/failover.ko drivers/net/net_failover.ko \
+	drivers/net/virtio_net.ko net/llc/llc.ko net/802/stp.ko \
+	net/bridge/bridge.ko drivers/net/tun.ko; do
 	cp "$mods/$m" "$out/modules.new/"
 	basename "$m" >>"$out/modules.new/order"
 done

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import warnings
 
@@ -79,14 +80,92 @@ def boot(make, timeout, stall_s=150, attempts=2):
                           % str(e)[-6000:])
 
 
+def boot_all(makes, timeout, stall_s=150, attempts=2):
+    """boot() for nodes that work together (linked by nics=socket_nic_args):
+    starts them all (each make() -> a started Node, in the order given) and
+    waits for them at once. A node that stalls as a whole is reported as a
+    warning and the whole set is booted again (at most `attempts` times);
+    any other failure kills the others and is raised. Returns the consoles'
+    texts in the order of makes."""
+    for i in range(attempts):
+        nodes = []
+        try:
+            for make in makes:
+                nodes.append(make())
+        except BaseException:
+            for n in nodes:
+                n.kill()
+            raise
+        out = [None] * len(nodes)
+
+        def wait(k):
+            try:
+                out[k] = nodes[k].wait_exit(timeout, stall_s=stall_s)
+            except AssertionError as e:
+                out[k] = e
+                for n in nodes:
+                    n.kill()
+
+        threads = [threading.Thread(target=wait, args=(k,))
+                   for k in range(len(nodes))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        errors = [e for e in out if isinstance(e, AssertionError)]
+        stalls = [e for e in errors if isinstance(e, NodeStalled)]
+        if not errors:
+            return out
+        if not stalls or i == attempts - 1:
+            raise errors[0]
+        warnings.warn("QEMU node stalled; all %d booted again. %s"
+                      % (len(nodes), str(stalls[0])[-6000:]))
+
+
+def free_tcp_port():
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def socket_nic_args(role, port, mac):
+    """QEMU arguments for a virtio-net NIC (eth0 in the node) on a virtual
+    Ethernet between two nodes over a TCP connection on the host's
+    loopback: role "listen" on one node, "connect" on the other (started
+    once the first listens: wait_listening). No option ROM: the node boots
+    its kernel directly, iPXE would only delay it."""
+    return ["-netdev", "socket,id=n0,%s=127.0.0.1:%d" % (role, port),
+            "-device", "virtio-net-pci,netdev=n0,mac=%s,romfile=" % mac]
+
+
+def wait_listening(port, timeout=30):
+    """Waits until something listens on 127.0.0.1:port (read from
+    /proc/net/tcp: a probe connection would be taken for the peer)."""
+    want = "0100007F:%04X" % port
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[1] == want and fields[3] == "0A":
+                    return
+        time.sleep(0.05)
+    raise AssertionError("nothing listens on 127.0.0.1:%d after %ds"
+                         % (port, timeout))
+
+
 class Node:
     """One QEMU TCG node running NODE_DIR/node-init.sh as /init and then
     the script given as `run` (copied to /node/run). disks: raw images
     attached as shared virtio-blk disks (see disk_args); the image file must
-    be on a filesystem with O_DIRECT (not tmpfs)."""
+    be on a filesystem with O_DIRECT (not tmpfs). nics: more QEMU arguments
+    for network devices (see socket_nic_args)."""
 
     def __init__(self, build_dir, workdir, run_script, files=(), bins=(),
-                 memory_mib=1536, cpus=1, name="node", disks=()):
+                 memory_mib=1536, cpus=1, name="node", disks=(), nics=()):
         self.workdir = str(workdir)
         kernel = fetch_kernel(build_dir)
         run = os.path.join(self.workdir, name + ".run")
@@ -116,6 +195,7 @@ class Node:
                     "-append", "console=ttyS0 panic=-1 quiet "
                     "unknown_nmi_panic"]
         self.cmd += disk_args(disks)
+        self.cmd += list(nics)
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
