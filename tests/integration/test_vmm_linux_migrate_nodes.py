@@ -81,6 +81,13 @@ while :; do
 done
 cat /tmp/mig.out
 echo "canopy-node: migrate exit $rc after $i retries"
+# A failed migration would leave B's receiver waiting (10 min): plain
+# bytes instead of a header make it refuse and exit now. The source (maybe
+# in doubt, waiting for migrate_resolve) is stopped.
+if [ $rc != 0 ]; then
+    echo abort | timeout 5 nc 10.9.0.2 %(port)d
+    kill $src
+fi
 wait $src
 echo "canopy-node: source exit $?"
 grep "vm stopped" /tmp/src.log
