@@ -8,6 +8,7 @@
 #ifndef CANOPY_VMM_MIGRATE_H
 #define CANOPY_VMM_MIGRATE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,7 +67,8 @@ struct mig_conn {
 	uint8_t *rbuf; /* MIG_CONN_BUF: read, not yet taken [rpos, rlen) */
 	size_t rpos, rlen;
 	uint32_t crc;
-	uint64_t bytes;
+	uint64_t bytes; /* put or received, this thread's count */
+	_Atomic uint64_t written; /* bytes written out: for other threads */
 	uint64_t limit_bps; /* bytes/s, 0 = unlimited */
 	uint64_t t0_ns, sent_since_t0; /* for the limit */
 	struct buf in; /* the last record received (head + body) */

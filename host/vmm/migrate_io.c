@@ -123,8 +123,11 @@ int mig_conn_flush(struct mig_conn *c)
 		return 0;
 	c->wlen = 0;
 	rc = write_all(c, c->wbuf, n);
-	if (rc == 0)
+	if (rc == 0) {
+		atomic_store_explicit(&c->written, c->bytes,
+				      memory_order_relaxed);
 		pace(c, n);
+	}
 	return rc;
 }
 
@@ -434,9 +437,9 @@ int mig_final_send(struct mig_conn *c, struct buf *recs)
 	uint32_t crc = crc32c(c->crc, buf_ptr(recs), buf_len(recs));
 	int rc;
 
-	/* END after the records in the same buffer: one write (one
-	 * SSL_write) for the whole of it. The connection's own CRC then
-	 * covers END too; nothing reads it after END. */
+	/* END right after the records, queued behind the last pages and
+	 * written out with them. The connection's own CRC then covers END
+	 * too; nothing reads it after END. */
 	rc = mig_end_encode(recs, crc, c->bytes + buf_len(recs));
 	if (rc == 0)
 		rc = mig_conn_send(c, buf_ptr(recs), buf_len(recs), NULL, 0);

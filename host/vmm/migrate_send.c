@@ -308,7 +308,11 @@ static int precopy(struct migrate *m, uint64_t **bm)
 	for (uint32_t round = 1;; round++) {
 		uint64_t t = sys_mono_ns(), dirty, now;
 
-		rc = send_pages(m, *bm, round == 1, &sent, &zeros);
+		/* Written out (and paced) before the dirty log is read: a
+		 * bandwidth limit's sleep after the read would let the guest
+		 * dirty more than the estimate counts. */
+		rc = send_pages(m, *bm, round == 1, &sent, &zeros) ?:
+			     mig_conn_flush(&m->conn);
 		if (rc == -ECANCELED)
 			return fail(m, rc,
 				    "cancelled: the guest requested a "
@@ -845,7 +849,10 @@ int migrate_progress(struct vm *vm, Canopy__V1__MigrationProgress *p)
 	p->bandwidth_mib_s = m->bw_bps >> 20;
 	p->expected_downtime_ms = m->expect_ms == ~0ull ? 0 : m->expect_ms;
 	p->throttle_pct = atomic_load(&vm->throttle_pct);
-	p->transferred_mib = m->conn.bytes >> 20;
+	/* Written by the migration thread: its published count. */
+	p->transferred_mib =
+		atomic_load_explicit(&m->conn.written, memory_order_relaxed) >>
+		20;
 	p->error = m->error;
 	pthread_mutex_unlock(&m->lock);
 	return 1;
