@@ -156,6 +156,44 @@ static void on_register(struct manager *m, const char *id,
 	mgr_bus_reply_status(m, id, env, CN_OK, "");
 }
 
+/* host reports vm RUNNING, its record places it on another host and no
+ * task decides: a warning event naming both (once a while per VM: the
+ * report repeats). What the report does is unchanged (nothing). */
+static void warn_elsewhere(struct manager *m, const char *host,
+			   const Canopy__V1__Vm *vm)
+{
+	struct mgr_elsewhere *e = &m->elsewhere[0];
+	uint64_t now = loop_now_ms(m->l) ?: 1;
+	char object[MGR_KEY_MAX + 8], src[MGR_KEY_MAX], dst[MGR_KEY_MAX];
+
+	/* an in-doubt migration to host being resolved records it there */
+	if (mgr_migrate_orphan_find(m, vm->id, src, dst) &&
+	    strcmp(src, vm->host) == 0 && strcmp(dst, host) == 0)
+		return;
+	for (unsigned i = 0; i < MGR_ELSEWHERE_SEEN; i++) {
+		if (m->elsewhere[i].warned_ms &&
+		    strcmp(m->elsewhere[i].vm, vm->id) == 0) {
+			e = &m->elsewhere[i];
+			break;
+		}
+		if (m->elsewhere[i].warned_ms < e->warned_ms)
+			e = &m->elsewhere[i];
+	}
+	if (e->warned_ms && strcmp(e->vm, vm->id) == 0 &&
+	    now - e->warned_ms < MGR_ELSEWHERE_WARN_MS)
+		return;
+	snprintf(e->vm, sizeof(e->vm), "%s", vm->id);
+	e->warned_ms = now;
+	snprintf(object, sizeof(object), "vm/%s", vm->id);
+	mgr_event(m, CANOPY__V1__EVENT_SEVERITY__EVENT_SEVERITY_WARNING,
+		  "vm.running_elsewhere", object, "",
+		  "host %s reports vm %s running but its record places it on "
+		  "host %s: two copies may run; check both hosts",
+		  host, vm->id, vm->host);
+	log_warn("manager", "vm reported running on a host not its own",
+		 "vm=%s host=%s recorded=%s", vm->id, host, vm->host);
+}
+
 /* A VM state report from host: update the VM's runtime state. */
 static void on_vm_report(struct manager *m, const char *host,
 			 const Canopy__V1__VmStateReport *r)
@@ -182,8 +220,13 @@ static void on_vm_report(struct manager *m, const char *host,
 				 "host=%s vm=%s", host, r->vm_id);
 		return;
 	}
-	if (strcmp(vm->host, host) != 0 || mgr_vm_busy(m, r->vm_id))
-		goto out; /* not its host, or a task decides its state */
+	if (mgr_vm_busy(m, r->vm_id))
+		goto out; /* a task decides its state */
+	if (strcmp(vm->host, host) != 0) {
+		if (r->state == CANOPY__V1__VM_RUN_STATE__VM_RUN_STATE_RUNNING)
+			warn_elsewhere(m, host, vm);
+		goto out; /* not its host */
+	}
 	if (vm->state == r->state && vm->rss_bytes == r->rss_bytes &&
 	    strcmp(vm->stop_reason, reason) == 0)
 		goto out;

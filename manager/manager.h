@@ -90,6 +90,15 @@ struct mgr_doubt_seen {
 	uint64_t seen_ms; /* monotonic; 0: free */
 };
 
+/* A VM a host reported RUNNING while its record places it on another
+ * host: warned once per MGR_ELSEWHERE_WARN_MS (hosts_bus.c). */
+#define MGR_ELSEWHERE_SEEN 8
+#define MGR_ELSEWHERE_WARN_MS 60000
+struct mgr_elsewhere {
+	char vm[MGR_KEY_MAX];
+	uint64_t warned_ms; /* monotonic; 0: free */
+};
+
 struct manager {
 	struct mgr_options opt;
 	struct loop *l;
@@ -127,6 +136,7 @@ struct manager {
 	size_t n_hostkeys, cap_hostkeys;
 	int kdf_inflight; /* password hashing threads running (atomic) */
 	struct mgr_doubt_seen doubts[MGR_DOUBTS_SEEN]; /* leader */
+	struct mgr_elsewhere elsewhere[MGR_ELSEWHERE_SEEN]; /* leader */
 };
 
 /* ---- store.c: etcd values and fenced writes ------------------------------ */

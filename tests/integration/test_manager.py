@@ -564,3 +564,29 @@ def test_retention(etcd, tmp_path):
         if agent:
             agent.close()
         m.close()
+
+
+def test_vm_reported_running_on_another_host(mgr, agent):
+    """h2 reports web1 (placed on h1) RUNNING, twice: the record is left
+    alone and one warning event names both hosts (rate-limited per VM)."""
+    assert final(mgr, create(mgr).id).state == A().TASK_STATE_SUCCEEDED
+    h2 = mgrlib.FakeAgent(mgr, "h2")
+    try:
+        h2.expect("registered 0")
+        for _ in range(2):
+            h2.send("report web1 %d 4096" % C().VM_RUN_STATE_RUNNING)
+            h2.expect("sent")
+        ev = wait_until(lambda: [e for e in events(mgr)
+                                 if e.kind == "vm.running_elsewhere"], 5,
+                        "the warning event")
+        time.sleep(0.3)
+        ev = [e for e in events(mgr) if e.kind == "vm.running_elsewhere"]
+        assert len(ev) == 1, ev
+        assert ev[0].object == "vm/web1", ev
+        assert ev[0].severity == A().EVENT_SEVERITY_WARNING, ev
+        assert "host h2 reports vm web1 running" in ev[0].message, ev
+        assert "on host h1" in ev[0].message, ev
+        v = vm(mgr, "web1")
+        assert v.host == "h1" and v.rss_bytes != 4096, v
+    finally:
+        h2.close()
