@@ -105,6 +105,9 @@ int mgr_migrate_cancel(struct manager *m, struct api_call *c, const char *id);
 int mgr_migrate_recover(struct manager *m, const Canopy__V1__Task *rec);
 /* MigrateVm handler (api_migrate.c). */
 void api_migrate_vm(void *arg, struct api_call *c, const ProtobufCMessage *r);
+/* migrate_resolve.c: is an operator's vm.resolve_migration task of vm
+ * running (it alone decides the doubt meanwhile)? */
+bool mgr_migrate_resolving(struct manager *m, const char *vm);
 /* ResolveMigration handler (migrate_resolve.c): a vm.resolve_migration
  * task ends an in-doubt migration as the operator chose. */
 void api_resolve_migration(void *arg, struct api_call *c,

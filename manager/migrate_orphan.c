@@ -94,8 +94,8 @@ static void on_probe(void *arg, int status, const Canopy__V1__Envelope *env)
 	if (!status && env->body_case == CANOPY__V1__ENVELOPE__BODY_RESULT &&
 	    env->result->status)
 		code = env->result->status->code;
-	if (!o->m->leader) {
-		free(o);
+	if (!o->m->leader || mgr_migrate_resolving(o->m, o->vm)) {
+		free(o); /* an operator's resolution started meanwhile */
 	} else if (code == CN_OK) {
 		moved(o);
 		free(o);
@@ -124,13 +124,14 @@ static struct mgr_doubt_seen *seen_slot(struct manager *m, const char *vm)
 }
 
 /* Note what the source said: an operator may resolve it. */
-static void seen_note(struct manager *m, const struct orphan *o)
+static void seen_note(struct manager *m, const char *vm, const char *src,
+		      const char *dst)
 {
-	struct mgr_doubt_seen *s = seen_slot(m, o->vm);
+	struct mgr_doubt_seen *s = seen_slot(m, vm);
 
-	snprintf(s->vm, sizeof(s->vm), "%s", o->vm);
-	snprintf(s->src, sizeof(s->src), "%s", o->src);
-	snprintf(s->dst, sizeof(s->dst), "%s", o->dst);
+	snprintf(s->vm, sizeof(s->vm), "%s", vm);
+	snprintf(s->src, sizeof(s->src), "%s", src);
+	snprintf(s->dst, sizeof(s->dst), "%s", dst);
 	s->seen_ms = loop_now_ms(m->l);
 	if (!s->seen_ms)
 		s->seen_ms = 1;
@@ -176,6 +177,13 @@ void mgr_migrate_orphan(struct manager *m, const char *src,
 			 "host=%s", src);
 		return;
 	}
+	seen_note(m, d->vm_id, src, d->dst_host_id);
+	if (mgr_migrate_resolving(m, d->vm_id)) {
+		log_info("manager",
+			 "in-doubt vm left to the operator's resolution",
+			 "vm=%s", d->vm_id);
+		return;
+	}
 	/* act: ask the destination */
 	o = calloc(1, sizeof(*o));
 	if (!o)
@@ -185,7 +193,6 @@ void mgr_migrate_orphan(struct manager *m, const char *src,
 	snprintf(o->src, sizeof(o->src), "%s", src);
 	snprintf(o->dst, sizeof(o->dst), "%s", d->dst_host_id);
 	snprintf(o->object, sizeof(o->object), "vm/%s", d->vm_id);
-	seen_note(m, o);
 	p.vm_id = o->vm;
 	env.body_case = CANOPY__V1__ENVELOPE__BODY_MIGRATE_PROBE;
 	env.migrate_probe = &p;

@@ -7,8 +7,10 @@
 #include <string.h>
 
 #include "lib/bus.h"
+#include "lib/etcd.h"
 #include "lib/log.h"
 #include "manager/api_internal.h"
+#include "manager/keys.h"
 #include "manager/migrate.h"
 #include "manager/task_state.h"
 #include "manager/tasks.h"
@@ -27,6 +29,7 @@ struct resolve {
 	char task[MGR_TASK_ID_LEN + 1];
 	char vm[MGR_KEY_MAX], src[MGR_KEY_MAX], dst[MGR_KEY_MAX];
 	char user[80];
+	char dst_said[300]; /* the destination's ABORTED answer, for the audit */
 	bool power_off;
 };
 
@@ -67,19 +70,31 @@ static void show(struct resolve *r, uint32_t pct, const char *phase)
 		mgr_task_update(r->m, t->rec);
 }
 
-/* The source is off: the record says STOPPED on the source, desired OFF. */
+/* The source is off: the record says STOPPED on the source, desired OFF,
+ * only while it still places the VM on the source (its placement key
+ * there, written in the same txn as the record's host, is compared in the
+ * txn). 0, -ESTALE (placed elsewhere: nothing written) or -errno. */
 static int record_off(struct resolve *r)
 {
-	char key[MGR_KEY_MAX], why[MGR_KEY_MAX + 200];
+	char key[MGR_KEY_MAX], place[MGR_KEY_MAX], why[MGR_KEY_MAX + 200];
+	struct etcd_cmp cmp = { .key = place,
+				.target = ETCD_CMP_VERSION,
+				.result = ETCD_CMP_GREATER,
+				.number = 0 };
 	Canopy__V1__Vm *vm = NULL;
 	int rc;
 
 	rc = mgr_key_join(key, sizeof(key), MGR_PREFIX_VMS, MGR_NAME_VM, r->vm);
+	rc = rc ?: mgr_key_placement(place, sizeof(place), r->src, r->vm);
 	rc = rc	   ?:
 		     mgr_get_msg(r->m, key, &canopy__v1__vm__descriptor,
 				 (ProtobufCMessage **)&vm);
 	if (rc)
 		return rc;
+	if (!vm->host || strcmp(vm->host, r->src) != 0) {
+		canopy__v1__vm__free_unpacked(vm, NULL);
+		return -ESTALE;
+	}
 	snprintf(why, sizeof(why),
 		 "powered off by %s: its in-doubt migration to host %s was "
 		 "resolved",
@@ -87,11 +102,37 @@ static int record_off(struct resolve *r)
 	vm->state = RUN(STOPPED);
 	vm->desired = CANOPY__V1__POWER_STATE__POWER_STATE_OFF;
 	rc = mgr_set_str(&vm->stop_reason, why) ? -ENOMEM : 0;
-	if (!rc && mgr_set_str(&vm->host, r->src))
-		rc = -ENOMEM;
-	rc = rc ?: mgr_vm_save(r->m, vm, NULL);
+	rc = rc ?: mgr_vm_save(r->m, vm, &cmp);
 	canopy__v1__vm__free_unpacked(vm, NULL);
 	return rc;
+}
+
+/* The source did not answer (or its answer is lost): it may have acted. */
+static void unknown(struct resolve *r, int status)
+{
+	char msg[MGR_KEY_MAX * 3 + 200];
+
+	snprintf(msg, sizeof(msg),
+		 "host %s did not answer the %s (%s): the outcome is "
+		 "unknown: check 'canopy vm show %s'",
+		 r->src, choice_name(r),
+		 status ? cn_strerror(status) : "no result", r->vm);
+	finish(r, CN_UNAVAILABLE, msg);
+}
+
+/* The sentence of a resolution that went ahead (into msg). */
+static void done_text(const struct resolve *r, char *msg, size_t n)
+{
+	int len = snprintf(msg, n,
+			   "migration to host %s ended by %s "
+			   "(resolve-migration --%s): vm %s %s on host %s",
+			   r->dst, r->user, choice_name(r), r->vm,
+			   r->power_off ? "was powered off" : "resumed",
+			   r->src);
+
+	if (r->dst_said[0] && len > 0 && (size_t)len < n)
+		snprintf(msg + len, n - (size_t)len, " (host %s said: %s)",
+			 r->dst, r->dst_said);
 }
 
 /* The source agent's answer to MigrateResolve. */
@@ -109,25 +150,21 @@ static void on_resolved(void *arg, int status, const Canopy__V1__Envelope *env)
 		free(r); /* stepping down: the next leader fails the task */
 		return;
 	}
-	if (!st || st->code != CN_OK) {
+	if (!st) {
+		unknown(r, status);
+		return;
+	}
+	if (st->code != CN_OK) { /* a definite refusal */
 		snprintf(msg, sizeof(msg), "host %s: %.600s; nothing changed",
-			 r->src,
-			 st && st->message ? st->message :
-			 status		   ? cn_strerror(status) :
-					     "no answer");
+			 r->src, st->message ? st->message : "refused");
 		finish(r,
-		       st && st->code > CN_CANCELLED &&
-				       st->code < CN_CODE_COUNT ?
+		       st->code > CN_CANCELLED && st->code < CN_CODE_COUNT ?
 			       (enum cn_code)st->code :
 			       CN_UNAVAILABLE,
 		       msg);
 		return;
 	}
-	snprintf(msg, sizeof(msg),
-		 "migration to host %s ended by %s (resolve-migration "
-		 "--%s): vm %s %s on host %s",
-		 r->dst, r->user, choice_name(r), r->vm,
-		 r->power_off ? "was powered off" : "resumed", r->src);
+	done_text(r, msg, sizeof(msg));
 	/* The in-doubt task first: its end restores the desired state. */
 	mgr_migrate_doubt_end(r->m, r->vm, msg);
 	mgr_migrate_orphan_forget(r->m, r->vm);
@@ -136,7 +173,11 @@ static void on_resolved(void *arg, int status, const Canopy__V1__Envelope *env)
 		snprintf(msg, sizeof(msg),
 			 "vm %s was powered off on host %s but the manager "
 			 "could not record it (%s); check 'canopy vm show %s'",
-			 r->vm, r->src, cn_strerror(rc), r->vm);
+			 r->vm, r->src,
+			 rc == -ESTALE ?
+				 "its record places it on another host" :
+				 cn_strerror(rc),
+			 r->vm);
 		finish(r, CN_UNAVAILABLE, msg);
 		return;
 	}
@@ -166,24 +207,22 @@ static void resolve_send(struct resolve *r)
 	finish(r, CN_UNAVAILABLE, msg);
 }
 
-/* The destination's answer before RESUME_SOURCE: it must not have the VM
- * nor a receiver that could still take COMMIT. */
-static void on_probe(void *arg, int status, const Canopy__V1__Envelope *env)
+/* Go on with the destination's answer code (-1: none) and message? Only
+ * on a definite "it does not run the VM nor can it": NOT_FOUND, or
+ * ABORTED (its receiver died after COMMIT: the operator's word stands);
+ * else the task fails with the reason, nothing changed. */
+static bool probe_ok(struct resolve *r, int status, int code, const char *said)
 {
-	struct resolve *r = arg;
-	int code = !status &&
-				   env->body_case ==
-					   CANOPY__V1__ENVELOPE__BODY_RESULT &&
-				   env->result->status ?
-			   (int)env->result->status->code :
-			   -1;
-	char msg[MGR_KEY_MAX * 3 + 300];
+	char msg[MGR_KEY_MAX * 3 + 400];
 
-	if (!r->m->leader || status == -ECANCELED) {
-		free(r);
-		return;
+	if (code == CN_NOT_FOUND)
+		return true;
+	if (code == CN_ABORTED) {
+		snprintf(r->dst_said, sizeof(r->dst_said), "%s",
+			 said && *said ? said : "its receiver may have run it");
+		return true;
 	}
-	if (code == CN_OK || code == CN_UNAVAILABLE) {
+	if (code == CN_OK || code == CN_UNAVAILABLE)
 		snprintf(msg, sizeof(msg),
 			 code == CN_OK ?
 				 "host %s runs vm %s; nothing changed (the "
@@ -192,12 +231,38 @@ static void on_probe(void *arg, int status, const Canopy__V1__Envelope *env)
 				 "that still waits for COMMIT and may run it; "
 				 "nothing changed: retry once it has exited",
 			 r->dst, r->vm);
-		finish(r, CN_FAILED_PRECONDITION, msg);
+	else
+		snprintf(msg, sizeof(msg),
+			 "could not get a definite answer from host %s (%.200s)"
+			 "; nothing changed: retry",
+			 r->dst,
+			 code >= 0 ? (said && *said ? said : "no message") :
+			 status	   ? cn_strerror(status) :
+				     "no result");
+	finish(r, CN_FAILED_PRECONDITION, msg);
+	return false;
+}
+
+/* The destination's answer: it must neither have the VM nor a receiver
+ * that could still take COMMIT. */
+static void on_probe(void *arg, int status, const Canopy__V1__Envelope *env)
+{
+	struct resolve *r = arg;
+	const Canopy__V1__Status *st =
+		!status && env->body_case == CANOPY__V1__ENVELOPE__BODY_RESULT ?
+			env->result->status :
+			NULL;
+	int code = st ? (int)st->code : -1;
+
+	if (!r->m->leader || status == -ECANCELED) {
+		free(r);
 		return;
 	}
 	log_info("manager", "resolve-migration: destination probed",
-		 "vm=%s host=%s code=%d", r->vm, r->dst, code);
-	resolve_send(r);
+		 "vm=%s host=%s code=%d status=%d", r->vm, r->dst, code,
+		 status);
+	if (probe_ok(r, status, code, st ? st->message : NULL))
+		resolve_send(r);
 }
 
 static void start(struct resolve *r)
@@ -205,81 +270,50 @@ static void start(struct resolve *r)
 	Canopy__V1__Envelope env = CANOPY__V1__ENVELOPE__INIT;
 	Canopy__V1__MigrateProbe p = CANOPY__V1__MIGRATE_PROBE__INIT;
 	char phase[MGR_KEY_MAX + 80];
+	int rc;
 
 	mgr_migrate_doubt_hold(r->m, r->vm, true);
-	if (r->power_off) {
-		resolve_send(r);
-		return;
-	}
 	snprintf(phase, sizeof(phase), "asking host %s whether it runs the vm",
 		 r->dst);
 	show(r, 20, phase);
 	p.vm_id = r->vm;
 	env.body_case = CANOPY__V1__ENVELOPE__BODY_MIGRATE_PROBE;
 	env.migrate_probe = &p;
-	/* Unreachable: the operator's word stands (a dead host runs no VM;
-	 * its datastore locks guard the disks). */
-	if (!r->m->bus ||
-	    bus_server_request(r->m->bus, r->dst, &env, RESOLVE_PROBE_MS,
-			       on_probe, r, NULL) < 0)
+	rc = r->m->bus ?
+		     bus_server_request(r->m->bus, r->dst, &env,
+					RESOLVE_PROBE_MS, on_probe, r, NULL) :
+		     -EHOSTUNREACH;
+	/* Not connected: the operator's word stands (a dead host runs no
+	 * VM; its datastore locks guard the disks). */
+	if (rc == -EHOSTUNREACH) {
+		log_info("manager",
+			 "resolve-migration: destination not "
+			 "connected",
+			 "vm=%s host=%s", r->vm, r->dst);
 		resolve_send(r);
+	} else if (rc < 0) {
+		(void)probe_ok(r, rc, -1, NULL); /* fails the task */
+	}
 }
 
-/* A running task record for r (state RUNNING, in m->tasks, never started
- * by the engine); *out: a copy for the reply. 0 or -errno. */
+/* A running task for r (never started by the engine); *out: a copy for
+ * the reply. 0 or -errno (nothing stored). */
 static int task_make(struct resolve *r, const Canopy__V1__Vm *vm,
 		     Canopy__V1__Task **out)
 {
-	struct manager *m = r->m;
-	struct mgr_task *t = calloc(1, sizeof(*t)), **tail;
-	Canopy__V1__Task *rec = calloc(1, sizeof(*rec));
-	uint64_t now = mgr_unix_ms();
-	char object[MGR_KEY_MAX + 8];
-	int rc = -ENOMEM;
+	struct mgr_task *t;
+	int rc;
 
-	if (!t || !rec)
-		goto fail;
-	canopy__v1__task__init(rec);
-	t->rec = rec;
-	snprintf(object, sizeof(object), "vm/%s", vm->id);
-	rc = mgr_task_id_format(r->task, sizeof(r->task), now,
-				++m->task_counter);
-	if (rc || mgr_set_str(&rec->id, r->task) ||
-	    mgr_set_str(&rec->kind, RESOLVE_KIND) ||
-	    mgr_set_str(&rec->object, object) ||
-	    mgr_set_str(&rec->phase, "starting") ||
-	    mgr_set_str(&rec->manager, m->opt.id)) {
-		rc = rc ?: -ENOMEM;
-		goto fail;
-	}
-	rec->state = CANOPY__V1__TASK_STATE__TASK_STATE_RUNNING;
-	rec->start_unix_ms = now;
-	rc = mgr_task_save(m, rec, NULL, NULL);
-	*out = rc ? NULL : mgr_task_copy(rec);
-	if (rc || !*out) {
-		rc = rc ?: -ENOMEM;
-		goto fail;
-	}
-	t->m = m;
-	t->op = MGR_OP_MIGRATE; /* no VmCommand: the engine never starts it */
-	t->running = true;
-	t->timeout_ms = RESOLVE_PROBE_MS + MGR_MIGRATE_RESOLVE_CALL_MS;
-	t->prev_desired = vm->desired;
-	snprintf(t->vm, sizeof(t->vm), "%s", vm->id);
-	snprintf(t->host, sizeof(t->host), "%s", r->src);
-	for (tail = &m->tasks; *tail; tail = &(*tail)->next)
-		;
-	*tail = t;
-	return 0;
-fail:
-	if (rec)
-		canopy__v1__task__free_unpacked(rec, NULL);
-	free(t);
+	/* MGR_OP_MIGRATE: no VmCommand, the engine never starts it */
+	rc = mgr_task_own(r->m, MGR_OP_MIGRATE, RESOLVE_KIND, vm, r->src,
+			  RESOLVE_PROBE_MS + MGR_MIGRATE_RESOLVE_CALL_MS, &t,
+			  out);
+	if (!rc)
+		snprintf(r->task, sizeof(r->task), "%s", t->rec->id);
 	return rc;
 }
 
-/* Is a resolution of vm already running? */
-static bool resolving(struct manager *m, const char *vm)
+bool mgr_migrate_resolving(struct manager *m, const char *vm)
 {
 	for (struct mgr_task *t = m->tasks; t; t = t->next)
 		if (strcmp(t->vm, vm) == 0 && t->rec->kind &&
@@ -310,7 +344,7 @@ static int doubt_of(struct manager *m, struct api_call *c,
 {
 	char task[MGR_KEY_MAX], state[32];
 
-	if (resolving(m, vm->id)) {
+	if (mgr_migrate_resolving(m, vm->id)) {
 		api_fail(c, CN_FAILED_PRECONDITION,
 			 "a resolve-migration of vm %s is already running; "
 			 "wait for its task",

@@ -72,8 +72,8 @@ int mgr_task_save(struct manager *m, const Canopy__V1__Task *rec,
 	return rc;
 }
 
-static Canopy__V1__Task *task_new(struct manager *m, enum mgr_op op,
-				  const char *vm)
+static Canopy__V1__Task *task_new(struct manager *m, const char *kind,
+				  const char *vm, Canopy__V1__TaskState state)
 {
 	Canopy__V1__Task *rec = calloc(1, sizeof(*rec));
 	char id[MGR_TASK_ID_LEN + 1], object[MGR_KEY_MAX];
@@ -84,17 +84,84 @@ static Canopy__V1__Task *task_new(struct manager *m, enum mgr_op op,
 	canopy__v1__task__init(rec);
 	snprintf(object, sizeof(object), "vm/%s", vm);
 	if (mgr_task_id_format(id, sizeof(id), now, ++m->task_counter) ||
-	    mgr_set_str(&rec->id, id) ||
-	    mgr_set_str(&rec->kind, mgr_op_kind(op)) ||
+	    mgr_set_str(&rec->id, id) || mgr_set_str(&rec->kind, kind) ||
 	    mgr_set_str(&rec->object, object) ||
-	    mgr_set_str(&rec->phase, "queued") ||
+	    mgr_set_str(&rec->phase,
+			state == TS(QUEUED) ? "queued" : "starting") ||
 	    mgr_set_str(&rec->manager, m->opt.id)) {
 		canopy__v1__task__free_unpacked(rec, NULL);
 		return NULL;
 	}
-	rec->state = TS(QUEUED);
+	rec->state = state;
 	rec->start_unix_ms = now;
 	return rec;
+}
+
+/* t for vm with a fresh record of kind in state; NULL: out of memory. */
+static struct mgr_task *task_alloc(struct manager *m, enum mgr_op op,
+				   const char *kind, const char *vm,
+				   Canopy__V1__TaskState state)
+{
+	struct mgr_task *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->m = m;
+	t->op = op;
+	snprintf(t->vm, sizeof(t->vm), "%s", vm);
+	t->rec = task_new(m, kind, vm, state);
+	if (!t->rec) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+/* Append t to m->tasks (oldest first). */
+static void task_append(struct manager *m, struct mgr_task *t)
+{
+	struct mgr_task **tail;
+
+	for (tail = &m->tasks; *tail; tail = &(*tail)->next)
+		;
+	*tail = t;
+}
+
+static void task_free(struct mgr_task *t)
+{
+	canopy__v1__task__free_unpacked(t->rec, NULL);
+	free(t);
+}
+
+int mgr_task_own(struct manager *m, enum mgr_op op, const char *kind,
+		 const Canopy__V1__Vm *vm, const char *host,
+		 uint32_t timeout_ms, struct mgr_task **t_out,
+		 Canopy__V1__Task **out)
+{
+	struct mgr_task *t = task_alloc(m, op, kind, vm->id, TS(RUNNING));
+	int rc;
+
+	*out = NULL;
+	*t_out = NULL;
+	if (!t)
+		return -ENOMEM;
+	t->running = true;
+	t->timeout_ms = timeout_ms;
+	t->prev_desired = vm->desired;
+	snprintf(t->host, sizeof(t->host), "%s", host);
+	/* The copy first: nothing is stored unless the reply can be made. */
+	*out = mgr_task_copy(t->rec);
+	rc = *out ? mgr_task_save(m, t->rec, NULL, NULL) : -ENOMEM;
+	if (rc) {
+		if (*out)
+			canopy__v1__task__free_unpacked(*out, NULL);
+		*out = NULL;
+		task_free(t);
+		return rc;
+	}
+	task_append(m, t);
+	*t_out = t;
+	return 0;
 }
 
 static void kick_post(void *arg)
@@ -108,24 +175,22 @@ int mgr_task_submit(struct manager *m, enum mgr_op op, const Canopy__V1__Vm *vm,
 {
 	char vkey[MGR_KEY_MAX];
 	struct etcd_cmp cmp = { .key = vkey, .target = ETCD_CMP_VERSION };
-	struct mgr_task *t, **tail;
+	struct mgr_task *t;
 	int rc;
 
 	*out = NULL;
 	rc = mgr_key_join(vkey, sizeof(vkey), MGR_PREFIX_VMS, MGR_NAME_VM,
 			  vm->id);
-	t = rc ? NULL : calloc(1, sizeof(*t));
+	if (rc)
+		return rc;
+	t = task_alloc(m, op, mgr_op_kind(op), vm->id, TS(QUEUED));
 	if (!t)
-		return rc ? rc : -ENOMEM;
-	t->m = m;
-	t->op = op;
+		return -ENOMEM;
 	t->hard = hard;
 	t->timeout_ms = timeout_ms ? timeout_ms : m->opt.command_timeout_ms;
 	t->prev_desired = prev_desired;
-	snprintf(t->vm, sizeof(t->vm), "%s", vm->id);
 	snprintf(t->host, sizeof(t->host), "%s", vm->host);
-	t->rec = task_new(m, op, vm->id);
-	*out = t->rec ? mgr_task_copy(t->rec) : NULL;
+	*out = mgr_task_copy(t->rec);
 	if (!*out) {
 		rc = -ENOMEM;
 		goto err;
@@ -133,9 +198,7 @@ int mgr_task_submit(struct manager *m, enum mgr_op op, const Canopy__V1__Vm *vm,
 	rc = mgr_task_save(m, t->rec, vm, op == MGR_OP_CREATE ? &cmp : NULL);
 	if (rc)
 		goto err;
-	for (tail = &m->tasks; *tail; tail = &(*tail)->next)
-		;
-	*tail = t;
+	task_append(m, t);
 	if (loop_post(m->l, kick_post, m))
 		mgr_tasks_kick(m);
 	return 0;
@@ -143,9 +206,7 @@ err:
 	if (*out)
 		canopy__v1__task__free_unpacked(*out, NULL);
 	*out = NULL;
-	if (t->rec)
-		canopy__v1__task__free_unpacked(t->rec, NULL);
-	free(t);
+	task_free(t);
 	return rc == -ESTALE ? -EEXIST : rc;
 }
 

@@ -35,6 +35,14 @@ struct mgr_task {
 CN_MUST_CHECK int mgr_task_save(struct manager *m, const Canopy__V1__Task *rec,
 				const Canopy__V1__Vm *vm,
 				const struct etcd_cmp *cmp);
+/* A RUNNING task of kind (op: what undo and the engine see; the engine
+ * never starts it, its owner ends it with mgr_task_end) for vm on host,
+ * stored and added to m->tasks: 0 with *t_out and *out (a heap copy for
+ * the reply), or -errno with nothing stored or added. */
+CN_MUST_CHECK int mgr_task_own(struct manager *m, enum mgr_op op,
+			       const char *kind, const Canopy__V1__Vm *vm,
+			       const char *host, uint32_t timeout_ms,
+			       struct mgr_task **t_out, Canopy__V1__Task **out);
 /* Store t's record and send it to its WaitTask streams; a final record
  * also ends them. */
 void mgr_task_update(struct manager *m, const Canopy__V1__Task *rec);

@@ -950,6 +950,7 @@ def test_in_doubt_killed_after_marker_resolved_by_power_off(etcd, tmp_path):
             if e.kind == "vm.migration_resolved"]
         assert ev and ev[-1].object == "vm/web1", ev
         assert "--power-off" in ev[-1].message, ev
+        assert "host node2 said: " in ev[-1].message, ev
         code, msg = api_code(lambda: c.m.call(
             "VmService", "ResolveMigration", resolve_req(), A().Task))
         assert code == grpc.StatusCode.FAILED_PRECONDITION, msg
@@ -987,6 +988,8 @@ def test_in_doubt_killed_after_marker_resolved_by_resume(etcd, tmp_path):
         last = c.run_task("ResolveMigration", resolve_req(
             choice=A().ResolveMigrationRequest.RESUME_SOURCE))
         assert "resumed on host node1" in last.result, last
+        assert "host node2 said: the receiving canopy-vmm exited with " \
+            "status 137 after its run marker" in last.result, last
         assert last.kind == "vm.resolve_migration", last
         mig = c.task(t.id)
         assert mig.state == A().TASK_STATE_FAILED, mig
@@ -1031,11 +1034,13 @@ def test_in_doubt_past_the_bound_resolved_by_power_off(etcd, tmp_path,
         c.close()
 
 
-def test_resume_source_refused_while_destination_may_run(etcd, tmp_path):
+@pytest.mark.parametrize("choice", ["RESUME_SOURCE", "POWER_OFF"])
+def test_resolve_refused_while_destination_may_run(etcd, tmp_path, choice):
     """In doubt while node2's receiver still holds COMMIT unread (held at
-    dst-ack past the source's wait for STARTED): RESUME_SOURCE is refused
-    (FAILED_PRECONDITION, nothing changed), and rightly: node2 then runs
-    the VM and the migration succeeds, one VMM."""
+    dst-ack past the source's wait for STARTED): RESUME_SOURCE and
+    POWER_OFF are refused (FAILED_PRECONDITION, nothing changed: node2 is
+    asked first either way), and rightly: node2 then runs the VM and the
+    migration succeeds, one VMM."""
     c = doubt_cluster(etcd, tmp_path, dst_pause="dst-ack:6000")
     n1, n2 = c.agents["node1"], c.agents["node2"]
     try:
@@ -1044,7 +1049,7 @@ def test_resume_source_refused_while_destination_may_run(etcd, tmp_path):
         wait_until(lambda: "in doubt" in c.task(t.id).phase, 20,
                    "the task in doubt")
         r = c.m.call("VmService", "ResolveMigration", resolve_req(
-            choice=A().ResolveMigrationRequest.RESUME_SOURCE), A().Task)
+            choice=getattr(A().ResolveMigrationRequest, choice)), A().Task)
         last = c.wait_task(r.id, timeout=30)
         assert last.state == A().TASK_STATE_FAILED, last
         assert last.error.code == \
@@ -1052,6 +1057,8 @@ def test_resume_source_refused_while_destination_may_run(etcd, tmp_path):
         assert "still waits for COMMIT" in last.error.message, last
         assert "nothing changed" in last.error.message, last
         assert len(n1.vmm_pids("web1")) == 1
+        assert "power_off=1" not in n1.log_text()
+        assert c.vm().host == "node1"
         mig = c.wait_task(t.id, timeout=30)
         assert mig.state == A().TASK_STATE_SUCCEEDED, mig
         c.only_on("node2")
