@@ -1067,6 +1067,36 @@ def test_resolve_refused_while_destination_may_run(etcd, tmp_path, choice):
         c.close()
 
 
+def test_resume_source_refused_without_a_definite_answer(etcd, tmp_path):
+    """The doubt of a receiver killed after its run marker, node2's agent
+    then stopped (connected, silent): RESUME_SOURCE waits 5 s for node2's
+    answer and is refused (FAILED_PRECONDITION, nothing changed): no
+    resume is sent, the VM stays paused on node1, the doubt goes on."""
+    c = doubt_cluster(etcd, tmp_path)
+    n1, n2 = c.agents["node1"], c.agents["node2"]
+    try:
+        t = doubt_after_marker(c)
+        n2.proc.send_signal(signal.SIGSTOP)
+        try:
+            r = c.m.call("VmService", "ResolveMigration", resolve_req(
+                choice=A().ResolveMigrationRequest.RESUME_SOURCE), A().Task)
+            last = c.wait_task(r.id, timeout=30)
+        finally:
+            n2.proc.send_signal(signal.SIGCONT)
+        assert last.state == A().TASK_STATE_FAILED, last
+        assert last.error.code == \
+            grpc.StatusCode.FAILED_PRECONDITION.value[0], last.error
+        msg = last.error.message
+        assert "could not get a definite answer from host node2" in msg, msg
+        assert "nothing changed: retry" in msg, msg
+        assert "resume=1" not in n1.log_text()
+        assert len(n1.vmm_pids("web1")) == 1
+        assert c.task(t.id).state == A().TASK_STATE_RUNNING
+        assert c.vm().host == "node1"
+    finally:
+        c.close()
+
+
 @pytest.mark.root
 def test_link_down_after_commit_arrived_resolved_by_manager(netns, etcd,
                                                            tmp_path):
