@@ -53,7 +53,8 @@ int cli_vm_resolve(struct cli *c, const struct cli_args *a)
 				"does not run it) and --power-off (stop it; "
 				"start the vm again later)");
 	req.name = (char *)a->pos[0];
-	req.choice = resume ? CHOICE(RESUME_SOURCE) : CHOICE(POWER_OFF);
+	req.choice = resume ? CHOICE(CHOICE_RESUME_SOURCE) :
+			      CHOICE(CHOICE_POWER_OFF);
 	rc = cli_call(c, M_RESOLVE, &req.base, &canopy__v1__task__descriptor,
 		      (ProtobufCMessage **)&t);
 	if (rc)

@@ -374,11 +374,11 @@ void api_resolve_migration(void *arg, struct api_call *c,
 	int rc;
 
 	/* validate */
-	if (req->choice != CHOICE(RESUME_SOURCE) &&
-	    req->choice != CHOICE(POWER_OFF)) {
+	if (req->choice != CHOICE(CHOICE_RESUME_SOURCE) &&
+	    req->choice != CHOICE(CHOICE_POWER_OFF)) {
 		api_fail(c, CN_INVALID_ARGUMENT,
-			 "choice: RESUME_SOURCE (run the paused source copy "
-			 "again) or POWER_OFF (stop it)");
+			 "choice: CHOICE_RESUME_SOURCE (run the paused source "
+			 "copy again) or CHOICE_POWER_OFF (stop it)");
 		return;
 	}
 	if (mgr_vm_read(m, c, req->name, &vm))
@@ -389,7 +389,7 @@ void api_resolve_migration(void *arg, struct api_call *c,
 		goto out;
 	}
 	r->m = m;
-	r->power_off = req->choice == CHOICE(POWER_OFF);
+	r->power_off = req->choice == CHOICE(CHOICE_POWER_OFF);
 	snprintf(r->vm, sizeof(r->vm), "%s", vm->id);
 	snprintf(r->user, sizeof(r->user), "%s",
 		 c->auth.user[0] ? c->auth.user : "an unauthenticated caller");

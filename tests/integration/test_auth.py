@@ -194,7 +194,7 @@ def test_resolve_migration_needs_its_privilege(mgr):
         return call(ch, "VmService", "ResolveMigration",
                     A().ResolveMigrationRequest(
                         name="web1",
-                        choice=A().ResolveMigrationRequest.POWER_OFF),
+                        choice=A().ResolveMigrationRequest.CHOICE_POWER_OFF),
                     A().Task)
     add_user(mgr, "op", "operator-pw", "Operator")
     call(mgr.channel, "RoleService", "CreateRole", a.CreateRoleRequest(

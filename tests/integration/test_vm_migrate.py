@@ -891,7 +891,7 @@ def doubt_after_marker(c, bound_passes=False):
 
 def resolve_req(name="web1", choice=None):
     return A().ResolveMigrationRequest(
-        name=name, choice=choice or A().ResolveMigrationRequest.POWER_OFF)
+        name=name, choice=choice or A().ResolveMigrationRequest.CHOICE_POWER_OFF)
 
 
 def api_code(fn):
@@ -986,7 +986,7 @@ def test_in_doubt_killed_after_marker_resolved_by_resume(etcd, tmp_path):
                    "may have run the vm" in c.task(t.id).phase, 30,
                    "m2 owning the task, in doubt again")
         last = c.run_task("ResolveMigration", resolve_req(
-            choice=A().ResolveMigrationRequest.RESUME_SOURCE))
+            choice=A().ResolveMigrationRequest.CHOICE_RESUME_SOURCE))
         assert "resumed on host node1" in last.result, last
         assert "host node2 said: the receiving canopy-vmm exited with " \
             "status 137 after its run marker" in last.result, last
@@ -1034,7 +1034,8 @@ def test_in_doubt_past_the_bound_resolved_by_power_off(etcd, tmp_path,
         c.close()
 
 
-@pytest.mark.parametrize("choice", ["RESUME_SOURCE", "POWER_OFF"])
+@pytest.mark.parametrize("choice", ["CHOICE_RESUME_SOURCE",
+                                    "CHOICE_POWER_OFF"])
 def test_resolve_refused_while_destination_may_run(etcd, tmp_path, choice):
     """In doubt while node2's receiver still holds COMMIT unread (held at
     dst-ack past the source's wait for STARTED): RESUME_SOURCE and
@@ -1079,7 +1080,7 @@ def test_resume_source_refused_without_a_definite_answer(etcd, tmp_path):
         n2.proc.send_signal(signal.SIGSTOP)
         try:
             r = c.m.call("VmService", "ResolveMigration", resolve_req(
-                choice=A().ResolveMigrationRequest.RESUME_SOURCE), A().Task)
+                choice=A().ResolveMigrationRequest.CHOICE_RESUME_SOURCE), A().Task)
             last = c.wait_task(r.id, timeout=30)
         finally:
             n2.proc.send_signal(signal.SIGCONT)
