@@ -49,6 +49,11 @@ CN_MUST_CHECK int cli_vm_migrate(struct cli *c, const struct cli_args *a);
 /* `vm resolve-migration NAME --resume-source | --power-off [--no-wait]`
  * (cmd_vm_resolve.c): ResolveMigration (exactly one choice, else a usage
  * error), then follow the task and print its result. */
+/* After a call that started task t (freed here): with --no-wait say so
+ * (cli_task_after), else follow it to its end and print its result
+ * sentence (cmd_vm_migrate.c). 0 or the CLI exit code. */
+CN_MUST_CHECK int cli_vm_task_follow(struct cli *c, const struct cli_args *a,
+				     Canopy__V1__Task *t);
 extern const struct cli_optdef cli_vm_resolve_opts[];
 CN_MUST_CHECK int cli_vm_resolve(struct cli *c, const struct cli_args *a);
 

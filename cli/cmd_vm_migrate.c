@@ -33,7 +33,8 @@ static int opt_uint(struct cli *c, const struct cli_args *a, const char *name,
 	return 0;
 }
 
-/* After success: the result sentence (downtime and total time). */
+/* After success: the task's result sentence (for a migration, its
+ * downtime and total time). */
 static int print_result(struct cli *c, const char *id)
 {
 	Canopy__V1__GetTaskRequest req = CANOPY__V1__GET_TASK_REQUEST__INIT;
@@ -52,12 +53,30 @@ static int print_result(struct cli *c, const char *id)
 	return 0;
 }
 
+int cli_vm_task_follow(struct cli *c, const struct cli_args *a,
+		       Canopy__V1__Task *t)
+{
+	char id[128];
+	int rc;
+
+	snprintf(id, sizeof(id), "%s", t->id);
+	if (cli_args_has(a, "no-wait")) {
+		rc = cli_task_after(c, t, true);
+		protobuf_c_message_free_unpacked(&t->base, NULL);
+		return rc;
+	}
+	protobuf_c_message_free_unpacked(&t->base, NULL);
+	rc = cli_task_wait(c, id);
+	if (rc == 0 && !c->json)
+		rc = print_result(c, id);
+	return rc;
+}
+
 int cli_vm_migrate(struct cli *c, const struct cli_args *a)
 {
 	Canopy__V1__MigrateVmRequest req = CANOPY__V1__MIGRATE_VM_REQUEST__INIT;
 	Canopy__V1__Task *t;
 	uint64_t ms = 0, bw = 0;
-	char id[128];
 	int rc;
 
 	req.name = (char *)a->pos[0];
@@ -74,17 +93,5 @@ int cli_vm_migrate(struct cli *c, const struct cli_args *a)
 	req.bandwidth_limit_mib_s = bw;
 	rc = cli_call(c, M_MIGRATE_VM, &req.base, &canopy__v1__task__descriptor,
 		      (ProtobufCMessage **)&t);
-	if (rc)
-		return rc;
-	snprintf(id, sizeof(id), "%s", t->id);
-	if (cli_args_has(a, "no-wait")) {
-		rc = cli_task_after(c, t, true);
-		protobuf_c_message_free_unpacked(&t->base, NULL);
-		return rc;
-	}
-	protobuf_c_message_free_unpacked(&t->base, NULL);
-	rc = cli_task_wait(c, id);
-	if (rc == 0 && !c->json)
-		rc = print_result(c, id);
-	return rc;
+	return rc ? rc : cli_vm_task_follow(c, a, t);
 }

@@ -805,6 +805,15 @@ def no_reset(ag, name="web1"):
     assert all(b > a for a, b in zip(r, r[1:])), r
 
 
+def resumed_on_node1(c, n1):
+    """The VM runs on node1 again, only there, where it left off."""
+    wait_until(lambda: c.vm().state == C().VM_RUN_STATE_RUNNING, 10,
+               "the vm running")
+    c.only_on("node1")
+    guest_keeps_going(n1)
+    no_reset(n1)
+
+
 @pytest.mark.root
 def test_in_doubt_receiver_killed_before_marker_resumes(netns, etcd,
                                                         tmp_path):
@@ -837,11 +846,7 @@ def test_in_doubt_receiver_killed_before_marker_resumes(netns, etcd,
         assert "never ran the vm" in msg, msg
         assert "resumed on host node1" in msg, msg
         assert "ran_marker=0" in n2.log_text()
-        wait_until(lambda: c.vm().state == C().VM_RUN_STATE_RUNNING, 10,
-                   "the vm running")
-        c.only_on("node1")
-        guest_keeps_going(n1)
-        no_reset(n1)
+        resumed_on_node1(c, n1)
     finally:
         c.close()
 
@@ -994,11 +999,7 @@ def test_in_doubt_killed_after_marker_resolved_by_resume(etcd, tmp_path):
         mig = c.task(t.id)
         assert mig.state == A().TASK_STATE_FAILED, mig
         assert "resolve-migration --resume-source" in mig.error.message
-        wait_until(lambda: c.vm().state == C().VM_RUN_STATE_RUNNING, 10,
-                   "the vm running")
-        c.only_on("node1")
-        guest_keeps_going(n1)
-        no_reset(n1)
+        resumed_on_node1(c, n1)
     finally:
         c.close()
         m2.close()
