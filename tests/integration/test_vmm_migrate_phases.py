@@ -339,15 +339,12 @@ def blk_seconds(text):
                                        text, re.M)]
 
 
-@pytest.mark.root
-def test_in_doubt_resume_takes_the_datastore_lock_back(nspair, vms, guest,
-                                                       build_dir, tmp_path):
-    """A guest writing its datastore disk; the link goes down after the
-    destination's ACK (it took the file's lock), COMMIT is lost: the
-    destination exits without running, the source is in doubt with its
-    lock released (the guest writes nothing); migrate_resolve resume=true
-    takes the lock back for host 3 before the guest runs, and the guest
-    writes on without an I/O error."""
+def ds_in_doubt(nspair, vms, guest, build_dir, tmp_path):
+    """A guest (host 3) writing its datastore disk; the link goes down
+    after the destination's ACK (host 4 took the file's lock), COMMIT is
+    lost: the destination exits without running, the source is in doubt
+    with its lock released and the guest writing nothing. Returns (img,
+    src, ctl)."""
     if not os.path.exists(os.path.join(str(build_dir), "bin", "canopy-ds")):
         pytest.skip("SKIP: bin/canopy-ds not built")
     img = tmp_path / "ds.img"
@@ -384,6 +381,16 @@ def test_in_doubt_resume_takes_the_datastore_lock_back(nspair, vms, guest,
     n = len(blk_seconds(src.console_text()))
     time.sleep(1.5)  # the guest reports each second it writes
     assert len(blk_seconds(src.console_text())) == n, "it ran in doubt"
+    return img, src, ctl
+
+
+@pytest.mark.root
+def test_in_doubt_resume_takes_the_datastore_lock_back(nspair, vms, guest,
+                                                       build_dir, tmp_path):
+    """In doubt with a datastore disk (ds_in_doubt): migrate_resolve
+    resume=true takes the lock back for host 3 before the guest runs, and
+    the guest writes on without an I/O error."""
+    img, src, ctl = ds_in_doubt(nspair, vms, guest, build_dir, tmp_path)
     rep = resolve(ctl, True)
     assert rep.status.code == 0, rep.status.message
     assert "datastore lock taken back" in src.log_text()
@@ -393,6 +400,32 @@ def test_in_doubt_resume_takes_the_datastore_lock_back(nspair, vms, guest,
     src.wait_console(lambda t: len(blk_seconds(t)) >= n + 2,
                      what="the guest writing on at the source")
     assert "I/O error" not in src.console_text(), src.console_text()
+
+
+@pytest.mark.root
+def test_in_doubt_power_off_then_cold_start_takes_the_lock(
+        nspair, vms, guest, build_dir, tmp_path):
+    """In doubt with a datastore disk (ds_in_doubt): migrate_resolve
+    power_off stops the source as powered off without taking the lock
+    back; a cold start of the VM on host 5 then gets the file's lock (the
+    dead destination's lease is broken once its heartbeat timed out) and
+    the guest writes without an I/O error."""
+    img, src, ctl = ds_in_doubt(nspair, vms, guest, build_dir, tmp_path)
+    rep = ctl.call(migrate_resolve=protos.vmm().VmmMigrateResolveRequest(
+        power_off=True))
+    assert rep.status.code == 0, rep.status.message
+    assert src.wait_exit(10) == 0
+    assert re.search(r"vm stopped\".*reason=\"powered off", src.log_text())
+    assert "datastore lock taken back" not in src.log_text()
+    again = vms("--kernel", guest, "--memory", "64", "--cmdline",
+                "blk,mode=seqwrite,mib=4,bs=4096,secs=600,seed=3",
+                "--disk", "ds=%s:vm1/disk0,host=5" % img, name="again",
+                ns=nspair["src"])
+    again.wait_console(lambda t: len(blk_seconds(t)) >= 2, timeout=30,
+                       what="the cold-started guest writing")
+    assert "I/O error" not in again.console_text(), again.console_text()
+    m = re.search(r"^1\s+(\d+)\s", ds_tool(build_dir, "locks", img), re.M)
+    assert m and int(m[1]) == 5, m
 
 
 def test_migrate_resolve_nothing_in_doubt(vms, guest):
