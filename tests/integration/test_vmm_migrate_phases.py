@@ -61,17 +61,30 @@ def ip(*args, check=True):
 
 
 def link_up(ns):
-    """The destination's end up again, and carrying traffic."""
+    """The destination's end up again, and carrying traffic: neighbour
+    entries that failed while it was down are dropped (a FAILED one made
+    the next test's connect fail with "No route to host" once in CI), and
+    a ping must come back."""
     ip("-n", ns["dst"], "link", "set", "eth0", "up", check=False)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         out = ip("-n", ns["src"], "route", "get", ns["net"] + ".2",
                  check=False)
         if out.returncode == 0 and "LOWER_UP" in ip(
                 "-n", ns["src"], "link", "show", "eth0").stdout:
-            return
+            break
         time.sleep(0.02)
-    raise AssertionError("the veth did not come back up")
+    else:
+        raise AssertionError("the veth did not come back up")
+    for side in ("src", "dst"):
+        ip("-n", ns[side], "neigh", "flush", "dev", "eth0", check=False)
+    while time.monotonic() < deadline:
+        if subprocess.run(["ip", "netns", "exec", ns["src"], "ping", "-c",
+                           "1", "-W", "1", ns["net"] + ".2"],
+                          stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0:
+            return
+    raise AssertionError("the veth is up but carries no traffic")
 
 
 @pytest.fixture(scope="module")
