@@ -61,7 +61,7 @@ int mig_io_timeout_ms(void);
  * an optional bandwidth limit. Owned by one thread. */
 struct mig_conn {
 	int fd;
-	struct mig_tls_conn *tls; /* NULL: plain TCP */
+	struct mig_tls_conn *tls; /* NULL: plain TCP; set once, owned */
 	uint8_t *wbuf; /* MIG_CONN_BUF: what is put, not yet written */
 	size_t wlen;
 	uint8_t *rbuf; /* MIG_CONN_BUF: read, not yet taken [rpos, rlen) */
@@ -80,10 +80,6 @@ void mig_conn_close(struct mig_conn *c);
 /* A write (and a TLS read inside a record) blocked longer than ms fails
  * (-ETIMEDOUT). */
 void mig_conn_set_timeout(struct mig_conn *c, int ms);
-/* From now on the stream goes through the TLS session tls (the conn owns
- * it). 0 or -ENOMEM (tls is freed then). */
-CN_MUST_CHECK int mig_conn_tls_set(struct mig_conn *c,
-				   struct mig_tls_conn *tls);
 /* Is anything readable now (socket or decrypted bytes)? 1, 0 or -errno. */
 CN_MUST_CHECK int mig_conn_readable(struct mig_conn *c);
 /* Queue n bytes to send: copied into the write buffer now (counted in crc

@@ -49,12 +49,6 @@ void mig_conn_set_timeout(struct mig_conn *c, int ms)
 	(void)!setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
 
-int mig_conn_tls_set(struct mig_conn *c, struct mig_tls_conn *tls)
-{
-	c->tls = tls;
-	return 0;
-}
-
 int mig_conn_readable(struct mig_conn *c)
 {
 	if (c->rpos < c->rlen || (c->tls && mig_tls_pending(c->tls)))

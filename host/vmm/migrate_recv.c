@@ -139,15 +139,13 @@ static int stream_start(struct vm *vm, struct mig_conn *c, int io_ms, char *err,
 				    err, errlen);
 	}
 	rc = mig_tls_accept(vm->mig_tls, c->fd, &tls, why, sizeof(why));
-	if (rc == 0) {
-		mig_tls_describe(tls, desc, sizeof(desc));
-		rc = mig_conn_tls_set(c, tls);
-	}
 	if (rc < 0) {
 		snprintf(err, errlen,
 			 "incoming migration refused: %s (phase header)", why);
 		return rc;
 	}
+	mig_tls_describe(tls, desc, sizeof(desc));
+	c->tls = tls; /* the conn owns it from now on */
 	log_info("vmm", "migration stream encrypted", "vm=%s tls=\"%s\"",
 		 vm->cfg.name, desc);
 	return 0;

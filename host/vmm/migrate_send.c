@@ -601,14 +601,10 @@ static int secure(struct migrate *m)
 	rc = mig_tls_connect(m->vm->mig_tls, m->conn.fd,
 			     m->tls_name[0] ? m->tls_name : NULL, &tls, why,
 			     sizeof(why));
-	if (rc == 0) {
-		mig_tls_describe(tls, desc, sizeof(desc));
-		rc = mig_conn_tls_set(&m->conn, tls);
-		if (rc < 0)
-			snprintf(why, sizeof(why), "TLS: out of memory");
-	}
 	if (rc < 0)
 		return fail(m, rc, "destination %s: %s", m->address, why);
+	mig_tls_describe(tls, desc, sizeof(desc));
+	m->conn.tls = tls; /* the conn owns it from now on */
 	log_info("vmm", "migration stream encrypted",
 		 "vm=%s to=%s tls=\"%s\" name=%s", m->vm->cfg.name, m->address,
 		 desc, m->tls_name[0] ? m->tls_name : "(not checked)");
