@@ -719,12 +719,13 @@ int agent_migrate_exited(struct agent *ag, struct agent_vm *vm)
 			    "the source canopy-vmm stopped as migrated");
 		mg->resolve_rid = 0;
 	}
-	/* Migrated: the VM lives on the destination now; not a crash. */
-	log_info("agent", "vm migrated away; forgetting it", "vm=%s", vm->id);
+	/* Migrated: the VM lives on the destination now; not a crash. The
+	 * line is logged once its directory is gone. */
 	rc = agent_dir_remove(vm->dir);
 	if (rc < 0 && rc != -ENOENT)
 		log_warn("agent", "cannot remove a migrated vm's directory",
 			 "vm=%s err=\"%s\"", vm->id, cn_strerror(rc));
+	log_info("agent", "vm migrated away; forgetting it", "vm=%s", vm->id);
 	agent_vm_free(ag, vm);
 	return 1;
 }

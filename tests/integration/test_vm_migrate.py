@@ -229,7 +229,10 @@ def test_migrate_back_and_forth(cluster):
     assert "tls=node2" in n1.log_text()
     assert 'migration stream encrypted" vm=web1 tls="TLSv1.3' in \
         (n2.run_dir / "vms" / "web1" / "vmm.log").read_text()
-    # The source forgot the VM: its directory is gone.
+    # The source forgot the VM: its directory is gone (removed just before
+    # the agent logs that it forgot it).
+    wait_until(lambda: "vm migrated away; forgetting it" in n1.log_text(),
+               10, "the source agent forgetting the VM")
     assert not (n1.run_dir / "vms" / "web1").exists()
     # The guest goes on where it was: its round counter continues.
     wait_until(lambda: rounds(n2.console("web1")), 20, "rounds on node2")
@@ -1131,8 +1134,10 @@ def test_link_down_after_commit_arrived_resolved_by_manager(netns, etcd,
         assert "migrated from host node1 to node2" in last.result, last
         wait_until(lambda: n1.vmm_pids("web1") == [], 10,
                    "the source VMM gone")
-        # It stopped as migrated: the agent forgot it (no crash report).
-        assert "vm migrated away; forgetting it" in n1.log_text()
+        # It stopped as migrated: the agent forgot it (no crash report),
+        # its directory removed before that line.
+        wait_until(lambda: "vm migrated away; forgetting it"
+                   in n1.log_text(), 10, "the source agent forgetting it")
         assert not (n1.run_dir / "vms" / "web1").exists()
         c.only_on("node2")
         guest_keeps_going(n2)
