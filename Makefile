@@ -114,6 +114,8 @@ $(B)/gen/%.pb-c.o: $(B)/gen/%.pb-c.c
 LIB_SRCS := $(wildcard lib/*.c)
 LIB_OBJS := $(patsubst %.c,$(B)/%.o,$(LIB_SRCS))
 LIBCANOPY := $(B)/lib/libcanopy.a
+# vmotion/module.mk builds it; named here for the fragments before it.
+VMOTION_LIB := $(B)/vmotion/libvmotion.a
 
 $(LIBCANOPY): $(LIB_OBJS) $(PROTO_O)
 	$(call msg,AR,$@)

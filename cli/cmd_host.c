@@ -99,17 +99,26 @@ static void host_print(struct cli *c, const ProtobufCMessage *m)
 {
 	const Canopy__V1__Host *h = (const Canopy__V1__Host *)m;
 	char state[32], cpus[16], mem[80], vms[16], seen[32], ds[512];
-	const char *keys[] = { "ID",	     "Hostname", "State",  "Address",
-			       "Version",    "CPUs",	 "Memory", "VMs",
-			       "Datastores", "Last seen" };
+	char feats[128];
+	const char *keys[] = { "ID",	       "Hostname", "State",
+			       "Address",      "Version",  "CPUs",
+			       "CPU features", "Memory",   "VMs",
+			       "Datastores",   "Last seen" };
 	const char *vals[] = { h->id,	   h->hostname, state, h->address,
-			       h->version, cpus,	mem,   vms,
-			       ds,	   seen };
+			       h->version, cpus,	feats, mem,
+			       vms,	   ds,		seen };
 	size_t i, o = 0;
 
 	cli_enum_text(state, sizeof(state), &canopy__v1__host_state__descriptor,
 		      h->state, "HOST_STATE_");
 	snprintf(cpus, sizeof(cpus), "%u", h->cpus);
+	/* The registers migration admission compares (docs/
+	 * migration-protocol.md, "CPU features"), in their order. */
+	snprintf(feats, sizeof(feats), "-");
+	for (i = 0; i < h->n_cpu_features && o + 10 < sizeof(feats); i++)
+		o += (size_t)snprintf(feats + o, sizeof(feats) - o, "%s%08x",
+				      i ? " " : "", h->cpu_features[i]);
+	o = 0;
 	host_memory(mem, sizeof(mem), h);
 	snprintf(vms, sizeof(vms), "%u", h->vms);
 	cli_fmt_age(seen, sizeof(seen), h->last_seen_unix_ms, cli_now_ms());

@@ -42,9 +42,15 @@ static void hosts_of(struct manager *m, const Canopy__V1__Vm *vm,
 	a->src_connected = s && s->up &&
 			   s->rec->state ==
 				   CANOPY__V1__HOST_STATE__HOST_STATE_CONNECTED;
+	if (s) {
+		a->src_cpu = s->rec->cpu_features;
+		a->n_src_cpu = s->rec->n_cpu_features;
+	}
 	a->dst_known = d != NULL;
 	if (!d)
 		return;
+	a->dst_cpu = d->rec->cpu_features;
+	a->n_dst_cpu = d->rec->n_cpu_features;
 	a->dst_connected =
 		d->up &&
 		d->rec->state !=

@@ -10,6 +10,7 @@
 #include "lib/sys.h"
 #include "manager/hosts.h"
 #include "manager/manager.h"
+#include "vmotion/stream.h"
 #include "manager/migrate.h"
 #include "manager/tasks.h"
 
@@ -66,6 +67,8 @@ static const char *register_check(const Canopy__V1__AgentRegister *r)
 	if (!list_ok(r->datastores, r->n_datastores) ||
 	    !list_ok(r->nics, r->n_nics))
 		return "at most 64 nics and datastores of 255 characters";
+	if (r->n_cpu_features != 0 && r->n_cpu_features != MIG_CPU_FEATS)
+		return "cpu_features must have 0 or 8 values";
 	return NULL;
 }
 
@@ -86,6 +89,20 @@ static int copy_list(char ***dst, size_t *n_dst, char **src, size_t n)
 	return 0;
 }
 
+static int copy_features(Canopy__V1__Host *h,
+			 const Canopy__V1__AgentRegister *r)
+{
+	if (!r->n_cpu_features)
+		return 0;
+	h->cpu_features = calloc(r->n_cpu_features, sizeof(uint32_t));
+	if (!h->cpu_features)
+		return -ENOMEM;
+	memcpy(h->cpu_features, r->cpu_features,
+	       r->n_cpu_features * sizeof(uint32_t));
+	h->n_cpu_features = r->n_cpu_features;
+	return 0;
+}
+
 static Canopy__V1__Host *host_from_register(const char *id,
 					    const Canopy__V1__AgentRegister *r)
 {
@@ -102,7 +119,8 @@ static Canopy__V1__Host *host_from_register(const char *id,
 	    mgr_set_str(&h->address, r->address) ||
 	    mgr_set_str(&h->version, r->version) ||
 	    copy_list(&h->datastores, &h->n_datastores, r->datastores,
-		      r->n_datastores)) {
+		      r->n_datastores) ||
+	    copy_features(h, r)) {
 		canopy__v1__host__free_unpacked(h, NULL);
 		return NULL;
 	}

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "vmotion/orch.h"
+#include "vmotion/stream.h"
 
 static int has(const char *const *v, size_t n, const char *s)
 {
@@ -92,6 +93,7 @@ static enum cn_code admit_hosts(const struct vmo_admit *a, char *why, size_t n)
 static enum cn_code admit_fit(const struct vmo_admit *a, char *why, size_t n)
 {
 	unsigned limit = a->host_limit ? a->host_limit : VMO_HOST_LIMIT_DEFAULT;
+	char bits[64];
 
 	if (a->n_local_disks) {
 		snprintf(why, n,
@@ -112,6 +114,16 @@ static enum cn_code admit_fit(const struct vmo_admit *a, char *why, size_t n)
 				 a->datastores[i]);
 			return CN_FAILED_PRECONDITION;
 		}
+	if (a->n_src_cpu == MIG_CPU_FEATS && a->n_dst_cpu == MIG_CPU_FEATS &&
+	    mig_cpu_features_missing(a->src_cpu, a->dst_cpu, bits,
+				     sizeof(bits))) {
+		snprintf(why, n,
+			 "host %s's CPU lacks features vm %s may use on host "
+			 "%s (%s); pick another host, or power the vm off and "
+			 "start it on %s",
+			 a->dst, a->vm, a->src, bits, a->dst);
+		return CN_FAILED_PRECONDITION;
+	}
 	if (a->dst_free_mib < a->vm_memory_mib) {
 		snprintf(why, n,
 			 "host %s has %llu MiB free, vm %s needs %llu MiB; "

@@ -40,6 +40,10 @@ struct vmo_admit {
 	uint64_t dst_free_mib; /* memory minus used */
 	const char *const *dst_datastores;
 	size_t n_dst_datastores;
+	/* CPU feature registers as the hosts registered them: 0 values
+	 * (not known: not compared) or MIG_CPU_FEATS (vmotion/stream.h). */
+	const uint32_t *src_cpu, *dst_cpu;
+	size_t n_src_cpu, n_dst_cpu;
 	unsigned src_active, dst_active; /* migrations running on each */
 	unsigned host_limit; /* 0: VMO_HOST_LIMIT_DEFAULT */
 	uint32_t max_downtime_ms;
@@ -50,10 +54,11 @@ struct vmo_admit {
  * failed check with one sentence in why (size n) saying what to do.
  * Order: downtime bound, destination name, VM state, busy, same host,
  * destination known/connected/maintenance, source connected, local
- * disks, datastores visible, memory, concurrency limit. CPU features are
- * not compared here (agents do not report them in the host record): the
- * receiving VMM checks them against KVM_GET_SUPPORTED_CPUID before the
- * source pauses.
+ * disks, datastores visible, CPU features, memory, concurrency limit.
+ * CPU features: the source host's registers must all be in the
+ * destination's (the receiving VMM's HEADER check, made early); not
+ * compared when either host did not report them (the receiver still
+ * checks before the source pauses).
  */
 enum cn_code vmo_admit_check(const struct vmo_admit *a, char *why, size_t n);
 

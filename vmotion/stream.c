@@ -179,15 +179,16 @@ int mig_header_decode(const struct mig_rec *r, struct mig_header *h)
 	return 0;
 }
 
-/* Feature registers compared between hosts: the source's bits must all be
- * there on the destination. ignore: bits canopy-vmm sets or clears itself
- * (hypervisor, HTT, VMX, SMX, SVM, OSXSAVE, which follows CR4). */
+/* Feature registers compared between hosts (MIG_CPU_FEATS, in order):
+ * the source's bits must all be there on the destination. ignore: bits
+ * canopy-vmm sets or clears itself (hypervisor, HTT, VMX, SMX, SVM,
+ * OSXSAVE, which follows CR4). */
 static const struct feat {
 	uint32_t function, index;
 	unsigned reg; /* 0 eax .. 3 edx */
 	uint32_t ignore;
 	const char *name;
-} feats[] = {
+} feats[MIG_CPU_FEATS] = {
 	{ 1, 0, 2, (1u << 31) | (1u << 27) | (1u << 5) | (1u << 6), "1.ecx" },
 	{ 1, 0, 3, 1u << 28, "1.edx" },
 	{ 7, 0, 1, 0, "7.0.ebx" },
@@ -205,39 +206,51 @@ static uint32_t reg_of(const struct mig_cpuid *c, unsigned reg)
 	return r[reg];
 }
 
-static const struct mig_cpuid *leaf(const struct mig_cpuid *set, unsigned n,
-				    uint32_t function, uint32_t index)
+void mig_cpu_features(const struct mig_cpuid *set, unsigned n,
+		      uint32_t out[MIG_CPU_FEATS])
 {
-	for (unsigned i = 0; i < n; i++)
-		if (set[i].function == function && set[i].index == index)
-			return &set[i];
-	return NULL;
+	for (unsigned f = 0; f < MIG_CPU_FEATS; f++) {
+		out[f] = 0;
+		for (unsigned i = 0; i < n; i++)
+			if (set[i].function == feats[f].function &&
+			    set[i].index == feats[f].index) {
+				out[f] = reg_of(&set[i], feats[f].reg) &
+					 ~feats[f].ignore;
+				break;
+			}
+	}
+}
+
+int mig_cpu_features_missing(const uint32_t need[MIG_CPU_FEATS],
+			     const uint32_t have[MIG_CPU_FEATS], char *why,
+			     size_t whylen)
+{
+	for (unsigned f = 0; f < MIG_CPU_FEATS; f++) {
+		uint32_t lack = need[f] & ~have[f] & ~feats[f].ignore;
+
+		if (lack) {
+			snprintf(why, whylen, "CPUID %s bits 0x%08x",
+				 feats[f].name, lack);
+			return -EINVAL;
+		}
+	}
+	return 0;
 }
 
 static int check_cpuid(const struct mig_header *src,
 		       const struct mig_cpuid *sup, unsigned nsup, char *why,
 		       size_t whylen)
 {
-	for (size_t i = 0; i < sizeof(feats) / sizeof(feats[0]); i++) {
-		const struct feat *f = &feats[i];
-		const struct mig_cpuid *s, *d;
-		uint32_t need, have;
+	uint32_t need[MIG_CPU_FEATS], have[MIG_CPU_FEATS];
+	char bits[64];
 
-		s = leaf(src->cpuid, src->ncpuid, f->function, f->index);
-		if (!s)
-			continue;
-		d = leaf(sup, nsup, f->function, f->index);
-		need = reg_of(s, f->reg) & ~f->ignore;
-		have = d ? reg_of(d, f->reg) : 0;
-		if (need & ~have) {
-			snprintf(why, whylen,
-				 "this host's CPU lacks features the VM uses: "
-				 "CPUID %s bits 0x%08x",
-				 f->name, need & ~have);
-			return -EINVAL;
-		}
-	}
-	return 0;
+	mig_cpu_features(src->cpuid, src->ncpuid, need);
+	mig_cpu_features(sup, nsup, have);
+	if (mig_cpu_features_missing(need, have, bits, sizeof(bits)) == 0)
+		return 0;
+	snprintf(why, whylen, "this host's CPU lacks features the VM uses: %s",
+		 bits);
+	return -EINVAL;
 }
 
 int mig_header_check(const struct mig_header *src,

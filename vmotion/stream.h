@@ -111,6 +111,29 @@ CN_MUST_CHECK int mig_rec_head_put(struct buf *b, uint32_t type, uint32_t len);
 CN_MUST_CHECK int mig_header_encode(struct buf *b, const struct mig_header *h);
 CN_MUST_CHECK int mig_header_decode(const struct mig_rec *r,
 				    struct mig_header *h);
+/*
+ * The CPU feature registers compared between hosts, in this order: leaf 1
+ * ECX and EDX, 7.0 EBX, ECX and EDX, 0xD.1 EAX, 0x80000001 ECX and EDX, each
+ * without the bits canopy-vmm sets or clears itself (hypervisor, HTT, VMX,
+ * SMX, SVM, OSXSAVE). The receiver compares them from the HEADER; agents
+ * report them (AgentRegister.cpu_features) so that the manager compares
+ * the same registers before a migration starts.
+ */
+#define MIG_CPU_FEATS 8u
+/* The registers of a CPUID set (a leaf it lacks gives 0). */
+void mig_cpu_features(const struct mig_cpuid *set, unsigned n,
+		      uint32_t out[MIG_CPU_FEATS]);
+/* 0 when have holds every bit of need; -EINVAL with the first register
+ * short and its missing bits in why ("CPUID 7.0.ebx bits 0x00000020"). */
+CN_MUST_CHECK int mig_cpu_features_missing(const uint32_t need[MIG_CPU_FEATS],
+					   const uint32_t have[MIG_CPU_FEATS],
+					   char *why, size_t whylen);
+/* KVM_GET_SUPPORTED_CPUID on kvm_fd, or on /dev/kvm opened for the call
+ * when kvm_fd < 0, into set (at most max leaves; *n set). The one part of
+ * vmotion/ that does I/O: canopy-vmm and canopy-agent share it. */
+CN_MUST_CHECK int mig_kvm_cpuid(int kvm_fd, struct mig_cpuid *set, unsigned max,
+				unsigned *n);
+
 /* Can a VM shaped as local (its supported CPUID set in sup, nsup) take
  * this stream? 0, or -EINVAL with the reason in why. */
 CN_MUST_CHECK int mig_header_check(const struct mig_header *src,

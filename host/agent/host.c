@@ -14,6 +14,7 @@
 #include "lib/log.h"
 #include "lib/loop.h"
 #include "lib/sys.h"
+#include "vmotion/stream.h"
 
 /* Most NICs and CPU flags reported. */
 #define HOST_NICS_MAX 64
@@ -106,12 +107,33 @@ static size_t host_cpu_flags(char **buf, char **flags, size_t max)
 	return n;
 }
 
+/* The CPU feature registers migration admission compares; none when
+ * /dev/kvm cannot say (the receiving canopy-vmm still checks). */
+static size_t host_cpu_features(uint32_t out[MIG_CPU_FEATS])
+{
+	struct mig_cpuid *set = calloc(MIG_MAX_CPUID, sizeof(*set));
+	unsigned n = 0;
+	int rc = set ? mig_kvm_cpuid(-1, set, MIG_MAX_CPUID, &n) : -ENOMEM;
+
+	if (rc == 0)
+		mig_cpu_features(set, n, out);
+	else
+		log_warn("agent", "cannot read the host's CPU features",
+			 "err=\"%s\" effect=\"the manager does not compare "
+			 "them before a migration; the receiving canopy-vmm "
+			 "still does\"",
+			 cn_strerror(rc));
+	free(set);
+	return rc == 0 ? MIG_CPU_FEATS : 0;
+}
+
 static void send_register(struct agent *ag)
 {
 	Canopy__V1__Envelope env = CANOPY__V1__ENVELOPE__INIT;
 	Canopy__V1__AgentRegister r = CANOPY__V1__AGENT_REGISTER__INIT;
 	char host[256] = "", nics[HOST_NICS_MAX][64], *nicp[HOST_NICS_MAX];
 	char *flags[HOST_FLAGS_MAX], *cpuinfo, *ds[AGENT_DATASTORES_MAX];
+	uint32_t feats[MIG_CPU_FEATS];
 	char ds_names[AGENT_DATASTORES_MAX][AGENT_VM_ID_MAX + 1];
 	uint64_t used;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -127,6 +149,8 @@ static void send_register(struct agent *ag)
 	r.nics = nicp;
 	r.n_cpu_flags = host_cpu_flags(&cpuinfo, flags, HOST_FLAGS_MAX);
 	r.cpu_flags = flags;
+	r.n_cpu_features = host_cpu_features(feats);
+	r.cpu_features = feats;
 	/* Names only ("ds1" of "ds1=/dev/sdb"; checked at start-up). */
 	for (size_t i = 0; i < ag->opts.n_datastores; i++) {
 		const char *d = ag->opts.datastores[i];

@@ -9,7 +9,8 @@ $(AGENT_LIB): $(filter-out $(B)/host/agent/main.o,$(AGENT_OBJS))
 	$(Q)rm -f $@
 	$(Q)ar rcs $@ $^
 
-$(B)/bin/canopy-agent: $(B)/host/agent/main.o $(AGENT_LIB) $(DS_LIB) $(LIBCANOPY)
+# libvmotion.a: the host's CPU feature registers it registers with.
+$(B)/bin/canopy-agent: $(B)/host/agent/main.o $(AGENT_LIB) $(VMOTION_LIB) $(DS_LIB) $(LIBCANOPY)
 	$(call link,$@,$^,$(LIBS_ZMQ) $(LIBS_PROTO) $(LIBS_IMAGE))
 
 BINS += $(B)/bin/canopy-agent
@@ -17,4 +18,4 @@ BINS += $(B)/bin/canopy-agent
 LIBS_IMAGE = $(call PC,libcurl) $(call PC,libcrypto)
 
 # Unit tests of the agent link its archive.
-$(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test_agent_*.c)): $(AGENT_LIB)
+$(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test_agent_*.c)): $(AGENT_LIB) $(VMOTION_LIB)

@@ -323,32 +323,6 @@ int mig_connect(const char *address, int timeout_ms)
 	return fd;
 }
 
-static int supported_cpuid(struct vm *vm, struct mig_header *h)
-{
-	struct kvm_cpuid2 *cp;
-	int rc = 0;
-
-	cp = calloc(1, sizeof(*cp) + MIG_MAX_CPUID * sizeof(cp->entries[0]));
-	if (!cp)
-		return -ENOMEM;
-	cp->nent = MIG_MAX_CPUID;
-	if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, cp) < 0)
-		rc = -errno;
-	h->ncpuid = rc == 0 ? cp->nent : 0;
-	for (uint32_t i = 0; i < h->ncpuid; i++) {
-		const struct kvm_cpuid_entry2 *e = &cp->entries[i];
-
-		h->cpuid[i] = (struct mig_cpuid){ .function = e->function,
-						  .index = e->index,
-						  .eax = e->eax,
-						  .ebx = e->ebx,
-						  .ecx = e->ecx,
-						  .edx = e->edx };
-	}
-	free(cp);
-	return rc;
-}
-
 int mig_header_local(struct vm *vm, struct mig_header *h, char *devices,
 		     size_t devlen)
 {
@@ -368,7 +342,7 @@ int mig_header_local(struct vm *vm, struct mig_header *h, char *devices,
 		off += (size_t)n;
 	}
 	h->devices = devices;
-	return supported_cpuid(vm, h);
+	return mig_kvm_cpuid(vm->kvm_fd, h->cpuid, MIG_MAX_CPUID, &h->ncpuid);
 }
 
 /* Append section `name`, saved by save(arg, out), as a STATE record. */

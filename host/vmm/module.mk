@@ -10,7 +10,6 @@ $(VMM_LIB): $(filter-out $(B)/host/vmm/main.o,$(VMM_OBJS))
 	$(Q)ar rcs $@ $^
 
 # The migration stream (vmotion/module.mk) after the VMM archive that uses it.
-VMOTION_LIB := $(B)/vmotion/libvmotion.a
 # The migration stream's TLS (migrate_tls.c) links OpenSSL.
 $(B)/bin/canopy-vmm: $(B)/host/vmm/main.o $(VMM_LIB) $(VMOTION_LIB) $(DS_LIB) $(LIBCANOPY)
 	$(call link,$@,$^,$(LIBS_PROTO) $(LIBS_SSL))

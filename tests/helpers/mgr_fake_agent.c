@@ -3,6 +3,7 @@
  *   mgr_fake_agent --manager tcp://HOST:PORT --host-id ID
  *                  [--memory-mib N] [--cpus N] [--heartbeat-ms N]
  *                  [--datastore NAME] [--pki-dir DIR [--join TOKEN]]
+ *                  [--cpu-features V,V,...]   (registered as given, any count)
  *
  * Registers on connection (again after each reconnection), heartbeats,
  * and answers each VmCommand as its mode says. Lines on stdout:
@@ -37,6 +38,8 @@ struct fake {
 	uint32_t cpus;
 	uint64_t memory_mib;
 	char *datastore;
+	uint32_t cpu_features[16];
+	size_t n_cpu_features;
 	enum mode mode;
 	char err_msg[256];
 	char line[512];
@@ -83,6 +86,8 @@ static void send_register(struct fake *f)
 		reg.n_datastores = 1;
 		reg.datastores = &f->datastore;
 	}
+	reg.cpu_features = f->cpu_features;
+	reg.n_cpu_features = f->n_cpu_features;
 	env.body_case = CANOPY__V1__ENVELOPE__BODY_REGISTER;
 	env.register_ = &reg;
 	if (bus_client_request(f->bus, &env, 2000, on_registered, f, NULL))
@@ -216,15 +221,11 @@ static const struct bus_client_ops ops = {
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "manager", 1, NULL, 'm' },
-		{ "host-id", 1, NULL, 'i' },
-		{ "memory-mib", 1, NULL, 'M' },
-		{ "cpus", 1, NULL, 'c' },
-		{ "heartbeat-ms", 1, NULL, 'h' },
-		{ "datastore", 1, NULL, 'd' },
-		{ "pki-dir", 1, NULL, 'p' },
-		{ "join", 1, NULL, 'j' },
-		{ NULL, 0, NULL, 0 },
+		{ "manager", 1, NULL, 'm' },	  { "host-id", 1, NULL, 'i' },
+		{ "memory-mib", 1, NULL, 'M' },	  { "cpus", 1, NULL, 'c' },
+		{ "heartbeat-ms", 1, NULL, 'h' }, { "datastore", 1, NULL, 'd' },
+		{ "pki-dir", 1, NULL, 'p' },	  { "join", 1, NULL, 'j' },
+		{ "cpu-features", 1, NULL, 'f' }, { NULL, 0, NULL, 0 },
 	};
 	struct fake f = { .cpus = 4, .memory_mib = 8192 };
 	struct bus_options o = { .heartbeat_ms = 200, .peer_timeout_ms = 3000 };
@@ -258,6 +259,12 @@ int main(int argc, char **argv)
 			break;
 		case 'j':
 			join = optarg;
+			break;
+		case 'f':
+			for (char *p = optarg; *p && f.n_cpu_features < 16;
+			     p += *p == ',')
+				f.cpu_features[f.n_cpu_features++] =
+					(uint32_t)strtoul(p, &p, 0);
 			break;
 		default:
 			return 2;

@@ -323,7 +323,13 @@ def test_host_list_json(canopy, home, fake):
 def test_host_show_and_remove(canopy, home, fake):
     fake.hosts["h1"].datastores.extend(["ds1", "ds2"])
     r = ok(canopy, home, fake, "host", "show", "h1")
-    assert "Datastores:  ds1, ds2" in r.out and "Address:     10.0.0.1" in r.out
+    assert "Datastores:    ds1, ds2" in r.out
+    assert "Address:       10.0.0.1" in r.out
+    assert "CPU features:  -\n" in r.out
+    fake.hosts["h1"].cpu_features.extend(range(0xfffffff8, 0x100000000))
+    r = ok(canopy, home, fake, "host", "show", "h1")
+    assert ("CPU features:  fffffff8 fffffff9 fffffffa fffffffb fffffffc "
+            "fffffffd fffffffe ffffffff\n") in r.out
     j = ok(canopy, home, fake, "host", "show", "h1", "-o", "json").json()
     assert j["id"] == "h1" and j["datastores"] == ["ds1", "ds2"]
     r = run(canopy, home, "host", "remove", "h1", server=fake.address)

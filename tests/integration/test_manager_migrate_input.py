@@ -87,3 +87,86 @@ def test_forged_migration_reports(mgr):
     assert list(tasks) == []
     assert mgr.cluster().hosts_connected == 1
     s.close()
+
+
+# CPU feature registers as an agent registers them (AgentRegister.
+# cpu_features, docs/migration-protocol.md "CPU features"): 1.ecx, 1.edx,
+# 7.0.ebx, 7.0.ecx, 7.0.edx, 0xd.1.eax, 0x80000001.ecx, 0x80000001.edx.
+FEATS = [0x7ed8320b, 0x178bfbff, 0x219c91a9, 0x00400004, 0x00000010,
+         0x0000000f, 0x000005f3, 0x2fd3fbff]
+
+
+def final_task(mgr, task_id):
+    got = list(mgr.stream("TaskService", "WaitTask",
+                          A().WaitTaskRequest(id=task_id), A().Task,
+                          timeout=20))
+    assert got, "WaitTask streamed nothing"
+    return got[-1]
+
+
+def test_cpu_features_admission(mgr):
+    """MigrateVm compares the source host's CPU feature registers with the
+    destination's before anything starts: one bit short is refused with
+    FAILED_PRECONDITION naming the register and bits; a bit canopy-vmm
+    sets itself (1.ecx hypervisor) or a host that reported none is not
+    refused (the receiving VMM still checks)."""
+    C = mgrlib.common
+    short = list(FEATS)
+    short[2] &= ~0x20  # 7.0.ebx AVX2
+    hv = list(FEATS)
+    hv[0] &= ~(1 << 31)  # 1.ecx hypervisor: set by canopy-vmm itself
+    agents = [mgrlib.FakeAgent(mgr, "h1", cpu_features=FEATS),
+              mgrlib.FakeAgent(mgr, "h2", cpu_features=short),
+              mgrlib.FakeAgent(mgr, "h3", cpu_features=hv),
+              mgrlib.FakeAgent(mgr, "h4")]
+    try:
+        for a in agents:
+            a.expect("registered 0")
+        h1 = mgr.call("HostService", "GetHost", A().GetHostRequest(id="h1"),
+                      A().Host)
+        assert list(h1.cpu_features) == FEATS
+        h4 = mgr.call("HostService", "GetHost", A().GetHostRequest(id="h4"),
+                      A().Host)
+        assert list(h4.cpu_features) == []
+        spec = C().VmSpec(name="web1", cpus=1, memory_mib=64,
+                          kernel="/boot/guest.elf")
+        t = mgr.call("VmService", "CreateVm",
+                     A().CreateVmRequest(spec=spec, host="h1"), A().Task)
+        final_task(mgr, t.id)
+        t = mgr.call("VmService", "StartVm", A().VmPowerRequest(name="web1"),
+                     A().Task)
+        assert final_task(mgr, t.id).state == A().TASK_STATE_SUCCEEDED
+
+        with pytest.raises(grpc.RpcError) as e:
+            mgr.call("VmService", "MigrateVm",
+                     A().MigrateVmRequest(name="web1", to_host="h2"),
+                     A().Task)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert ("host h2's CPU lacks features vm web1 may use on host h1 "
+                "(CPUID 7.0.ebx bits 0x00000020)") in e.value.details()
+        tasks = mgr.call("TaskService", "ListTasks", A().ListTasksRequest(),
+                         A().ListTasksResponse).tasks
+        assert not [x for x in tasks if x.kind == "vm.migrate"]
+
+        for dst in ("h3", "h4"):
+            t = mgr.call("VmService", "MigrateVm",
+                         A().MigrateVmRequest(name="web1", to_host=dst),
+                         A().Task)
+            mgr.call("TaskService", "CancelTask",
+                     A().CancelTaskRequest(id=t.id), A().Task)
+            last = final_task(mgr, t.id)
+            assert last.state == A().TASK_STATE_CANCELLED, last
+    finally:
+        for a in agents:
+            a.close()
+
+
+@pytest.mark.parametrize("n", [1, 7, 9])
+def test_cpu_features_wrong_count_refused(mgr, n):
+    a = mgrlib.FakeAgent(mgr, "h1", cpu_features=(FEATS * 2)[:n])
+    try:
+        a.expect("registered 3")  # INVALID_ARGUMENT
+        assert "cpu_features must have 0 or 8 values" in mgr.log_text()
+        assert mgr.cluster().hosts_connected == 0
+    finally:
+        a.close()

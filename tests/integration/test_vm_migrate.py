@@ -218,6 +218,11 @@ def test_migrate_back_and_forth(cluster):
     c = cluster
     c.start_vm()
     n1, n2 = c.agents["node1"], c.agents["node2"]
+    # Both agents registered this CPU's feature registers (admission
+    # compares them); leaf 1 EDX has FPU, TSC and SSE2 on any x86-64 host.
+    f1, f2 = c.host("node1").cpu_features, c.host("node2").cpu_features
+    assert len(f1) == 8 and list(f1) == list(f2), (f1, f2)
+    assert f1[1] & 0x04000011 == 0x04000011, hex(f1[1])
     before = rounds(n1.console("web1"))
     rc, out, err = c.canopy("vm", "migrate", "web1", "--to", "node2")
     assert rc == 0, err

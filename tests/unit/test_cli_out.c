@@ -275,6 +275,7 @@ static void test_pb_json(void **state)
 	Canopy__V1__Task t = CANOPY__V1__TASK__INIT;
 	char ds1[] = "ds1", ds2[] = "d\"2", id[] = "h1";
 	char *ds[] = { ds1, ds2 };
+	uint32_t feats[] = { 0x178bfbff, 0 };
 	struct cli_json j;
 	struct mem m;
 	char *s;
@@ -284,6 +285,8 @@ static void test_pb_json(void **state)
 	h.memory_mib = UINT64_C(1) << 40;
 	h.n_datastores = 2;
 	h.datastores = ds;
+	h.n_cpu_features = 2;
+	h.cpu_features = feats;
 	mem_open(&m);
 	cli_json_init_compact(&j, m.f);
 	cli_pb_json(&j, &h.base);
@@ -294,7 +297,8 @@ static void test_pb_json(void **state)
 		   "\"HOST_STATE_CONNECTED\",\"cpus\":0,\"memory_mib\":"
 		   "1099511627776,\"memory_used_mib\":0,\"vms\":0,\"address\":"
 		   "\"\",\"version\":\"\",\"last_seen_unix_ms\":0,"
-		   "\"datastores\":[\"ds1\",\"d\\\"2\"]}\n");
+		   "\"datastores\":[\"ds1\",\"d\\\"2\"],"
+		   "\"cpu_features\":[395049983,0]}\n");
 	free(s);
 	/* An unknown enum value is a number; an absent message is null. */
 	t.state = 77;

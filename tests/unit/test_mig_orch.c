@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "vmotion/orch.h"
+#include "vmotion/stream.h"
 
 static const char *const dst_ds[] = { "ds1", "ds2" };
 
@@ -89,6 +90,46 @@ static void test_admit_refusals(void **s)
 	expect(&a, CN_RESOURCE_EXHAUSTED, "host h2 already runs 4");
 	a = good(), a.src_active = 2, a.host_limit = 2;
 	expect(&a, CN_RESOURCE_EXHAUSTED, "(limit 2)");
+}
+
+/* The source host's CPU feature registers must all be in the
+ * destination's: one bit short refuses, naming the register; bits
+ * canopy-vmm sets itself and hosts that reported nothing do not. */
+static void test_admit_cpu(void **s)
+{
+	const uint32_t src[MIG_CPU_FEATS] = { 0x7ed8320b, 0x178bfbff,
+					      0x219c91a9, 0x00400004,
+					      0x10,	  0xf,
+					      0x5f3,	  0x2fd3fbff };
+	uint32_t dst[MIG_CPU_FEATS];
+	struct vmo_admit a = good();
+	char why[512];
+
+	(void)s;
+	memcpy(dst, src, sizeof(dst));
+	a.src_cpu = src, a.n_src_cpu = MIG_CPU_FEATS;
+	a.dst_cpu = dst, a.n_dst_cpu = MIG_CPU_FEATS;
+	assert_int_equal(vmo_admit_check(&a, why, sizeof(why)), CN_OK);
+	dst[6] &= ~0x1u; /* 0x80000001.ecx LAHF/SAHF */
+	expect(&a, CN_FAILED_PRECONDITION,
+	       "host h2's CPU lacks features vm web1 may use on host h1 "
+	       "(CPUID 0x80000001.ecx bits 0x00000001)");
+	dst[2] &= ~0x20u; /* 7.0.ebx AVX2 too: the first register named */
+	expect(&a, CN_FAILED_PRECONDITION, "CPUID 7.0.ebx bits 0x00000020");
+	memcpy(dst, src, sizeof(dst));
+	dst[0] &= ~(1u << 31); /* 1.ecx hypervisor: canopy-vmm sets it */
+	dst[6] &= ~(1u << 2); /* 0x80000001.ecx SVM: canopy-vmm clears it */
+	assert_int_equal(vmo_admit_check(&a, why, sizeof(why)), CN_OK);
+	memset(dst, 0, sizeof(dst));
+	a.n_dst_cpu = 0; /* not reported: left to the receiver */
+	assert_int_equal(vmo_admit_check(&a, why, sizeof(why)), CN_OK);
+	a.n_dst_cpu = MIG_CPU_FEATS, a.n_src_cpu = 0;
+	assert_int_equal(vmo_admit_check(&a, why, sizeof(why)), CN_OK);
+	/* Before memory: the first failed check is the one named. */
+	a = good(), a.dst_free_mib = 0;
+	a.src_cpu = src, a.n_src_cpu = MIG_CPU_FEATS;
+	a.dst_cpu = dst, a.n_dst_cpu = MIG_CPU_FEATS;
+	expect(&a, CN_FAILED_PRECONDITION, "CPU lacks features");
 }
 
 static void test_stages(void **s)
@@ -175,6 +216,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_admit_ok),
 		cmocka_unit_test(test_admit_refusals),
+		cmocka_unit_test(test_admit_cpu),
 		cmocka_unit_test(test_stages),
 		cmocka_unit_test(test_cancel_window),
 		cmocka_unit_test(test_progress),

@@ -43,6 +43,42 @@ static int rec_of(struct buf *b, struct mig_rec *r)
 	return rc;
 }
 
+/* The registers agents report: in order, without canopy-vmm's own bits,
+ * 0 for a leaf the set lacks; the first short register is named. */
+static void test_cpu_features(void **state)
+{
+	const struct mig_cpuid set[] = {
+		{ .function = 0x80000001u, .ecx = 0x5f7, .edx = 0x2fd3fbff },
+		{ .function = 1, .ecx = 0xfed8322bu, .edx = 0x178bfbff },
+		{ .function = 7, .index = 1, .ebx = 0xdead }, /* not compared */
+		{ .function = 7, .ebx = 0x219c91a9 },
+	};
+	uint32_t f[MIG_CPU_FEATS], have[MIG_CPU_FEATS];
+	char why[64];
+
+	(void)state;
+	mig_cpu_features(set, 4, f);
+	/* 1.ecx without hypervisor (31), OSXSAVE (27), VMX (5) */
+	assert_int_equal(f[0], 0x76d8320bu);
+	assert_int_equal(f[1], 0x178bfbffu & ~(1u << 28)); /* HTT */
+	assert_int_equal(f[2], 0x219c91a9u);
+	assert_int_equal(f[3], 0);
+	assert_int_equal(f[5], 0); /* leaf 0xd absent */
+	assert_int_equal(f[6], 0x5f3u); /* SVM */
+	assert_int_equal(f[7], 0x2fd3fbffu);
+	memcpy(have, f, sizeof(have));
+	assert_int_equal(mig_cpu_features_missing(f, have, why, sizeof(why)),
+			 0);
+	have[7] &= ~0x800u, have[2] = 0;
+	assert_int_equal(mig_cpu_features_missing(f, have, why, sizeof(why)),
+			 -EINVAL);
+	assert_string_equal(why, "CPUID 7.0.ebx bits 0x219c91a9");
+	have[2] = f[2];
+	assert_int_equal(mig_cpu_features_missing(f, have, why, sizeof(why)),
+			 -EINVAL);
+	assert_string_equal(why, "CPUID 0x80000001.edx bits 0x00000800");
+}
+
 static void test_header_round_trip_and_check(void **state)
 {
 	struct mig_header h = src_hdr(), local = src_hdr();
@@ -378,6 +414,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_header_round_trip_and_check),
+		cmocka_unit_test(test_cpu_features),
 		cmocka_unit_test(test_header_hostile),
 		cmocka_unit_test(test_heads),
 		cmocka_unit_test(test_pages),

@@ -329,14 +329,18 @@ class FakeAgent:
     """The C fake agent; lines it prints are queued for expect()."""
 
     def __init__(self, mgr, host_id, memory_mib=8192, datastore=None,
-                 bus=None):
+                 bus=None, cpu_features=None):
         """mgr: the Manager that lets the host join (agent_args); bus: its
-        endpoint when not mgr.bus (HA tests share one)."""
+        endpoint when not mgr.bus (HA tests share one); cpu_features: the
+        values it registers (AgentRegister.cpu_features), none if None."""
         cmd = [binary("tests/helpers/mgr_fake_agent"), "--manager",
                bus or mgr.bus, "--host-id", host_id,
                "--memory-mib", str(memory_mib)] + mgr.agent_args(host_id)
         if datastore:
             cmd += ["--datastore", datastore]
+        if cpu_features is not None:
+            cmd += ["--cpu-features",
+                    ",".join("0x%x" % v for v in cpu_features)]
         self.host_id = host_id
         self.lines = queue.Queue()
         self.seen = []
