@@ -6,6 +6,7 @@ keeps working when the leader stops and the standby takes over. (Powering a
 VM on is covered by the lab test, tests/integration/test_lab.py.)"""
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -75,7 +76,10 @@ def test_cli_against_real_manager(cluster):
     rc, out, err = canopy(m, "cluster", "status")
     assert rc == 0 and "Hosts:    1 (1 connected)" in out, err
     rc, out, err = canopy(m, "host", "show", "e2e-h1")
-    assert rc == 0 and "State:       connected" in out, err
+    assert rc == 0 and "State:         connected" in out, err
+    # The agent's CPU feature registers, as migration admission sees them.
+    assert re.search(r"\nCPU features:  [0-9a-f]{8}( [0-9a-f]{8}){7}\n",
+                     out), out
     rc, out, err = canopy(m, "-o", "json", "datastore", "list")
     assert rc == 0 and json.loads(out) == [], err
 
