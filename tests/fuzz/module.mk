@@ -50,7 +50,8 @@ $(eval $(call fuzz_rule,bus,lib/bus.c lib/bus_sock.c lib/loop.c lib/log.c \
 	$(call FUZZ_PB,canopy_agent),$(FUZZ_LIBS_PB) $(LIBS_ZMQ) \
 	$(LIBS_CRYPTO)))
 $(eval $(call fuzz_rule,api,manager/api_check.c manager/keys.c \
-	manager/spec.c lib/url.c vmotion/orch.c lib/err.c lib/hex.c \
+	manager/spec.c lib/url.c vmotion/orch.c vmotion/stream.c lib/buf.c \
+	lib/err.c lib/hex.c \
 	manager/auth_token.c manager/auth_pw.c manager/auth_priv.c \
 	$(call FUZZ_PB,canopy_api) $(B)/gen/proto/canopy_agent.pb-c.c \
 	$(B)/gen/proto/canopy_auth.pb-c.c, \
