@@ -100,6 +100,7 @@ static void host_print(struct cli *c, const ProtobufCMessage *m)
 	const Canopy__V1__Host *h = (const Canopy__V1__Host *)m;
 	char state[32], cpus[16], mem[80], vms[16], seen[32], ds[512];
 	char feats[128];
+	size_t fo = 0;
 	const char *keys[] = { "ID",	       "Hostname", "State",
 			       "Address",      "Version",  "CPUs",
 			       "CPU features", "Memory",   "VMs",
@@ -115,10 +116,9 @@ static void host_print(struct cli *c, const ProtobufCMessage *m)
 	/* The registers migration admission compares (docs/
 	 * migration-protocol.md, "CPU features"), in their order. */
 	snprintf(feats, sizeof(feats), "-");
-	for (i = 0; i < h->n_cpu_features && o + 10 < sizeof(feats); i++)
-		o += (size_t)snprintf(feats + o, sizeof(feats) - o, "%s%08x",
-				      i ? " " : "", h->cpu_features[i]);
-	o = 0;
+	for (i = 0; i < h->n_cpu_features && fo + 10 < sizeof(feats); i++)
+		fo += (size_t)snprintf(feats + fo, sizeof(feats) - fo, "%s%08x",
+				       i ? " " : "", h->cpu_features[i]);
 	host_memory(mem, sizeof(mem), h);
 	snprintf(vms, sizeof(vms), "%u", h->vms);
 	cli_fmt_age(seen, sizeof(seen), h->last_seen_unix_ms, cli_now_ms());

@@ -10,9 +10,9 @@
 #include "lib/sys.h"
 #include "manager/hosts.h"
 #include "manager/manager.h"
-#include "vmotion/stream.h"
 #include "manager/migrate.h"
 #include "manager/tasks.h"
+#include "vmotion/stream.h"
 
 /* Limits on what an agent may register. */
 #define MGR_REG_STR_MAX 255

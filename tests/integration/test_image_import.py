@@ -265,12 +265,7 @@ def import_image(e, url, name, sha=""):
 
 
 def wait_task(e, tid, timeout=60):
-    a = api()
-    last = None
-    for t in e.m.stream("TaskService", "WaitTask", a.WaitTaskRequest(id=tid),
-                        a.Task, timeout=timeout):
-        last = t
-    return last
+    return e.m.wait_task(tid, timeout)
 
 
 def ds_files(e):

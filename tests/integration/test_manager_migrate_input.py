@@ -96,14 +96,6 @@ FEATS = [0x7ed8320b, 0x178bfbff, 0x219c91a9, 0x00400004, 0x00000010,
          0x0000000f, 0x000005f3, 0x2fd3fbff]
 
 
-def final_task(mgr, task_id):
-    got = list(mgr.stream("TaskService", "WaitTask",
-                          A().WaitTaskRequest(id=task_id), A().Task,
-                          timeout=20))
-    assert got, "WaitTask streamed nothing"
-    return got[-1]
-
-
 def test_cpu_features_admission(mgr):
     """MigrateVm compares the source host's CPU feature registers with the
     destination's before anything starts: one bit short is refused with
@@ -132,10 +124,10 @@ def test_cpu_features_admission(mgr):
                           kernel="/boot/guest.elf")
         t = mgr.call("VmService", "CreateVm",
                      A().CreateVmRequest(spec=spec, host="h1"), A().Task)
-        final_task(mgr, t.id)
+        mgr.wait_task(t.id)
         t = mgr.call("VmService", "StartVm", A().VmPowerRequest(name="web1"),
                      A().Task)
-        assert final_task(mgr, t.id).state == A().TASK_STATE_SUCCEEDED
+        assert mgr.wait_task(t.id).state == A().TASK_STATE_SUCCEEDED
 
         with pytest.raises(grpc.RpcError) as e:
             mgr.call("VmService", "MigrateVm",
@@ -154,7 +146,7 @@ def test_cpu_features_admission(mgr):
                          A().Task)
             mgr.call("TaskService", "CancelTask",
                      A().CancelTaskRequest(id=t.id), A().Task)
-            last = final_task(mgr, t.id)
+            last = mgr.wait_task(t.id)
             assert last.state == A().TASK_STATE_CANCELLED, last
     finally:
         for a in agents:

@@ -156,9 +156,7 @@ class Cluster:
         return last
 
     def wait_task(self, tid, timeout=90):
-        return list(self.m.stream("TaskService", "WaitTask",
-                                  A().WaitTaskRequest(id=tid), A().Task,
-                                  timeout=timeout))[-1]
+        return self.m.wait_task(tid, timeout)
 
     def start_vm(self, host="node1", name="web1", args=GUEST_ARGS,
                  disks=()):

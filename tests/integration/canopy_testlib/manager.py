@@ -234,6 +234,15 @@ class Manager:
             request_serializer=_ser, response_deserializer=resp_type.FromString)
         return f(req, timeout=timeout)
 
+    def wait_task(self, task_id, timeout=30):
+        """WaitTask until the task ends: its final state."""
+        a = api()
+        got = list(self.stream("TaskService", "WaitTask",
+                               a.WaitTaskRequest(id=task_id), a.Task,
+                               timeout=timeout))
+        assert got, "WaitTask streamed nothing for task %s" % task_id
+        return got[-1]
+
     def add_host(self, host_id, ttl=0):
         """AddHost: the host's one-time join token."""
         a = api()
